@@ -1,0 +1,108 @@
+"""SensorAgent: the eyes and ears.
+
+Every tick it turns the host into one ``MetricsSample`` (collection runs in a worker
+thread, so a slow ``/proc`` never stalls the event loop), adds the state of every watched
+service, and publishes it on ``metrics.sample``. Service changes do not wait for a tick:
+managers report them the moment they happen and they go out on ``service.<kind>``
+(``service.exited``, ``service.started``...).
+
+Other agents and the web read ``sensor.latest`` rather than asking for a fresh sample, so
+no request ever triggers collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
+
+if TYPE_CHECKING:
+    from watchkeeper.collectors import CollectorRegistry, Sampler
+    from watchkeeper.metrics import MetricsSample
+
+__all__ = ["SensorAgent"]
+
+log = logging.getLogger("watchkeeper.agent.sensor")
+
+
+class SensorAgent(BaseAgent):
+    """Samples the host every interval and publishes ``metrics.sample``."""
+
+    kind = "sensor"
+    extra_commands = ("sample_now",)
+
+    def __init__(
+        self,
+        name: str,
+        ctx: AgentContext,
+        *,
+        registry: CollectorRegistry | None = None,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__(name, ctx, interval=interval)
+        self._registry = registry
+        self._sampler: Sampler | None = None
+        self.latest: MetricsSample | None = None
+        self.latest_comment: str | None = None
+        self._last_mood: str | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The collector registry plugins add to (built on first use)."""
+        if self._registry is None:
+            from watchkeeper.collectors import build_default_registry
+
+            self._registry = build_default_registry(top_n=self.settings.top_processes)
+        return self._registry
+
+    async def setup(self) -> None:
+        if self._sampler is None:
+            from watchkeeper.collectors import Sampler
+
+            # Kept across restarts so rates continue from the last sample.
+            self._sampler = Sampler(self.registry, top_n=self.settings.top_processes)
+
+    async def _service_statuses(self) -> list[Any]:
+        statuses: list[Any] = []
+        for manager in self.ctx.services.values():
+            try:
+                statuses.extend(await manager.list())
+            except Exception as exc:  # one broken backend must not hide the others
+                log.warning("service manager %s failed: %s", getattr(manager, "name", "?"), exc)
+        return statuses
+
+    async def _perform_check(self) -> None:
+        assert self._sampler is not None
+        sample = await asyncio.to_thread(self._sampler.sample)
+        services = await self._service_statuses()
+        if services:
+            sample = sample.model_copy(update={"services": services})
+        self.latest = sample
+        self._comment(sample)
+        await self.publish("metrics.sample", sample)
+        if sample.errors:
+            log.debug("partial sample: %s", sample.errors)
+
+    def _comment(self, sample: MetricsSample) -> None:
+        from watchkeeper.commentary import comment
+
+        settings = self.settings
+        line = comment(sample, settings.personality, thresholds=settings.thresholds)
+        self.latest_comment = line
+        if line is None:
+            return
+        # Say it when the mood changes, not every tick: the log is for events.
+        mood = line.split(" ", 1)[0]
+        if mood != self._last_mood:
+            self._last_mood = mood
+            log.info("%s", line)
+
+    async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if command == "sample_now":
+            await self.check_once()
+            latest = self.latest
+            return {"sample": latest.model_dump(mode="json") if latest else None}
+        raise CommandError(f"agent {self.name!r} has no command {command!r}")

@@ -1,0 +1,403 @@
+"""The message bus: how agents talk without calling each other.
+
+Topics are dot-separated words (``metrics.sample``, ``alert.firing``). A subscription
+pattern matches word by word: ``*`` stands for exactly one word and ``#`` for any number
+of trailing words (``alert.*``, ``command.#``, ``#``)::
+
+    sub = bus.subscribe("alert.*", name="notifier")
+    await bus.publish("alert.firing", alert, sender="analyzer")
+    message = await sub.get()
+
+Every subscriber has its own bounded queue. A subscriber that falls behind loses its
+*oldest* messages (a monitor cares about the latest state), never blocks the publisher or
+the other subscribers, and the loss is counted in its stats. Messages are pydantic models
+whose payload is plain JSON data, so a networked backend can replace ``InMemoryBus``
+without any agent changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Bus",
+    "BusStats",
+    "InMemoryBus",
+    "Message",
+    "RequestTimeout",
+    "SubscriberStats",
+    "Subscription",
+    "topic_matches",
+]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+REPLY_PREFIX = "_reply."
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    """One message on the bus. ``payload`` is JSON data; ``parse`` gives it a type back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=_new_id)
+    topic: str
+    sender: str
+    timestamp: float = Field(default_factory=time.time)
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    def parse(self, model: type[ModelT]) -> ModelT:
+        """The payload as ``model``: ``sample = message.parse(MetricsSample)``."""
+        return model.model_validate(self.payload)
+
+
+class RequestTimeout(TimeoutError):
+    """No reply came within the request's timeout."""
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether ``topic`` falls under ``pattern`` (``*`` one word, ``#`` the rest)."""
+    if pattern in ("#", topic):
+        return True
+    pwords = pattern.split(".")
+    twords = topic.split(".")
+    for index, word in enumerate(pwords):
+        if word == "#":
+            return True
+        if index >= len(twords):
+            return False
+        if word != "*" and word != twords[index]:
+            return False
+    return len(pwords) == len(twords)
+
+
+class SubscriberStats(BaseModel):
+    name: str
+    pattern: str
+    queued: int
+    maxsize: int
+    delivered: int
+    dropped: int
+
+
+class BusStats(BaseModel):
+    published: int
+    delivered: int
+    dropped: int
+    subscribers: list[SubscriberStats]
+    topics: dict[str, int]
+    rates: dict[str, float] = Field(description="messages per second over the last minute")
+    pending_requests: int
+
+
+class Subscription:
+    """A bounded queue of the messages matching one pattern.
+
+    Iterate it (``async for message in sub``) or ``await sub.get()``; ``close()`` (or the
+    ``with`` block ending) unsubscribes. The queue never grows past ``maxsize``: when full,
+    the oldest message is dropped and counted.
+    """
+
+    def __init__(self, bus: InMemoryBus, pattern: str, name: str, maxsize: int) -> None:
+        self.pattern = pattern
+        self.name = name
+        self.maxsize = maxsize
+        self.delivered = 0
+        self.dropped = 0
+        self._bus = bus
+        self._queue: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def _offer(self, message: Message) -> None:
+        if len(self._queue) >= self.maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+            self._bus._dropped += 1
+        self._queue.append(message)
+        self.delivered += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def qsize(self) -> int:
+        return len(self._queue)
+
+    def get_nowait(self) -> Message | None:
+        return self._queue.popleft() if self._queue else None
+
+    async def get(self, timeout: float | None = None) -> Message:
+        """The next message; raises ``TimeoutError`` after ``timeout`` seconds."""
+        while not self._queue:
+            if self.closed:
+                raise asyncio.CancelledError("subscription closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await self._waiter
+                else:
+                    await asyncio.wait_for(self._waiter, timeout)
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while not self.closed:
+            try:
+                yield await self.get()
+            except asyncio.CancelledError:
+                if self.closed:
+                    return
+                raise
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._bus._remove(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> SubscriberStats:
+        return SubscriberStats(
+            name=self.name,
+            pattern=self.pattern,
+            queued=len(self._queue),
+            maxsize=self.maxsize,
+            delivered=self.delivered,
+            dropped=self.dropped,
+        )
+
+
+class Bus(Protocol):
+    """What agents may rely on; ``InMemoryBus`` is the in-process backend."""
+
+    async def publish(
+        self,
+        topic: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        sender: str,
+        correlation_id: str | None = None,
+    ) -> Message: ...
+
+    def subscribe(self, pattern: str, *, name: str, maxsize: int = 1000) -> Subscription: ...
+
+    async def request(
+        self,
+        topic: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        sender: str,
+        timeout: float = 5.0,
+    ) -> Message: ...
+
+    async def reply(
+        self, request: Message, payload: BaseModel | Mapping[str, Any] | None, *, sender: str
+    ) -> Message | None: ...
+
+    def stats(self) -> BusStats: ...
+
+    def history(self, limit: int = 100, pattern: str = "#") -> list[Message]: ...
+
+
+class InMemoryBus:
+    """The in-process asyncio bus.
+
+    Delivery is synchronous into each subscriber's queue, so ordering per subscriber is the
+    publish order, and ``publish`` never waits on a slow consumer.
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._subs: list[Subscription] = []
+        self._route_cache: dict[str, list[Subscription]] = {}
+        self._history: deque[Message] = deque(maxlen=history_size)
+        self._topic_counts: dict[str, int] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._published = 0
+        self._delivered_total = 0
+        self._dropped = 0
+        self._clock = clock
+        self._seq = itertools.count()
+
+    # -- subscribing -------------------------------------------------------------------
+    def subscribe(self, pattern: str, *, name: str, maxsize: int = 1000) -> Subscription:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        if not pattern or any(not word for word in pattern.split(".")):
+            raise ValueError(f"bad topic pattern {pattern!r}")
+        sub = Subscription(self, pattern, name, maxsize)
+        self._subs.append(sub)
+        self._route_cache.clear()
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+            self._route_cache.clear()
+
+    def _routes(self, topic: str) -> list[Subscription]:
+        routes = self._route_cache.get(topic)
+        if routes is None:
+            routes = [sub for sub in self._subs if topic_matches(sub.pattern, topic)]
+            if len(self._route_cache) > 4096:
+                self._route_cache.clear()
+            self._route_cache[topic] = routes
+        return routes
+
+    # -- publishing --------------------------------------------------------------------
+    @staticmethod
+    def _payload(payload: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
+        if payload is None:
+            return {}
+        if isinstance(payload, BaseModel):
+            return payload.model_dump(mode="json")
+        return dict(payload)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        sender: str,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Message:
+        """Publish and return the message as delivered."""
+        message = Message(
+            topic=topic,
+            sender=sender,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            payload=self._payload(payload),
+        )
+        self.deliver(message)
+        return message
+
+    def deliver(self, message: Message) -> None:
+        """Hand an already-built message to every matching subscriber (a remote backend's
+        receive side calls this too)."""
+        topic = message.topic
+        is_reply = topic.startswith(REPLY_PREFIX)
+        # Reply topics are unique per request: count them together so stats stay bounded.
+        key = "_reply.*" if is_reply else topic
+        self._published += 1
+        self._topic_counts[key] = self._topic_counts.get(key, 0) + 1
+        stamps = self._recent.get(key)
+        if stamps is None:
+            stamps = self._recent[key] = deque(maxlen=10_000)
+        stamps.append(self._clock())
+        if is_reply:
+            future = self._pending.get(topic[len(REPLY_PREFIX) :])
+            if future is not None and not future.done():
+                future.set_result(message)
+        else:
+            self._history.append(message)
+        for sub in self._routes(topic):
+            sub._offer(message)
+            self._delivered_total += 1
+
+    # -- request / reply ---------------------------------------------------------------
+    async def request(
+        self,
+        topic: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        sender: str,
+        timeout: float = 5.0,
+    ) -> Message:
+        """Publish and wait for the first reply; ``RequestTimeout`` after ``timeout``."""
+        correlation_id = _new_id()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            await self.publish(
+                topic,
+                payload,
+                sender=sender,
+                correlation_id=correlation_id,
+                reply_to=REPLY_PREFIX + correlation_id,
+            )
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"no reply on {topic!r} within {timeout:g}s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def reply(
+        self, request: Message, payload: BaseModel | Mapping[str, Any] | None, *, sender: str
+    ) -> Message | None:
+        """Answer ``request`` if it asked for a reply; returns the reply or None."""
+        if not request.reply_to:
+            return None
+        return await self.publish(
+            request.reply_to, payload, sender=sender, correlation_id=request.correlation_id
+        )
+
+    # -- looking at it -----------------------------------------------------------------
+    def history(self, limit: int = 100, pattern: str = "#") -> list[Message]:
+        """The most recent messages (oldest first) whose topic matches ``pattern``."""
+        picked: list[Message] = []
+        for message in reversed(self._history):
+            if topic_matches(pattern, message.topic):
+                picked.append(message)
+                if len(picked) >= limit:
+                    break
+        picked.reverse()
+        return picked
+
+    def stats(self) -> BusStats:
+        now = self._clock()
+        rates: dict[str, float] = {}
+        for topic, stamps in self._recent.items():
+            while stamps and stamps[0] < now - 60.0:
+                stamps.popleft()
+            if stamps:
+                rates[topic] = round(len(stamps) / 60.0, 3)
+        return BusStats(
+            published=self._published,
+            delivered=self._delivered_total,
+            dropped=self._dropped,
+            subscribers=[sub.stats() for sub in self._subs],
+            topics=dict(self._topic_counts),
+            rates=rates,
+            pending_requests=len(self._pending),
+        )
+
+    def close(self) -> None:
+        """Close every subscription and fail pending requests."""
+        for sub in list(self._subs):
+            sub.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()

@@ -1,0 +1,194 @@
+"""The ``watchkeeper`` command.
+
+Every failure a person can cause (a bad flag, a bad config file, a port in use) ends with
+one line on stderr that says what to fix, and exit code 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from watchkeeper import __version__
+from watchkeeper.config import ConfigError, Settings, dotted_to_nested, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="watchkeeper",
+    help="Watch this host, reason about what goes wrong, and heal what is safe to heal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $WATCHKEEPER_CONFIG, else ./watchkeeper.toml if present).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit with ``code``."""
+    typer.echo(f"watchkeeper: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``["web.port=8080", "remediation.mode=dry_run"]`` → nested flags."""
+    flat: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set expects KEY=VALUE, got {pair!r}")
+        flat[key.strip()] = _parse_value(raw)
+    try:
+        return dotted_to_nested(flat)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")
+
+
+def load_or_exit(
+    config: Path | None, flags: dict[str, Any] | None = None
+) -> tuple[Settings, Path | None]:
+    try:
+        return load_settings(config, flags=flags)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")
+
+
+def _merge_flag(flags: dict[str, Any], dotted: str, value: Any) -> None:
+    if value is None:
+        return
+    node = flags
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where logs, status and history go.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address the web server binds to.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the web server.", min=0, max=65535)
+    ] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Run without the web server.")] = False,
+    mode: Annotated[
+        str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")
+    ] = None,
+    personality: Annotated[str | None, typer.Option(help="witty or plain.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
+    ] = None,
+) -> None:
+    """Start the agents (and the web dashboard) and run until stopped."""
+    flags = parse_sets(set_ or [])
+    _merge_flag(flags, "agents.check_interval", interval)
+    _merge_flag(flags, "data_dir", str(data_dir) if data_dir else None)
+    _merge_flag(flags, "web.host", host)
+    _merge_flag(flags, "web.port", port)
+    _merge_flag(flags, "remediation.mode", mode)
+    _merge_flag(flags, "personality", personality)
+    _merge_flag(flags, "log_level", log_level)
+    settings, path = load_or_exit(config, flags)
+    from watchkeeper.runner import run_system
+    from watchkeeper.web.server import PortInUse
+
+    try:
+        code = run_system(settings, path, web=settings.web.enabled and not no_web)
+    except PortInUse as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+def _public_dump(settings: Settings) -> dict[str, Any]:
+    data = settings.model_dump(mode="json", exclude_none=True)
+    if data.get("web", {}).get("token"):
+        data["web"]["token"] = "********"
+    return data
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of TOML.")] = False,
+) -> None:
+    """Print the effective configuration (every source applied)."""
+    settings, path = load_or_exit(config)
+    data = _public_dump(settings)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    import tomli_w
+
+    source = str(path) if path else "built-in defaults"
+    typer.echo(f"# effective configuration (file: {source}; environment and flags applied)")
+    typer.echo(tomli_w.dumps(data), nl=False)
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[
+        Path | None, typer.Argument(help="File to check (default: as for run).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate a configuration file; exit 0 when it is good, 2 when not."""
+    chosen = file or config
+    _, path = load_or_exit(chosen)
+    where = str(path) if path else "built-in defaults (no config file found)"
+    typer.echo(f"ok: {where} is valid")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"watchkeeper {__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for the console script and ``python -m watchkeeper``."""
+    try:
+        app(args=argv, prog_name="watchkeeper")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: one line, details in the log
+        logging.getLogger("watchkeeper").error("internal error", exc_info=exc)
+        typer.echo(
+            f"watchkeeper: internal error: {type(exc).__name__}: {exc} "
+            "(details in the log under the data dir)",
+            err=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,408 @@
+"""Typed, frozen settings with an explicit source order.
+
+Sources, later wins::
+
+    built-in defaults < watchkeeper.toml < WATCHKEEPER_* environment < command-line flags
+
+``OLLAMA_HOST`` sets the Ollama URL the way Ollama's own tools read it, below
+``WATCHKEEPER_OLLAMA__URL`` and flags. Load once with :func:`load_settings`; a running
+system changes settings only through :class:`ConfigStore.update`, which validates the
+whole result before anything takes effect::
+
+    settings = load_settings(config_file="watchkeeper.toml", flags={"web": {"port": 8080}})
+
+Every problem becomes a :class:`ConfigError` whose message names the key and where it
+came from, so the command line can print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watchkeeper.services.spec import ServiceSpec
+
+__all__ = [
+    "AgentSettings",
+    "AgentsSettings",
+    "ConfigError",
+    "OllamaSettings",
+    "PluginSettings",
+    "RemediationSettings",
+    "Settings",
+    "StorageSettings",
+    "Thresholds",
+    "WebSettings",
+    "find_config_file",
+    "load_settings",
+]
+
+ENV_PREFIX = "WATCHKEEPER_"
+# Environment variables of ours that are not settings keys.
+_ENV_NOT_SETTINGS = {"WATCHKEEPER_CONFIG", "WATCHKEEPER_TOKEN", "WATCHKEEPER_URL"}
+DEFAULT_CONFIG_NAME = "watchkeeper.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who has to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Thresholds(_Section):
+    """Warning and critical levels; every pair must have warning below critical."""
+
+    cpu_warning: float = Field(75.0, ge=0, le=100, description="CPU % that raises eyebrows")
+    cpu_critical: float = Field(90.0, ge=0, le=100, description="CPU % that means trouble")
+    memory_warning: float = Field(85.0, ge=0, le=100)
+    memory_critical: float = Field(95.0, ge=0, le=100)
+    disk_warning: float = Field(85.0, ge=0, le=100)
+    disk_critical: float = Field(95.0, ge=0, le=100)
+    swap_warning: float = Field(50.0, ge=0, le=100)
+    swap_critical: float = Field(80.0, ge=0, le=100)
+    inode_warning: float = Field(85.0, ge=0, le=100)
+    inode_critical: float = Field(95.0, ge=0, le=100)
+    load_warning: float = Field(1.5, gt=0, description="1-minute load per core")
+    load_critical: float = Field(3.0, gt=0, description="1-minute load per core")
+
+    @model_validator(mode="after")
+    def _warning_below_critical(self) -> Thresholds:
+        for family in ("cpu", "memory", "disk", "swap", "inode", "load"):
+            warning = getattr(self, f"{family}_warning")
+            critical = getattr(self, f"{family}_critical")
+            if warning >= critical:
+                raise ValueError(
+                    f"{family}_warning ({warning:g}) must be below {family}_critical ({critical:g})"
+                )
+        return self
+
+
+class AgentSettings(_Section):
+    """Per-agent overrides; anything left unset follows ``[agents]``."""
+
+    enabled: bool = True
+    check_interval: float | None = Field(None, gt=0, le=3600)
+
+
+class AgentsSettings(_Section):
+    check_interval: float = Field(5.0, gt=0, le=3600, description="seconds between checks")
+    hang_intervals: float = Field(
+        3.0, ge=1, description="a check silent for this many intervals counts as hung"
+    )
+    min_hang_timeout: float = Field(10.0, gt=0, description="never call a check hung sooner")
+    restart_backoff_initial: float = Field(1.0, gt=0)
+    restart_backoff_max: float = Field(60.0, gt=0)
+    sensor: AgentSettings = AgentSettings(check_interval=None)
+    analyzer: AgentSettings = AgentSettings()
+    remediator: AgentSettings = AgentSettings()
+    communicator: AgentSettings = AgentSettings()
+
+    def for_agent(self, name: str) -> AgentSettings:
+        return getattr(self, name, None) or AgentSettings()
+
+    def interval_for(self, name: str) -> float:
+        own = self.for_agent(name).check_interval
+        return own if own is not None else self.check_interval
+
+
+class RemediationSettings(_Section):
+    mode: Literal["auto", "approve", "dry_run"] = "auto"
+    max_concurrent_actions: int = Field(2, ge=1, le=64)
+    healing_cooldown: float = Field(60.0, ge=0, description="seconds between attempts per target")
+    allow_actions: list[str] = Field(default_factory=list)
+    deny_actions: list[str] = Field(default_factory=list)
+    protected_names: list[str] = Field(default_factory=lambda: ["sshd", "systemd", "init"])
+
+
+class OllamaSettings(_Section):
+    enabled: bool = True
+    url: str = "http://localhost:11434"
+    model: str = "mistral"
+    timeout: float = Field(30.0, gt=0)
+    retry_attempts: int = Field(3, ge=1, le=10)
+    retry_delay: float = Field(2.0, ge=0)
+    num_ctx: int = Field(4096, ge=512)
+    cooldown: float = Field(300.0, ge=0, description="seconds between analyses of one alert")
+    hourly_budget: int = Field(30, ge=0, description="most LLM calls per hour")
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if "://" not in value:
+            value = f"http://{value}"
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class WebSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: str | None = Field(None, min_length=16)
+    open_reads: bool = Field(True, description="read-only endpoints need no token")
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class StorageSettings(_Section):
+    raw_retention_hours: float = Field(24.0, gt=0)
+    aggregate_retention_days: float = Field(30.0, gt=0)
+
+
+class PluginSettings(_Section):
+    directory: Path = Path("plugins")
+    plugins_to_load: list[str] = Field(default_factory=list)
+    plugin_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything watchkeeper can be told. Frozen: change it through ``ConfigStore``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    data_dir: Path = Path("debug_output")
+    personality: Literal["witty", "plain"] = "witty"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    status_interval: float = Field(5.0, gt=0, description="seconds between status file writes")
+    top_processes: int = Field(10, ge=1, le=100)
+    thresholds: Thresholds = Thresholds()
+    agents: AgentsSettings = AgentsSettings()
+    remediation: RemediationSettings = RemediationSettings()
+    ollama: OllamaSettings = OllamaSettings()
+    web: WebSettings = WebSettings()
+    storage: StorageSettings = StorageSettings()
+    plugins: PluginSettings = PluginSettings()
+    services: list[ServiceSpec] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> Settings:
+        seen: set[str] = set()
+        for spec in self.services:
+            if spec.name in seen:
+                raise ValueError(f"service {spec.name!r} is defined twice")
+            seen.add(spec.name)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins inside pydantic-settings: flags, then environment, then OLLAMA_HOST,
+        # then the file. Defaults come from the fields themselves.
+        return (
+            init_settings,
+            env_settings,
+            _DictSource(settings_cls, _CURRENT_LAYERS.get("ollama_host", {})),
+            _DictSource(settings_cls, _CURRENT_LAYERS.get("file", {})),
+        )
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A settings source that hands over a mapping loaded elsewhere."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = dict(data)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+# Layers for the settings being built right now. Settings construction is synchronous and
+# happens at start-up or inside ConfigStore.update, never concurrently with itself.
+_CURRENT_LAYERS: dict[str, dict[str, Any]] = {}
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: ``explicit``, else ``WATCHKEEPER_CONFIG``, else
+    ``./watchkeeper.toml`` when it exists. An explicit path that does not exist is an error."""
+    chosen = explicit if explicit is not None else os.environ.get("WATCHKEEPER_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist or is not a file")
+        return path
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Our environment variables as nested keys, to name them in error messages."""
+    layer: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        node = layer
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = value
+    return layer
+
+
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    """A misspelt WATCHKEEPER_ variable is a mistake worth stopping for."""
+    for name in environ:
+        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        model: Any = Settings
+        for part in parts:
+            fields = getattr(model, "model_fields", None)
+            if fields is None:
+                break  # a dict or list field: its contents are validated by its type
+            if part not in fields:
+                raise ConfigError(f"environment variable {name}: unknown key {'.'.join(parts)!r}")
+            model = fields[part].annotation
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                break
+
+
+def _has_key(layer: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = layer
+    for part in loc:
+        in_table = isinstance(node, Mapping) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_table or in_list:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _origin(loc: tuple[Any, ...], layers: list[tuple[str, Mapping[str, Any]]]) -> str:
+    # Look for the exact key first, then for its parents (a section-level check).
+    for depth in range(len(loc), 0, -1):
+        for label, layer in layers:
+            if _has_key(layer, loc[:depth]):
+                return label
+    return "built-in defaults"
+
+
+def _describe(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "is required"
+        lines.append(f"{key}: {message} (in {_origin(loc, layers)})")
+    return "; ".join(lines)
+
+
+def build_settings(
+    file_data: Mapping[str, Any],
+    *,
+    file_label: str,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Validate the layered sources into one ``Settings``; raise ``ConfigError``.
+
+    The environment is read from ``os.environ`` by pydantic-settings itself."""
+    flags = flags or {}
+    environ = os.environ
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("command-line flags", flags),
+        ("environment", _env_layer(environ)),
+    ]
+    ollama_host = environ.get("OLLAMA_HOST")
+    host_layer = {"ollama": {"url": ollama_host}} if ollama_host else {}
+    if host_layer:
+        layers.append(("environment OLLAMA_HOST", host_layer))
+    layers.append((file_label, file_data))
+    _check_env_names(environ)
+    _CURRENT_LAYERS.clear()
+    _CURRENT_LAYERS.update(file=dict(file_data), ollama_host=host_layer)
+    try:
+        return Settings(**dict(flags))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, layers)) from None
+    finally:
+        _CURRENT_LAYERS.clear()
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    flags: Mapping[str, Any] | None = None,
+) -> tuple[Settings, Path | None]:
+    """Load settings from every source; return them with the file that was read."""
+    path = find_config_file(config_file)
+    data = read_toml(path) if path else {}
+    label = str(path) if path else "built-in defaults"
+    return build_settings(data, file_label=label, flags=flags), path
+
+
+def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it, recursing into tables."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dotted_to_nested(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"thresholds.cpu_warning": 80}`` → ``{"thresholds": {"cpu_warning": 80}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in changes.items():
+        parts = [part for part in str(dotted).split(".") if part]
+        if not parts:
+            raise ConfigError(f"empty key in {dotted!r}")
+        node = nested
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{dotted}: conflicts with another change")
+            node = child
+        node[parts[-1]] = value
+    return nested

@@ -1,0 +1,124 @@
+"""Logging: colour for people, a rotating text log, and JSON lines for machines.
+
+``setup_logging(data_dir, level)`` wires three handlers onto the ``watchkeeper`` logger:
+
+- the console, through rich (colour, emoji, readable tracebacks only at DEBUG level);
+- ``<data_dir>/agent_system.log``, rotating at 10 MB, five files kept;
+- ``<data_dir>/agent_system.jsonl``, one JSON object per record, rotating likewise.
+
+Log text is never interpreted as rich markup, because process names and service names
+that end up in messages are untrusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["JsonLinesFormatter", "setup_logging"]
+
+_ROTATE_BYTES = 10 * 1024 * 1024
+_ROTATE_KEEP = 5
+_OURS = "watchkeeper-handler"
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, and any ``extra`` fields."""
+
+    _standard = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._standard and not key.startswith("_"):
+                entry[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _console_handler(level: int) -> logging.Handler:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(
+        console=Console(stderr=True),
+        markup=False,
+        rich_tracebacks=level <= logging.DEBUG,
+        show_path=False,
+        log_time_format="%H:%M:%S",
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler
+
+
+def setup_logging(
+    data_dir: Path | None,
+    level: str = "INFO",
+    *,
+    console: bool = True,
+) -> list[Path]:
+    """Configure the ``watchkeeper`` logger; returns the files it writes to.
+
+    Calling it again replaces the handlers it added before (tests, restarts in-process).
+    A data dir that cannot be written leaves console logging on and says so once.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    root = logging.getLogger("watchkeeper")
+    root.setLevel(numeric)
+    root.propagate = False
+    for handler in list(root.handlers):
+        if getattr(handler, _OURS, False):
+            root.removeHandler(handler)
+            handler.close()
+
+    handlers: list[logging.Handler] = []
+    if console:
+        handlers.append(_console_handler(numeric))
+    files: list[Path] = []
+    problem: str | None = None
+    if data_dir is not None:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            text = logging.handlers.RotatingFileHandler(
+                data_dir / "agent_system.log",
+                maxBytes=_ROTATE_BYTES,
+                backupCount=_ROTATE_KEEP,
+                encoding="utf-8",
+            )
+            text.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+            )
+            lines = logging.handlers.RotatingFileHandler(
+                data_dir / "agent_system.jsonl",
+                maxBytes=_ROTATE_BYTES,
+                backupCount=_ROTATE_KEEP,
+                encoding="utf-8",
+            )
+            lines.setFormatter(JsonLinesFormatter())
+            handlers += [text, lines]
+            files = [data_dir / "agent_system.log", data_dir / "agent_system.jsonl"]
+        except OSError as exc:
+            problem = f"cannot write logs under {data_dir}: {exc.strerror or exc}"
+    if not handlers:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        setattr(handler, _OURS, True)
+        root.addHandler(handler)
+    if problem:
+        root.warning("%s; logging to the console only", problem)
+    return files

@@ -1,0 +1,180 @@
+"""The orchestrator builds the team from configuration, runs it, and stops it cleanly.
+
+::
+
+    orchestrator = Orchestrator(store)
+    await orchestrator.run(stop_event)     # returns once stop_event is set and all is flushed
+
+It owns the bus, the supervisor, the service managers and the periodic status file.
+``orchestrator.agents`` maps agent names to agents (``agents.get("remediator")``), which is
+also how plugins find them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from watchkeeper import __version__
+from watchkeeper.agents.base import AgentContext, AgentState, BaseAgent
+from watchkeeper.bus import InMemoryBus
+from watchkeeper.config import Settings
+from watchkeeper.live_config import ConfigStore
+from watchkeeper.personality import say
+from watchkeeper.status import STATUS_FILE, write_json_atomic
+from watchkeeper.supervisor import Supervisor
+
+__all__ = ["AgentFactory", "Orchestrator", "default_agent_factories"]
+
+log = logging.getLogger("watchkeeper.orchestrator")
+
+AgentFactory = Callable[[str, AgentContext], BaseAgent]
+
+
+def default_agent_factories() -> dict[str, AgentFactory]:
+    """The built-in agents, in start order. Imports happen here, not at module import."""
+    from watchkeeper.agents.sensor import SensorAgent
+
+    return {"sensor": SensorAgent}
+
+
+class Orchestrator:
+    """Builds, starts, supervises and stops the agents."""
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        bus: InMemoryBus | None = None,
+        factories: dict[str, AgentFactory] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.bus = bus or InMemoryBus()
+        if store._bus is None:
+            store._bus = self.bus
+        self.clock = clock
+        self.started_at: float | None = None
+        self.state = "created"
+        self.services: dict[str, Any] = {}
+        self.extras: dict[str, Callable[[], Any]] = {}
+        settings = store.current
+        self.ctx = AgentContext(
+            bus=self.bus,
+            settings=store,
+            data_dir=settings.data_dir,
+            clock=clock,
+            services=self.services,
+        )
+        self.supervisor = Supervisor(
+            self.bus,
+            backoff_initial=settings.agents.restart_backoff_initial,
+            backoff_max=settings.agents.restart_backoff_max,
+            hang_intervals=settings.agents.hang_intervals,
+            min_hang_timeout=settings.agents.min_hang_timeout,
+            personality=lambda: self.store.current.personality,
+        )
+        self.agents: dict[str, BaseAgent] = {}
+        chosen = default_agent_factories() if factories is None else factories
+        for name, factory in chosen.items():
+            if settings.agents.for_agent(name).enabled:
+                self.add_agent(factory(name, self.ctx))
+
+    @property
+    def settings(self) -> Settings:
+        return self.store.current
+
+    def add_agent(self, agent: BaseAgent) -> None:
+        """Add an agent; started at once when the system is already running."""
+        if agent.name in self.agents:
+            raise ValueError(f"an agent named {agent.name!r} already exists")
+        self.agents[agent.name] = agent
+        if self.state == "running":
+            self.supervisor.add(agent)
+
+    # -- the snapshot ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the status file, the API and the CLI show about the system."""
+        now = self.clock()
+        agents = {
+            name: agent.health().model_dump(mode="json") for name, agent in self.agents.items()
+        }
+        states = [agent.state for agent in self.agents.values()]
+        if self.state != "running":
+            overall = self.state
+        elif any(state in (AgentState.FAILED, AgentState.DEGRADED) for state in states):
+            overall = "degraded"
+        else:
+            overall = "healthy"
+        bus = self.bus.stats()
+        snapshot: dict[str, Any] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "state": self.state,
+            "status": overall,
+            "started_at": self.started_at,
+            "updated_at": now,
+            "uptime_s": round(now - self.started_at, 3) if self.started_at else 0.0,
+            "agents": agents,
+            "bus": {
+                "published": bus.published,
+                "delivered": bus.delivered,
+                "dropped": bus.dropped,
+                "subscribers": len(bus.subscribers),
+            },
+            "config_file": str(self.store.path) if self.store.path else None,
+        }
+        for key, extra in self.extras.items():
+            try:
+                snapshot[key] = extra()
+            except Exception as exc:  # a broken extra must not break the status file
+                snapshot[key] = {"error": str(exc)}
+        return snapshot
+
+    def write_status(self) -> None:
+        path = self.settings.data_dir / STATUS_FILE
+        try:
+            write_json_atomic(path, self.snapshot())
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc.strerror or exc)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.to_thread(self.write_status)
+            await asyncio.sleep(self.settings.status_interval)
+
+    # -- life -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then stop the agents and write the final status."""
+        self.started_at = self.clock()
+        self.state = "running"
+        log.info(
+            "%s",
+            say(
+                "system_start",
+                self.settings.personality,
+                version=__version__,
+                agents=len(self.agents),
+                data_dir=self.settings.data_dir,
+            ),
+        )
+        await self.bus.publish("system.started", {"version": __version__}, sender="orchestrator")
+        try:
+            async with asyncio.TaskGroup() as group:
+                status = group.create_task(self._status_loop(), name="status-writer")
+                group.create_task(self.supervisor.run(list(self.agents.values()), stop))
+                await stop.wait()
+                self.state = "stopping"
+                status.cancel()
+        finally:
+            self.state = "stopped"
+            with contextlib.suppress(Exception):
+                await self.bus.publish("system.stopped", {}, sender="orchestrator")
+            self.write_status()
+            uptime = self.clock() - (self.started_at or self.clock())
+            log.info("%s", say("system_stop", self.settings.personality, uptime=uptime))
