@@ -96,6 +96,8 @@ def test_ollama_host_is_honoured_below_our_own_variable(monkeypatch: pytest.Monk
     monkeypatch.setenv("OLLAMA_HOST", "10.1.2.3:11434")
     settings, _ = load_settings()
     assert settings.ollama.url == "http://10.1.2.3:11434"
+    monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0")
+    assert load_settings()[0].ollama.url == "http://0.0.0.0:11434"
     monkeypatch.setenv("WATCHKEEPER_OLLAMA__URL", "http://127.0.0.1:9999")
     settings, _ = load_settings()
     assert settings.ollama.url == "http://127.0.0.1:9999"

@@ -32,6 +32,8 @@ from watchkeeper.services.spec import ServiceSpec
 __all__ = [
     "AgentSettings",
     "AgentsSettings",
+    "AnalyzerSettings",
+    "ExpectedPattern",
     "ConfigError",
     "OllamaSettings",
     "PluginSettings",
@@ -137,12 +139,74 @@ class OllamaSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
+        # Read exactly as Ollama's own tools read OLLAMA_HOST: a bare host gets http:// and
+        # port 11434; an explicit scheme without a port gets 80/443.
+        from watchkeeper.llm.results import resolve_host
+
         value = value.strip()
-        if "://" not in value:
-            value = f"http://{value}"
-        if not value.startswith(("http://", "https://")):
+        if not value:
+            raise ValueError("must not be empty")
+        if "://" in value and not value.lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return resolve_host(value, environ={})
+
+
+class ExpectedPattern(_Section):
+    """A process allowed to run hot: alerts it drives are lowered to ``max_severity``."""
+
+    process: str = Field(min_length=1, description="glob on the process name, any case")
+    hours: tuple[int, int] | None = Field(
+        None, description="local hours [start, end); wraps past midnight; None = always"
+    )
+    max_severity: Literal["info", "warning"] = "info"
+    note: str = ""
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_in_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not all(0 <= hour <= 24 for hour in value):
+            raise ValueError("hours must be between 0 and 24")
+        return value
+
+
+class AnalyzerSettings(_Section):
+    for_seconds: float = Field(15.0, ge=0, description="a condition holds this long to fire")
+    clear_seconds: float = Field(15.0, ge=0, description="and stays clear this long to resolve")
+    clear_margin: float = Field(5.0, ge=0, description="percentage points below a line to clear")
+    escalate_after: float = Field(900.0, gt=0, description="a warning firing this long escalates")
+    runaway_cpu_percent: float = Field(90.0, gt=0, description="% of one core, one process")
+    runaway_for_seconds: float = Field(60.0, ge=0)
+    zombie_warning: int = Field(20, ge=1)
+    zombie_critical: int = Field(100, ge=1)
+    net_errors_warning: float = Field(10.0, gt=0, description="errors+drops per second")
+    net_errors_critical: float = Field(100.0, gt=0)
+    swap_io_warning: float = Field(1_048_576.0, gt=0, description="swap in+out bytes/s")
+    swap_io_critical: float = Field(10_485_760.0, gt=0)
+    disk_fill_warning_hours: float = Field(24.0, gt=0)
+    disk_fill_critical_hours: float = Field(4.0, gt=0)
+    trend_window: float = Field(1800.0, gt=0, description="seconds of history for trends")
+    trend_min_points: int = Field(6, ge=3)
+    leak_min_bytes_per_hour: float = Field(52_428_800.0, gt=0)
+    load_climb_per_hour: float = Field(2.0, gt=0, description="per-core load rise per hour")
+    baseline_min_samples: int = Field(120, ge=10)
+    baseline_sigma: float = Field(6.0, gt=0, description="robust deviations that are anomalous")
+    expected: list[ExpectedPattern] = Field(
+        default_factory=lambda: [ExpectedPattern(process="*backup*", hours=(0, 6))]
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> AnalyzerSettings:
+        pairs = [
+            ("zombie_warning", "zombie_critical"),
+            ("net_errors_warning", "net_errors_critical"),
+            ("swap_io_warning", "swap_io_critical"),
+        ]
+        for low, high in pairs:
+            if getattr(self, low) >= getattr(self, high):
+                raise ValueError(f"{low} must be below {high}")
+        if self.disk_fill_critical_hours >= self.disk_fill_warning_hours:
+            raise ValueError("disk_fill_critical_hours must be below disk_fill_warning_hours")
+        return self
 
 
 class WebSettings(_Section):
@@ -183,6 +247,7 @@ class Settings(BaseSettings):
     top_processes: int = Field(10, ge=1, le=100)
     thresholds: Thresholds = Thresholds()
     agents: AgentsSettings = AgentsSettings()
+    analyzer: AnalyzerSettings = AnalyzerSettings()
     remediation: RemediationSettings = RemediationSettings()
     ollama: OllamaSettings = OllamaSettings()
     web: WebSettings = WebSettings()

@@ -41,6 +41,7 @@ LIVE_SECTIONS = frozenset(
     {
         "thresholds",
         "agents",
+        "analyzer",
         "remediation",
         "ollama",
         "personality",

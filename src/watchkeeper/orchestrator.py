@@ -38,9 +38,10 @@ AgentFactory = Callable[[str, AgentContext], BaseAgent]
 
 def default_agent_factories() -> dict[str, AgentFactory]:
     """The built-in agents, in start order. Imports happen here, not at module import."""
+    from watchkeeper.agents.analyzer import AnalyzerAgent
     from watchkeeper.agents.sensor import SensorAgent
 
-    return {"sensor": SensorAgent}
+    return {"sensor": SensorAgent, "analyzer": AnalyzerAgent}
 
 
 class Orchestrator:
@@ -62,6 +63,7 @@ class Orchestrator:
         self.started_at: float | None = None
         self.state = "created"
         self.services: dict[str, Any] = {}
+        self._managers_built = False
         self.extras: dict[str, Callable[[], Any]] = {}
         settings = store.current
         self.ctx = AgentContext(
@@ -129,6 +131,15 @@ class Orchestrator:
             },
             "config_file": str(self.store.path) if self.store.path else None,
         }
+        details: dict[str, Any] = {}
+        for name, agent in self.agents.items():
+            status = getattr(agent, "status", None)
+            if callable(status):
+                try:
+                    details[name] = status()
+                except Exception as exc:  # a broken status must not break the snapshot
+                    details[name] = {"error": str(exc)}
+        snapshot["details"] = details
         for key, extra in self.extras.items():
             try:
                 snapshot[key] = extra()
@@ -148,6 +159,44 @@ class Orchestrator:
             await asyncio.to_thread(self.write_status)
             await asyncio.sleep(self.settings.status_interval)
 
+    # -- services ---------------------------------------------------------------------------
+    async def _service_event(self, event: Any) -> None:
+        await self.bus.publish(f"service.{event.kind}", event, sender="sensor")
+
+    def build_service_managers(self) -> None:
+        """Create the service managers from ``[[services]]`` (no I/O yet)."""
+        if self._managers_built or not self.settings.services:
+            return
+        from watchkeeper.services import build_managers
+
+        self.services.update(
+            build_managers(
+                self.settings.services,
+                self._service_event,
+                log_dir=self.settings.data_dir / "services",
+            )
+        )
+        self._managers_built = True
+
+    async def _start_services(self) -> None:
+        self.build_service_managers()
+        for name, manager in self.services.items():
+            try:
+                start_all = getattr(manager, "start_all", None)
+                if start_all is not None:
+                    await start_all()  # programs watchkeeper runs itself start with it
+                else:
+                    await manager.start_watching()
+            except Exception as exc:
+                log.error("service manager %s could not start: %s", name, exc)
+
+    async def _stop_services(self) -> None:
+        for name, manager in self.services.items():
+            try:
+                await asyncio.wait_for(manager.aclose(), 30)
+            except Exception as exc:
+                log.error("service manager %s did not stop cleanly: %s", name, exc)
+
     # -- life -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop the agents and write the final status."""
@@ -165,6 +214,7 @@ class Orchestrator:
         )
         await self.bus.publish("system.started", {"version": __version__}, sender="orchestrator")
         try:
+            await self._start_services()
             async with asyncio.TaskGroup() as group:
                 status = group.create_task(self._status_loop(), name="status-writer")
                 group.create_task(self.supervisor.run(list(self.agents.values()), stop))
@@ -172,6 +222,7 @@ class Orchestrator:
                 self.state = "stopping"
                 status.cancel()
         finally:
+            await self._stop_services()
             self.state = "stopped"
             with contextlib.suppress(Exception):
                 await self.bus.publish("system.stopped", {}, sender="orchestrator")

@@ -100,6 +100,16 @@ class SensorAgent(BaseAgent):
             self._last_mood = mood
             log.info("%s", line)
 
+    def status(self) -> dict[str, Any]:
+        """For the status file and the API: how fresh the view is and what is missing."""
+        latest = self.latest
+        return {
+            "sampled_at": latest.timestamp if latest else None,
+            "partial": dict(latest.errors) if latest else {},
+            "services": len(latest.services) if latest else 0,
+            "comment": self.latest_comment,
+        }
+
     async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if command == "sample_now":
             await self.check_once()

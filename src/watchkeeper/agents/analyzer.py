@@ -1,0 +1,329 @@
+"""AnalyzerAgent: the brain.
+
+Every ``metrics.sample`` goes through the rule path (thresholds with hysteresis, trends,
+baselines, expected patterns): cheap, deterministic, always on. Alert transitions go out
+at once as ``alert.firing`` / ``alert.resolved`` / ``alert.escalated``, with the rules'
+own ``analysis.result``. Service exits are analysed the moment they are heard, not at
+the next tick.
+
+When an alert fires or changes severity, or on ``analyze_now``, the local LLM is asked to
+reason about the incident, within the limits of ``AdviceGate``. Its answer is validated
+and published as another ``analysis.result`` whose ``source`` is the model's name. When
+Ollama is away, analysis carries on with the rules and ``llm_status`` says why; a cheap
+probe brings the model back by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
+from watchkeeper.analysis.advice import AdviceGate, AnalysisResult, consult
+from watchkeeper.analysis.alerts import Alert
+from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
+from watchkeeper.bus import Message
+from watchkeeper.metrics import MetricsSample
+from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
+
+if TYPE_CHECKING:
+    from watchkeeper.llm import OllamaAdvisor
+
+__all__ = ["AnalyzerAgent"]
+
+log = logging.getLogger("watchkeeper.agent.analyzer")
+
+_PROBE_EVERY_DOWN = 30.0
+_PROBE_EVERY_UP = 300.0
+_BASELINE_SAVE_EVERY = 300.0
+
+
+class AnalyzerAgent(BaseAgent):
+    """Turns samples into alerts and analyses."""
+
+    kind = "analyzer"
+    extra_commands = ("analyze_now",)
+
+    def __init__(
+        self,
+        name: str,
+        ctx: AgentContext,
+        *,
+        actions: Callable[[], list[ActionInfo]] | None = None,
+        storage: Any = None,
+        interval: float | None = None,
+    ) -> None:
+        super().__init__(name, ctx, interval=interval)
+        self.engine = AnalysisEngine(ctx.settings)
+        self._actions = actions or (lambda: list(BUILTIN_ACTIONS))
+        self._storage = storage
+        self.latest_sample: MetricsSample | None = None
+        self.latest_analysis: AnalysisResult | None = None
+        self.latest_llm_analysis: AnalysisResult | None = None
+        settings = ctx.settings()
+        self.gate = AdviceGate(
+            cooldown=settings.ollama.cooldown,
+            hourly_budget=settings.ollama.hourly_budget,
+            clock=ctx.monotonic,
+        )
+        self._advisor: OllamaAdvisor | None = None
+        self._advisor_key: tuple[Any, ...] | None = None
+        self.llm_status = "llm: not checked yet" if settings.ollama.enabled else "llm: disabled"
+        self.llm_available = False
+        self._next_probe = 0.0
+        self._next_baseline_save = ctx.monotonic() + _BASELINE_SAVE_EVERY
+        self._llm_task: asyncio.Task[None] | None = None
+        self.analysis_ms: float | None = None
+        self.llm_calls = 0
+        self.llm_fallbacks = 0
+        self.on("metrics.sample", self._on_sample, maxsize=4)
+        self.on("service.*", self._on_service_event, maxsize=200)
+        self.on("remediation.failed", self._on_remediation_failed, maxsize=100)
+
+    # -- life ------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        if self._storage is not None and not self.engine.baselines.all_day:
+            with contextlib.suppress(Exception):
+                state = await self._storage.load_baselines()
+                if isinstance(state, dict) and "analyzer" in state:
+                    self.engine.baselines.load_state(state["analyzer"])
+
+    async def teardown(self) -> None:
+        task = self._llm_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await self._save_baselines()
+        if self._advisor is not None:
+            with contextlib.suppress(Exception):
+                await self._advisor.aclose()
+            self._advisor = None
+
+    async def _perform_check(self) -> None:
+        now_mono = self.ctx.monotonic()
+        settings = self.settings
+        if settings.ollama.enabled and now_mono >= self._next_probe:
+            await self.probe_llm()
+        elif not settings.ollama.enabled:
+            self.llm_status, self.llm_available = "llm: disabled", False
+        if now_mono >= self._next_baseline_save:
+            self._next_baseline_save = now_mono + _BASELINE_SAVE_EVERY
+            await self._save_baselines()
+
+    async def _save_baselines(self) -> None:
+        if self._storage is None or not self.engine.baselines.dirty:
+            return
+        try:
+            await self._storage.save_baseline("analyzer", self.engine.baselines.to_state())
+            self.engine.baselines.dirty = False
+        except Exception as exc:
+            log.warning("could not save baselines: %s", exc)
+
+    # -- the LLM ---------------------------------------------------------------------------
+    def advisor(self) -> OllamaAdvisor | None:
+        o = self.settings.ollama
+        if not o.enabled:
+            return None
+        key = (o.url, o.model, o.timeout, o.retry_attempts, o.retry_delay, o.num_ctx)
+        if self._advisor is None or key != self._advisor_key:
+            from watchkeeper.llm import OllamaAdvisor
+
+            old = self._advisor
+            self._advisor = OllamaAdvisor(
+                o.url,
+                o.model,
+                timeout=o.timeout,
+                retry_attempts=o.retry_attempts,
+                retry_delay=o.retry_delay,
+                num_ctx=o.num_ctx,
+                clock=self.ctx.monotonic,
+            )
+            self._advisor_key = key
+            if old is not None:
+                asyncio.get_running_loop().create_task(old.aclose())  # noqa: RUF006
+        self.gate.cooldown = o.cooldown
+        self.gate.hourly_budget = o.hourly_budget
+        return self._advisor
+
+    async def probe_llm(self) -> str:
+        advisor = self.advisor()
+        if advisor is None:
+            self.llm_status, self.llm_available = "llm: disabled", False
+            return self.llm_status
+        health = await advisor.probe()
+        was = None if self.llm_status.startswith("llm: not checked") else self.llm_available
+        self.llm_available = health.ok
+        self.llm_status = health.status_line
+        self._next_probe = self.ctx.monotonic() + (
+            _PROBE_EVERY_UP if health.ok else _PROBE_EVERY_DOWN
+        )
+        if was != health.ok:
+            if health.ok:
+                log.info("%s", health.status_line)
+            else:
+                log.warning("%s; analysing with rules only until it answers", health.status_line)
+            await self.publish(
+                "analysis.llm_status", {"ok": health.ok, "status": health.status_line}
+            )
+        return self.llm_status
+
+    def _want_llm(self, alerts: list[Alert], trigger: str) -> None:
+        if not alerts or self.advisor() is None:
+            return
+        if self._llm_task is not None and not self._llm_task.done():
+            self.gate.skipped["in_flight"] += 1
+            return
+        forced = trigger == "analyze_now"
+        if self.gate.may_call([a.fingerprint for a in alerts], forced=forced) is not None:
+            return
+        self._llm_task = asyncio.get_running_loop().create_task(self.ask_llm(alerts, trigger))
+
+    async def ask_llm(self, alerts: list[Alert], trigger: str) -> AnalysisResult | None:
+        """Ask the model about ``alerts`` now; publishes and returns the analysis."""
+        advisor = self.advisor()
+        if advisor is None:
+            return None
+        result, used = await consult(
+            advisor,
+            self.gate,
+            alerts,
+            self.latest_sample,
+            self._actions(),
+            trigger="analyze_now" if trigger == "analyze_now" else "alert",
+            now=self.ctx.clock(),
+            rules_verdict=self.engine.verdict(),
+            rules_summary=self._rules_summary(),
+        )
+        if not result.cached:
+            self.llm_calls += 1
+        if used:
+            self.llm_available = True
+            self.latest_llm_analysis = result
+        else:
+            self.llm_fallbacks += 1
+            self.llm_status = result.fallback_reason or "llm: failed"
+            self.llm_available = False
+            self._next_probe = self.ctx.monotonic() + _PROBE_EVERY_DOWN
+        await self._publish_analysis(result)
+        return result
+
+    # -- handlers --------------------------------------------------------------------------
+    async def _on_sample(self, message: Message) -> None:
+        sample = message.parse(MetricsSample)
+        self.latest_sample = sample
+        started = time.perf_counter()
+        transitions = self.engine.observe(sample, sample.timestamp)
+        self.analysis_ms = round((time.perf_counter() - started) * 1000, 3)
+        await self._announce(transitions)
+
+    async def _on_service_event(self, message: Message) -> None:
+        payload = message.payload
+        kind = payload.get("kind")
+        name = str(payload.get("name", ""))
+        critical = any(s.name == name and s.critical for s in self.settings.services)
+        if kind == "exited":
+            state, detail = "failed", str(payload.get("detail") or "exited")
+        elif kind in ("started", "healthy"):
+            state, detail = "running", ""
+        else:
+            return
+        status = SimpleNamespace(
+            name=name,
+            state=state,
+            critical=critical,
+            detail=detail,
+            healthy=None,
+            probe_detail=None,
+            last_exit_code=payload.get("exit_code"),
+            last_exit_signal=payload.get("exit_signal"),
+        )
+        await self._announce(self.engine.observe_service(status, self.ctx.clock()))
+
+    async def _on_remediation_failed(self, message: Message) -> None:
+        payload = message.payload
+        transition = self.engine.remediation_failed(
+            payload.get("alert_id"),
+            payload.get("fingerprint"),
+            self.ctx.clock(),
+            str(payload.get("detail", "")),
+        )
+        if transition is not None:
+            await self._announce([transition])
+
+    async def _announce(self, transitions: list[Transition]) -> None:
+        if not transitions:
+            return
+        firing: list[Alert] = []
+        for transition in transitions:
+            await self.publish(f"alert.{transition.kind}", transition.alert)
+            if transition.kind in ("firing", "escalated"):
+                firing.append(transition.alert)
+        if firing:
+            result = AnalysisResult(
+                at=self.ctx.clock(),
+                trigger="alert",
+                source="rules",
+                verdict=verdict_of(self.engine.alerts.values()),
+                summary=self._rules_summary(),
+                alert_ids=[a.id for a in firing],
+                fingerprints=[a.fingerprint for a in firing],
+                recommended=self._rule_actions(firing),
+            )
+            await self._publish_analysis(result)
+            self._want_llm(self.engine.firing(), "alert")
+
+    async def _publish_analysis(self, result: AnalysisResult) -> None:
+        self.latest_analysis = result
+        await self.publish("analysis.result", result)
+
+    def _rules_summary(self) -> str:
+        firing = self.engine.firing()
+        if not firing:
+            return "all clear"
+        parts = [
+            f"{a.severity.value}: {a.summary}"
+            for a in sorted(firing, key=lambda a: a.severity.value)
+        ]
+        return "; ".join(parts[:6]) + (f" (+{len(parts) - 6} more)" if len(parts) > 6 else "")
+
+    @staticmethod
+    def _rule_actions(alerts: list[Alert]) -> list[Any]:
+        return [s for a in alerts for s in a.suggested_actions]
+
+    async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if command != "analyze_now":
+            raise CommandError(f"agent {self.name!r} has no command {command!r}")
+        alerts = self.engine.firing()
+        if not alerts:
+            return {"verdict": "healthy", "summary": "all clear", "source": "rules"}
+        if self.advisor() is None or self.gate.may_call(
+            [a.fingerprint for a in alerts], forced=True
+        ):
+            return {
+                "verdict": self.engine.verdict(),
+                "summary": self._rules_summary(),
+                "source": "rules",
+                "llm": self.llm_status,
+            }
+        result = await self.ask_llm(alerts, "analyze_now")
+        return {"analysis": result.model_dump(mode="json") if result else None}
+
+    def status(self) -> dict[str, Any]:
+        """For the status file and the API."""
+        return {
+            "verdict": self.engine.verdict(),
+            "firing": len(self.engine.firing()),
+            "llm": self.llm_status,
+            "llm_available": self.llm_available,
+            "llm_calls": self.llm_calls,
+            "llm_fallbacks": self.llm_fallbacks,
+            "llm_calls_last_hour": self.gate.calls_last_hour(),
+            "llm_skipped": dict(self.gate.skipped),
+            "analysis_ms": self.analysis_ms,
+        }

@@ -1,0 +1,224 @@
+"""Trends: a least-squares line over a recent window, to see trouble before it arrives.
+
+- a disk filling: how long until it is full at the current rate;
+- a process whose memory grows steadily (a leak), identified by pid *and* start time;
+- load climbing.
+
+A trend speaks only when the line fits (r² high) over enough points and enough time,
+so ordinary noise never looks like a slope.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from watchkeeper.analysis.alerts import Severity, SuggestedAction
+from watchkeeper.analysis.checks import Check, process_action, process_ref
+from watchkeeper.config import Settings
+from watchkeeper.llm.sanitize import sanitize_label
+from watchkeeper.metrics import MetricsSample
+
+__all__ = ["Fit", "TrendTracker", "fit_line"]
+
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fit:
+    slope: float  # units per second
+    r2: float
+    points: int
+    span: float  # seconds covered
+
+
+def fit_line(points: list[tuple[float, float]]) -> Fit | None:
+    """Least-squares slope and r² of ``(t, value)`` points; None when it cannot be fitted."""
+    n = len(points)
+    if n < 3:
+        return None
+    t0 = points[0][0]
+    xs = [t - t0 for t, _ in points]
+    ys = [v for _, v in points]
+    mx = sum(xs) / n
+    my = sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    syy = sum((y - my) ** 2 for y in ys)
+    slope = sxy / sxx
+    r2 = 1.0 if syy == 0 else (sxy * sxy) / (sxx * syy)
+    return Fit(slope=slope, r2=r2, points=n, span=xs[-1] - xs[0])
+
+
+class _Series:
+    """A window of points kept at most ``MAX_POINTS`` long, so a fit stays cheap at 1 s."""
+
+    MAX_POINTS = 120
+    __slots__ = ("_fit", "points")
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float]] = deque()
+        self._fit: Fit | None = None
+
+    def add(self, now: float, value: float, window: float) -> None:
+        spacing = window / self.MAX_POINTS
+        if self.points and now - self.points[-1][0] < spacing:
+            return  # too close to the last point to change the line
+        self.points.append((now, value))
+        while self.points and self.points[0][0] < now - window:
+            self.points.popleft()
+        self._fit = None
+
+    def fit(self) -> Fit | None:
+        if self._fit is None:
+            self._fit = fit_line(list(self.points))
+        return self._fit
+
+
+class TrendTracker:
+    """Keeps short series per subject and turns their fitted lines into checks."""
+
+    MIN_R2 = 0.8
+    LEAK_MIN_R2 = 0.9
+
+    def __init__(self) -> None:
+        self._disks: dict[str, _Series] = {}
+        self._procs: dict[tuple[int, float], _Series] = {}
+        self._load = _Series()
+
+    def _enough(self, fit: Fit | None, settings: Settings) -> bool:
+        a = settings.analyzer
+        return (
+            fit is not None and fit.points >= a.trend_min_points and fit.span >= a.trend_window / 6
+        )
+
+    def observe(
+        self, sample: MetricsSample, settings: Settings, now: float, service_pids: dict[int, str]
+    ) -> Iterator[Check]:
+        a = settings.analyzer
+        window = a.trend_window
+        if sample.disks is not None:
+            seen = set()
+            for fs in sample.disks.filesystems:
+                seen.add(fs.mount)
+                series = self._disks.setdefault(fs.mount, _Series())
+                series.add(now, float(fs.used_bytes), window)
+                yield self._disk_check(fs.mount, fs.free_bytes, series, settings)
+            for mount in set(self._disks) - seen:
+                del self._disks[mount]
+        if sample.processes is not None:
+            seen_procs = set()
+            for proc in sample.processes.top_memory:
+                key = (proc.pid, proc.create_time)
+                seen_procs.add(key)
+                series = self._procs.setdefault(key, _Series())
+                series.add(now, float(proc.rss_bytes), window)
+                fit = series.fit()
+                leaking = (
+                    self._enough(fit, settings)
+                    and fit is not None
+                    and fit.r2 >= self.LEAK_MIN_R2
+                    and fit.slope * 3600 >= a.leak_min_bytes_per_hour
+                )
+                label = sanitize_label(proc.name, 32)
+                service = service_pids.get(proc.pid)
+                suggested: tuple[SuggestedAction, ...]
+                if service:
+                    suggested = (
+                        SuggestedAction(
+                            action="restart_service",
+                            target=service,
+                            target_kind="service",
+                            reason=f"service {service} leaks memory",
+                            confidence=0.7,
+                        ),
+                    )
+                else:
+                    suggested = (
+                        process_action("kill_process", proc, f"{label} leaks memory", 0.3),
+                    )
+                rate = (fit.slope * 3600 / _MB) if fit else 0.0
+                yield Check(
+                    "memory_leak",
+                    f"process:{proc.pid}",
+                    "leak",
+                    Severity.WARNING if leaking else None,
+                    f"memory of {label} (pid {proc.pid}) grows steadily: +{rate:.0f} MB/h, now {proc.rss_bytes / _MB:.0f} MB",
+                    {
+                        "process": process_ref(proc),
+                        "growth_mb_per_hour": round(rate, 1),
+                        "r2": round(fit.r2, 3) if fit else None,
+                        "service": service,
+                    },
+                    suggested,
+                    for_s=0,
+                )
+            for key in set(self._procs) - seen_procs:
+                del self._procs[key]
+        if sample.cpu is not None and sample.cpu.load_1m is not None:
+            per_core = sample.cpu.load_1m / sample.cpu.count
+            self._load.add(now, per_core, window)
+            fit = self._load.fit()
+            climbing = (
+                self._enough(fit, settings)
+                and fit is not None
+                and fit.r2 >= self.MIN_R2
+                and fit.slope * 3600 >= a.load_climb_per_hour
+                and per_core >= settings.thresholds.load_warning * 0.5
+            )
+            yield Check(
+                "load_climbing",
+                "load-trend",
+                "cpu",
+                Severity.WARNING if climbing else None,
+                f"load per core climbing: {per_core:.2f} now, +{(fit.slope * 3600 if fit else 0):.1f}/h",
+                {
+                    "load_per_core": round(per_core, 2),
+                    "per_hour": round(fit.slope * 3600, 2) if fit else None,
+                },
+                for_s=0,
+            )
+
+    def _disk_check(self, mount: str, free: int, series: _Series, settings: Settings) -> Check:
+        a = settings.analyzer
+        fit = series.fit()
+        severity = None
+        eta_h = None
+        if (
+            self._enough(fit, settings)
+            and fit is not None
+            and fit.slope > 0
+            and fit.r2 >= self.MIN_R2
+        ):
+            eta_h = free / fit.slope / 3600
+            if eta_h <= a.disk_fill_critical_hours:
+                severity = Severity.CRITICAL
+            elif eta_h <= a.disk_fill_warning_hours:
+                severity = Severity.WARNING
+        eta_text = f"{eta_h:.1f} h" if eta_h is not None else "?"
+        return Check(
+            "disk_filling",
+            f"disk-trend:{mount}",
+            "disk",
+            severity,
+            f"{mount} fills at {((fit.slope if fit else 0) * 3600 / _MB):.0f} MB/h: full in {eta_text}",
+            {
+                "mount": mount,
+                "eta_hours": round(eta_h, 2) if eta_h is not None else None,
+                "fill_mb_per_hour": round((fit.slope if fit else 0) * 3600 / _MB, 1),
+                "free_bytes": free,
+            },
+            (
+                SuggestedAction(
+                    action="clean_directory",
+                    target=mount,
+                    target_kind="path",
+                    reason=f"{mount} will be full in {eta_text}",
+                    confidence=0.6,
+                ),
+            ),
+            for_s=0,
+        )

@@ -1,0 +1,73 @@
+"""watchkeeper.llm: the local-LLM advisor (Ollama through its official client).
+
+The LLM is an advisor, not an actor: it sees an :class:`IncidentBrief` made of sanitised
+labels and short ids, answers in a JSON schema whose enums hold only this incident's ids
+and registered actions, and its answer is validated again before anyone acts on it.
+
+Typical use, from the AnalyzerAgent::
+
+    from watchkeeper.llm import OllamaAdvisor, IncidentBrief
+
+    advisor = OllamaAdvisor("http://127.0.0.1:11434", "mistral")
+    result = await advisor.analyze(brief)   # LLMResult, never raises
+
+Importing this package does not import ``ollama`` or ``httpx``; the advisor does, on
+first use.
+"""
+
+from __future__ import annotations
+
+from watchkeeper.llm.advisor import OllamaAdvisor
+from watchkeeper.llm.brief import (
+    BriefAction,
+    BriefFinding,
+    BriefPath,
+    BriefProcess,
+    BriefService,
+    IncidentBrief,
+    TargetKind,
+)
+from watchkeeper.llm.prompt import (
+    PROMPT_TOKEN_BUDGET,
+    PROMPT_VERSION,
+    build_prompt,
+    build_schema,
+    estimate_tokens,
+    fit_brief,
+)
+from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult, resolve_host
+from watchkeeper.llm.sanitize import sanitize_label
+from watchkeeper.llm.schema import (
+    AnalysisReply,
+    FindingNote,
+    Recommendation,
+    ReplyInvalid,
+    validate_reply,
+)
+
+__all__ = [
+    "PROMPT_TOKEN_BUDGET",
+    "PROMPT_VERSION",
+    "AdvisorStats",
+    "AnalysisReply",
+    "BriefAction",
+    "BriefFinding",
+    "BriefPath",
+    "BriefProcess",
+    "BriefService",
+    "FindingNote",
+    "IncidentBrief",
+    "LLMHealth",
+    "LLMResult",
+    "OllamaAdvisor",
+    "Recommendation",
+    "ReplyInvalid",
+    "TargetKind",
+    "build_prompt",
+    "build_schema",
+    "estimate_tokens",
+    "fit_brief",
+    "resolve_host",
+    "sanitize_label",
+    "validate_reply",
+]

@@ -1,0 +1,119 @@
+"""What the advisor hands back: results of analyses and of health probes.
+
+Both are plain, frozen pydantic models so they can travel on the bus as JSON, be
+stored, and be rendered by the web UI and the CLI without knowing about Ollama.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from watchkeeper.llm.schema import AnalysisReply
+
+__all__ = ["DEFAULT_HOST", "AdvisorStats", "LLMHealth", "LLMResult", "resolve_host"]
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+
+
+class LLMResult(BaseModel):
+    """The outcome of one :meth:`OllamaAdvisor.analyze` call; never an exception.
+
+    ``ok`` is true only with a validated ``reply``. Otherwise ``error`` says why, as one
+    line starting with ``llm:``, e.g. ``"llm: unavailable (connection refused)"`` or
+    ``"llm: invalid reply (cut at the token limit, done_reason=length)"``; for invalid
+    replies ``invalid_reason`` holds the bare reason.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    reply: AnalysisReply | None = None
+    error: str | None = None
+    source: str
+    """The model that answered (or was asked), e.g. ``"mistral"``."""
+    latency_s: float = 0.0
+    prompt_tokens: int | None = None
+    """The server's ``prompt_eval_count``."""
+    completion_tokens: int | None = None
+    """The server's ``eval_count``."""
+    attempts: int = 0
+    """HTTP calls made: 0 when the breaker refused, up to ``retry_attempts``."""
+    prompt_chars: int = 0
+    invalid_reason: str | None = None
+    prompt_version: str = ""
+
+
+class LLMHealth(BaseModel):
+    """The outcome of one :meth:`OllamaAdvisor.probe` call.
+
+    ``state`` is ``"available"``, ``"unavailable (<reason>)"`` or
+    ``"model 'mistral' not found: run `ollama pull mistral`"``; ``status_line`` is the
+    one-liner for the UI, e.g. ``"llm: mistral ok (412 ms)"``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    state: str
+    status_line: str
+    model: str
+    host: str
+    latency_s: float | None = None
+    server_version: str | None = None
+    models: list[str] = Field(default_factory=list)
+    """Models the server has pulled, as it names them (``"mistral:latest"``)."""
+    last_error: str | None = None
+    """The most recent failure seen by the advisor (probe or analysis), if any."""
+    breaker: Literal["closed", "open", "half_open"] = "closed"
+
+
+class AdvisorStats(BaseModel):
+    """Counters since the advisor was created; cheap to read, e.g. for metrics."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = 0
+    """``analyze`` calls, including those the breaker refused."""
+    ok: int = 0
+    failures: int = 0
+    """Calls that ended without a reply from the server (after retries)."""
+    invalid_replies: int = 0
+    retries: int = 0
+    refused_by_breaker: int = 0
+    breaker_opened: int = 0
+    dropped_recommendations: int = 0
+
+
+def resolve_host(host: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The base URL the official client will use for ``host``.
+
+    Same rules as the client: the argument, else ``OLLAMA_HOST``, else
+    ``http://127.0.0.1:11434``; a bare host gets ``http://`` and port 11434, an explicit
+    scheme without a port gets 80/443. ``resolve_host("10.0.0.5")`` ->
+    ``"http://10.0.0.5:11434"``.
+    """
+    env = os.environ if environ is None else environ
+    raw = (host or env.get("OLLAMA_HOST") or "").strip()
+    if not raw:
+        return DEFAULT_HOST
+    scheme, has_scheme, _ = raw.partition("://")
+    default_port = 11434
+    if has_scheme:
+        default_port = 443 if scheme.lower() == "https" else 80
+    else:
+        raw = f"http://{raw}"
+    parts = urlsplit(raw)
+    hostname = parts.hostname or "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = default_port
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{hostname}:{port}{path}"

@@ -1,0 +1,236 @@
+"""Metric history: raw values for a day, one-minute aggregates for a month.
+
+Raw rows are ``(metric_id, ts, value)`` with whole-second timestamps, clustered by metric
+so one metric over a day is one contiguous read. A roll-up pass folds whole minutes of
+raw values into ``sample_1m`` (min, avg, max, count) and advances a watermark; raw rows
+are only deleted once they are older than the raw retention *and* rolled up, so a lagging
+roll-up never loses data.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+from watchkeeper.storage._db import DbBase, guarded
+from watchkeeper.storage.models import MetricPoint, RetentionPolicy
+
+__all__ = ["MetricsMixin"]
+
+MINUTE = 60
+_WATERMARK = "rollup_until"
+#: Late samples up to this old are still folded into their minute (it is recomputed).
+_LOOKBACK = MINUTE
+#: A roll-up pass covers at most this much time, so catching up stays in short steps.
+_MAX_ROLLUP_SPAN = 6 * 3600
+
+
+def _floor_minute(ts: float) -> int:
+    return int(ts // MINUTE) * MINUTE
+
+
+class MetricsMixin(DbBase):
+    """Writes and reads metric history. Mixed into :class:`SyncStorage`."""
+
+    _ids: dict[str, int]
+
+    # -- writing ------------------------------------------------------------------------
+    def _metric_id(self, conn: sqlite3.Connection, name: str, created: list[str]) -> int:
+        metric_id = self._ids.get(name)
+        if metric_id is None:
+            row = conn.execute("SELECT id FROM metric WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                cursor = conn.execute("INSERT INTO metric (name) VALUES (?)", (name,))
+                metric_id = int(cursor.lastrowid or 0)
+                created.append(name)
+            else:
+                metric_id = int(row[0])
+            self._ids[name] = metric_id
+        return metric_id
+
+    @guarded
+    def write_samples(self, batch: Sequence[tuple[float, Mapping[str, float]]]) -> int:
+        """Store several samples in one transaction; returns the number of values stored.
+
+        Each sample is ``(unix_time, {"cpu.percent": 12.5, ...})``. Timestamps are rounded
+        to whole seconds; NaN and infinities are skipped (they cannot be averaged).
+        """
+        created: list[str] = []
+        rows: list[tuple[int, int, float]] = []
+        try:
+            with self._tx() as conn:
+                for ts, values in batch:
+                    second = round(ts)
+                    for name, value in values.items():
+                        if value is None or not math.isfinite(value):
+                            continue
+                        rows.append((self._metric_id(conn, name, created), second, float(value)))
+                conn.executemany("INSERT OR REPLACE INTO sample VALUES (?, ?, ?)", rows)
+        except BaseException:
+            # Ids handed out inside the rolled-back transaction do not exist.
+            for name in created:
+                self._ids.pop(name, None)
+            raise
+        return len(rows)
+
+    def write_sample(self, ts: float, values: Mapping[str, float]) -> int:
+        """Store one sample: ``write_sample(time.time(), sample.flat())``."""
+        return self.write_samples([(ts, values)])
+
+    # -- maintenance --------------------------------------------------------------------
+    def _watermark(self, conn: sqlite3.Connection) -> int | None:
+        value = self._meta_get(conn, _WATERMARK)
+        return None if value is None else int(value)
+
+    def _first_raw_at_or_after(self, conn: sqlite3.Connection, ts: int) -> int | None:
+        # One index seek per metric: ts alone is not a key prefix of the sample table.
+        row = conn.execute(
+            "SELECT min((SELECT min(ts) FROM sample WHERE metric_id = m.id AND ts >= ?)) "
+            "FROM metric m",
+            (ts,),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _rollup(self, conn: sqlite3.Connection, now: float, lag: float) -> tuple[int, int | None]:
+        """Fold complete minutes into ``sample_1m``; returns (rows written, watermark)."""
+        cutoff = _floor_minute(now - lag)
+        watermark = self._watermark(conn)
+        low = (watermark - _LOOKBACK) if watermark is not None else 0
+        first = self._first_raw_at_or_after(conn, low)
+        if first is None or first >= cutoff:
+            if watermark is None or cutoff > watermark:
+                watermark = cutoff if first is None else min(cutoff, _floor_minute(first))
+                self._meta_set(conn, _WATERMARK, str(watermark))
+            return 0, watermark
+        low = max(low, _floor_minute(first))
+        high = min(cutoff, low + _MAX_ROLLUP_SPAN)
+        cursor = conn.execute(
+            "INSERT OR REPLACE INTO sample_1m (metric_id, ts, min, avg, max, count) "
+            "SELECT m.id, (s.ts / 60) * 60, min(s.value), avg(s.value), max(s.value), count(*) "
+            "FROM metric m JOIN sample s ON s.metric_id = m.id AND s.ts >= ? AND s.ts < ? "
+            "GROUP BY m.id, s.ts / 60",
+            (low, high),
+        )
+        new_mark = max(high, watermark or high)
+        self._meta_set(conn, _WATERMARK, str(new_mark))
+        return cursor.rowcount, new_mark
+
+    def _metric_retention(
+        self, conn: sqlite3.Connection, now: float, policy: RetentionPolicy
+    ) -> dict[str, int]:
+        watermark = self._watermark(conn)
+        raw_cut = _floor_minute(now - policy.raw_hours * 3600)
+        # Never delete raw values that are not rolled up yet, nor the minute that the next
+        # pass recomputes for late samples.
+        raw_cut = min(raw_cut, (watermark - _LOOKBACK) if watermark is not None else 0)
+        deleted_raw = conn.execute(
+            "DELETE FROM sample WHERE metric_id IN (SELECT id FROM metric) AND ts < ?",
+            (raw_cut,),
+        ).rowcount
+        agg_cut = _floor_minute(now - policy.aggregate_days * 86400)
+        deleted_agg = conn.execute(
+            "DELETE FROM sample_1m WHERE metric_id IN (SELECT id FROM metric) AND ts < ?",
+            (agg_cut,),
+        ).rowcount
+        # Names nothing refers to any more (an unplugged disk, a vanished interface).
+        orphans = [
+            (int(row[0]), str(row[1]))
+            for row in conn.execute(
+                "SELECT id, name FROM metric m WHERE NOT EXISTS "
+                "(SELECT 1 FROM sample WHERE metric_id = m.id) AND NOT EXISTS "
+                "(SELECT 1 FROM sample_1m WHERE metric_id = m.id)"
+            )
+        ]
+        conn.executemany("DELETE FROM metric WHERE id = ?", [(mid,) for mid, _ in orphans])
+        for _, name in orphans:
+            self._ids.pop(name, None)
+        return {"sample": deleted_raw, "sample_1m": deleted_agg, "metric": len(orphans)}
+
+    # -- reading ------------------------------------------------------------------------
+    @guarded
+    def metric_names(self, prefix: str = "") -> list[str]:
+        """Stored metric names starting with ``prefix``, sorted."""
+        conn = self._db()
+        if not prefix:
+            rows = conn.execute("SELECT name FROM metric ORDER BY name")
+        else:
+            # A range on the UNIQUE index instead of LIKE: no escaping, no case folding.
+            rows = conn.execute(
+                "SELECT name FROM metric WHERE name >= ? AND name < ? ORDER BY name",
+                (prefix, prefix + "\U0010ffff"),
+            )
+        return [str(row[0]) for row in rows]
+
+    @guarded
+    def rollup_watermark(self) -> int | None:
+        """Raw values before this time have been rolled up into one-minute aggregates."""
+        return self._watermark(self._db())
+
+    @guarded
+    def metric_range(
+        self,
+        name: str,
+        start: float,
+        end: float,
+        step: float = 60,
+    ) -> list[MetricPoint]:
+        """``name`` over ``[start, end)`` in buckets of ``step`` seconds, oldest first.
+
+        Steps under a minute read raw values and are only possible inside the raw window
+        (the raw retention before now); otherwise the step is raised to 60 s and the
+        one-minute aggregates are read, plus raw values for the minutes not rolled up yet.
+        Buckets are aligned to multiples of ``step`` since the epoch; empty ones are absent.
+        """
+        conn = self._db()
+        row = conn.execute("SELECT id FROM metric WHERE name = ?", (name,)).fetchone()
+        if row is None or end <= start:
+            return []
+        metric_id = int(row[0])
+        lo, hi = math.floor(start), math.ceil(end)
+        size = max(1, int(step))
+        raw_from = lo
+        buckets: dict[int, list[float]] = {}
+        horizon = self._clock() - self.retention.raw_hours * 3600
+        if size < MINUTE and lo < horizon:
+            size = MINUTE
+        if size >= MINUTE:
+            watermark = self._watermark(conn)
+            if watermark is not None and watermark > lo:
+                agg_to = min(hi, watermark)
+                self._fold(
+                    buckets,
+                    conn.execute(
+                        "SELECT (ts / ?1) * ?1, min(min), sum(avg * count), max(max), sum(count) "
+                        "FROM sample_1m WHERE metric_id = ?2 AND ts >= ?3 AND ts < ?4 "
+                        "GROUP BY ts / ?1",
+                        (size, metric_id, lo, agg_to),
+                    ),
+                )
+                raw_from = agg_to
+        if raw_from < hi:
+            self._fold(
+                buckets,
+                conn.execute(
+                    "SELECT (ts / ?1) * ?1, min(value), sum(value), max(value), count(*) "
+                    "FROM sample WHERE metric_id = ?2 AND ts >= ?3 AND ts < ?4 GROUP BY ts / ?1",
+                    (size, metric_id, raw_from, hi),
+                ),
+            )
+        return [
+            MetricPoint(ts=ts, min=acc[0], avg=acc[1] / acc[3], max=acc[2], count=int(acc[3]))
+            for ts, acc in sorted(buckets.items())
+        ]
+
+    @staticmethod
+    def _fold(buckets: dict[int, list[float]], rows: sqlite3.Cursor) -> None:
+        # A bucket can straddle the roll-up watermark: combine both halves exactly.
+        for ts, low, total, high, count in rows:
+            acc = buckets.get(int(ts))
+            if acc is None:
+                buckets[int(ts)] = [low, total, high, count]
+            else:
+                acc[0] = min(acc[0], low)
+                acc[1] += total
+                acc[2] = max(acc[2], high)
+                acc[3] += count

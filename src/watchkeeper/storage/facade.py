@@ -1,0 +1,398 @@
+"""``Storage``: the async face of the history, for code running on the event loop.
+
+All SQLite work happens in two dedicated threads, each with its own connection: one
+writer (every write and the maintenance pass, in order) and one reader (queries, which in
+WAL mode never wait for the writer). The loop only ever awaits futures::
+
+    storage = Storage.in_data_dir(settings.data_dir)
+    await storage.open()
+    await storage.write_sample(sample.timestamp, sample.flat())
+    points = await storage.metric_range("cpu.percent", now - 86400, now, 60)
+    await storage.close()
+
+Writes never raise: a failure (full disk, read-only file) is logged once per minute at
+most, counted in :meth:`Storage.stats`, and reported as ``False``; what is already stored
+is untouched and the caller carries on. Queries raise :class:`StorageError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from watchkeeper.analysis.alerts import Alert
+from watchkeeper.remediation.records import ActionRecord
+from watchkeeper.storage.core import DB_FILENAME, SyncStorage
+from watchkeeper.storage.errors import StorageError
+from watchkeeper.storage.models import (
+    ActivityEntry,
+    AgentEvent,
+    AlertTransition,
+    AnalysisRecord,
+    HealthRecord,
+    MaintenanceReport,
+    MetricPoint,
+    RetentionPolicy,
+    StorageStats,
+    SuccessRates,
+)
+
+__all__ = ["Storage"]
+
+log = logging.getLogger("watchkeeper.storage")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_Batch = list[tuple[float, dict[str, float], "Future[int]"]]
+
+#: Seconds between repeated log lines about the same run of write failures.
+_LOG_EVERY = 60.0
+
+
+class Storage:
+    """The history, for async callers. Construct freely (no I/O), then ``await open()``.
+
+    ``max_pending`` bounds the writes waiting for the writer thread; beyond it new writes
+    are dropped and counted rather than piling up in memory behind a stuck disk.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        retention: RetentionPolicy | None = None,
+        max_size_mb: float | None = None,
+        max_pending: int = 1000,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        policy = retention or RetentionPolicy()
+        self._wdb = SyncStorage(self.path, clock=clock, retention=policy, max_size_mb=max_size_mb)
+        self._rdb = SyncStorage(self.path, clock=clock, retention=policy, readonly=True)
+        self.max_pending = max_pending
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._lock = asyncio.Lock()
+        self._batch: _Batch = []
+        self._batch_lock = threading.Lock()
+        self._flush_scheduled = False
+        self._schema: int | None = None
+        self._pending = 0
+        self._writes = 0
+        self._write_errors = 0
+        self._dropped = 0
+        self._samples = 0
+        self._streak = 0
+        self._last_log = -_LOG_EVERY
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._last_maintenance: MaintenanceReport | None = None
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path, **options: Any) -> Storage:
+        """The daemon's database: ``<data_dir>/watchkeeper.db``."""
+        return cls(Path(data_dir) / DB_FILENAME, **options)
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return self._wdb.retention
+
+    @retention.setter
+    def retention(self, policy: RetentionPolicy) -> None:
+        self._wdb.retention = policy
+        self._rdb.retention = policy
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    # -- life ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or migrate the database and start the threads; raises ``StorageError``
+        (with the reason in words) when the file cannot be used. Idempotent."""
+        async with self._lock:
+            if self._writer is not None:
+                return
+            writer = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-db-writer")
+            reader = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-db-reader")
+            try:
+                await self._call(writer, self._wdb.open)
+                await self._call(reader, self._rdb.open)
+                self._schema = await self._call(reader, self._rdb.schema_version)
+            except BaseException:
+                for executor, db in ((writer, self._wdb), (reader, self._rdb)):
+                    executor.submit(db.close)
+                    executor.shutdown(wait=False)
+                raise
+            self._writer, self._reader = writer, reader
+
+    async def close(self) -> None:
+        """Finish queued writes, close both connections and stop the threads."""
+        async with self._lock:
+            writer, reader = self._writer, self._reader
+            self._writer = self._reader = None
+            for executor, db in ((writer, self._wdb), (reader, self._rdb)):
+                if executor is None:
+                    continue
+                try:
+                    await self._call(executor, db.close)
+                finally:
+                    executor.shutdown(wait=False)
+
+    @staticmethod
+    async def _call(
+        executor: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        return await asyncio.wrap_future(executor.submit(fn, *args, **kwargs))
+
+    # -- writing ------------------------------------------------------------------------
+    def _admit(self) -> bool:
+        if self._writer is None:
+            self._dropped += 1
+            return False
+        if self._pending >= self.max_pending:
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.error(
+                    "storage: %d writes are waiting on %s; dropping new ones (%d so far)",
+                    self._pending,
+                    self.path,
+                    self._dropped,
+                )
+            return False
+        return True
+
+    async def _write(
+        self, op: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
+    ) -> bool:
+        if not self._admit():
+            return False
+        assert self._writer is not None
+        self._pending += 1
+        try:
+            await self._call(self._writer, fn, *args, **kwargs)
+        except StorageError as exc:
+            self._failed(op, exc)
+            return False
+        finally:
+            self._pending -= 1
+        self._succeeded()
+        return True
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self._write_errors += 1
+        self._last_error = str(exc)
+        self._last_error_at = self._clock()
+        now = time.monotonic()
+        if self._streak == 0 or now - self._last_log >= _LOG_EVERY:
+            self._last_log = now
+            log.error(
+                "storage: could not %s: %s. %d write(s) failed so far; history already "
+                "stored is untouched and watchkeeper keeps running",
+                op,
+                exc,
+                self._write_errors,
+            )
+        self._streak += 1
+
+    def _succeeded(self) -> None:
+        self._writes += 1
+        if self._streak:
+            log.warning(
+                "storage: writes to %s work again after %d failure(s)", self.path, self._streak
+            )
+            self._streak = 0
+
+    async def write_sample(self, timestamp: float, values: Mapping[str, float]) -> bool:
+        """Store one sample's flat metrics. Samples that arrive while the writer is busy
+        are written together in one transaction."""
+        if not self._admit():
+            return False
+        assert self._writer is not None
+        done: Future[int] = Future()
+        with self._batch_lock:
+            self._batch.append((timestamp, dict(values), done))
+            schedule, self._flush_scheduled = not self._flush_scheduled, True
+        if schedule:
+            self._writer.submit(self._flush_batch)
+        self._pending += 1
+        try:
+            await asyncio.wrap_future(done)
+        except StorageError as exc:
+            self._failed("store a metrics sample", exc)
+            return False
+        finally:
+            self._pending -= 1
+        self._samples += 1
+        self._succeeded()
+        return True
+
+    def _flush_batch(self) -> None:
+        """Runs on the writer thread: everything queued so far, one transaction."""
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+            self._flush_scheduled = False
+        try:
+            written = self._wdb.write_samples([(ts, values) for ts, values, _ in batch])
+        except BaseException as exc:
+            for _, _, done in batch:
+                done.set_exception(exc)
+            return
+        for _, _, done in batch:
+            done.set_result(written)
+
+    async def record_alert(self, alert: Alert, transition: str, at: float | None = None) -> bool:
+        """Keep the alert and one step of its life (``firing``, ``changed``, ...)."""
+        return await self._write("store an alert", self._wdb.record_alert, alert, transition, at)
+
+    async def mark_notified(self, fingerprint: str, at: float) -> bool:
+        return await self._write("mark an alert notified", self._wdb.mark_notified, fingerprint, at)
+
+    async def record_action(self, record: ActionRecord) -> bool:
+        """Add (or move on) one entry of the remediation audit trail."""
+        return await self._write("store an action record", self._wdb.record_action, record)
+
+    async def record_agent_event(self, event: AgentEvent) -> bool:
+        return await self._write("store an agent event", self._wdb.record_agent_event, event)
+
+    async def record_analysis(self, data: Mapping[str, Any], at: float) -> bool:
+        return await self._write("store an analysis", self._wdb.record_analysis, data, at)
+
+    async def log_activity(self, entry: ActivityEntry) -> bool:
+        return await self._write("log activity", self._wdb.log_activity, entry)
+
+    async def record_health(self, record: HealthRecord) -> bool:
+        return await self._write("store a health change", self._wdb.record_health, record)
+
+    async def save_baseline(self, key: str, data: Any) -> bool:
+        """Keep a learned baseline under ``key``; ``load_baselines()`` returns them all."""
+        return await self._write("save a baseline", self._wdb.save_baseline, key, data)
+
+    async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport | None:
+        """Roll-up and retention on the writer thread; None when it failed (counted)."""
+        if policy is not None:
+            self.retention = policy
+        if not self._admit():
+            return None
+        assert self._writer is not None
+        self._pending += 1
+        try:
+            report = await self._call(self._writer, self._wdb.maintain)
+        except StorageError as exc:
+            self._failed("run maintenance", exc)
+            return None
+        finally:
+            self._pending -= 1
+        self._succeeded()
+        self._last_maintenance = report
+        return report
+
+    # -- reading ------------------------------------------------------------------------
+    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._reader is None:
+            raise StorageError(f"storage at {self.path} is not open")
+        return await self._call(self._reader, fn, *args, **kwargs)
+
+    async def last_notified(self, fingerprint: str) -> float | None:
+        """When people were last told about the still-firing alert ``fingerprint``."""
+        return await self._read(self._rdb.last_notified, fingerprint)
+
+    async def metric_range(
+        self, name: str, start: float, end: float, step: float = 60
+    ) -> list[MetricPoint]:
+        """``name`` over ``[start, end)`` at ``step`` seconds: raw values for steps under a
+        minute inside the raw window, one-minute aggregates otherwise."""
+        return await self._read(self._rdb.metric_range, name, start, end, step)
+
+    async def metric_names(self, prefix: str = "") -> list[str]:
+        return await self._read(self._rdb.metric_names, prefix)
+
+    async def alerts(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        state: str | None = None,
+        limit: int = 1000,
+    ) -> list[Alert]:
+        """Alerts open at some point in ``[start, end]``, newest first."""
+        return await self._read(self._rdb.alerts, start, end, state, limit)
+
+    async def alert_transitions(
+        self, alert_id: str | None = None, fingerprint: str | None = None, limit: int = 1000
+    ) -> list[AlertTransition]:
+        return await self._read(self._rdb.alert_transitions, alert_id, fingerprint, limit)
+
+    async def audit(
+        self,
+        target: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[ActionRecord]:
+        """The audit trail, newest first, by target and/or action."""
+        return await self._read(self._rdb.audit, target, action, limit, start, end)
+
+    async def success_rates(self, since: float | None = None) -> SuccessRates:
+        return await self._read(self._rdb.success_rates, since)
+
+    async def search_activity(
+        self,
+        agent: str | None = None,
+        severity: str | None = None,
+        text: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+    ) -> list[ActivityEntry]:
+        """The activity log, newest first; ``severity`` means "at least this severe"."""
+        return await self._read(self._rdb.search_activity, agent, severity, text, start, end, limit)
+
+    async def agent_events(
+        self,
+        agent: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+    ) -> list[AgentEvent]:
+        return await self._read(self._rdb.agent_events, agent, start, end, limit)
+
+    async def analyses(
+        self, start: float | None = None, end: float | None = None, limit: int = 100
+    ) -> list[AnalysisRecord]:
+        return await self._read(self._rdb.analyses, start, end, limit)
+
+    async def health_history(
+        self, start: float | None = None, end: float | None = None, limit: int = 1000
+    ) -> list[HealthRecord]:
+        return await self._read(self._rdb.health_history, start, end, limit)
+
+    async def load_baselines(self) -> dict[str, Any]:
+        return await self._read(self._rdb.load_baselines)
+
+    async def integrity_check(self) -> str:
+        return await self._read(self._rdb.integrity_check)
+
+    def stats(self) -> StorageStats:
+        """Counters since construction; cheap (two ``stat`` calls), safe on the loop."""
+        return StorageStats(
+            path=str(self.path),
+            open=self.is_open,
+            schema_version=self._schema,
+            size_bytes=self._wdb.size_bytes(),
+            writes=self._writes,
+            write_errors=self._write_errors,
+            dropped_writes=self._dropped,
+            samples_written=self._samples,
+            pending_writes=self._pending,
+            last_error=self._last_error,
+            last_error_at=self._last_error_at,
+            last_maintenance=self._last_maintenance,
+        )

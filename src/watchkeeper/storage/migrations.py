@@ -1,0 +1,137 @@
+"""Versioned schema migrations: the database says which version it is, we bring it up.
+
+The version lives in SQLite's ``PRAGMA user_version``. Each migration is a list of
+statements applied in one transaction together with the new version number, so a crash
+half-way leaves the database at the previous version, never in between::
+
+    from_version, to_version = migrate(conn)          # to the latest
+    migrate(conn, target=1)                           # only the first step (tests do this)
+
+A database newer than :data:`LATEST_VERSION` raises :class:`SchemaVersionError` and is
+left untouched. Never edit a released migration: add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from watchkeeper.storage.errors import SchemaVersionError, StorageError
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "migrate", "schema_version"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1 = (
+    # Small key/value facts about the database itself (the roll-up watermark).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    # Metric names are interned: the value rows carry a small integer, not the name.
+    "CREATE TABLE metric (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    # Clustered on (metric, time): one metric's history is one contiguous key range.
+    """CREATE TABLE sample (
+        metric_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+        PRIMARY KEY (metric_id, ts)) WITHOUT ROWID""",
+    """CREATE TABLE sample_1m (
+        metric_id INTEGER NOT NULL, ts INTEGER NOT NULL,
+        min REAL NOT NULL, avg REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (metric_id, ts)) WITHOUT ROWID""",
+    """CREATE TABLE alert (
+        id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, rule TEXT NOT NULL,
+        severity TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL,
+        started_at REAL NOT NULL, updated_at REAL NOT NULL, resolved_at REAL,
+        data TEXT NOT NULL)""",
+    "CREATE INDEX alert_started ON alert (started_at)",
+    """CREATE TABLE alert_transition (
+        id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        ts REAL NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, summary TEXT NOT NULL)""",
+    "CREATE INDEX alert_transition_alert ON alert_transition (alert_id, ts)",
+    """CREATE TABLE audit (
+        id TEXT PRIMARY KEY, action TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL,
+        proposer TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        data TEXT NOT NULL)""",
+    "CREATE INDEX audit_created ON audit (created_at)",
+    """CREATE TABLE agent_event (
+        id INTEGER PRIMARY KEY, ts REAL NOT NULL, agent TEXT NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL, data TEXT NOT NULL)""",
+    "CREATE INDEX agent_event_ts ON agent_event (ts)",
+    """CREATE TABLE analysis (
+        id INTEGER PRIMARY KEY, ts REAL NOT NULL, source TEXT, model TEXT, latency_s REAL,
+        prompt_chars INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER,
+        verdict TEXT, summary TEXT, data TEXT NOT NULL)""",
+    "CREATE INDEX analysis_ts ON analysis (ts)",
+    "CREATE TABLE baseline (key TEXT PRIMARY KEY, updated_at REAL NOT NULL, data TEXT NOT NULL)",
+    """CREATE TABLE activity (
+        id INTEGER PRIMARY KEY, ts REAL NOT NULL, agent TEXT NOT NULL, kind TEXT NOT NULL,
+        severity TEXT NOT NULL, message TEXT NOT NULL, subject TEXT)""",
+    """CREATE TABLE health (
+        id INTEGER PRIMARY KEY, ts REAL NOT NULL, status TEXT NOT NULL,
+        score INTEGER NOT NULL, reasons TEXT NOT NULL)""",
+    "CREATE INDEX health_ts ON health (ts)",
+)
+
+_V2 = (
+    # When the last notification for an alert went out, so a restarted daemon does not
+    # page people again for an alert they heard about minutes ago.
+    "ALTER TABLE alert ADD COLUMN notified_at REAL",
+    "CREATE INDEX alert_fingerprint ON alert (fingerprint, started_at)",
+    # The activity search filters by time and by agent; the audit view by target.
+    "CREATE INDEX activity_ts ON activity (ts)",
+    "CREATE INDEX activity_agent ON activity (agent, ts)",
+    "CREATE INDEX audit_target ON audit (target, created_at)",
+    "CREATE INDEX audit_action ON audit (action, created_at)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "base tables: metrics, alerts, audit, events, analyses, baselines", _V1),
+    Migration(2, "alert.notified_at and the indexes the searches need", _V2),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version recorded in the database (0 for a new, empty one)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION) -> tuple[int, int]:
+    """Apply the migrations between the database's version and ``target``.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Returns
+    ``(version_before, version_after)``.
+    """
+    if not 0 <= target <= LATEST_VERSION:
+        raise ValueError(f"no schema version {target}; the latest is {LATEST_VERSION}")
+    before = schema_version(conn)
+    if before > LATEST_VERSION:
+        raise SchemaVersionError(
+            f"the database is at schema version {before}, newer than this watchkeeper "
+            f"understands (up to {LATEST_VERSION}); it was left untouched: run a newer "
+            "watchkeeper or use another data_dir"
+        )
+    for step in MIGRATIONS:
+        if step.version <= before or step.version > target:
+            continue
+        # IMMEDIATE takes the write lock up front: two processes starting at once do not
+        # both decide to run the same migration.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) >= step.version:  # someone else just did it
+                conn.execute("ROLLBACK")
+                continue
+            for statement in step.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(step.version)}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(
+                f"schema migration to version {step.version} ({step.description}) failed: {exc}"
+            ) from exc
+    return before, schema_version(conn)
