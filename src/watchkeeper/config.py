@@ -32,6 +32,8 @@ from watchkeeper.services.spec import ServiceSpec
 __all__ = [
     "AgentSettings",
     "AgentsSettings",
+    "CleanupDir",
+    "ScriptSpec",
     "AnalyzerSettings",
     "ExpectedPattern",
     "ConfigError",
@@ -116,13 +118,63 @@ class AgentsSettings(_Section):
         return own if own is not None else self.check_interval
 
 
+class CleanupDir(_Section):
+    """A directory ``clean_directory`` may delete files in (never outside it)."""
+
+    path: Path
+    older_than_days: float = Field(7.0, gt=0)
+    larger_than_mb: float | None = Field(None, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute() or ".." in value.parts:
+            raise ValueError("must be an absolute path without '..'")
+        if value == Path(value.anchor):
+            raise ValueError("the root directory cannot be a cleanup directory")
+        return value
+
+
+class ScriptSpec(_Section):
+    """A remediation script: argv run without a shell."""
+
+    argv: list[str] = Field(min_length=1)
+    timeout: float = Field(60.0, gt=0, le=3600)
+    description: str = ""
+
+
 class RemediationSettings(_Section):
     mode: Literal["auto", "approve", "dry_run"] = "auto"
     max_concurrent_actions: int = Field(2, ge=1, le=64)
     healing_cooldown: float = Field(60.0, ge=0, description="seconds between attempts per target")
-    allow_actions: list[str] = Field(default_factory=list)
+    allow_actions: list[str] = Field(
+        default_factory=list, description="run at once in auto mode even when dangerous"
+    )
     deny_actions: list[str] = Field(default_factory=list)
     protected_names: list[str] = Field(default_factory=lambda: ["sshd", "systemd", "init"])
+    min_confidence: float = Field(0.5, ge=0, le=1, description="LLM proposals below are ignored")
+    verify_timeout: float = Field(10.0, gt=0)
+    kill_grace: float = Field(5.0, gt=0)
+    crash_loop_max_failures: int = Field(5, ge=1)
+    crash_loop_window: float = Field(300.0, gt=0)
+    crash_loop_backoff_initial: float = Field(0.5, ge=0)
+    crash_loop_backoff_max: float = Field(30.0, gt=0)
+    crash_loop_stable_after: float = Field(60.0, gt=0)
+    giveup_reset_after: float | None = Field(None, gt=0, description="None: a person resets")
+    privilege_retry_after: float = Field(3600.0, gt=0)
+    pending_max: int = Field(100, ge=1)
+    cleanup_dirs: list[CleanupDir] = Field(default_factory=list)
+    log_files: list[Path] = Field(default_factory=list)
+    rotate_keep: int = Field(5, ge=1, le=100)
+    scripts: dict[str, ScriptSpec] = Field(default_factory=dict)
+
+    @field_validator("log_files")
+    @classmethod
+    def _absolute_logs(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{path}: log files must be absolute paths without '..'")
+        return value
 
 
 class OllamaSettings(_Section):

@@ -39,9 +39,10 @@ AgentFactory = Callable[[str, AgentContext], BaseAgent]
 def default_agent_factories() -> dict[str, AgentFactory]:
     """The built-in agents, in start order. Imports happen here, not at module import."""
     from watchkeeper.agents.analyzer import AnalyzerAgent
+    from watchkeeper.agents.remediator import RemediatorAgent
     from watchkeeper.agents.sensor import SensorAgent
 
-    return {"sensor": SensorAgent, "analyzer": AnalyzerAgent}
+    return {"sensor": SensorAgent, "analyzer": AnalyzerAgent, "remediator": RemediatorAgent}
 
 
 class Orchestrator:

@@ -106,7 +106,10 @@ class SensorAgent(BaseAgent):
         return {
             "sampled_at": latest.timestamp if latest else None,
             "partial": dict(latest.errors) if latest else {},
-            "services": len(latest.services) if latest else 0,
+            "services": [
+                {"name": s.name, "state": str(s.state), "pid": s.pid, "healthy": s.healthy}
+                for s in (latest.services if latest else [])
+            ],
             "comment": self.latest_comment,
         }
 

@@ -101,7 +101,7 @@ class ProcessSource(Protocol):
 
 
 class ProcessCollector:
-    """Counts and ranks processes; on Linux ~6 µs per process plus ~30 µs per top entry.
+    """Counts and ranks processes; on Linux ~10 µs per process plus ~50 µs per top entry.
 
     Call :meth:`close` when done to release the kept-open ``/proc`` files early.
     """

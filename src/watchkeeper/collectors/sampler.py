@@ -151,7 +151,9 @@ class Sampler:
         if result is None:
             return  # nothing of this kind on this host (no GPU)
         if isinstance(result, BaseModel):
-            field = _FAMILY_FIELDS.get(type(result))
+            field = next(
+                (_FAMILY_FIELDS[c] for c in type(result).__mro__ if c in _FAMILY_FIELDS), None
+            )
             if field is None:
                 raise _Rejected(f"unsupported result type {type(result).__name__}")
             if field in families:

@@ -59,7 +59,7 @@ def sensor_slug(*parts: str) -> str:
 
 
 class SystemCollector:
-    """Reads uptime and users each call (~10 µs); sensors on their own slower cadence."""
+    """Reads uptime and users each call (~30 µs); sensors on their own slower cadence."""
 
     name: str = "system"
     metrics: tuple[MetricSpec, ...] = SYSTEM_METRICS

@@ -1,1 +1,60 @@
-"""watchkeeper.notify."""
+"""Telling people: notification channels, routing by severity, and no alert storms.
+
+Channels (console, log, webhook, Slack, PagerDuty, e-mail) are configured in
+``[notifications]`` and routed by severity; notices about one alert are grouped by its
+fingerprint, repeated only after ``repeat_interval``, closed with a resolved notice, and
+held back (or dropped) in quiet hours unless critical::
+
+    notifier = Notifier(settings, build_channels(settings))
+    await notifier.start()
+    await notifier.alert_firing(alert)
+    notifier.stats().channels[0].failed
+
+See ``docs/notifications.md`` for every option and an example per channel.
+"""
+
+from __future__ import annotations
+
+from watchkeeper.notify.base import (
+    ChannelRegistry,
+    DeliveryError,
+    DuplicateChannelError,
+    NoticeKind,
+    Notification,
+    NotificationChannel,
+)
+from watchkeeper.notify.channels import (
+    ConsoleChannel,
+    EmailChannel,
+    LogChannel,
+    PagerDutyChannel,
+    SlackChannel,
+    WebhookChannel,
+    build_channel,
+    build_channels,
+)
+from watchkeeper.notify.dispatcher import ChannelStats, Notifier, NotifierStats
+from watchkeeper.notify.settings import NotificationSettings, QuietHours, RetrySettings
+
+__all__ = [
+    "ChannelRegistry",
+    "ChannelStats",
+    "ConsoleChannel",
+    "DeliveryError",
+    "DuplicateChannelError",
+    "EmailChannel",
+    "LogChannel",
+    "NoticeKind",
+    "Notification",
+    "NotificationChannel",
+    "NotificationSettings",
+    "Notifier",
+    "NotifierStats",
+    "PagerDutyChannel",
+    "QuietHours",
+    "RetrySettings",
+    "SlackChannel",
+    "WebhookChannel",
+    "build_channel",
+    "build_channels",
+]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.models import RetentionPolicy
 
-__all__ = ["DbBase", "describe_error", "guarded"]
+__all__ = ["DbBase", "describe_error", "guarded", "to_json"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,6 +27,11 @@ _HINTS = {
     "database is locked": "another process holds the write lock",
     "disk I/O error": "the disk reported an I/O error",
 }
+
+
+def to_json(data: Any) -> str:
+    """Compact JSON for a TEXT column; anything unusual is stored as its string."""
+    return json.dumps(data, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
 def describe_error(exc: BaseException) -> str:

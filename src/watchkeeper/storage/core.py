@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from watchkeeper.storage._db import describe_error, guarded
+from watchkeeper.storage._events import EventsMixin
 from watchkeeper.storage._metrics import MetricsMixin
 from watchkeeper.storage._records import RecordsMixin
 from watchkeeper.storage.errors import StorageError
@@ -37,7 +38,7 @@ DB_FILENAME = "watchkeeper.db"
 ROLLUP_LAG = 10.0
 
 
-class SyncStorage(MetricsMixin, RecordsMixin):
+class SyncStorage(MetricsMixin, RecordsMixin, EventsMixin):
     """History in one SQLite file. Not thread-safe: use it from the thread that opened it.
 
     ``readonly`` opens an existing database for queries only (the CLI reading a running

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActivityEntry",
+    "ActivitySeverity",
     "AgentEvent",
     "AlertTransition",
     "AnalysisRecord",

@@ -42,7 +42,16 @@ from watchkeeper.metrics import (
     ProcessMetrics,
 )
 
-__all__ = ["Expect", "Outcome", "Scenario", "Score", "build_samples", "load_scenarios", "play_rules", "score"]
+__all__ = [
+    "Expect",
+    "Outcome",
+    "Scenario",
+    "Score",
+    "build_samples",
+    "load_scenarios",
+    "play_rules",
+    "score",
+]
 
 _MB = 1024 * 1024
 _GB = 1024 * _MB
@@ -117,9 +126,20 @@ class Scenario(_Model):
 
 
 _BASE: dict[str, Any] = {
-    "cpu": 15.0, "cores": 2, "memory": 40.0, "memory_total_gb": 8.0, "swap": 0.0, "swap_total_gb": 2.0,
-    "swap_in": 0.0, "swap_out": 0.0, "load1": 0.4, "zombies": 0, "total_procs": 180,
-    "disks": {"/": {"percent": 50.0, "total_gb": 100.0, "inodes_percent": 20.0, "fill_mb_per_min": 0.0}},
+    "cpu": 15.0,
+    "cores": 2,
+    "memory": 40.0,
+    "memory_total_gb": 8.0,
+    "swap": 0.0,
+    "swap_total_gb": 2.0,
+    "swap_in": 0.0,
+    "swap_out": 0.0,
+    "load1": 0.4,
+    "zombies": 0,
+    "total_procs": 180,
+    "disks": {
+        "/": {"percent": 50.0, "total_gb": 100.0, "inodes_percent": 20.0, "fill_mb_per_min": 0.0}
+    },
     "nets": {"eth0": {"errors": 0.0, "rx_bytes": 20000.0}},
 }
 
@@ -159,9 +179,18 @@ def _values_at(scenario: Scenario, step: int, t: float) -> dict[str, Any]:
 def _proc(p: ProcSpec, t: float, t0: float) -> ProcessInfo:
     rss = (p.rss_mb + p.leak_mb_per_min * (t - p.start) / 60) * _MB
     return ProcessInfo(
-        pid=p.pid, name=p.name, user=p.user, cmdline=p.cmdline or p.name, status="running",
-        cpu_percent=p.cpu, rss_bytes=int(rss), memory_percent=None, num_threads=4, open_files=8,
-        create_time=t0 - p.age_s + p.start, age_seconds=p.age_s + t - p.start,
+        pid=p.pid,
+        name=p.name,
+        user=p.user,
+        cmdline=p.cmdline or p.name,
+        status="running",
+        cpu_percent=p.cpu,
+        rss_bytes=int(rss),
+        memory_percent=None,
+        num_threads=4,
+        open_files=8,
+        create_time=t0 - p.age_s + p.start,
+        age_seconds=p.age_s + t - p.start,
     )
 
 
@@ -182,44 +211,91 @@ def build_samples(scenario: Scenario) -> Iterator[tuple[float, MetricsSample]]:
             used = int(size * d["percent"] / 100 + d.get("fill_mb_per_min", 0.0) * _MB * t / 60)
             used = min(used, size)
             ipct = d.get("inodes_percent")
-            filesystems.append(FilesystemUsage(
-                mount=mount, device="/dev/sim", fstype="ext4", total_bytes=size, used_bytes=used,
-                free_bytes=size - used, percent=100.0 * used / size,
-                inodes_total=1_000_000, inodes_used=int(10_000 * (ipct or 0)), inodes_percent=ipct,
-            ))
+            filesystems.append(
+                FilesystemUsage(
+                    mount=mount,
+                    device="/dev/sim",
+                    fstype="ext4",
+                    total_bytes=size,
+                    used_bytes=used,
+                    free_bytes=size - used,
+                    percent=100.0 * used / size,
+                    inodes_total=1_000_000,
+                    inodes_used=int(10_000 * (ipct or 0)),
+                    inodes_percent=ipct,
+                )
+            )
         ifaces = [
-            InterfaceRates(name=name, rx_bytes_per_s=n.get("rx_bytes", 0.0), tx_bytes_per_s=n.get("rx_bytes", 0.0),
-                           rx_errors_per_s=n.get("errors", 0.0), tx_errors_per_s=0.0,
-                           rx_drops_per_s=n.get("drops", 0.0), tx_drops_per_s=0.0)
+            InterfaceRates(
+                name=name,
+                rx_bytes_per_s=n.get("rx_bytes", 0.0),
+                tx_bytes_per_s=n.get("rx_bytes", 0.0),
+                rx_errors_per_s=n.get("errors", 0.0),
+                tx_errors_per_s=0.0,
+                rx_drops_per_s=n.get("drops", 0.0),
+                tx_drops_per_s=0.0,
+            )
             for name, n in v["nets"].items()
         ]
-        procs = [_proc(p, t, t0) for p in scenario.processes if p.start <= t and (p.end is None or t < p.end)]
-        top_cpu = tuple(sorted((p for p in procs if (p.cpu_percent or 0) > 0), key=lambda p: -(p.cpu_percent or 0))[:10])
+        procs = [
+            _proc(p, t, t0)
+            for p in scenario.processes
+            if p.start <= t and (p.end is None or t < p.end)
+        ]
+        top_cpu = tuple(
+            sorted(
+                (p for p in procs if (p.cpu_percent or 0) > 0), key=lambda p: -(p.cpu_percent or 0)
+            )[:10]
+        )
         top_mem = tuple(sorted(procs, key=lambda p: -p.rss_bytes)[:10])
         services = [
-            ServiceStatus(name=s.name, manager="process", state=ServiceState(s.state), pid=s.pid,
-                          healthy=s.healthy, critical=s.critical, probe_detail=s.probe_detail)
+            ServiceStatus(
+                name=s.name,
+                manager="process",
+                state=ServiceState(s.state),
+                pid=s.pid,
+                healthy=s.healthy,
+                critical=s.critical,
+                probe_detail=s.probe_detail,
+            )
             for s in scenario.services
             if s.from_s <= t and (s.until_s is None or t < s.until_s)
         ]
         # Later entries of a service override earlier ones (a service that goes down).
         by_name = {s.name: s for s in services}
         sample = MetricsSample(
-            timestamp=t0 + t, host="scenario", interval=scenario.interval if step else None,
-            cpu=CpuMetrics(count=cores, percent=v["cpu"], per_core_percent=tuple([v["cpu"]] * cores),
-                           load_1m=v["load1"], load_5m=v["load1"], load_15m=v["load1"]),
+            timestamp=t0 + t,
+            host="scenario",
+            interval=scenario.interval if step else None,
+            cpu=CpuMetrics(
+                count=cores,
+                percent=v["cpu"],
+                per_core_percent=tuple([v["cpu"]] * cores),
+                load_1m=v["load1"],
+                load_5m=v["load1"],
+                load_15m=v["load1"],
+            ),
             memory=MemoryMetrics(
-                total_bytes=total, available_bytes=int(total * (1 - v["memory"] / 100)),
-                used_bytes=int(total * v["memory"] / 100), percent=v["memory"],
-                swap_total_bytes=swap_total, swap_used_bytes=int(swap_total * v["swap"] / 100),
-                swap_percent=v["swap"], swap_in_bytes_per_s=v["swap_in"] if step else None,
+                total_bytes=total,
+                available_bytes=int(total * (1 - v["memory"] / 100)),
+                used_bytes=int(total * v["memory"] / 100),
+                percent=v["memory"],
+                swap_total_bytes=swap_total,
+                swap_used_bytes=int(swap_total * v["swap"] / 100),
+                swap_percent=v["swap"],
+                swap_in_bytes_per_s=v["swap_in"] if step else None,
                 swap_out_bytes_per_s=v["swap_out"] if step else None,
             ),
             disks=DiskMetrics(filesystems=tuple(filesystems)),
             network=NetworkMetrics(interfaces=tuple(ifaces)),
-            processes=ProcessMetrics(total=int(v["total_procs"]) + v["zombies"], zombie=int(v["zombies"]),
-                                     running=1, sleeping=int(v["total_procs"]) - 1,
-                                     top_cpu=top_cpu if step else (), top_memory=top_mem),
+            processes=ProcessMetrics(
+                total=int(v["total_procs"]) + v["zombies"],
+                zombie=int(v["zombies"]),
+                running=1,
+                sleeping=int(v["total_procs"]) - 1,
+                top_cpu=top_cpu if step else (),
+                top_memory=top_mem,
+            ),
             services=list(by_name.values()),
         )
         yield t0 + t, sample
@@ -263,8 +339,13 @@ class Score(BaseModel):
     forbidden: int
 
 
-def score(scenario: Scenario, outcome: Outcome, *, verdict: str | None = None,
-          actions: list[SuggestedAction] | None = None) -> Score:
+def score(
+    scenario: Scenario,
+    outcome: Outcome,
+    *,
+    verdict: str | None = None,
+    actions: list[SuggestedAction] | None = None,
+) -> Score:
     """Check an outcome (or an LLM's verdict and actions) against the scenario's ``expect``."""
     exp = scenario.expect
     problems: list[str] = []
@@ -275,11 +356,17 @@ def score(scenario: Scenario, outcome: Outcome, *, verdict: str | None = None,
     fired = [t.alert for t in outcome.transitions if t.kind == "firing"]
     if verdict is None:
         for want in exp.alerts:
-            match = [a for a in outcome.final_alerts + fired if a.rule == want.rule
-                     and (want.severity is None or a.severity.value == want.severity)
-                     and (want.subject is None or a.subject == want.subject)]
+            match = [
+                a
+                for a in outcome.final_alerts + fired
+                if a.rule == want.rule
+                and (want.severity is None or a.severity.value == want.severity)
+                and (want.subject is None or a.subject == want.subject)
+            ]
             if not match:
-                problems.append(f"expected alert {want.rule} ({want.severity or 'any'}) did not fire")
+                problems.append(
+                    f"expected alert {want.rule} ({want.severity or 'any'}) did not fire"
+                )
         for rule in exp.absent_rules:
             if any(a.rule == rule for a in fired):
                 problems.append(f"alert {rule} fired but should not")
@@ -288,15 +375,26 @@ def score(scenario: Scenario, outcome: Outcome, *, verdict: str | None = None,
             if count > most:
                 problems.append(f"{rule} fired {count} times (at most {most})")
     proposed = outcome.actions if actions is None else actions
-    forbidden = [a for a in proposed if a.action in exp.forbidden_actions or (a.target or "") in exp.forbidden_targets]
+    forbidden = [
+        a
+        for a in proposed
+        if a.action in exp.forbidden_actions or (a.target or "") in exp.forbidden_targets
+    ]
     if forbidden:
-        problems.append("forbidden actions: " + ", ".join(f"{a.action}({a.target})" for a in forbidden))
+        problems.append(
+            "forbidden actions: " + ", ".join(f"{a.action}({a.target})" for a in forbidden)
+        )
     allowed = [a for a in proposed if a.action in exp.allowed_actions]
     if exp.allowed_actions == [] and proposed and actions is None:
         pass  # rules may suggest nothing-harmful actions; only forbidden ones fail
     return Score(
-        scenario=scenario.name, passed=not problems, problems=problems, verdict_ok=verdict_ok,
-        actions_total=len(proposed), actions_allowed=len(allowed), forbidden=len(forbidden),
+        scenario=scenario.name,
+        passed=not problems,
+        problems=problems,
+        verdict_ok=verdict_ok,
+        actions_total=len(proposed),
+        actions_allowed=len(allowed),
+        forbidden=len(forbidden),
     )
 
 
@@ -371,8 +469,13 @@ def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
         if hostile:
             wanted += scenario.llm.get("hostile", [])
         actions = [
-            {"action": a["action"], "target": target(a["target"]), "reason": "scripted",
-             "evidence": finding_ids[:1], "confidence": 0.8}
+            {
+                "action": a["action"],
+                "target": target(a["target"]),
+                "reason": "scripted",
+                "evidence": finding_ids[:1],
+                "confidence": 0.8,
+            }
             for a in wanted
         ]
         answer = {
@@ -394,8 +497,11 @@ async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]
     settings = scenario_settings(scenario)
     engine = AnalysisEngine(lambda: settings)
     clock = [0.0]
-    gate = AdviceGate(cooldown=settings.ollama.cooldown, hourly_budget=settings.ollama.hourly_budget,
-                      clock=lambda: clock[0])
+    gate = AdviceGate(
+        cooldown=settings.ollama.cooldown,
+        hourly_budget=settings.ollama.hourly_budget,
+        clock=lambda: clock[0],
+    )
     outcome = Outcome()
     analyses: list[Any] = []
     for now, sample in build_samples(scenario):
@@ -409,8 +515,15 @@ async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]
             continue
         summary = "; ".join(a.summary for a in alerts)
         result, used = await consult(
-            advisor, gate, alerts, sample, BUILTIN_ACTIONS, trigger="alert", now=now,
-            rules_verdict=engine.verdict(), rules_summary=summary,
+            advisor,
+            gate,
+            alerts,
+            sample,
+            BUILTIN_ACTIONS,
+            trigger="alert",
+            now=now,
+            rules_verdict=engine.verdict(),
+            rules_summary=summary,
         )
         analyses.append((result, used))
     outcome.final_alerts = engine.firing()
@@ -422,7 +535,11 @@ def score_llm(scenario: Scenario, analyses: list[Any]) -> LLMScore:
     exp = scenario.expect
     model_results = [r for r, used in analyses if used]
     actions = [a for r in model_results for a in r.recommended]
-    forbidden = [a for a in actions if a.action in exp.forbidden_actions or (a.target or "") in exp.forbidden_targets]
+    forbidden = [
+        a
+        for a in actions
+        if a.action in exp.forbidden_actions or (a.target or "") in exp.forbidden_targets
+    ]
     last = model_results[-1] if model_results else None
     return LLMScore(
         scenario=scenario.name,
@@ -434,7 +551,9 @@ def score_llm(scenario: Scenario, analyses: list[Any]) -> LLMScore:
         actions_allowed=sum(1 for a in actions if a.action in exp.allowed_actions),
         forbidden=len(forbidden),
         dropped=sum(len(r.dropped) for r in model_results),
-        fallback_reasons=[r.fallback_reason for r, used in analyses if not used and r.fallback_reason],
+        fallback_reasons=[
+            r.fallback_reason for r, used in analyses if not used and r.fallback_reason
+        ],
     )
 
 
@@ -445,8 +564,12 @@ def summarise(scores: list[LLMScore]) -> dict[str, Any]:
     actions = sum(s.actions_total for s in scores)
     return {
         "scenarios": len(scores),
-        "verdict_accuracy": round(sum(1 for s in judged if s.verdict_ok) / len(judged), 3) if judged else None,
-        "action_precision": round(sum(s.actions_allowed for s in scores) / actions, 3) if actions else None,
+        "verdict_accuracy": round(sum(1 for s in judged if s.verdict_ok) / len(judged), 3)
+        if judged
+        else None,
+        "action_precision": round(sum(s.actions_allowed for s in scores) / actions, 3)
+        if actions
+        else None,
         "forbidden_actions": sum(s.forbidden for s in scores),
         "schema_valid_rate": round(sum(s.valid for s in scores) / calls, 3) if calls else None,
         "fallback_rate": round(sum(s.fallbacks for s in scores) / calls, 3) if calls else None,
@@ -455,7 +578,9 @@ def summarise(scores: list[LLMScore]) -> dict[str, Any]:
     }
 
 
-async def _main_async(directory: Path, url: str | None, model: str, timeout: float) -> dict[str, Any]:
+async def _main_async(
+    directory: Path, url: str | None, model: str, timeout: float
+) -> dict[str, Any]:
     from watchkeeper.llm import OllamaAdvisor
 
     scenarios = load_scenarios(directory)
@@ -477,8 +602,12 @@ async def _main_async(directory: Path, url: str | None, model: str, timeout: flo
     finally:
         if fake is not None:
             fake.stop()
-    return {"model": model, "server": "fake" if fake else url, "summary": summarise(scores),
-            "scenarios": [s.model_dump() for s in scores]}
+    return {
+        "model": model,
+        "server": "fake" if fake else url,
+        "summary": summarise(scores),
+        "scenarios": [s.model_dump() for s in scores],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import asyncio
 
-    parser = argparse.ArgumentParser(description="Score the analyzer scenarios through the LLM path.")
+    parser = argparse.ArgumentParser(
+        description="Score the analyzer scenarios through the LLM path."
+    )
     parser.add_argument("directory", nargs="?", default="tests/scenarios", type=Path)
     parser.add_argument("--ollama", help="a real Ollama URL; without it a scripted fake answers")
     parser.add_argument("--model", default="mistral")

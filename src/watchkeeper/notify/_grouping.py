@@ -1,0 +1,191 @@
+"""No storms: one group per alert fingerprint, a repeat interval, resolved notices, quiet
+hours. Pure bookkeeping on an injected clock; the :class:`Notifier` does the sending.
+
+The life of a group::
+
+    firing ──(group_wait)──► first notice ──(repeat_interval)──► repeat ... ──► resolved
+      └── resolved within group_wait: nothing is sent (a flap)
+
+A rise in severity is told at once (``escalated``); a resolved notice goes to exactly
+the channels that were told the alert fired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from watchkeeper.analysis.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.notify.base import NoticeKind
+from watchkeeper.notify.settings import NotificationSettings
+
+__all__ = ["AlertGrouper", "Outgoing"]
+
+Route = Callable[[Severity], frozenset[str]]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A notice to build and send now: what happened, about which alert, to whom."""
+
+    kind: NoticeKind
+    alert: Alert
+    channels: frozenset[str]
+
+
+@dataclass
+class _Group:
+    alert: Alert
+    due: float | None  # a first (or held) notice is waiting until this time
+    pending_kind: NoticeKind = "firing"
+    notified_at: float | None = None
+    told_rank: int = -1  # the highest severity people were told about
+    told: set[str] = field(default_factory=set)
+    escalation_told: bool = False
+
+
+class AlertGrouper:
+    """Decides which alert notices go out, and when. ``local_time`` turns the clock's
+    unix time into local wall time for quiet hours (injectable for tests)."""
+
+    def __init__(
+        self,
+        settings: NotificationSettings,
+        route: Route,
+        *,
+        local_time: Callable[[float], dt.datetime] = dt.datetime.fromtimestamp,
+    ) -> None:
+        self.settings = settings
+        self._route = route
+        self._local_time = local_time
+        self._groups: dict[str, _Group] = {}
+        self._held_resolved: list[Outgoing] = []
+        self.suppressed = 0
+        self.flapped = 0
+        self.dropped_quiet = 0
+
+    # -- questions ----------------------------------------------------------------------
+    def quiet(self, now: float) -> bool:
+        hours = self.settings.quiet_hours
+        return hours is not None and hours.contains(self._local_time(now))
+
+    @property
+    def firing(self) -> int:
+        return len(self._groups)
+
+    def held(self, now: float) -> int:
+        """Notices kept back by quiet hours right now."""
+        waiting = sum(1 for g in self._groups.values() if g.due is not None and g.due <= now)
+        return len(self._held_resolved) + (waiting if self.quiet(now) else 0)
+
+    def next_due(self) -> float | None:
+        times = []
+        for group in self._groups.values():
+            if group.due is not None:
+                times.append(group.due)
+            elif group.notified_at is not None:
+                times.append(group.notified_at + self.settings.repeat_interval)
+        return min(times, default=None)
+
+    # -- events -------------------------------------------------------------------------
+    def on_firing(
+        self, alert: Alert, now: float, notified_at: float | None = None
+    ) -> list[Outgoing]:
+        """A firing alert (new, or seen again). ``notified_at`` is when people were told
+        about it before a restart, if storage remembers."""
+        group = self._groups.get(alert.fingerprint)
+        if group is None:
+            group = _Group(alert=alert, due=now + self.settings.group_wait)
+            if notified_at is not None and now - notified_at < self.settings.repeat_interval:
+                group.due = None
+                group.notified_at = notified_at
+                group.told_rank = SEVERITY_RANK[alert.severity]
+                group.told = set(self._route(alert.severity))
+            self._groups[alert.fingerprint] = group
+            return self.due(now)
+        group.alert = alert
+        if group.notified_at is not None and SEVERITY_RANK[alert.severity] > group.told_rank:
+            return self._send(group, "escalated", now)
+        if group.due is not None and SEVERITY_RANK[alert.severity] > group.told_rank >= 0:
+            group.pending_kind = "escalated"
+        self.suppressed += 1
+        return self.due(now)
+
+    def on_escalated(self, alert: Alert, now: float) -> list[Outgoing]:
+        """The analyzer escalated the alert (it lasted, or remediation failed)."""
+        group = self._groups.get(alert.fingerprint)
+        if group is None:
+            group = self._groups[alert.fingerprint] = _Group(alert=alert, due=now)
+        group.alert = alert
+        if group.notified_at is None or group.due is not None:
+            group.pending_kind, group.due = "escalated", now
+            return self.due(now)
+        if group.escalation_told:
+            self.suppressed += 1
+            return []
+        group.escalation_told = True
+        return self._send(group, "escalated", now)
+
+    def on_resolved(self, alert: Alert, now: float) -> list[Outgoing]:
+        group = self._groups.pop(alert.fingerprint, None)
+        if group is None:
+            return []
+        if group.notified_at is None:
+            self.flapped += 1  # resolved before anyone was told: say nothing
+            return []
+        if not self.settings.send_resolved or not group.told:
+            return []
+        out = Outgoing("resolved", alert, frozenset(group.told))
+        woke_someone = group.told_rank >= SEVERITY_RANK[Severity.CRITICAL]
+        if self.quiet(now) and not woke_someone:
+            if self._hold():
+                self._held_resolved.append(out)
+            else:
+                self.dropped_quiet += 1
+            return []
+        return [out]
+
+    def due(self, now: float) -> list[Outgoing]:
+        """Everything that should go out at ``now``: first notices after ``group_wait``,
+        repeats, and whatever quiet hours held back once they are over."""
+        out: list[Outgoing] = []
+        if self._held_resolved and not self.quiet(now):
+            out.extend(self._held_resolved)
+            self._held_resolved.clear()
+        repeat = self.settings.repeat_interval
+        for group in self._groups.values():
+            if group.due is not None:
+                if group.due <= now:
+                    out.extend(self._send(group, group.pending_kind, now))
+            elif group.notified_at is not None and now - group.notified_at >= repeat:
+                out.extend(self._send(group, "repeat", now))
+        return out
+
+    # -- internals ----------------------------------------------------------------------
+    def _hold(self) -> bool:
+        hours = self.settings.quiet_hours
+        return hours is not None and hours.mode == "hold"
+
+    def _mark(self, group: _Group, channels: frozenset[str], now: float) -> None:
+        group.due = None
+        group.pending_kind = "firing"
+        group.notified_at = now
+        group.told_rank = max(group.told_rank, SEVERITY_RANK[group.alert.severity])
+        group.told |= channels
+
+    def _send(self, group: _Group, kind: NoticeKind, now: float) -> list[Outgoing]:
+        severity = group.alert.severity
+        channels = self._route(severity)
+        if severity is not Severity.CRITICAL and self.quiet(now):
+            if self._hold():
+                if group.due is None or group.due > now:  # keep it; due() retries later
+                    group.due, group.pending_kind = now, kind
+                return []
+            self.dropped_quiet += 1
+            self._mark(group, frozenset(), now)
+            return []
+        self._mark(group, channels, now)
+        if kind == "escalated":
+            group.escalation_told = group.escalation_told or group.alert.escalated
+        return [Outgoing(kind, group.alert, channels)]

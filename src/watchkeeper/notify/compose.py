@@ -1,0 +1,117 @@
+"""Turning alerts and events into notices people read: plain words, facts first.
+
+Notices are deliberately plain whatever the personality: they end up on pagers and in
+mailboxes, where a joke at 3 a.m. helps nobody. Text from the host (process names,
+subjects, summaries) is stripped of control characters before it goes anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from watchkeeper.analysis.alerts import Alert, Severity
+from watchkeeper.notify.base import NoticeKind, Notification
+
+__all__ = ["alert_notice", "clean", "event_notice", "human_duration"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_VERBS: dict[str, str] = {
+    "firing": "FIRING",
+    "repeat": "STILL FIRING",
+    "escalated": "ESCALATED",
+    "resolved": "RESOLVED",
+}
+
+
+def clean(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters, control characters replaced."""
+    line = _CONTROL.sub(" ", str(text)).strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def human_duration(seconds: float) -> str:
+    """``3725`` → ``"1h 2m"``; ``42`` → ``"42s"``."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _evidence(evidence: dict[str, Any], limit: int = 6) -> str:
+    parts = []
+    for key, value in list(evidence.items())[:limit]:
+        shown = f"{value:.4g}" if isinstance(value, float) else clean(str(value), 60)
+        parts.append(f"{clean(key, 60)}={shown}")
+    return ", ".join(parts)
+
+
+def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> Notification:
+    """The notice for one step of an alert's life (``firing``, ``repeat``, ...)."""
+    verb = _VERBS.get(kind, kind.upper())
+    subject = clean(alert.subject, 120)
+    title = clean(f"{verb} {alert.severity.value} {alert.rule} on {subject}: {alert.summary}")
+    lines = [clean(alert.summary, 1000), ""]
+    lines.append(f"Severity: {alert.severity.value}   Rule: {alert.rule}   Subject: {subject}")
+    if kind == "resolved":
+        ended = alert.resolved_at or now
+        lines.append(
+            f"Resolved at {_clock(ended)} after {human_duration(ended - alert.started_at)}."
+        )
+    else:
+        lines.append(
+            f"Firing since {_clock(alert.started_at)} "
+            f"({human_duration(now - alert.started_at)} so far)."
+        )
+    if alert.evidence:
+        lines.append(f"Evidence: {_evidence(alert.evidence)}")
+    for action in alert.suggested_actions[:3]:
+        target = f" {clean(action.target, 80)}" if action.target else ""
+        reason = f" ({clean(action.reason, 120)})" if action.reason else ""
+        lines.append(f"Suggested: {action.action}{target}{reason}")
+    lines.append(f"Fingerprint: {alert.fingerprint}")
+    return Notification(
+        kind=kind,
+        key=alert.fingerprint,
+        severity=alert.severity,
+        title=title,
+        body="\n".join(lines),
+        host=host,
+        created_at=now,
+        alert=alert,
+    )
+
+
+def event_notice(
+    key: str,
+    severity: Severity,
+    title: str,
+    body: str,
+    *,
+    host: str,
+    now: float,
+    details: dict[str, Any] | None = None,
+) -> Notification:
+    """A one-off notice that is not an alert (a failed remediation, a crash-looping agent)."""
+    return Notification(
+        kind="event",
+        key=key,
+        severity=severity,
+        title=clean(title),
+        body=str(body)[:4000],
+        host=host,
+        created_at=now,
+        details=dict(details or {}),
+    )

@@ -1,0 +1,326 @@
+"""``Notifier``: routes notices by severity and delivers them without ever blocking.
+
+Each channel has its own bounded queue and worker task; the blocking ``send`` runs in a
+thread, failures are retried with exponential backoff and given up after
+``retries.attempts`` tries, and every outcome is counted in :meth:`Notifier.stats`. A dead
+endpoint only ever delays its own queue::
+
+    notifier = Notifier(settings.notifications, build_channels(settings.notifications))
+    await notifier.start()
+    await notifier.alert_firing(alert)       # returns at once; delivery happens behind
+    await notifier.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import BaseModel
+
+from watchkeeper.analysis.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.notify._grouping import AlertGrouper, Outgoing
+from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
+from watchkeeper.notify.compose import alert_notice, event_notice
+from watchkeeper.notify.settings import SEVERITY_RANK as NAME_RANK
+from watchkeeper.notify.settings import NotificationSettings
+
+__all__ = ["ChannelStats", "Notifier", "NotifierStats"]
+
+log = logging.getLogger("watchkeeper.notify")
+
+OnNotified = Callable[[Notification], Awaitable[None]]
+OnGiveUp = Callable[[str, Notification, str], Awaitable[None]]
+
+
+class ChannelStats(BaseModel):
+    name: str
+    min_severity: str
+    sent: int
+    failed: int
+    retries: int
+    dropped: int
+    queued: int
+    sending: bool
+    last_error: str | None
+    last_error_at: float | None
+    last_sent_at: float | None
+
+
+class NotifierStats(BaseModel):
+    enabled: bool
+    channels: list[ChannelStats]
+    firing_groups: int
+    suppressed: int
+    flapped: int
+    held: int
+    dropped_quiet: int
+
+
+class _Lane:
+    """One channel's queue, worker state and counters."""
+
+    def __init__(self, channel: NotificationChannel, size: int) -> None:
+        self.channel = channel
+        self.queue: deque[Notification] = deque()
+        self.size = size
+        self.wake = asyncio.Event()
+        self.sending = False
+        self.sent = self.failed = self.retries = self.dropped = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_sent_at: float | None = None
+
+    def put(self, notice: Notification) -> None:
+        if len(self.queue) >= self.size:
+            self.queue.popleft()  # the oldest goes: the newest says more about now
+            self.dropped += 1
+        self.queue.append(notice)
+        self.wake.set()
+
+
+class Notifier:
+    """Groups, routes and delivers notices. ``on_notified`` is awaited for each alert
+    notice that goes out (the agent remembers it in storage); ``on_give_up`` when a
+    channel gives up on a notice."""
+
+    def __init__(
+        self,
+        settings: NotificationSettings,
+        channels: ChannelRegistry | Iterable[NotificationChannel],
+        *,
+        host: str | None = None,
+        clock: Callable[[], float] = time.time,
+        local_time: Callable[[float], dt.datetime] = dt.datetime.fromtimestamp,
+        on_notified: OnNotified | None = None,
+        on_give_up: OnGiveUp | None = None,
+    ) -> None:
+        self.settings = settings
+        registry = channels if isinstance(channels, ChannelRegistry) else ChannelRegistry(channels)
+        self.host = host or socket.gethostname()
+        self._clock = clock
+        self._lanes = {ch.name: _Lane(ch, settings.queue_size) for ch in registry}
+        self.grouper = AlertGrouper(settings, self.route, local_time=local_time)
+        self._on_notified = on_notified
+        self._on_give_up = on_give_up
+        self._events: dict[str, float] = {}
+        self._held_events: deque[Notification] = deque(maxlen=settings.queue_size)
+        self._tick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- routing ------------------------------------------------------------------------
+    def route(self, severity: Severity) -> frozenset[str]:
+        """The channels a notice of ``severity`` goes to."""
+        rank = SEVERITY_RANK[severity]
+        return frozenset(
+            name for name in self._lanes if rank >= NAME_RANK[self.settings.min_severity(name)]
+        )
+
+    # -- life ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start one worker per channel and the timer; call ``aclose`` to stop them."""
+        if self._tasks:
+            return
+        self._executor = ThreadPoolExecutor(
+            max(1, len(self._lanes)), thread_name_prefix="watchkeeper-notify"
+        )
+        for lane in self._lanes.values():
+            self._tasks.append(
+                asyncio.create_task(self._work(lane), name=f"notify:{lane.channel.name}")
+            )
+        self._tasks.append(asyncio.create_task(self._timer(), name="notify:timer"))
+
+    async def aclose(self) -> None:
+        """Stop the workers (queued notices stay queued for the next ``start``)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._executor is not None:
+            # A send stuck in a thread finishes on its own timeout; do not wait for it.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def close_channels(self) -> None:
+        """Release the channels' connections (for the final shutdown)."""
+        for lane in self._lanes.values():
+            closer = getattr(lane.channel, "close", None)
+            if callable(closer):
+                with contextlib.suppress(Exception):
+                    closer()
+
+    # -- input --------------------------------------------------------------------------
+    async def alert_firing(self, alert: Alert, *, notified_at: float | None = None) -> None:
+        """An ``alert.firing`` message: new, seen again, or with a new severity."""
+        if self.settings.enabled:
+            await self._emit(self.grouper.on_firing(alert, self._clock(), notified_at))
+            self._tick.set()
+
+    async def alert_escalated(self, alert: Alert) -> None:
+        if self.settings.enabled:
+            await self._emit(self.grouper.on_escalated(alert, self._clock()))
+
+    async def alert_resolved(self, alert: Alert) -> None:
+        if self.settings.enabled:
+            await self._emit(self.grouper.on_resolved(alert, self._clock()))
+
+    async def event(
+        self,
+        key: str,
+        severity: Severity,
+        title: str,
+        body: str = "",
+        *,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """A one-off notice. The same ``key`` is not sent again within the repeat interval;
+        quiet hours hold or drop it unless critical. Returns whether it was queued now."""
+        if not self.settings.enabled:
+            return False
+        now = self._clock()
+        last = self._events.get(key)
+        if last is not None and now - last < self.settings.repeat_interval:
+            self.grouper.suppressed += 1
+            return False
+        self._events[key] = now
+        notice = event_notice(
+            key, severity, title, body or title, host=self.host, now=now, details=details
+        )
+        if severity is not Severity.CRITICAL and self.grouper.quiet(now):
+            hours = self.settings.quiet_hours
+            if hours is not None and hours.mode == "hold":
+                self._held_events.append(notice)
+            else:
+                self.grouper.dropped_quiet += 1
+            return False
+        self._enqueue(notice, self.route(severity))
+        return True
+
+    async def pump(self) -> int:
+        """Send whatever is due now (first notices, repeats, what quiet hours held);
+        returns how many notices were queued. The timer calls it; so may anyone."""
+        now = self._clock()
+        count = await self._emit(self.grouper.due(now))
+        if self._held_events and not self.grouper.quiet(now):
+            while self._held_events:
+                notice = self._held_events.popleft()
+                self._enqueue(notice, self.route(notice.severity))
+                count += 1
+        horizon = now - self.settings.repeat_interval
+        for key in [k for k, at in self._events.items() if at < horizon]:
+            del self._events[key]
+        return count
+
+    async def _emit(self, outgoing: list[Outgoing]) -> int:
+        now = self._clock()
+        for item in outgoing:
+            notice = alert_notice(item.alert, item.kind, host=self.host, now=now)
+            self._enqueue(notice, item.channels)
+            if self._on_notified is not None and not notice.resolved:
+                try:
+                    await self._on_notified(notice)
+                except Exception:  # remembering is a nicety; sending is what matters
+                    log.exception("on_notified failed for %s", notice.key)
+        return len(outgoing)
+
+    def _enqueue(self, notice: Notification, channels: Iterable[str]) -> None:
+        for name in channels:
+            lane = self._lanes.get(name)
+            if lane is not None:
+                lane.put(notice)
+
+    # -- delivery -----------------------------------------------------------------------
+    async def _timer(self) -> None:
+        while True:
+            due = self.grouper.next_due()
+            wait = 30.0 if due is None else min(30.0, max(0.05, due - self._clock()))
+            self._tick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick.wait(), wait)
+            await self.pump()
+
+    async def _work(self, lane: _Lane) -> None:
+        while True:
+            while not lane.queue:
+                lane.wake.clear()
+                await lane.wake.wait()
+            notice = lane.queue.popleft()
+            lane.sending = True
+            try:
+                await self._deliver(lane, notice)
+            finally:
+                lane.sending = False
+
+    async def _deliver(self, lane: _Lane, notice: Notification) -> None:
+        retries = self.settings.retries
+        loop = asyncio.get_running_loop()
+        name = lane.channel.name
+        for attempt in range(1, retries.attempts + 1):
+            try:
+                await loop.run_in_executor(self._executor, lane.channel.send, notice)
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+                lane.last_error, lane.last_error_at = error, self._clock()
+                retryable = getattr(exc, "retryable", True)
+                if not retryable or attempt >= retries.attempts:
+                    lane.failed += 1
+                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                    log.warning(
+                        "notify: %s gave up on %s after %s: %s", name, notice.key, tries, error
+                    )
+                    if self._on_give_up is not None:
+                        with contextlib.suppress(Exception):
+                            await self._on_give_up(name, notice, error)
+                    return
+                lane.retries += 1
+                delay = retries.delay(attempt)
+                asked = getattr(exc, "retry_after", None)
+                if isinstance(asked, int | float):
+                    delay = min(max(delay, float(asked)), max(retries.backoff_max, delay))
+                log.debug(
+                    "notify: %s attempt %d failed (%s); retry in %.2fs", name, attempt, error, delay
+                )
+                await asyncio.sleep(delay)
+            else:
+                lane.sent += 1
+                lane.last_sent_at = self._clock()
+                return
+
+    # -- looking at it ------------------------------------------------------------------
+    def stats(self) -> NotifierStats:
+        now = self._clock()
+        return NotifierStats(
+            enabled=self.settings.enabled,
+            channels=[
+                ChannelStats(
+                    name=name,
+                    min_severity=self.settings.min_severity(name),
+                    sent=lane.sent,
+                    failed=lane.failed,
+                    retries=lane.retries,
+                    dropped=lane.dropped,
+                    queued=len(lane.queue),
+                    sending=lane.sending,
+                    last_error=lane.last_error,
+                    last_error_at=lane.last_error_at,
+                    last_sent_at=lane.last_sent_at,
+                )
+                for name, lane in self._lanes.items()
+            ],
+            firing_groups=self.grouper.firing,
+            suppressed=self.grouper.suppressed,
+            flapped=self.grouper.flapped,
+            held=self.grouper.held(now) + len(self._held_events),
+            dropped_quiet=self.grouper.dropped_quiet,
+        )

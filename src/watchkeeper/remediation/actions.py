@@ -1,0 +1,141 @@
+"""Actions: declared once, registered by name, executed only through the policy gate.
+
+An action implements three small steps; the RemediatorAgent does the rest (policy,
+concurrency, timeouts, audit)::
+
+    class Touch:
+        info = ActionInfo(name="touch_marker", description="...", target_kind="none", risk="safe")
+
+        async def validate(self, request, ctx) -> str | None:
+            return None                      # or the reason the target is refused
+
+        async def execute(self, request, ctx) -> ActionResult:
+            ...
+            return ActionResult(ok=True, detail="marker touched")
+
+        async def verify(self, request, ctx, result) -> bool | None:
+            return None                      # None: nothing to check
+
+    registry.register(Touch())
+
+Targets are validated by the action itself (``validate``) before the policy lets it run,
+so no action ever runs against something it has not checked.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from watchkeeper.remediation.catalog import ActionInfo
+from watchkeeper.remediation.records import Proposer
+
+if TYPE_CHECKING:
+    from watchkeeper.config import Settings
+
+__all__ = [
+    "Action",
+    "ActionContext",
+    "ActionRegistry",
+    "ActionRequest",
+    "ActionResult",
+    "DuplicateActionError",
+    "NeedsPrivilege",
+]
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """What someone (rule, LLM, user, plugin) asks to be done."""
+
+    action: str
+    target: str | None
+    proposer: Proposer
+    params: dict[str, Any] = field(default_factory=dict)
+    target_kind: str = "none"
+    proposed_by: str = ""
+    reason: str = ""
+    alert_id: str | None = None
+    fingerprint: str | None = None
+    confidence: float = 1.0
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ok: bool
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class NeedsPrivilege(PermissionError):
+    """The daemon lacks the rights for this action; the message says which, in plain words."""
+
+
+@dataclass
+class ActionContext:
+    """What actions may use: settings, the service managers, the clock."""
+
+    settings: Callable[[], Settings]
+    services: dict[str, Any]
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+    def manager_for(self, service: str) -> Any:
+        """The manager that runs ``service`` per config, or None when it is not configured."""
+        for spec in self.settings().services:
+            if spec.name == service:
+                return self.services.get(spec.manager)
+        return None
+
+
+@runtime_checkable
+class Action(Protocol):
+    info: ActionInfo
+
+    async def validate(self, request: ActionRequest, ctx: ActionContext) -> str | None: ...
+
+    async def execute(self, request: ActionRequest, ctx: ActionContext) -> ActionResult: ...
+
+    async def verify(
+        self, request: ActionRequest, ctx: ActionContext, result: ActionResult
+    ) -> bool | None: ...
+
+
+class DuplicateActionError(ValueError):
+    """An action with that name is already registered."""
+
+
+class ActionRegistry:
+    """Actions by name; registering a name twice is an error, never a silent override."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def register(self, action: Action) -> None:
+        name = action.info.name
+        if name in self._actions:
+            raise DuplicateActionError(f"action {name!r} is already registered")
+        self._actions[name] = action
+
+    def unregister(self, name: str) -> None:
+        self._actions.pop(name, None)
+
+    def get(self, name: str) -> Action | None:
+        return self._actions.get(name)
+
+    def infos(self) -> list[ActionInfo]:
+        return [action.info for action in self._actions.values()]
+
+    def names(self) -> list[str]:
+        return list(self._actions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(list(self._actions.values()))
