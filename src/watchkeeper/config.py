@@ -32,14 +32,14 @@ from watchkeeper.services.spec import ServiceSpec
 __all__ = [
     "AgentSettings",
     "AgentsSettings",
-    "CleanupDir",
-    "ScriptSpec",
     "AnalyzerSettings",
-    "ExpectedPattern",
+    "CleanupDir",
     "ConfigError",
+    "ExpectedPattern",
     "OllamaSettings",
     "PluginSettings",
     "RemediationSettings",
+    "ScriptSpec",
     "Settings",
     "StorageSettings",
     "Thresholds",
@@ -187,6 +187,7 @@ class OllamaSettings(_Section):
     num_ctx: int = Field(4096, ge=512)
     cooldown: float = Field(300.0, ge=0, description="seconds between analyses of one alert")
     hourly_budget: int = Field(30, ge=0, description="most LLM calls per hour")
+    probe_interval: float = Field(30.0, gt=0, description="seconds between probes while down")
 
     @field_validator("url")
     @classmethod

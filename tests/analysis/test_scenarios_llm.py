@@ -126,7 +126,9 @@ async def test_dead_server_is_a_clean_fallback() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     scenario = by_name("service down")
-    async with OllamaAdvisor(f"http://127.0.0.1:{port}", "mistral", timeout=1, retry_delay=0) as advisor:
+    async with OllamaAdvisor(
+        f"http://127.0.0.1:{port}", "mistral", timeout=1, retry_delay=0
+    ) as advisor:
         _, analyses = await play_llm(scenario, advisor)
     result, used = analyses[0]
     assert not used

@@ -8,6 +8,7 @@ retried with backoff, given up on, and reported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -108,7 +109,11 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "watchkeeper", "run", "--no-web", "--config", str(config)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield proc, port, tmp_path
@@ -139,8 +144,11 @@ def test_sigkilled_service_is_restarted_and_healthy_again(
     assert healed_in < 10
     recent = wait_for(
         lambda: [
-            r for r in status(tmp_path)["details"]["remediator"]["recent"]
-            if r["action"] == "restart_service" and r["target"] == "demo" and r["outcome"] == "succeeded"
+            r
+            for r in status(tmp_path)["details"]["remediator"]["recent"]
+            if r["action"] == "restart_service"
+            and r["target"] == "demo"
+            and r["outcome"] == "succeeded"
         ],
         15,
         "a verified restart in the audit",
@@ -167,11 +175,61 @@ def test_service_that_exits_at_once_is_given_up_and_reported(
     records = [json.loads(line) for line in lines]
     gave_up = [r for r in records if "gave up restarting broken" in r["message"]]
     assert gave_up and gave_up[0]["level"] == "ERROR"
-    started = [r["ts"] for r in records if r["message"].startswith("running restart_service on broken")]
-    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    started = [
+        r["ts"] for r in records if r["message"].startswith("running restart_service on broken")
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(started)]
     assert gaps and all(g >= 0.15 for g in gaps)
     # After giving up it stays quiet: no more attempts.
     time.sleep(2)
-    again = [json.loads(x) for x in (tmp_path / "data" / "agent_system.jsonl").read_text().splitlines()]
-    assert len([r for r in again if r["message"].startswith("running restart_service on broken")]) == len(started)
+    again = [
+        json.loads(x) for x in (tmp_path / "data" / "agent_system.jsonl").read_text().splitlines()
+    ]
+    assert len(
+        [r for r in again if r["message"].startswith("running restart_service on broken")]
+    ) == len(started)
     assert proc.poll() is None
+
+
+def test_simulate_service_crash_is_healed(daemon: tuple[subprocess.Popen[str], int, Path]) -> None:
+    _proc, port, tmp_path = daemon
+    wait_for(lambda: answers(port), 20, "the demo service to answer")
+    old_pid = wait_for(lambda: service_pid(tmp_path, "demo"), 20, "the demo pid")
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper",
+            "simulate",
+            "service-crash",
+            "demo",
+            "--config",
+            str(tmp_path / "watchkeeper.toml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert crashed.returncode == 0, crashed.stderr
+    assert f"pid {old_pid}" in crashed.stdout
+    wait_for(lambda: (p := service_pid(tmp_path, "demo")) and p != old_pid, 15, "a new pid")
+    wait_for(lambda: answers(port), 10, "the demo service to answer again")
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper",
+            "simulate",
+            "service-crash",
+            "nope",
+            "--config",
+            str(tmp_path / "watchkeeper.toml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2
+    assert "no service named 'nope' is configured (configured: demo, broken)" in unknown.stderr

@@ -38,7 +38,6 @@ __all__ = ["AnalyzerAgent"]
 
 log = logging.getLogger("watchkeeper.agent.analyzer")
 
-_PROBE_EVERY_DOWN = 30.0
 _PROBE_EVERY_UP = 300.0
 _BASELINE_SAVE_EVERY = 300.0
 
@@ -77,7 +76,7 @@ class AnalyzerAgent(BaseAgent):
         self.llm_available = False
         self._next_probe = 0.0
         self._next_baseline_save = ctx.monotonic() + _BASELINE_SAVE_EVERY
-        self._llm_task: asyncio.Task[None] | None = None
+        self._llm_task: asyncio.Task[Any] | None = None
         self.analysis_ms: float | None = None
         self.llm_calls = 0
         self.llm_fallbacks = 0
@@ -146,7 +145,7 @@ class AnalyzerAgent(BaseAgent):
             )
             self._advisor_key = key
             if old is not None:
-                asyncio.get_running_loop().create_task(old.aclose())  # noqa: RUF006
+                asyncio.get_running_loop().create_task(old.aclose())
         self.gate.cooldown = o.cooldown
         self.gate.hourly_budget = o.hourly_budget
         return self._advisor
@@ -161,7 +160,7 @@ class AnalyzerAgent(BaseAgent):
         self.llm_available = health.ok
         self.llm_status = health.status_line
         self._next_probe = self.ctx.monotonic() + (
-            _PROBE_EVERY_UP if health.ok else _PROBE_EVERY_DOWN
+            _PROBE_EVERY_UP if health.ok else self.settings.ollama.probe_interval
         )
         if was != health.ok:
             if health.ok:
@@ -173,18 +172,22 @@ class AnalyzerAgent(BaseAgent):
             )
         return self.llm_status
 
-    def _want_llm(self, alerts: list[Alert], trigger: str) -> None:
+    def _want_llm(self, alerts: list[Alert], trigger: str, triggers: list[str]) -> None:
         if not alerts or self.advisor() is None:
             return
         if self._llm_task is not None and not self._llm_task.done():
             self.gate.skipped["in_flight"] += 1
             return
         forced = trigger == "analyze_now"
-        if self.gate.may_call([a.fingerprint for a in alerts], forced=forced) is not None:
+        if self.gate.may_call(triggers, forced=forced) is not None:
             return
-        self._llm_task = asyncio.get_running_loop().create_task(self.ask_llm(alerts, trigger))
+        self._llm_task = asyncio.get_running_loop().create_task(
+            self.ask_llm(alerts, trigger, triggers)
+        )
 
-    async def ask_llm(self, alerts: list[Alert], trigger: str) -> AnalysisResult | None:
+    async def ask_llm(
+        self, alerts: list[Alert], trigger: str, triggers: list[str] | None = None
+    ) -> AnalysisResult | None:
         """Ask the model about ``alerts`` now; publishes and returns the analysis."""
         advisor = self.advisor()
         if advisor is None:
@@ -199,6 +202,7 @@ class AnalyzerAgent(BaseAgent):
             now=self.ctx.clock(),
             rules_verdict=self.engine.verdict(),
             rules_summary=self._rules_summary(),
+            triggers=triggers,
         )
         if not result.cached:
             self.llm_calls += 1
@@ -209,7 +213,7 @@ class AnalyzerAgent(BaseAgent):
             self.llm_fallbacks += 1
             self.llm_status = result.fallback_reason or "llm: failed"
             self.llm_available = False
-            self._next_probe = self.ctx.monotonic() + _PROBE_EVERY_DOWN
+            self._next_probe = self.ctx.monotonic() + self.settings.ollama.probe_interval
         await self._publish_analysis(result)
         return result
 
@@ -276,7 +280,7 @@ class AnalyzerAgent(BaseAgent):
                 recommended=self._rule_actions(firing),
             )
             await self._publish_analysis(result)
-            self._want_llm(self.engine.firing(), "alert")
+            self._want_llm(self.engine.firing(), "alert", [a.fingerprint for a in firing])
 
     async def _publish_analysis(self, result: AnalysisResult) -> None:
         self.latest_analysis = result

@@ -475,7 +475,10 @@ class RemediatorAgent(BaseAgent):
             rule="remediation_gave_up",
             severity=Severity.CRITICAL,
             subject=f"service:{giveup.target}",
-            summary=f"gave up restarting {giveup.target} after {giveup.failures} failures: {giveup.reason}",
+            summary=(
+                f"gave up restarting {giveup.target} after {giveup.failures} failures: "
+                f"{giveup.reason}"
+            ),
             evidence={"failures": giveup.failures, "reason": giveup.reason},
             started_at=now,
             updated_at=now,

@@ -334,19 +334,24 @@ async def consult(
     now: float,
     rules_verdict: str,
     rules_summary: str,
+    triggers: list[str] | None = None,
 ) -> tuple[AnalysisResult, bool]:
     """Ask ``advisor`` about ``alerts``; the analysis, and whether the model's answer was used.
+
+    ``triggers`` are the fingerprints that prompted the call (new or changed alerts); only
+    they enter their cooldown. The other firing alerts go along as context.
 
     The caller has already checked ``gate.may_call``. A cached answer for the same findings
     is reused without a call. When the model fails (down, slow, garbage), the analysis falls
     back to the rules' verdict and suggestions and says why in ``fallback_reason``.
     """
     key = gate.cache_key(advisor.model, alerts)
-    hit = gate.cached(key)
+    # A person asking "analyze now" wants a fresh answer, not the cached one.
+    hit = gate.cached(key) if trigger == "alert" else None
     if hit is not None:
         return hit.model_copy(update={"cached": True, "at": now, "trigger": trigger}), True
     brief, idmap = build_brief(alerts, sample, actions)
-    fingerprints = [a.fingerprint for a in alerts]
+    fingerprints = triggers if triggers is not None else [a.fingerprint for a in alerts]
     gate.record_call(fingerprints)
     gate.in_flight = True
     try:

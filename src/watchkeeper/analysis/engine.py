@@ -34,9 +34,12 @@ from watchkeeper.analysis.trends import TrendTracker
 from watchkeeper.config import Settings
 from watchkeeper.metrics import MetricsSample
 
-__all__ = ["AnalysisEngine", "Transition", "verdict_of"]
+__all__ = ["AnalysisEngine", "RuleFn", "Transition", "verdict_of"]
 
 TransitionKind = Literal["firing", "resolved", "escalated"]
+RuleFn = Callable[
+    [MetricsSample, Settings, Callable[[str, str], Severity | None], float], Iterable[Check]
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,18 @@ class AnalysisEngine:
         self.alerts: dict[str, Alert] = {}
         self._new_id = id_factory or (lambda: uuid.uuid4().hex[:12])
         self._checks_seen: dict[str, Check] = {}
+        self._rules: dict[str, RuleFn] = {}
+        self.rule_errors: dict[str, str] = {}
+
+    def add_rule(self, name: str, rule: RuleFn) -> None:
+        """Add an analysis rule (plugins): ``rule(sample, settings, level_of, now)`` yields
+        ``Check`` values, which then get the same hysteresis, dedup and escalation."""
+        if name in self._rules:
+            raise ValueError(f"an analysis rule named {name!r} is already registered")
+        self._rules[name] = rule
+
+    def remove_rule(self, name: str) -> None:
+        self._rules.pop(name, None)
 
     # -- inputs ----------------------------------------------------------------------------
     def observe(self, sample: MetricsSample, now: float) -> list[Transition]:
@@ -82,6 +97,11 @@ class AnalysisEngine:
         self.levels.clear_s = settings.analyzer.clear_seconds
         level_of = self._level_of
         checks = run_checks(sample, settings, level_of, now)
+        for name, rule in list(self._rules.items()):
+            try:
+                checks.extend(rule(sample, settings, level_of, now))
+            except Exception as exc:  # a broken rule is reported, never fatal
+                self.rule_errors[name] = f"{type(exc).__name__}: {exc}"
         service_pids = {
             s.pid: s.name for s in (getattr(sample, "services", None) or ()) if s.pid is not None
         }

@@ -12,7 +12,7 @@ current level into account so the margin applies only on the way down.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from watchkeeper.analysis.alerts import SEVERITY_RANK, Severity
@@ -94,20 +94,6 @@ class LevelTracker:
             del self._tracks[key]
             return None
         return track.level
-
-    def forget_missing(self, seen: Iterable[Hashable], family: str) -> list[Hashable]:
-        """Drop keys of ``family`` (first element of the key) not in ``seen``; return the
-        ones that were at a level, so the caller can resolve their alerts."""
-        present = set(seen)
-        gone = [
-            key
-            for key in self._tracks
-            if isinstance(key, tuple) and key and key[0] == family and key not in present
-        ]
-        dropped = [key for key in gone if self._tracks[key].level is not None]
-        for key in gone:
-            del self._tracks[key]
-        return dropped
 
     def keys(self) -> list[Hashable]:
         return list(self._tracks)

@@ -146,7 +146,8 @@ class TrendTracker:
                     f"process:{proc.pid}",
                     "leak",
                     Severity.WARNING if leaking else None,
-                    f"memory of {label} (pid {proc.pid}) grows steadily: +{rate:.0f} MB/h, now {proc.rss_bytes / _MB:.0f} MB",
+                    f"memory of {label} (pid {proc.pid}) grows steadily: +{rate:.0f} MB/h, "
+                    f"now {proc.rss_bytes / _MB:.0f} MB",
                     {
                         "process": process_ref(proc),
                         "growth_mb_per_hour": round(rate, 1),
@@ -174,7 +175,8 @@ class TrendTracker:
                 "load-trend",
                 "cpu",
                 Severity.WARNING if climbing else None,
-                f"load per core climbing: {per_core:.2f} now, +{(fit.slope * 3600 if fit else 0):.1f}/h",
+                f"load per core climbing: {per_core:.2f} now, "
+                f"+{(fit.slope * 3600 if fit else 0):.1f}/h",
                 {
                     "load_per_core": round(per_core, 2),
                     "per_hour": round(fit.slope * 3600, 2) if fit else None,
@@ -204,7 +206,8 @@ class TrendTracker:
             f"disk-trend:{mount}",
             "disk",
             severity,
-            f"{mount} fills at {((fit.slope if fit else 0) * 3600 / _MB):.0f} MB/h: full in {eta_text}",
+            f"{mount} fills at {((fit.slope if fit else 0) * 3600 / _MB):.0f} MB/h: "
+            f"full in {eta_text}",
             {
                 "mount": mount,
                 "eta_hours": round(eta_h, 2) if eta_h is not None else None,

@@ -192,3 +192,92 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+
+
+simulate_app = typer.Typer(
+    help="Make trouble safely (bounded in time and size) to watch the team respond.",
+    no_args_is_help=True,
+)
+app.add_typer(simulate_app, name="simulate")
+
+
+def _say(text: str) -> None:
+    typer.echo(f"simulate: {text}")
+
+
+def _simulation(run: Any) -> None:
+    from watchkeeper.simulate import SimulationError
+
+    try:
+        run()
+    except SimulationError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        _say("interrupted; cleaned up")
+        raise typer.Exit(130) from None
+
+
+@simulate_app.command("cpu")
+def simulate_cpu(
+    seconds: Annotated[float, typer.Option(min=1, max=3600, help="How long.")] = 30,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Default: one per core.")
+    ] = None,
+) -> None:
+    """Keep the CPUs busy for a while."""
+    from watchkeeper.simulate import hog_cpu
+
+    _simulation(lambda: hog_cpu(seconds, workers, _say))
+
+
+@simulate_app.command("memory")
+def simulate_memory(
+    mb: Annotated[int, typer.Option(min=1, help="Megabytes to hold.")] = 512,
+    seconds: Annotated[float, typer.Option(min=1, max=3600)] = 30,
+) -> None:
+    """Hold a block of memory for a while."""
+    from watchkeeper.simulate import hog_memory
+
+    _simulation(lambda: hog_memory(mb, seconds, _say))
+
+
+@simulate_app.command("disk")
+def simulate_disk(
+    mb: Annotated[int, typer.Option(min=1, help="Megabytes to write.")] = 512,
+    seconds: Annotated[float, typer.Option(min=1, max=3600)] = 30,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where (default: temp dir).")
+    ] = None,
+) -> None:
+    """Fill a temporary directory for a while, then delete it."""
+    from watchkeeper.simulate import fill_disk
+
+    _simulation(lambda: fill_disk(mb, seconds, directory, _say))
+
+
+@simulate_app.command("service-crash")
+def simulate_service_crash(
+    name: Annotated[str, typer.Argument(help="A service configured under [[services]].")],
+    config: ConfigOption = None,
+) -> None:
+    """SIGKILL a watched service's process, as a crash would."""
+    import time as _time
+
+    from watchkeeper.simulate import crash_service
+    from watchkeeper.status import read_status
+
+    settings, _ = load_or_exit(config)
+    if not any(spec.name == name for spec in settings.services):
+        known = ", ".join(spec.name for spec in settings.services) or "none"
+        fail(f"no service named {name!r} is configured (configured: {known})")
+    snapshot = read_status(settings.data_dir)
+    if snapshot is None or snapshot.get("state") != "running":
+        fail(f"watchkeeper does not seem to be running (no live status in {settings.data_dir})")
+    if _time.time() - float(snapshot.get("updated_at") or 0) > 3 * settings.status_interval + 10:
+        fail("the status file is stale; is watchkeeper running?")
+    services = snapshot.get("details", {}).get("sensor", {}).get("services", [])
+    pid = next(
+        (s.get("pid") for s in services if s.get("name") == name and s.get("state") == "running"),
+        None,
+    )
+    _simulation(lambda: crash_service(name, pid, _say))

@@ -65,9 +65,8 @@ class CrashLoopGuard:
         consecutive = self._h(target).consecutive
         if consecutive == 0:
             return 0.0
-        return min(
-            cfg.crash_loop_backoff_max, cfg.crash_loop_backoff_initial * 2 ** (consecutive - 1)
-        )
+        delay = cfg.crash_loop_backoff_initial * 2.0 ** (consecutive - 1)
+        return float(min(cfg.crash_loop_backoff_max, delay))
 
     def wait_needed(self, target: str, now: float, cfg: RemediationSettings) -> float:
         h = self._h(target)
@@ -165,7 +164,8 @@ class Policy:
                 left = cfg.healing_cooldown - (now - last)
                 return Decision(
                     "refuse",
-                    f"cooling down: {request.action} on {target or 'host'} ran {now - last:.0f}s ago ({left:.0f}s left)",
+                    f"cooling down: {request.action} on {target or 'host'} ran "
+                    f"{now - last:.0f}s ago ({left:.0f}s left)",
                 )
         if cfg.mode == "dry_run":
             return Decision("dry_run", "dry-run mode: nothing is changed")

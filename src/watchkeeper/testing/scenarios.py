@@ -508,10 +508,11 @@ async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]
         clock[0] = now
         transitions = engine.observe(sample, now)
         outcome.transitions.extend(transitions)
-        if not any(t.kind in ("firing", "escalated") for t in transitions):
+        triggers = [t.alert.fingerprint for t in transitions if t.kind in ("firing", "escalated")]
+        if not triggers:
             continue
         alerts = engine.firing()
-        if gate.may_call([a.fingerprint for a in alerts]) is not None:
+        if gate.may_call(triggers) is not None:
             continue
         summary = "; ".join(a.summary for a in alerts)
         result, used = await consult(
@@ -524,6 +525,7 @@ async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]
             now=now,
             rules_verdict=engine.verdict(),
             rules_summary=summary,
+            triggers=triggers,
         )
         analyses.append((result, used))
     outcome.final_alerts = engine.firing()
