@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watchkeeper.notify.settings import NotificationSettings
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [
@@ -274,6 +275,9 @@ class WebSettings(_Section):
 class StorageSettings(_Section):
     raw_retention_hours: float = Field(24.0, gt=0)
     aggregate_retention_days: float = Field(30.0, gt=0)
+    event_retention_days: float = Field(90.0, gt=0, description="activity, alerts, analyses")
+    audit_retention_days: float = Field(365.0, gt=0)
+    max_size_mb: float | None = Field(None, gt=0, description="refuse new history past this")
 
 
 class PluginSettings(_Section):
@@ -306,6 +310,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     storage: StorageSettings = StorageSettings()
     plugins: PluginSettings = PluginSettings()
+    notifications: NotificationSettings = NotificationSettings()
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")

@@ -42,6 +42,7 @@ LIVE_SECTIONS = frozenset(
         "thresholds",
         "agents",
         "analyzer",
+        "notifications",
         "remediation",
         "ollama",
         "personality",

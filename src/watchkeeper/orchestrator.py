@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from watchkeeper import __version__
@@ -36,13 +36,34 @@ log = logging.getLogger("watchkeeper.orchestrator")
 AgentFactory = Callable[[str, AgentContext], BaseAgent]
 
 
-def default_agent_factories() -> dict[str, AgentFactory]:
-    """The built-in agents, in start order. Imports happen here, not at module import."""
+def default_agent_factories(
+    agents: Mapping[str, BaseAgent] | None = None,
+) -> dict[str, AgentFactory]:
+    """The built-in agents, in start order. Imports happen here, not at module import.
+
+    Given the orchestrator's ``agents``, the analyzer offers the LLM every action the
+    remediator has registered (plugins' ones too), not only the built-in ones."""
     from watchkeeper.agents.analyzer import AnalyzerAgent
+    from watchkeeper.agents.communicator import CommunicatorAgent
     from watchkeeper.agents.remediator import RemediatorAgent
     from watchkeeper.agents.sensor import SensorAgent
+    from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
 
-    return {"sensor": SensorAgent, "analyzer": AnalyzerAgent, "remediator": RemediatorAgent}
+    def registered_actions() -> list[ActionInfo]:
+        remediator = (agents or {}).get("remediator")
+        if isinstance(remediator, RemediatorAgent):
+            return remediator.actions()
+        return list(BUILTIN_ACTIONS)
+
+    def analyzer(name: str, ctx: AgentContext) -> BaseAgent:
+        return AnalyzerAgent(name, ctx, actions=registered_actions)
+
+    return {
+        "sensor": SensorAgent,
+        "analyzer": analyzer,
+        "remediator": RemediatorAgent,
+        "communicator": CommunicatorAgent,
+    }
 
 
 class Orchestrator:
@@ -65,14 +86,23 @@ class Orchestrator:
         self.state = "created"
         self.services: dict[str, Any] = {}
         self._managers_built = False
-        self.extras: dict[str, Callable[[], Any]] = {}
+        self.extras: dict[str, Callable[[], Any]] = {
+            "storage": lambda: self.storage.stats().model_dump(mode="json"),
+        }
         settings = store.current
+        from watchkeeper.storage import Storage
+
+        # One history store for everyone; opened in run(), never at construction.
+        self.storage = Storage.in_data_dir(
+            settings.data_dir, clock=clock, max_size_mb=settings.storage.max_size_mb
+        )
         self.ctx = AgentContext(
             bus=self.bus,
             settings=store,
             data_dir=settings.data_dir,
             clock=clock,
             services=self.services,
+            storage=self.storage,
         )
         self.supervisor = Supervisor(
             self.bus,
@@ -83,10 +113,17 @@ class Orchestrator:
             personality=lambda: self.store.current.personality,
         )
         self.agents: dict[str, BaseAgent] = {}
-        chosen = default_agent_factories() if factories is None else factories
+        chosen = default_agent_factories(self.agents) if factories is None else factories
         for name, factory in chosen.items():
             if settings.agents.for_agent(name).enabled:
                 self.add_agent(factory(name, self.ctx))
+        # -- plugins (watchkeeper.plugins): registered now, once the built-in agents exist
+        # and before any agent starts; started, served and stopped by run().
+        from watchkeeper.plugins import PluginManager
+
+        self.plugins = PluginManager(self)
+        self.extras["plugins"] = self.plugins.status
+        self.plugins.load()
 
     @property
     def settings(self) -> Settings:
@@ -160,6 +197,15 @@ class Orchestrator:
             await asyncio.to_thread(self.write_status)
             await asyncio.sleep(self.settings.status_interval)
 
+    async def _open_storage(self) -> None:
+        from watchkeeper.storage import StorageError
+
+        try:
+            await self.storage.open()
+        except StorageError as exc:
+            # Everything else runs; the communicator keeps trying to open it.
+            log.error("history storage unavailable: %s", exc)
+
     # -- services ---------------------------------------------------------------------------
     async def _service_event(self, event: Any) -> None:
         await self.bus.publish(f"service.{event.kind}", event, sender="sensor")
@@ -202,6 +248,7 @@ class Orchestrator:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop the agents and write the final status."""
         self.started_at = self.clock()
+        await self.plugins.start()  # plugins: before the agents run, so a failed one's go too
         self.state = "running"
         log.info(
             "%s",
@@ -215,15 +262,20 @@ class Orchestrator:
         )
         await self.bus.publish("system.started", {"version": __version__}, sender="orchestrator")
         try:
+            await self._open_storage()
             await self._start_services()
             async with asyncio.TaskGroup() as group:
                 status = group.create_task(self._status_loop(), name="status-writer")
                 group.create_task(self.supervisor.run(list(self.agents.values()), stop))
+                group.create_task(self.plugins.serve(stop), name="plugin-subscriptions")
                 await stop.wait()
                 self.state = "stopping"
                 status.cancel()
         finally:
+            await self.plugins.stop()  # plugins: each within its stop_timeout
             await self._stop_services()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.storage.close(), 30)
             self.state = "stopped"
             with contextlib.suppress(Exception):
                 await self.bus.publish("system.stopped", {}, sender="orchestrator")

@@ -155,6 +155,10 @@ def test_name_with_parentheses_and_spaces_parses(spawn: Spawn) -> None:
         "print('ready', flush=True)\ntime.sleep(60)"
     )
     proc = spawn(sys.executable, "-c", code, ready=True)
+    # "ready" is printed just before the sleep starts: let it get there.
+    deadline = time.monotonic() + 5
+    while psutil.Process(proc.pid).status() != "sleeping" and time.monotonic() < deadline:
+        time.sleep(0.01)
     collector = ProcessCollector(top_n=100_000)
     result = collector.collect()
     collector.close()

@@ -60,7 +60,7 @@ class AnalyzerAgent(BaseAgent):
         super().__init__(name, ctx, interval=interval)
         self.engine = AnalysisEngine(ctx.settings)
         self._actions = actions or (lambda: list(BUILTIN_ACTIONS))
-        self._storage = storage
+        self._storage = storage if storage is not None else ctx.storage
         self.latest_sample: MetricsSample | None = None
         self.latest_analysis: AnalysisResult | None = None
         self.latest_llm_analysis: AnalysisResult | None = None

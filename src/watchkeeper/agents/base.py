@@ -93,6 +93,7 @@ class AgentContext:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     services: dict[str, Any] = field(default_factory=dict)
+    storage: Any = None  # the shared history store, when there is one
 
 
 class BaseAgent:

@@ -14,12 +14,9 @@ the orchestrator passes in). Storage I/O runs in storage's own threads and notic
 sent by the notifier's workers, so a full disk or a dead webhook never blocks the loop;
 a storage that cannot be opened is retried every minute while everything else runs.
 
-Health score, from 100 down (each term capped): 25 per firing critical alert (max 60),
-10 per warning (max 30), 2 per info (max 6); 15 per failed agent and 5 per degraded or
-recently restarted one (together max 30); 30 per critical service that is down (max 60).
-Status is ``critical`` with any critical alert, any critical service down, or a score
-under 40; ``degraded`` with any warning alert, any unwell agent, or a score under 80;
-``healthy`` otherwise. ``health.changed`` goes out when the status or the score band
+Health: a 0-100 score from firing alerts by severity, unwell agents and critical services
+that are down (the formula is on :meth:`HealthTracker.evaluate` and in
+``docs/notifications.md``); ``health.changed`` goes out when the status or the score band
 (90+, 70+, 40+, below) changes.
 """
 
@@ -147,6 +144,12 @@ class HealthTracker:
         return failed, degraded
 
     def evaluate(self, now: float) -> HealthRecord:
+        """The health at ``now``. From 100, each term capped: 25 per firing critical alert
+        (max 60), 10 per warning (max 30), 2 per info (max 6); 15 per failed agent and 5
+        per degraded or recently restarted one (together max 30); 30 per critical service
+        down (max 60). Status: ``critical`` with any critical alert, any critical service
+        down or a score under 40; ``degraded`` with any warning alert, any unwell agent or
+        a score under 80; ``healthy`` otherwise."""
         by_severity: dict[Severity, list[Alert]] = {s: [] for s in Severity}
         for alert in self.alerts.values():
             by_severity[alert.severity].append(alert)
@@ -192,6 +195,7 @@ class CommunicatorAgent(BaseAgent):
         interval: float | None = None,
     ) -> None:
         super().__init__(name, ctx, interval=interval)
+        storage = storage if storage is not None else ctx.storage
         self._owns_storage = storage is None
         self.storage = storage or Storage.in_data_dir(ctx.data_dir, clock=ctx.clock)
         self._channels = channels

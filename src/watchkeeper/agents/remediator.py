@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.alerts import Alert, AlertState, Severity, SuggestedAction, fingerprint_of
@@ -136,6 +137,28 @@ class RemediatorAgent(BaseAgent):
     def register_action(self, action: Action) -> None:
         """Add an action (plugins); it is gated and audited like the built-in ones."""
         self.registry.register(action)
+
+    # -- plugins in the product brief's style (watchkeeper.plugins.adapter) ------------------
+    # Hidden from mypy so it keeps flagging misspelt attributes on this class.
+    if not TYPE_CHECKING:
+
+        def __setattr__(self, name, value):
+            # The brief's plugins add an action by assigning a method onto the remediator
+            # (``remediator.clear_event_logs = self.clear_event_logs``). A new public name
+            # given a function becomes a registered action, so the policy gates it and the
+            # audit records it; a name already registered is an error, as everywhere. Every
+            # other assignment is a plain one.
+            if (
+                not name.startswith("_")
+                and (inspect.isfunction(value) or inspect.ismethod(value))
+                and "registry" in self.__dict__
+                and not hasattr(type(self), name)
+                and (name not in self.__dict__ or name in self.registry)
+            ):
+                from watchkeeper.plugins.adapter import action_from_callable
+
+                self.register_action(action_from_callable(name, value))
+            super().__setattr__(name, value)
 
     # -- life ------------------------------------------------------------------------------
     async def teardown(self) -> None:

@@ -79,11 +79,15 @@ class AlertGrouper:
         waiting = sum(1 for g in self._groups.values() if g.due is not None and g.due <= now)
         return len(self._held_resolved) + (waiting if self.quiet(now) else 0)
 
-    def next_due(self) -> float | None:
+    def next_due(self, now: float) -> float | None:
+        """When something is next due, or None. Notices held by quiet hours do not count:
+        they wait for the window to end, and the caller polls for that anyway."""
+        quiet = self.quiet(now)
         times = []
         for group in self._groups.values():
             if group.due is not None:
-                times.append(group.due)
+                if not (quiet and group.due <= now):
+                    times.append(group.due)
             elif group.notified_at is not None:
                 times.append(group.notified_at + self.settings.repeat_interval)
         return min(times, default=None)

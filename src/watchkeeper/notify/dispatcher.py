@@ -243,8 +243,10 @@ class Notifier:
     # -- delivery -----------------------------------------------------------------------
     async def _timer(self) -> None:
         while True:
-            due = self.grouper.next_due()
-            wait = 30.0 if due is None else min(30.0, max(0.05, due - self._clock()))
+            now = self._clock()
+            due = self.grouper.next_due(now)
+            # At least every 30 s: quiet hours end and held notices go out without a push.
+            wait = 30.0 if due is None else min(30.0, max(0.05, due - now))
             self._tick.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick.wait(), wait)

@@ -20,8 +20,9 @@ __all__ = ["MetricsMixin"]
 
 MINUTE = 60
 _WATERMARK = "rollup_until"
-#: Late samples up to this old are still folded into their minute (it is recomputed).
-_LOOKBACK = MINUTE
+#: Samples arriving up to this late are still folded into their minute: each pass
+#: recomputes the last few minutes before the watermark (a few hundred rows).
+_LOOKBACK = 5 * MINUTE
 #: A roll-up pass covers at most this much time, so catching up stays in short steps.
 _MAX_ROLLUP_SPAN = 6 * 3600
 

@@ -226,6 +226,6 @@ class RecordsMixin(DbBase):
     def _parse_rows(model: Any, rows: Iterable[tuple[Any, ...]]) -> Iterable[Any]:
         for (data,) in rows:
             try:
-                yield model.model_validateto_json(data)
+                yield model.model_validate_json(data)
             except ValidationError as exc:  # a row from an incompatible older model
                 log.warning("skipping a stored %s that no longer parses: %s", model.__name__, exc)

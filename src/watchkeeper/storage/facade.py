@@ -213,12 +213,14 @@ class Storage:
     async def write_sample(self, timestamp: float, values: Mapping[str, float]) -> bool:
         """Store one sample's flat metrics. Samples that arrive while the writer is busy
         are written together in one transaction."""
+        # Convert here, so a bad value fails its own caller, not the whole batch.
+        clean = {str(name): float(value) for name, value in values.items()}
         if not self._admit():
             return False
         assert self._writer is not None
         done: Future[int] = Future()
         with self._batch_lock:
-            self._batch.append((timestamp, dict(values), done))
+            self._batch.append((float(timestamp), clean, done))
             schedule, self._flush_scheduled = not self._flush_scheduled, True
         if schedule:
             self._writer.submit(self._flush_batch)
