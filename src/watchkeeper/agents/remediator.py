@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -24,15 +25,23 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity, SuggestedAction, fingerprint_of
+from watchkeeper.analysis.alerts import Alert, AlertState, Severity, SuggestedAction
 from watchkeeper.bus import Message
 from watchkeeper.remediation.actions import (
     Action,
     ActionContext,
     ActionRegistry,
     ActionRequest,
-    ActionResult,
-    NeedsPrivilege,
+)
+from watchkeeper.remediation.bookkeeping import (
+    SuccessBook,
+    attempt,
+    describe,
+    giveup_alert,
+    giveup_cleared_alert,
+    new_record,
+    order_candidates,
+    renewed,
 )
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.catalog import ActionInfo
@@ -43,7 +52,6 @@ __all__ = ["RemediatorAgent"]
 
 log = logging.getLogger("watchkeeper.agent.remediator")
 
-_RISK_RANK = {"safe": 0, "moderate": 1, "dangerous": 2}
 _AUDIT_KEEP = 1000
 
 
@@ -67,7 +75,7 @@ class RemediatorAgent(BaseAgent):
         )
         self._pending: dict[str, tuple[ActionRequest, ActionRecord]] = {}
         self._audit: deque[ActionRecord] = deque(maxlen=_AUDIT_KEEP)
-        self._stats: dict[str, dict[str, dict[str, int]]] = {"by_action": {}, "by_target": {}}
+        self.book = SuccessBook()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, ActionRequest] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -92,21 +100,7 @@ class RemediatorAgent(BaseAgent):
         return records[-limit:]
 
     def success_rates(self) -> dict[str, Any]:
-        def rates(table: dict[str, dict[str, int]]) -> dict[str, Any]:
-            return {
-                key: {
-                    **row,
-                    "rate": round(row["succeeded"] / row["attempts"], 3)
-                    if row["attempts"]
-                    else None,
-                }
-                for key, row in table.items()
-            }
-
-        return {
-            "by_action": rates(self._stats["by_action"]),
-            "by_target": rates(self._stats["by_target"]),
-        }
+        return self.book.rates()
 
     def given_up(self) -> list[dict[str, Any]]:
         return [
@@ -120,7 +114,7 @@ class RemediatorAgent(BaseAgent):
             "running": len(self._running),
             "pending": len(self._pending),
             "given_up": [g["target"] for g in self.given_up()],
-            "attempts": sum(r["attempts"] for r in self._stats["by_action"].values()),
+            "attempts": self.book.attempts(),
             "recent": [
                 {
                     "action": r.action,
@@ -191,30 +185,7 @@ class RemediatorAgent(BaseAgent):
     def _candidates(
         self, alert: Alert, suggestions: list[SuggestedAction], proposer: Proposer
     ) -> list[ActionRequest]:
-        def success(s: SuggestedAction) -> float:
-            row = self._stats["by_action"].get(s.action)
-            return row["succeeded"] / row["attempts"] if row and row["attempts"] else 0.5
-
-        def risk(s: SuggestedAction) -> int:
-            action = self.registry.get(s.action)
-            return _RISK_RANK.get(action.info.risk, 3) if action else 9
-
-        ordered = sorted(suggestions, key=lambda s: (-success(s), risk(s), -s.confidence))
-        return [
-            ActionRequest(
-                action=s.action,
-                target=s.target,
-                target_kind=s.target_kind,
-                params=dict(s.params),
-                proposer=proposer,
-                proposed_by=s.source if proposer == "llm" else alert.rule,
-                reason=s.reason or alert.summary,
-                alert_id=alert.id,
-                fingerprint=alert.fingerprint,
-                confidence=s.confidence,
-            )
-            for s in ordered
-        ]
+        return order_candidates(alert, suggestions, proposer, self.registry, self.book)
 
     async def _on_alert(self, message: Message) -> None:
         alert = message.parse(Alert)
@@ -282,23 +253,7 @@ class RemediatorAgent(BaseAgent):
     def _new_record(
         self, request: ActionRequest, outcome: ActionOutcome, detail: str
     ) -> ActionRecord:
-        action = self.registry.get(request.action)
-        return ActionRecord(
-            id=request.id,
-            action=request.action,
-            target=request.target,
-            target_kind=request.target_kind,
-            params=request.params,
-            proposer=request.proposer,
-            proposed_by=request.proposed_by,
-            reason=request.reason,
-            alert_id=request.alert_id,
-            fingerprint=request.fingerprint,
-            outcome=outcome,
-            detail=detail,
-            created_at=request.created_at,
-            risk=action.info.risk if action else "unknown",
-        )
+        return new_record(self.registry, request, outcome, detail)
 
     async def submit(self, request: ActionRequest) -> ActionRecord:
         """Put ``request`` through the policy; returns its record as it stands now."""
@@ -315,9 +270,7 @@ class RemediatorAgent(BaseAgent):
                 self._spawn(self._retry_later(request, decision.retry_after))
             return self._new_record(request, ActionOutcome.PENDING, decision.reason)
         if decision.verdict == "dry_run":
-            record = self._new_record(
-                request, ActionOutcome.DRY_RUN, f"would {self._describe(request)}"
-            )
+            record = self._new_record(request, ActionOutcome.DRY_RUN, f"would {describe(request)}")
             await self._record(record, ActionOutcome.DRY_RUN, record.detail)
             return record
         if decision.verdict == "approve":
@@ -357,20 +310,7 @@ class RemediatorAgent(BaseAgent):
                     status = await manager.status(request.target)
                     if str(status.state) in ("running", "starting"):
                         return
-        await self.submit(
-            ActionRequest(
-                action=request.action,
-                target=request.target,
-                target_kind=request.target_kind,
-                params=request.params,
-                proposer=request.proposer,
-                proposed_by=request.proposed_by,
-                reason=request.reason,
-                alert_id=request.alert_id,
-                fingerprint=request.fingerprint,
-                confidence=request.confidence,
-            )
-        )
+        await self.submit(renewed(request, self.ctx.clock()))
 
     # -- running -------------------------------------------------------------------------
     async def _execute(self, request: ActionRequest, action: Action, record: ActionRecord) -> None:
@@ -379,7 +319,7 @@ class RemediatorAgent(BaseAgent):
                 started = self.ctx.clock()
                 t0 = time.perf_counter()
                 record = record.model_copy(update={"started_at": started})
-                await self._record(record, ActionOutcome.RUNNING, f"{self._describe(request)}")
+                await self._record(record, ActionOutcome.RUNNING, f"{describe(request)}")
                 outcome, detail, verified = await self._attempt(request, action)
                 duration = round(time.perf_counter() - t0, 4)
                 record = record.model_copy(
@@ -392,38 +332,19 @@ class RemediatorAgent(BaseAgent):
                 await self._record(record, outcome, detail)
         finally:
             self._running.pop(request.id, None)
-        self._count(request, outcome is ActionOutcome.SUCCEEDED)
+        self.book.count(request, outcome is ActionOutcome.SUCCEEDED)
         await self._after(request, outcome, detail)
 
     async def _attempt(
         self, request: ActionRequest, action: Action
     ) -> tuple[ActionOutcome, str, bool | None]:
-        timeout = action.info.timeout
-        try:
-            result: ActionResult = await asyncio.wait_for(
-                action.execute(request, self.actx), timeout
-            )
-        except TimeoutError:
-            return ActionOutcome.TIMED_OUT, f"no result within {timeout:g}s", None
-        except NeedsPrivilege as exc:
-            self.policy.lacks_privilege(request, self.ctx.clock(), str(exc))
-            return ActionOutcome.FAILED, f"needs privileges the daemon lacks: {exc}", None
-        except Exception as exc:
-            log.warning("%s on %s failed: %s", request.action, request.target, exc)
-            return ActionOutcome.FAILED, f"{type(exc).__name__}: {exc}", None
-        if not result.ok:
-            return ActionOutcome.FAILED, result.detail, None
-        try:
-            verified = await action.verify(request, self.actx, result)
-        except Exception as exc:
-            return ActionOutcome.FAILED, f"{result.detail}; verification failed: {exc}", False
-        if verified is False:
-            return (
-                ActionOutcome.FAILED,
-                f"{result.detail}; the problem is still there afterwards",
-                False,
-            )
-        return ActionOutcome.SUCCEEDED, result.detail, verified
+        def lacks(why: str) -> None:
+            self.policy.lacks_privilege(request, self.ctx.clock(), why)
+
+        outcome, detail, verified = await attempt(action, request, self.actx, lacks)
+        if outcome is ActionOutcome.FAILED:
+            log.debug("%s on %s failed: %s", request.action, request.target, detail)
+        return outcome, detail, verified
 
     async def _after(self, request: ActionRequest, outcome: ActionOutcome, detail: str) -> None:
         now = self.ctx.clock()
@@ -451,15 +372,6 @@ class RemediatorAgent(BaseAgent):
             },
         )
 
-    def _count(self, request: ActionRequest, ok: bool) -> None:
-        for table, key in (
-            ("by_action", request.action),
-            ("by_target", f"{request.target_kind}:{request.target}"),
-        ):
-            row = self._stats[table].setdefault(key, {"attempts": 0, "succeeded": 0, "failed": 0})
-            row["attempts"] += 1
-            row["succeeded" if ok else "failed"] += 1
-
     async def _record(self, record: ActionRecord, outcome: ActionOutcome, detail: str) -> None:
         final = record.model_copy(update={"outcome": outcome, "detail": detail})
         if outcome is not ActionOutcome.RUNNING:
@@ -486,27 +398,8 @@ class RemediatorAgent(BaseAgent):
         )
         await self.publish(topic, final)
 
-    @staticmethod
-    def _describe(request: ActionRequest) -> str:
-        return f"{request.action.replace('_', ' ')} {request.target or ''}".strip()
-
     async def _publish_giveup(self, giveup: GiveUp) -> None:
-        now = self.ctx.clock()
-        alert = Alert(
-            id=f"giveup-{fingerprint_of('remediation_gave_up', giveup.target)[:8]}",
-            fingerprint=fingerprint_of("remediation_gave_up", giveup.target),
-            rule="remediation_gave_up",
-            severity=Severity.CRITICAL,
-            subject=f"service:{giveup.target}",
-            summary=(
-                f"gave up restarting {giveup.target} after {giveup.failures} failures: "
-                f"{giveup.reason}"
-            ),
-            evidence={"failures": giveup.failures, "reason": giveup.reason},
-            started_at=now,
-            updated_at=now,
-            source="remediator",
-        )
+        alert = giveup_alert(giveup, self.ctx.clock())
         log.error("%s", alert.summary)
         await self.publish(
             "remediation.gave_up",
@@ -515,22 +408,7 @@ class RemediatorAgent(BaseAgent):
         await self.publish("alert.firing", alert)
 
     async def _publish_giveup_cleared(self, target: str, by: str) -> None:
-        now = self.ctx.clock()
-        fingerprint = fingerprint_of("remediation_gave_up", target)
-        alert = Alert(
-            id=f"giveup-{fingerprint[:8]}",
-            fingerprint=fingerprint,
-            rule="remediation_gave_up",
-            severity=Severity.CRITICAL,
-            subject=f"service:{target}",
-            summary=f"give-up on {target} reset by {by}",
-            state=AlertState.RESOLVED,
-            started_at=now,
-            updated_at=now,
-            resolved_at=now,
-            source="remediator",
-        )
-        await self.publish("alert.resolved", alert)
+        await self.publish("alert.resolved", giveup_cleared_alert(target, by, self.ctx.clock()))
 
     # -- commands ----------------------------------------------------------------------------
     async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -570,13 +448,11 @@ class RemediatorAgent(BaseAgent):
                     record, ActionOutcome.REJECTED, f"rejected by {params.get('by', 'a person')}"
                 )
                 return {"id": request_id, "outcome": "rejected"}
-            approved = ActionRequest(
-                **{
-                    **request.__dict__,
-                    "proposer": "user",
-                    "proposed_by": str(params.get("by", "user")),
-                    "reason": f"approved: {request.reason}",
-                }
+            approved = dataclasses.replace(
+                request,
+                proposer="user",
+                proposed_by=str(params.get("by", "user")),
+                reason=f"approved: {request.reason}",
             )
             new = await self.submit(approved)
             return {
