@@ -131,6 +131,58 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command()
+def web(
+    config: ConfigOption = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where logs, status and history go.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address the web server binds to.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the web server.", min=0, max=65535)
+    ] = None,
+    no_web: Annotated[
+        bool, typer.Option("--no-web", help="Refused: this command is the web.")
+    ] = False,
+    mode: Annotated[
+        str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")
+    ] = None,
+    personality: Annotated[str | None, typer.Option(help="witty or plain.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
+    ] = None,
+) -> None:
+    """Like ``run``, but insists on the web dashboard (an error when it is turned off)."""
+    if no_web:
+        fail("--no-web contradicts 'watchkeeper web'; use 'watchkeeper run --no-web'")
+    flags = parse_sets(set_ or [])
+    _merge_flag(flags, "web.host", host)
+    _merge_flag(flags, "web.port", port)
+    settings, _ = load_or_exit(config, flags)
+    if not settings.web.enabled:
+        fail(
+            "web.enabled is false, and 'watchkeeper web' serves the dashboard; set "
+            "web.enabled = true (or WATCHKEEPER_WEB__ENABLED=true), or use 'watchkeeper run'"
+        )
+    run(
+        config=config,
+        interval=interval,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        no_web=False,
+        mode=mode,
+        personality=personality,
+        log_level=log_level,
+        set_=set_,
+    )
+
+
 def _public_dump(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json", exclude_none=True)
     if data.get("web", {}).get("token"):
@@ -281,3 +333,10 @@ def simulate_service_crash(
         None,
     )
     _simulation(lambda: crash_service(name, pid, _say))
+
+
+# The commands that talk to a running watchkeeper over its API (status, agents, ...,
+# command, approve, watch, cli); defined in their own module, registered last.
+from watchkeeper.cli import commands as _api_commands  # noqa: E402
+
+_api_commands.register(app)

@@ -1,76 +1,156 @@
-"""The FastAPI application: read-only views over the orchestrator's latest snapshot.
+"""The FastAPI application: the API, the event stream, ``/metrics`` and the dashboard.
 
-Requests never trigger collection: they read what the agents already keep.
+Requests never trigger collection: they read what the agents already keep, through the
+:class:`~watchkeeper.web.live.LiveHub`. Build it with the orchestrator and the API token::
+
+    hub = LiveHub(orchestrator)
+    app = create_app(orchestrator, token="...", hub=hub)
+
+and run ``hub.run()`` for as long as the app serves (``serve_web`` does both).
+Middleware, outermost first: security headers, CORS (only when ``web.cors_origins`` is
+set), the token check, then the routes.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchkeeper import __version__
+from watchkeeper.web.auth import AuthMiddleware
+from watchkeeper.web.live import LiveHub
+from watchkeeper.web.routes import (
+    control,
+    events,
+    insight,
+    metrics,
+    pages,
+    remediation,
+    system,
+)
+from watchkeeper.web.routes._common import WebContext
+from watchkeeper.web.security import SecurityHeadersMiddleware, install_error_handlers
+from watchkeeper.web.sources import Sources
 
 if TYPE_CHECKING:
     from watchkeeper.orchestrator import Orchestrator
 
 __all__ = ["create_app"]
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>watchkeeper</title>
-<style>
-body{font:15px/1.4 system-ui,sans-serif;margin:2rem;background:#101418;color:#e6e6e6}
-h1{font-size:1.3rem} table{border-collapse:collapse} td,th{padding:.3rem .8rem;text-align:left}
-th{color:#9aa} .ok{color:#6c6} .bad{color:#e66}
-</style></head><body>
-<h1>🛡️ watchkeeper <span id="status">…</span></h1>
-<p id="uptime"></p>
-<table><thead><tr><th>agent</th><th>state</th><th>checks</th><th>errors</th><th>restarts</th>
-</tr></thead><tbody id="agents"></tbody></table>
-<script>
-async function refresh(){
-  const r = await fetch('/api/system'); const s = await r.json();
-  const st = document.getElementById('status');
-  st.textContent = s.status; st.className = s.status === 'healthy' ? 'ok' : 'bad';
-  document.getElementById('uptime').textContent = 'up ' + Math.round(s.uptime_s) + ' s';
-  const body = document.getElementById('agents'); body.replaceChildren();
-  for (const [name, a] of Object.entries(s.agents)) {
-    const tr = document.createElement('tr');
-    for (const v of [name, a.state, a.checks, a.errors, a.restarts]) {
-      const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
-    }
-    body.appendChild(tr);
-  }
-}
-refresh(); setInterval(refresh, 5000);
-</script></body></html>"""
+_DESCRIPTION = """watchkeeper's API. Reads are open unless `web.open_reads` is false;
+every state-changing request needs `Authorization: Bearer <token>` (the token is in
+`<data_dir>/api_token`, or `web.token`). Live events: `GET /api/events` (server-sent
+events). Prometheus: `GET /metrics`."""
 
 
-def create_app(orchestrator: Orchestrator) -> FastAPI:
-    app = FastAPI(title="watchkeeper", version=__version__)
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The generated schema, plus the bearer scheme the middleware enforces."""
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard() -> str:
-        return _PAGE
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
 
-    @app.get("/api/health")
-    async def health() -> JSONResponse:
-        snap = orchestrator.snapshot()
-        ready = snap["state"] == "running"
-        return JSONResponse(
-            {"status": snap["status"], "ready": ready, "version": __version__},
-            status_code=200 if ready else 503,
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the API token"}
+            }
+            for path in schema.get("paths", {}).values():
+                for method, operation in path.items():
+                    if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+                        operation["security"] = [{"bearer": []}]
+                        operation.setdefault("responses", {})["401"] = {
+                            "description": "no token, or the wrong one"
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build
+
+
+class SnapshotFastPath:
+    """The two hottest reads answered before routing: plain ``GET /api/metrics`` and
+    ``GET /api/system`` send the hub's cached bytes straight out.
+
+    It sits inside the token check and the security headers, so they still apply; any
+    other request (or these with a query string) goes through the routes, which serve
+    the same bytes and document them."""
+
+    def __init__(self, app: ASGIApp, *, hub: LiveHub) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            path = scope["path"]
+            body: bytes | None = None
+            if path == "/api/metrics":
+                body = self.hub.metrics_body()
+            elif path == "/api/system":
+                body = self.hub.system_body()
+            if body is not None:
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    orchestrator: Orchestrator,
+    *,
+    token: str,
+    hub: LiveHub | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The whole web app over ``orchestrator``; ``token`` guards every change."""
+    hub = hub or LiveHub(orchestrator, clock=clock)
+    ctx = WebContext(orchestrator=orchestrator, hub=hub, sources=Sources(orchestrator), clock=clock)
+    app = FastAPI(
+        title="watchkeeper",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url=None,  # our own offline /docs page: no CDN, no inline script
+        redoc_url=None,
+    )
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    install_error_handlers(app)
+    for module in (system, metrics, insight, remediation, control, events, pages):
+        app.include_router(module.build(ctx))
+    static = resources.files("watchkeeper.web") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    web = orchestrator.settings.web
+    app.add_middleware(SnapshotFastPath, hub=hub)
+    app.add_middleware(
+        AuthMiddleware,
+        token=token,
+        open_reads=lambda: orchestrator.settings.web.open_reads,
+    )
+    if web.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(web.cors_origins),
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
         )
-
-    @app.get("/api/system")
-    async def system() -> dict[str, Any]:
-        return orchestrator.snapshot()
-
-    @app.get("/api/agents")
-    async def agents() -> dict[str, Any]:
-        return {name: a.health().model_dump(mode="json") for name, a in orchestrator.agents.items()}
-
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.state.hub = hub
     return app

@@ -95,6 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+        # This response is sent outside the middleware, so it carries the headers itself.
+        headers = {name.decode(): value.decode() for name, value in _HEADERS}
         return JSONResponse(
-            {"detail": "internal error; the details are in watchkeeper's log"}, status_code=500
+            {"detail": "internal error; the details are in watchkeeper's log"},
+            status_code=500,
+            headers=headers,
         )

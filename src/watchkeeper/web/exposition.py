@@ -1,0 +1,268 @@
+"""Prometheus exposition: host metrics, alert states, action counts, watchkeeper's health.
+
+``WatchkeeperCollector`` is a prometheus-client ``Collector`` that reads the latest
+snapshot when scraped (never collecting anything itself). Host metrics are named from the
+same declarations the collectors emit under: the spec ``disk.{mount}.percent`` becomes
+``watchkeeper_disk_percent{mount="/"}``, its description the HELP line. It lives in a
+registry of its own, made when the app is built, never the global default one::
+
+    registry = build_registry(hub)
+    text = generate_latest(registry)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from watchkeeper import __version__
+from watchkeeper.metrics import SERVICE_METRIC_SPECS, MetricSpec
+
+if TYPE_CHECKING:
+    from watchkeeper.web.live import LiveHub
+
+__all__ = ["SpecIndex", "WatchkeeperCollector", "build_registry", "prometheus_name"]
+
+_PREFIX = "watchkeeper_"
+_BAD = re.compile(r"[^a-zA-Z0-9_]")
+_PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ALIVE = {"running", "paused", "degraded", "starting"}
+_MAX_ALERT_SERIES = 200
+
+
+def prometheus_name(spec_name: str) -> tuple[str, tuple[str, ...]]:
+    """``"disk.{mount}.percent"`` → ``("watchkeeper_disk_percent", ("mount",))``."""
+    words: list[str] = []
+    labels: list[str] = []
+    for part in spec_name.split("."):
+        match = _PLACEHOLDER.match(part)
+        if match:
+            labels.append(match.group(1))
+        else:
+            words.append(_BAD.sub("_", part))
+    return _PREFIX + "_".join(words), tuple(labels)
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    labels: tuple[str, ...]
+    help: str
+
+
+class SpecIndex:
+    """Maps flat metric keys to (family, label values) through the declared specs."""
+
+    def __init__(self, specs: Iterable[MetricSpec]) -> None:
+        self.families: dict[str, _Family] = {}
+        self._exact: dict[str, _Family] = {}
+        patterns: list[tuple[int, re.Pattern[str], _Family]] = []
+        for spec in specs:
+            name, labels = prometheus_name(spec.name)
+            family = self.families.get(name)
+            if family is None:
+                family = _Family(name, labels, f"{spec.description} ({spec.unit})")
+                self.families[name] = family
+            elif family.labels != labels:
+                continue  # two specs would share a name with different labels: keep the first
+            if not spec.is_pattern:
+                self._exact[spec.name] = family
+                continue
+            regex = ""
+            literal = 0
+            for index, part in enumerate(spec.name.split(".")):
+                sep = r"\." if index else ""
+                match = _PLACEHOLDER.match(part)
+                if match:
+                    regex += f"{sep}(?P<{match.group(1)}>.+)"
+                else:
+                    regex += sep + re.escape(part)
+                    literal += len(part)
+            patterns.append((literal, re.compile(regex), family))
+        # The most specific pattern (most literal text) wins when two could match.
+        patterns.sort(key=lambda item: -item[0])
+        self._patterns = patterns
+        self._memo: dict[str, tuple[_Family, tuple[str, ...]] | None] = {}
+
+    def lookup(self, key: str) -> tuple[_Family, tuple[str, ...]] | None:
+        if key in self._memo:
+            return self._memo[key]
+        found: tuple[_Family, tuple[str, ...]] | None = None
+        family = self._exact.get(key)
+        if family is not None:
+            found = (family, ())
+        else:
+            for _, regex, family in self._patterns:
+                match = regex.fullmatch(key)
+                if match:
+                    found = (family, tuple(match.group(label) for label in family.labels))
+                    break
+        if len(self._memo) > 20_000:  # keys churn only with mounts/interfaces: stay bounded
+            self._memo.clear()
+        self._memo[key] = found
+        return found
+
+
+class WatchkeeperCollector(Collector):
+    """Reads the hub's view at scrape time; see the module docstring."""
+
+    def __init__(self, hub: LiveHub) -> None:
+        self.hub = hub
+        self._index: SpecIndex | None = None
+
+    def _spec_index(self) -> SpecIndex:
+        if self._index is None:
+            registry = getattr(self.hub.sources.agent("sensor"), "registry", None)
+            specs = list(registry.metric_specs()) if registry is not None else []
+            self._index = SpecIndex([*specs, *SERVICE_METRIC_SPECS])
+        return self._index
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._host()
+        yield from self._agents()
+        yield from self._alerts()
+        yield from self._actions()
+        yield from self._self()
+
+    def _host(self) -> Iterator[Metric]:
+        sample = self.hub.sources.latest_sample()
+        if sample is None:
+            return
+        index = self._spec_index()
+        families: dict[str, GaugeMetricFamily] = {}
+        for key, value in sample.flat().items():
+            found = index.lookup(key)
+            if found is None:
+                continue
+            family, labels = found
+            metric = families.get(family.name)
+            if metric is None:
+                metric = GaugeMetricFamily(family.name, family.help, labels=family.labels)
+                families[family.name] = metric
+            metric.add_metric(labels, value)
+        yield from families.values()
+        yield GaugeMetricFamily(
+            "watchkeeper_sample_timestamp_seconds",
+            "When the latest sample was taken (unix time)",
+            value=sample.timestamp,
+        )
+
+    def _agents(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("watchkeeper_agent_up", "1 while the agent runs", labels=["agent"])
+        state = GaugeMetricFamily(
+            "watchkeeper_agent_state",
+            "The agent's state (1 for the current one)",
+            labels=["agent", "state"],
+        )
+        checks = CounterMetricFamily("watchkeeper_agent_checks", "Checks run", labels=["agent"])
+        errors = CounterMetricFamily("watchkeeper_agent_errors", "Checks failed", labels=["agent"])
+        restarts = CounterMetricFamily(
+            "watchkeeper_agent_restarts", "Restarts by the supervisor", labels=["agent"]
+        )
+        duration = GaugeMetricFamily(
+            "watchkeeper_agent_check_duration_seconds",
+            "How long the last check took",
+            labels=["agent"],
+        )
+        for name, agent in self.hub.orchestrator.agents.items():
+            current = str(agent.state)
+            up.add_metric([name], 1.0 if current in _ALIVE else 0.0)
+            state.add_metric([name, current], 1.0)
+            checks.add_metric([name], agent.checks)
+            errors.add_metric([name], agent.errors)
+            restarts.add_metric([name], agent.restarts)
+            if agent.last_duration_ms is not None:
+                duration.add_metric([name], agent.last_duration_ms / 1000)
+        yield from (up, state, checks, errors, restarts, duration)
+
+    def _alerts(self) -> Iterator[Metric]:
+        firing = self.hub.sources.firing()
+        counts = GaugeMetricFamily(
+            "watchkeeper_alerts_firing", "Firing alerts by severity", labels=["severity"]
+        )
+        per = {"info": 0, "warning": 0, "critical": 0}
+        each = GaugeMetricFamily(
+            "watchkeeper_alert_firing",
+            "1 for each firing alert",
+            labels=["rule", "subject", "severity"],
+        )
+        for alert in firing[:_MAX_ALERT_SERIES]:
+            each.add_metric([alert.rule, alert.subject, alert.severity.value], 1.0)
+        for alert in firing:
+            per[alert.severity.value] = per.get(alert.severity.value, 0) + 1
+        for severity, count in per.items():
+            counts.add_metric([severity], count)
+        yield counts
+        yield each
+        health = self.hub.health()
+        yield GaugeMetricFamily(
+            "watchkeeper_health_score", "The health score, 0-100", value=health.get("score", 0)
+        )
+        status = GaugeMetricFamily(
+            "watchkeeper_health_status",
+            "The health status (1 for the current one)",
+            labels=["status"],
+        )
+        for name in ("healthy", "degraded", "critical"):
+            status.add_metric([name], 1.0 if health.get("status") == name else 0.0)
+        yield status
+
+    def _actions(self) -> Iterator[Metric]:
+        actions = CounterMetricFamily(
+            "watchkeeper_actions",
+            "Remediation records seen since start, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self.hub.action_counts.items()):
+            actions.add_metric([outcome], count)
+        yield actions
+        remediator = self.hub.sources.remediator()
+        if remediator is not None:
+            yield GaugeMetricFamily(
+                "watchkeeper_actions_pending",
+                "Actions waiting for approval",
+                value=len(remediator.pending()),
+            )
+
+    def _self(self) -> Iterator[Metric]:
+        orch = self.hub.orchestrator
+        info = GaugeMetricFamily("watchkeeper_info", "watchkeeper's version", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+        started = orch.started_at
+        uptime = orch.clock() - started if started else 0.0
+        yield GaugeMetricFamily("watchkeeper_uptime_seconds", "Time since start", value=uptime)
+        bus = orch.bus.stats()
+        for name, value, text in (
+            ("published", bus.published, "Messages published on the bus"),
+            ("delivered", bus.delivered, "Messages delivered to subscribers"),
+            ("dropped", bus.dropped, "Messages dropped by subscribers that fell behind"),
+        ):
+            yield CounterMetricFamily(f"watchkeeper_bus_{name}", text, value=value)
+        analyzer = self.hub.sources.analyzer()
+        if analyzer is not None:
+            yield GaugeMetricFamily(
+                "watchkeeper_llm_available",
+                "1 while the local LLM answers",
+                value=1.0 if analyzer.llm_available else 0.0,
+            )
+        yield GaugeMetricFamily(
+            "watchkeeper_event_stream_clients",
+            "Open dashboard event streams",
+            value=self.hub.client_count,
+        )
+
+
+def build_registry(hub: LiveHub) -> CollectorRegistry:
+    """A fresh registry with watchkeeper's collector and this process's own CPU/memory."""
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WatchkeeperCollector(hub))
+    ProcessCollector(namespace="watchkeeper", registry=registry)
+    return registry

@@ -1,0 +1,61 @@
+"""``GET /api/events``: the live event stream (server-sent events).
+
+Events: ``status`` (agents, health, uptime: on connect, on any agent change and every
+few seconds), ``sample`` (each metrics sample, with its chart ``point``), ``alert``,
+``analysis``, ``action``, ``agent``, ``service``, ``config``, ``health``, ``system``.
+Each ``data`` is JSON: ``{"topic", "ts", "data", ...}``. A comment line is sent when
+nothing else was for ``heartbeat`` seconds, so proxies keep the connection open and a
+client notices a dead server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from watchkeeper.web.live import TooManyClients
+from watchkeeper.web.models import ErrorBody
+from watchkeeper.web.routes._common import WebContext, fail
+
+__all__ = ["build"]
+
+
+def build(ctx: WebContext) -> APIRouter:
+    router = APIRouter(tags=["events"])
+    hub = ctx.hub
+
+    @router.get(
+        "/api/events",
+        summary="Live events (text/event-stream)",
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "the stream"},
+            503: {"model": ErrorBody, "description": "too many clients"},
+        },
+    )
+    async def events() -> StreamingResponse:
+        try:
+            client = hub.connect()
+        except TooManyClients as exc:
+            raise fail(503, str(exc)) from None
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    try:
+                        frames = await client.next(hub.heartbeat)
+                    except EOFError:
+                        return
+                    yield b"".join(frames) if frames else b": keep-alive\n\n"
+            finally:
+                hub.disconnect(client)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    return router

@@ -1,0 +1,171 @@
+"""Where the web layer reads its state: the orchestrator's agents and storage, typed.
+
+Any agent may be absent (disabled in config, not written yet, a plugin replaced it), so
+each accessor returns ``None`` rather than raising, and every route says what is missing.
+The Protocols name exactly what the web relies on, so an agent that grows new methods
+changes nothing here::
+
+    view = Sources(orchestrator)
+    sample = view.latest_sample()          # MetricsSample | None, never collected here
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from watchkeeper.agents.base import BaseAgent
+    from watchkeeper.analysis.advice import AnalysisResult
+    from watchkeeper.analysis.alerts import Alert
+    from watchkeeper.metrics import MetricsSample
+    from watchkeeper.orchestrator import Orchestrator
+
+__all__ = [
+    "AnalyzerView",
+    "CommunicatorView",
+    "RemediatorView",
+    "Sources",
+    "StorageView",
+    "jsonable",
+]
+
+
+class _Engine(Protocol):
+    def firing(self) -> list[Alert]: ...
+
+
+@runtime_checkable
+class AnalyzerView(Protocol):
+    engine: _Engine
+    latest_analysis: AnalysisResult | None
+    latest_llm_analysis: AnalysisResult | None
+    llm_status: str
+    llm_available: bool
+
+
+@runtime_checkable
+class RemediatorView(Protocol):
+    def actions(self) -> Sequence[Any]: ...
+    def pending(self) -> Sequence[Any]: ...
+    def audit(self, limit: int = 100, target: str | None = None) -> Sequence[Any]: ...
+    def success_rates(self) -> Any: ...
+    def given_up(self) -> Sequence[Any]: ...
+
+
+@runtime_checkable
+class CommunicatorView(Protocol):
+    @property
+    def latest_health(self) -> Any: ...
+
+
+@runtime_checkable
+class StorageView(Protocol):
+    """The query side of ``watchkeeper.storage.Storage`` that the API uses."""
+
+    @property
+    def is_open(self) -> bool: ...
+    async def metric_range(self, name: str, start: float, end: float, step: float = 60) -> Any: ...
+    async def metric_names(self, prefix: str = "") -> list[str]: ...
+    async def alerts(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        state: str | None = None,
+        limit: int = 1000,
+    ) -> Any: ...
+    async def audit(
+        self, target: str | None = None, action: str | None = None, limit: int = 100
+    ) -> Any: ...
+    async def success_rates(self, since: float | None = None) -> Any: ...
+    async def search_activity(
+        self,
+        agent: str | None = None,
+        severity: str | None = None,
+        text: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 100,
+    ) -> Any: ...
+    async def analyses(
+        self, start: float | None = None, end: float | None = None, limit: int = 100
+    ) -> Any: ...
+
+
+def jsonable(value: Any) -> Any:
+    """Pydantic models, dataclasses, mappings and sequences as plain JSON data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return jsonable(dataclasses.asdict(value))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class Sources:
+    """Typed, absence-tolerant access to what the agents keep."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self.orchestrator = orchestrator
+
+    def agent(self, name: str) -> BaseAgent | None:
+        return self.orchestrator.agents.get(name)
+
+    def latest_sample(self) -> MetricsSample | None:
+        sensor = self.agent("sensor")
+        latest = getattr(sensor, "latest", None)
+        return cast("MetricsSample | None", latest)
+
+    def analyzer(self) -> AnalyzerView | None:
+        agent = self.agent("analyzer")
+        return agent if isinstance(agent, AnalyzerView) else None
+
+    def remediator(self) -> RemediatorView | None:
+        agent = self.agent("remediator")
+        return agent if isinstance(agent, RemediatorView) else None
+
+    def communicator(self) -> CommunicatorView | None:
+        agent = self.agent("communicator")
+        return agent if isinstance(agent, CommunicatorView) else None
+
+    def storage(self) -> StorageView | None:
+        """The open history database, or None (not configured, or not open yet)."""
+        storage = getattr(self.orchestrator, "storage", None)
+        if storage is None:
+            storage = getattr(self.agent("communicator"), "storage", None)
+        if storage is None or not isinstance(storage, StorageView) or not storage.is_open:
+            return None
+        return storage
+
+    def storage_problem(self) -> str:
+        """Why there is no history, in words for an API client."""
+        storage = getattr(self.orchestrator, "storage", None) or getattr(
+            self.agent("communicator"), "storage", None
+        )
+        if storage is None:
+            return "history is unavailable: no storage is configured"
+        stats = getattr(storage, "stats", None)
+        error = getattr(stats(), "last_error", None) if callable(stats) else None
+        error = error or getattr(self.agent("communicator"), "storage_error", None)
+        return f"history is unavailable: storage is not open ({error or 'not opened yet'})"
+
+    def firing(self) -> list[Alert]:
+        analyzer = self.analyzer()
+        return list(analyzer.engine.firing()) if analyzer is not None else []
+
+    def health(self) -> dict[str, Any] | None:
+        """The communicator's latest health (status, score, reasons), or None."""
+        communicator = self.communicator()
+        if communicator is None:
+            return None
+        data = jsonable(communicator.latest_health)
+        return data if isinstance(data, dict) else None
