@@ -46,7 +46,10 @@ LLM_REASONING = (
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does it)")
+        message = "chromium is not installed: apt-get install -y chromium (.ci/run does it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it: missing there is a failure
+        pytest.skip(message)
     return found
 
 

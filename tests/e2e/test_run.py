@@ -111,6 +111,13 @@ def test_run_stops_on_sigint_too_and_serves_the_api(tmp_path: Path) -> None:
         took, _out, err = stop(proc, signal.SIGINT)
     assert proc.returncode == 0, err
     assert took < 5.0
+    # The generated API token is shown once on the terminal and never written to a log.
+    token_file = tmp_path / "data" / "api_token"
+    token = token_file.read_text().strip()
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert f"API token (shown once): {token}" in err
+    for log_file in ("agent_system.log", "agent_system.jsonl"):
+        assert token not in (tmp_path / "data" / log_file).read_text()
 
 
 def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:

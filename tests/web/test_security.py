@@ -109,7 +109,7 @@ def test_closed_reads_configured_token_and_cors(tmp_path: Path) -> None:
 
 
 def test_bound_beyond_loopback_warns_and_the_token_is_shown_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.INFO, logger="watchkeeper.web")
     with LiveServer(tmp_path, host="0.0.0.0", factories=SENSOR_ONLY) as live:
@@ -119,12 +119,16 @@ def test_bound_beyond_loopback_warns_and_the_token_is_shown_once(
     first = [r for r in caplog.records if r.name == "watchkeeper.web"]
     warnings = [r.getMessage() for r in first if r.levelno == logging.WARNING]
     assert any("need no token" in text and "0.0.0.0" in text for text in warnings)
-    assert sum(token in r.getMessage() for r in first) == 1
+    # The token goes to the terminal once, never into log records (log files).
+    assert not any(token in r.getMessage() for r in first)
+    assert any("API token created" in r.getMessage() for r in first)
+    assert capfd.readouterr().err.count(token) == 1
     caplog.clear()
     with LiveServer(tmp_path, host="127.0.0.1", factories=SENSOR_ONLY) as again:
         assert again.token == token
     later = [r.getMessage() for r in caplog.records if r.name == "watchkeeper.web"]
     assert not any(token in text for text in later)
+    assert token not in capfd.readouterr().err
     assert not any("need no token" in text for text in later)
 
 

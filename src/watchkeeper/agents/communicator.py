@@ -353,7 +353,13 @@ class CommunicatorAgent(BaseAgent):
         data = message.payload
         if self.storage.is_open:
             await self.storage.record_analysis(data, message.timestamp)
-        text = self._say("analysis", **analysis_facts(data))
+        facts = analysis_facts(data)
+        if data.get("source", "rules") == "rules":
+            phrase = "analysis_fallback" if data.get("fallback_reason") else "analysis_rules"
+            facts["reason"] = clean(str(data.get("fallback_reason") or ""), 120)
+        else:
+            phrase = "analysis"
+        text = self._say(phrase, **facts)
         subject = data.get("alert_id") or data.get("fingerprint")
         await self._activity(message, text, subject=str(subject) if subject else None)
 

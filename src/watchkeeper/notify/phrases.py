@@ -100,6 +100,14 @@ LINES: dict[str, tuple[str, list[str]]] = {
         "analysis by {model} in {latency}: {verdict}{summary}",
         ["🧠 {model} thought for {latency}: {verdict}{summary}."],
     ),
+    "analysis_rules": (
+        "analysis by the rules: {verdict}{summary}",
+        ["📏 by the rules: {verdict}{summary}."],
+    ),
+    "analysis_fallback": (
+        "analysis by the rules ({reason}): {verdict}{summary}",
+        ["📏 the model did not answer ({reason}); by the rules: {verdict}{summary}."],
+    ),
     "system_started": (
         "watchkeeper {version} started",
         ["🛡️  watchkeeper {version} on watch."],

@@ -17,6 +17,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from watchkeeper.personality import say
@@ -88,13 +89,15 @@ def _announce_token(orchestrator: Orchestrator) -> str:
 
         return secrets.token_urlsafe(32)
     if info.source == "created":
-        # Shown once, at creation; later starts read the file and say where it is.
+        # Shown once, at creation, on the terminal only: log files are often readable by
+        # more people than the token should be. Later starts say where the file is.
         log.warning(
             "API token created in %s (mode 0600); it is needed for every change made "
-            "through the API or the dashboard: %s",
+            "through the API or the dashboard",
             info.path,
-            info.token,
         )
+        sys.stderr.write(f"watchkeeper: API token (shown once): {info.token}\n")
+        sys.stderr.flush()
     elif info.source == "file":
         log.info("API token: %s", info.path)
     return info.token

@@ -43,7 +43,7 @@
   }
 
   function operation(spec, path, method, op) {
-    const card = el("section", { className: "card wide" });
+    const card = el("section", { className: "card" });
     card.append(el("h2", null, el("span", { className: "pill small", text: method.toUpperCase() }),
       el("code", { text: path }), el("span", { className: "now", text: op.summary || "" })));
     if (op.description) card.append(el("p", { text: op.description }));
@@ -86,9 +86,8 @@
     const response = await fetch("/openapi.json");
     const spec = await response.json();
     document.getElementById("api-version").textContent = `version ${spec.info.version} · OpenAPI ${spec.openapi}`;
-    document.getElementById("api-description").textContent = spec.info.description || "";
+    document.getElementById("api-description").textContent = (spec.info.description || "").replace(/`/g, "");
     const box = document.getElementById("operations");
-    box.className = "grid";
     for (const [path, ops] of Object.entries(spec.paths)) {
       for (const [method, op] of Object.entries(ops)) box.append(operation(spec, path, method, op));
     }
