@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, write_result  # noqa: E402
+from _common import machine_info, write_result
 
 WINDOW = float(os.environ.get("BENCH_DAEMON_WINDOW", "60"))
 SETTLE = 10.0
@@ -33,9 +33,23 @@ def measure(interval: float) -> dict[str, float]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
         env["WATCHKEEPER_OLLAMA__ENABLED"] = "false"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper", "run", "--no-web", "--interval", str(interval),
-             "--data-dir", f"{tmp}/data", "--log-level", "WARNING"],
-            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "watchkeeper",
+                "run",
+                "--no-web",
+                "--interval",
+                str(interval),
+                "--data-dir",
+                f"{tmp}/data",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             daemon = psutil.Process(proc.pid)

@@ -34,14 +34,24 @@ async def system(tmp_path: Path) -> AsyncIterator[tuple[Orchestrator, InMemoryBu
 
     port = free_port()
     base = Settings.model_validate({}).model_dump(mode="json")
-    settings = Settings.model_validate(deep_merge(base, {
-        "data_dir": str(tmp_path / "data"),
-        "agents": {"check_interval": 5.0, "sensor": {"check_interval": 0.3}},
-        "ollama": {"enabled": False},
-        "remediation": {"mode": "dry_run"},
-        "services": [{"name": "demo", "argv": [sys.executable, "-I", "-S", demo.__file__, "--port", str(port)],
-                      "probe": {"kind": "tcp", "port": port}}],
-    }))
+    settings = Settings.model_validate(
+        deep_merge(
+            base,
+            {
+                "data_dir": str(tmp_path / "data"),
+                "agents": {"check_interval": 5.0, "sensor": {"check_interval": 0.3}},
+                "ollama": {"enabled": False},
+                "remediation": {"mode": "dry_run"},
+                "services": [
+                    {
+                        "name": "demo",
+                        "argv": [sys.executable, "-I", "-S", demo.__file__, "--port", str(port)],
+                        "probe": {"kind": "tcp", "port": port},
+                    }
+                ],
+            },
+        )
+    )
     bus = InMemoryBus()
     orchestrator = Orchestrator(ConfigStore(settings, None, bus), bus=bus, factories=None)
     stop = asyncio.Event()
@@ -68,7 +78,8 @@ async def test_samples_carry_host_and_services(system: tuple[Orchestrator, InMem
     orchestrator, bus = system
     samples = bus.subscribe("metrics.sample", name="t")
     sample = await next_sample(
-        samples, lambda s: s.services and s.services[0].healthy and s.processes and s.processes.top_cpu
+        samples,
+        lambda s: s.services and s.services[0].healthy and s.processes and s.processes.top_cpu,
     )
     assert sample.cpu is not None and sample.cpu.percent is not None
     assert sample.memory is not None and sample.disks is not None and sample.network is not None
@@ -80,7 +91,9 @@ async def test_samples_carry_host_and_services(system: tuple[Orchestrator, InMem
     assert orchestrator.snapshot()["details"]["sensor"]["services"][0]["name"] == "demo"
 
 
-async def test_killed_service_exit_is_on_the_bus_at_once(system: tuple[Orchestrator, InMemoryBus]) -> None:
+async def test_killed_service_exit_is_on_the_bus_at_once(
+    system: tuple[Orchestrator, InMemoryBus],
+) -> None:
     _orchestrator, bus = system
     samples = bus.subscribe("metrics.sample", name="t")
     exits = bus.subscribe("service.exited", name="e")
