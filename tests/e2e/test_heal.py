@@ -8,6 +8,7 @@ retried with backoff, given up on, and reported.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -102,13 +103,12 @@ def service_pid(tmp_path: Path, name: str) -> int | None:
     return None
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port = free_port()
-    config = write_config(tmp_path, port)
+@contextlib.contextmanager
+def running(tmp_path: Path, config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """A real ``watchkeeper run`` on ``config``, stopped with SIGTERM afterwards."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper", "run", "--no-web", "--config", str(config)],
+        [sys.executable, "-m", "watchkeeper", "run", "--config", str(config), *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -116,7 +116,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
         text=True,
     )
     try:
-        yield proc, port, tmp_path
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -124,6 +124,13 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    port = free_port()
+    with running(tmp_path, write_config(tmp_path, port), "--no-web") as proc:
+        yield proc, port, tmp_path
 
 
 def test_sigkilled_service_is_restarted_and_healthy_again(

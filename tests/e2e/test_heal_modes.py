@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,31 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from test_heal import answers, free_port, service_pid, wait_for, write_config
+from test_heal import answers, free_port, running, service_pid, wait_for, write_config
 
 
 @pytest.fixture
 def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     port, api = free_port(), free_port()
     config = write_config(tmp_path, port, mode=request.param, broken=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "watchkeeper", "run", "--config", str(config), "--port", str(api)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running(tmp_path, config, "--port", str(api)):
         yield port, api, tmp_path
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def remediation(api: int) -> dict[str, Any]:

@@ -87,100 +87,102 @@ def _merge_flag(flags: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-@app.command()
-def run(
-    config: ConfigOption = None,
-    interval: Annotated[
-        float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where logs, status and history go.")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Address the web server binds to.")] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port of the web server.", min=0, max=65535)
-    ] = None,
-    no_web: Annotated[bool, typer.Option("--no-web", help="Run without the web server.")] = False,
-    mode: Annotated[
-        str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")
-    ] = None,
-    personality: Annotated[str | None, typer.Option(help="witty or plain.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
-    ] = None,
-) -> None:
-    """Start the agents (and the web dashboard) and run until stopped."""
+IntervalOption = Annotated[
+    float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
+]
+DataDirOption = Annotated[Path | None, typer.Option(help="Where logs, status and history go.")]
+HostOption = Annotated[str | None, typer.Option(help="Address the web server binds to.")]
+PortOption = Annotated[int | None, typer.Option(help="Port of the web server.", min=0, max=65535)]
+ModeOption = Annotated[str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")]
+PersonalityOption = Annotated[str | None, typer.Option(help="witty or plain.")]
+LogLevelOption = Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
+]
+
+
+def _run_flags(
+    set_: list[str] | None,
+    interval: float | None,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
+    mode: str | None,
+    personality: str | None,
+    log_level: str | None,
+) -> dict[str, Any]:
+    """``--set`` pairs with the named flags of ``run``/``web`` laid over them."""
     flags = parse_sets(set_ or [])
-    _merge_flag(flags, "agents.check_interval", interval)
-    _merge_flag(flags, "data_dir", str(data_dir) if data_dir else None)
-    _merge_flag(flags, "web.host", host)
-    _merge_flag(flags, "web.port", port)
-    _merge_flag(flags, "remediation.mode", mode)
-    _merge_flag(flags, "personality", personality)
-    _merge_flag(flags, "log_level", log_level)
+    named = {
+        "agents.check_interval": interval,
+        "data_dir": str(data_dir) if data_dir else None,
+        "web.host": host,
+        "web.port": port,
+        "remediation.mode": mode,
+        "personality": personality,
+        "log_level": log_level,
+    }
+    for dotted, value in named.items():
+        _merge_flag(flags, dotted, value)
+    return flags
+
+
+def _start(config: Path | None, flags: dict[str, Any], *, web: bool) -> None:
     settings, path = load_or_exit(config, flags)
+    if web is True and not settings.web.enabled:
+        fail(
+            "web.enabled is false, and 'watchkeeper web' serves the dashboard; set "
+            "web.enabled = true (or WATCHKEEPER_WEB__ENABLED=true), or use 'watchkeeper run'"
+        )
     from watchkeeper.runner import run_system
     from watchkeeper.web.server import PortInUse
 
     try:
-        code = run_system(settings, path, web=settings.web.enabled and not no_web)
+        code = run_system(settings, path, web=web and settings.web.enabled)
     except PortInUse as exc:
         fail(str(exc))
     raise typer.Exit(code)
 
 
 @app.command()
+def run(
+    config: ConfigOption = None,
+    interval: IntervalOption = None,
+    data_dir: DataDirOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Run without the web server.")] = False,
+    mode: ModeOption = None,
+    personality: PersonalityOption = None,
+    log_level: LogLevelOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Start the agents (and the web dashboard) and run until stopped."""
+    flags = _run_flags(set_, interval, data_dir, host, port, mode, personality, log_level)
+    _start(config, flags, web=not no_web)
+
+
+@app.command()
 def web(
     config: ConfigOption = None,
-    interval: Annotated[
-        float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where logs, status and history go.")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Address the web server binds to.")] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port of the web server.", min=0, max=65535)
-    ] = None,
+    interval: IntervalOption = None,
+    data_dir: DataDirOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
     no_web: Annotated[
         bool, typer.Option("--no-web", help="Refused: this command is the web.")
     ] = False,
-    mode: Annotated[
-        str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")
-    ] = None,
-    personality: Annotated[str | None, typer.Option(help="witty or plain.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
-    ] = None,
+    mode: ModeOption = None,
+    personality: PersonalityOption = None,
+    log_level: LogLevelOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Like ``run``, but insists on the web dashboard (an error when it is turned off)."""
     if no_web:
         fail("--no-web contradicts 'watchkeeper web'; use 'watchkeeper run --no-web'")
-    flags = parse_sets(set_ or [])
-    _merge_flag(flags, "web.host", host)
-    _merge_flag(flags, "web.port", port)
-    settings, _ = load_or_exit(config, flags)
-    if not settings.web.enabled:
-        fail(
-            "web.enabled is false, and 'watchkeeper web' serves the dashboard; set "
-            "web.enabled = true (or WATCHKEEPER_WEB__ENABLED=true), or use 'watchkeeper run'"
-        )
-    run(
-        config=config,
-        interval=interval,
-        data_dir=data_dir,
-        host=host,
-        port=port,
-        no_web=False,
-        mode=mode,
-        personality=personality,
-        log_level=log_level,
-        set_=set_,
-    )
+    flags = _run_flags(set_, interval, data_dir, host, port, mode, personality, log_level)
+    _start(config, flags, web=True)
 
 
 def _public_dump(settings: Settings) -> dict[str, Any]:
