@@ -25,6 +25,8 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from watchkeeper.humanize import human_duration
+
 __all__ = [
     "DASH",
     "Adaptive",
@@ -179,20 +181,8 @@ def human_rate(value: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``3725`` → ``1h 2m``; short spans keep seconds."""
-    if seconds is None:
-        return DASH
-    s = max(0, int(seconds))
-    days, rest = divmod(s, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
+    """``3725`` → ``1h 2m``; short spans keep seconds; a dash when unknown."""
+    return DASH if seconds is None else human_duration(seconds)
 
 
 def ago(ts: float | None, now: float) -> str:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from watchkeeper.analysis.alerts import Alert, Severity
+from watchkeeper.humanize import human_duration
 from watchkeeper.notify.base import NoticeKind, Notification
 
 __all__ = ["alert_notice", "clean", "event_notice", "human_duration"]
@@ -29,21 +30,6 @@ def clean(text: str, limit: int = 300) -> str:
     """One line of at most ``limit`` characters, control characters replaced."""
     line = _CONTROL.sub(" ", str(text)).strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def human_duration(seconds: float) -> str:
-    """``3725`` → ``"1h 2m"``; ``42`` → ``"42s"``."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def _clock(ts: float) -> str:
