@@ -20,7 +20,7 @@ from typing import Protocol
 from watchkeeper.collectors.base import clean_text
 from watchkeeper.metrics import MetricsSample
 
-__all__ = ["TEMPLATES", "CommentThresholds", "ThresholdsLike", "comment"]
+__all__ = ["TEMPLATES", "CommentThresholds", "ThresholdsLike", "comment", "mood"]
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "memory_critical": (
@@ -107,6 +107,12 @@ def comment(
     state, facts = _state(sample, levels)
     variants = TEMPLATES[state]
     return variants[int(sample.timestamp) % len(variants)].format(**facts)
+
+
+def mood(sample: MetricsSample, thresholds: ThresholdsLike | None = None) -> str:
+    """The state a remark is chosen for (``calm``, ``cpu_busy``, ``memory_tight``...): the
+    SensorAgent logs a remark when this changes, not on every sample."""
+    return _state(sample, thresholds if thresholds is not None else CommentThresholds())[0]
 
 
 def _state(sample: MetricsSample, levels: ThresholdsLike) -> tuple[str, dict[str, object]]:

@@ -1,8 +1,8 @@
 """CommunicatorAgent: the team's memory and mouthpiece.
 
 It listens to everything worth remembering (``metrics.sample``, ``alert.#``,
-``remediation.#``, ``agent.#``, ``service.#``, ``analysis.#``, ``config.changed``,
-``system.#``), keeps it in :class:`~watchkeeper.storage.Storage`, writes one activity
+``remediation.#``, ``agent.#``, ``service.#``, ``analysis.result``,
+``analysis.llm_status``, ``config.changed``, ``system.#``), keeps it in :class:`~watchkeeper.storage.Storage`, writes one activity
 line per notable event in the chosen personality, keeps the health timeline, publishes
 ``health.changed``, and tells people through the notification channels::
 
@@ -110,7 +110,8 @@ class CommunicatorAgent(BaseAgent):
         self.on("remediation.#", self._on_remediation)
         self.on("agent.#", self._on_agent)
         self.on("service.#", self._on_service)
-        self.on("analysis.#", self._on_analysis)
+        self.on("analysis.result", self._on_analysis)
+        self.on("analysis.llm_status", self._on_llm_status)
         self.on("config.changed", self._on_config, maxsize=100)
         self.on("system.#", self._on_system, maxsize=100)
 
@@ -348,6 +349,12 @@ class CommunicatorAgent(BaseAgent):
         await self._activity(message, text, severity=severity, subject=event.name)
         if self.tracker.service_event(event):
             await self._health_changed()
+
+    async def _on_llm_status(self, message: Message) -> None:
+        status = clean(str(message.payload.get("status", "")), 160)
+        severity: ActivitySeverity = "info" if message.payload.get("ok") else "warning"
+        # The analyzer logs it already; keep it in the searchable activity only.
+        await self._activity(message, status, severity=severity, subject="llm", logged=True)
 
     async def _on_analysis(self, message: Message) -> None:
         data = message.payload

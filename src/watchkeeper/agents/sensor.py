@@ -87,7 +87,7 @@ class SensorAgent(BaseAgent):
             log.debug("partial sample: %s", sample.errors)
 
     def _comment(self, sample: MetricsSample) -> None:
-        from watchkeeper.commentary import comment
+        from watchkeeper.commentary import comment, mood
 
         settings = self.settings
         line = comment(sample, settings.personality, thresholds=settings.thresholds)
@@ -95,9 +95,9 @@ class SensorAgent(BaseAgent):
         if line is None:
             return
         # Say it when the mood changes, not every tick: the log is for events.
-        mood = line.split(" ", 1)[0]
-        if mood != self._last_mood:
-            self._last_mood = mood
+        current = mood(sample, settings.thresholds)
+        if current != self._last_mood:
+            self._last_mood = current
             log.info("%s", line)
 
     def status(self) -> dict[str, Any]:
