@@ -2,8 +2,8 @@
 
 It listens to everything worth remembering (``metrics.sample``, ``alert.#``,
 ``remediation.#``, ``agent.#``, ``service.#``, ``analysis.result``,
-``analysis.llm_status``, ``config.changed``, ``system.#``), keeps it in :class:`~watchkeeper.storage.Storage`, writes one activity
-line per notable event in the chosen personality, keeps the health timeline, publishes
+``analysis.llm_status``, ``config.changed``, ``system.#``), keeps it in
+:class:`~watchkeeper.storage.Storage`, writes one activity line per notable event in the chosen personality, keeps the health timeline, publishes
 ``health.changed``, and tells people through the notification channels::
 
     agent = CommunicatorAgent("communicator", ctx, storage=storage)
