@@ -3,8 +3,9 @@
 It listens to everything worth remembering (``metrics.sample``, ``alert.#``,
 ``remediation.#``, ``agent.#``, ``service.#``, ``analysis.result``,
 ``analysis.llm_status``, ``config.changed``, ``system.#``), keeps it in
-:class:`~watchkeeper.storage.Storage`, writes one activity line per notable event in the chosen personality, keeps the health timeline, publishes
-``health.changed``, and tells people through the notification channels::
+:class:`~watchkeeper.storage.Storage`, writes one activity line per notable event in the
+chosen personality, keeps the health timeline, publishes ``health.changed``, and tells
+people through the notification channels::
 
     agent = CommunicatorAgent("communicator", ctx, storage=storage)
     agent.latest_health.score          # 0-100, with agent.latest_health.reasons
