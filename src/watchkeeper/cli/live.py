@@ -118,26 +118,17 @@ def _resources(recent: Mapping[str, Any] | None, levels: Levels) -> Panel:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(no_wrap=True)
     grid.add_column(no_wrap=True)
-    grid.add_row(
-        "CPU",
-        bar(_last(cpu), 20, warn=levels.cpu[0], crit=levels.cpu[1]),
-        sparkline(cpu, 24, low=0, high=100),
-    )
-    grid.add_row(
-        "Memory",
-        bar(_last(memory), 20, warn=levels.memory[0], crit=levels.memory[1]),
-        sparkline(memory, 24, low=0, high=100),
-    )
-    grid.add_row(
-        "Swap",
-        bar(_last(swap), 20, warn=levels.swap[0], crit=levels.swap[1]),
-        sparkline(swap, 24, low=0, high=100),
-    )
-    grid.add_row(
-        "Disk used",
-        bar(_last(disk), 20, warn=levels.disk[0], crit=levels.disk[1]),
-        sparkline(disk, 24, low=0, high=100),
-    )
+    for label, series, (warn, crit) in (
+        ("CPU", cpu, levels.cpu),
+        ("Memory", memory, levels.memory),
+        ("Swap", swap, levels.swap),
+        ("Disk used", disk, levels.disk),
+    ):
+        grid.add_row(
+            label,
+            bar(_last(series), 20, warn=warn, crit=crit),
+            sparkline(series, 24, low=0, high=100),
+        )
     grid.add_row(
         "Disk I/O",
         Text(f"read {human_rate(_last(read))} · write {human_rate(_last(write))}"),

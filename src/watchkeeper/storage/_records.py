@@ -18,6 +18,17 @@ __all__ = ["RecordsMixin"]
 log = logging.getLogger("watchkeeper.storage")
 
 _FINISHED_OK = (ActionOutcome.SUCCEEDED.value,)
+
+
+def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """``(" WHERE a = ? AND b >= ?", [1, 2])`` from ``("a = ?", 1), ("b >= ?", 2)``;
+    conditions whose value is None are left out (an empty string when none remain)."""
+    kept = [(clause, value) for clause, value in conditions if value is not None]
+    if not kept:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in kept), [v for _, v in kept]
+
+
 _FINISHED_BAD = (ActionOutcome.FAILED.value, ActionOutcome.TIMED_OUT.value)
 
 
@@ -95,21 +106,12 @@ class RecordsMixin(DbBase):
 
         ``state`` narrows to ``"firing"`` or ``"resolved"`` (their current state).
         """
-        where: list[str] = []
-        args: list[Any] = []
-        if end is not None:
-            where.append("started_at <= ?")
-            args.append(end)
-        if start is not None:
-            where.append("(resolved_at IS NULL OR resolved_at >= ?)")
-            args.append(start)
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        sql = "SELECT data FROM alert"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC LIMIT ?"
+        clause, args = where(
+            ("started_at <= ?", end),
+            ("(resolved_at IS NULL OR resolved_at >= ?)", start),
+            ("state = ?", state),
+        )
+        sql = f"SELECT data FROM alert{clause} ORDER BY started_at DESC LIMIT ?"
         rows = self._db().execute(sql, (*args, limit))
         return list(self._parse_rows(Alert, rows))
 
@@ -118,18 +120,11 @@ class RecordsMixin(DbBase):
         self, alert_id: str | None = None, fingerprint: str | None = None, limit: int = 1000
     ) -> list[AlertTransition]:
         """An alert's life, oldest step first (by id, or every alert with a fingerprint)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if alert_id is not None:
-            where.append("alert_id = ?")
-            args.append(alert_id)
-        if fingerprint is not None:
-            where.append("fingerprint = ?")
-            args.append(fingerprint)
-        sql = "SELECT id, alert_id, fingerprint, ts, kind, severity, summary FROM alert_transition"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id LIMIT ?"
+        clause, args = where(("alert_id = ?", alert_id), ("fingerprint = ?", fingerprint))
+        sql = (
+            "SELECT id, alert_id, fingerprint, ts, kind, severity, summary FROM alert_transition"
+            f"{clause} ORDER BY ts, id LIMIT ?"
+        )
         fields = AlertTransition.model_fields
         return [
             AlertTransition(**dict(zip(fields, row, strict=True)))
@@ -171,22 +166,13 @@ class RecordsMixin(DbBase):
         end: float | None = None,
     ) -> list[ActionRecord]:
         """Action records, newest first, optionally for one target and/or one action."""
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("target", target), ("action", action)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if start is not None:
-            where.append("created_at >= ?")
-            args.append(start)
-        if end is not None:
-            where.append("created_at <= ?")
-            args.append(end)
-        sql = "SELECT data FROM audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC LIMIT ?"
+        clause, args = where(
+            ("target = ?", target),
+            ("action = ?", action),
+            ("created_at >= ?", start),
+            ("created_at <= ?", end),
+        )
+        sql = f"SELECT data FROM audit{clause} ORDER BY created_at DESC LIMIT ?"
         return list(self._parse_rows(ActionRecord, self._db().execute(sql, (*args, limit))))
 
     @guarded
