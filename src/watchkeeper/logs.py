@@ -8,6 +8,10 @@
 
 Log text is never interpreted as rich markup, because process names and service names
 that end up in messages are untrusted.
+
+A log file that cannot be written (a full disk, say) must not bury the console in
+Python's "--- Logging error ---" tracebacks: the file handlers say so in one line on
+stderr, at most once a minute, carry on, and say when writing works again.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import json
 import logging
 import logging.handlers
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["JsonLinesFormatter", "setup_logging"]
 
 _ROTATE_BYTES = 10 * 1024 * 1024
 _ROTATE_KEEP = 5
 _OURS = "watchkeeper-handler"
+#: Seconds between repeated lines about log files that cannot be written.
+_TROUBLE_EVERY = 60.0
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -47,6 +54,67 @@ class JsonLinesFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class _FileTrouble:
+    """What one log file's handler does when writing fails: one line per minute at
+    most, straight to stderr (never through logging, which would fail again), and one
+    line when writing works again."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = _TROUBLE_EVERY) -> None:
+        self._stream = stream
+        self._every = every
+        self._lock = threading.Lock()
+        self._failing = 0
+        self._said_at: float | None = None
+
+    def _say(self, line: str) -> None:
+        stream = self._stream or sys.stderr
+        try:
+            stream.write(f"watchkeeper: {line}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # no stderr either: nothing more can be done
+
+    def failed(self, path: str, exc: BaseException | None) -> None:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        now = time.monotonic()
+        with self._lock:
+            self._failing += 1
+            due = self._said_at is None or now - self._said_at >= self._every
+            if due:
+                self._said_at = now
+            count = self._failing
+        if due:
+            self._say(
+                f"cannot write the log file {path}: {reason} ({count} record(s) not written "
+                "so far); the console still gets every record; said at most once a minute"
+            )
+
+    def succeeded(self, path: str) -> None:
+        with self._lock:
+            lost, self._failing, self._said_at = self._failing, 0, None
+        if lost:
+            self._say(f"writing the log file {path} works again ({lost} record(s) failed meanwhile)")
+
+
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file whose write errors go to :class:`_FileTrouble`."""
+
+    def __init__(self, path: Path, trouble: _FileTrouble, **options: Any) -> None:
+        super().__init__(path, **options)
+        self._trouble = trouble
+        self._broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._broken = False
+        super().emit(record)
+        if not self._broken:
+            self._trouble.succeeded(self.baseFilename)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._broken = True
+        self._trouble.failed(self.baseFilename, sys.exc_info()[1])
 
 
 def _console_handler(level: int) -> logging.Handler:
@@ -94,8 +162,9 @@ def setup_logging(
     if data_dir is not None:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            text = logging.handlers.RotatingFileHandler(
+            text = _QuietFileHandler(
                 data_dir / "agent_system.log",
+                _FileTrouble(),
                 maxBytes=_ROTATE_BYTES,
                 backupCount=_ROTATE_KEEP,
                 encoding="utf-8",
@@ -103,8 +172,9 @@ def setup_logging(
             text.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
             )
-            lines = logging.handlers.RotatingFileHandler(
+            lines = _QuietFileHandler(
                 data_dir / "agent_system.jsonl",
+                _FileTrouble(),
                 maxBytes=_ROTATE_BYTES,
                 backupCount=_ROTATE_KEEP,
                 encoding="utf-8",

@@ -9,7 +9,10 @@ plugin, say) cannot forget it::
     app = AuthMiddleware(app, token=info.token, open_reads=True)
 
 The token comes from ``web.token`` when configured; otherwise it is generated on the first
-start into ``<data_dir>/api_token`` (mode 0600) and read from there on later starts.
+start into ``<data_dir>/api_token`` (mode 0600) and read from there on later starts. The
+file is written whole in one rename, so a full disk leaves no file rather than an empty
+one; a file that is empty, unreadable or not a token (a crash of an older version, a
+stray edit) counts as missing: a new token replaces it, and the log says so.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from watchkeeper.status import write_bytes_atomic
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -44,6 +50,9 @@ TOKEN_FILE = "api_token"
 PUBLIC_PATHS = frozenset({"/", "/docs", "/openapi.json", "/api/health", "/favicon.ico"})
 _PUBLIC_PREFIXES = ("/static/",)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What a kept token may look like: visible ASCII, long enough to be a password. Ours are
+#: 43 URL-safe characters; a person may put one of their own in the file.
+_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{16,4096}")
 
 
 @dataclass(frozen=True)
@@ -57,29 +66,54 @@ class TokenInfo:
 
 def ensure_token(data_dir: Path, configured: str | None) -> TokenInfo:
     """The API token: ``configured`` when given, else the data dir's token file, created
-    with mode 0600 on first use. Raises ``OSError`` when the file cannot be written."""
+    with mode 0600 on first use (and again when it holds no usable token). Raises
+    ``OSError`` when the file cannot be written; nothing is left behind then."""
     if configured:
         return TokenInfo(configured, "config", None)
     path = Path(data_dir) / TOKEN_FILE
+    for _ in range(3):
+        token, problem = _read_token(path)
+        if token is not None:
+            _tighten(path)
+            return TokenInfo(token, "file", path)
+        token = secrets.token_urlsafe(32)
+        data = (token + "\n").encode("ascii")
+        if problem is None:
+            try:
+                # No replace: when two starts race, one creates and the other reads it.
+                write_bytes_atomic(path, data, mode=0o600, replace=False)
+            except FileExistsError:
+                continue
+        else:
+            write_bytes_atomic(path, data, mode=0o600)
+            log.warning("%s %s; made a new API token in its place", path, problem)
+        return TokenInfo(token, "created", path)
+    raise OSError(f"{path} keeps changing while watchkeeper reads it")
+
+
+def _read_token(path: Path) -> tuple[str | None, str | None]:
+    """``(token, None)`` for a usable file, ``(None, None)`` when there is none, and
+    ``(None, why)`` when the file exists but holds no usable token."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        raw = path.read_bytes()
     except FileNotFoundError:
-        token = ""
-    if token:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            # Someone loosened it; the token is a password, so put it back.
-            os.chmod(path, 0o600)
-            log.warning("%s was readable by others (mode %o); set it back to 0600", path, mode)
-        return TokenInfo(token, "file", path)
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # O_EXCL: when two starts race, one creates and the other fails instead of both
-    # writing different tokens. Mode 0600 from the first byte, not chmod afterwards.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    return TokenInfo(token, "created", path)
+        return None, None
+    except OSError as exc:
+        return None, f"could not be read ({exc.strerror or exc})"
+    text = raw.decode("ascii", errors="replace").strip()
+    if not text:
+        return None, "was empty"
+    if not _TOKEN_SHAPE.fullmatch(text):
+        return None, "did not hold a token"
+    return text, None
+
+
+def _tighten(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        # Someone loosened it; the token is a password, so put it back.
+        os.chmod(path, 0o600)
+        log.warning("%s was readable by others (mode %o); set it back to 0600", path, mode)
 
 
 def token_matches(header: str | None, token: str) -> bool:
