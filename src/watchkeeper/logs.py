@@ -95,7 +95,9 @@ class _FileTrouble:
         with self._lock:
             lost, self._failing, self._said_at = self._failing, 0, None
         if lost:
-            self._say(f"writing the log file {path} works again ({lost} record(s) failed meanwhile)")
+            self._say(
+                f"writing the log file {path} works again ({lost} record(s) failed meanwhile)"
+            )
 
 
 class _QuietFileHandler(logging.handlers.RotatingFileHandler):

@@ -15,7 +15,8 @@ def test_health_reports_liveness_readiness_and_each_dependency(client: httpx.Cli
     body = response.json()
     assert body["ready"] is True and body["live"] is True
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"agents", "storage", "llm"}
+    assert set(body["checks"]) == {"agents", "storage", "sampling", "llm"}
+    assert body["checks"]["sampling"]["ok"] is True and body["reasons"] == []
     assert body["checks"]["storage"]["ok"] is True
     assert body["checks"]["llm"] == {"ok": None, "detail": "llm: disabled"}
     assert 0 <= body["health"]["score"] <= 100

@@ -12,12 +12,15 @@ WAL mode never wait for the writer). The loop only ever awaits futures::
 
 Writes never raise: a failure (full disk, read-only file) is logged once per minute at
 most, counted in :meth:`Storage.stats`, and reported as ``False``; what is already stored
-is untouched and the caller carries on. Queries raise :class:`StorageError`.
+is untouched and the caller carries on. A write refused for a reason that passes (a full
+disk) is kept in memory, bounded, and written first once writes work again (see
+:mod:`watchkeeper.storage._backlog`). Queries raise :class:`StorageError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -28,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from watchkeeper.analysis.alerts import Alert
 from watchkeeper.remediation.records import ActionRecord
+from watchkeeper.storage._backlog import Backlog, FailureStreak
 from watchkeeper.storage.core import DB_FILENAME, SyncStorage
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.models import (
@@ -51,15 +55,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 _Batch = list[tuple[float, dict[str, float], "Future[int]"]]
 
-#: Seconds between repeated log lines about the same run of write failures.
-_LOG_EVERY = 60.0
-
 
 class Storage:
     """The history, for async callers. Construct freely (no I/O), then ``await open()``.
 
     ``max_pending`` bounds the writes waiting for the writer thread; beyond it new writes
-    are dropped and counted rather than piling up in memory behind a stuck disk.
+    are dropped and counted rather than piling up in memory behind a stuck disk;
+    ``max_backlog`` bounds the failed writes kept in memory for when the disk takes them.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Storage:
         retention: RetentionPolicy | None = None,
         max_size_mb: float | None = None,
         max_pending: int = 1000,
+        max_backlog: int = 500,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
@@ -86,13 +89,10 @@ class Storage:
         self._schema: int | None = None
         self._pending = 0
         self._writes = 0
-        self._write_errors = 0
         self._dropped = 0
         self._samples = 0
-        self._streak = 0
-        self._last_log = -_LOG_EVERY
-        self._last_error: str | None = None
-        self._last_error_at: float | None = None
+        self._backlog = Backlog(max_backlog)
+        self._streak = FailureStreak(self.path, clock, log)
         self._last_maintenance: MaintenanceReport | None = None
 
     @classmethod
@@ -177,7 +177,9 @@ class Storage:
         assert self._writer is not None
         self._pending += 1
         try:
-            await self._call(self._writer, fn, *args, **kwargs)
+            await self._call(
+                self._writer, self._backlog.run, functools.partial(fn, *args, **kwargs)
+            )
         except StorageError as exc:
             self._failed(op, exc)
             return False
@@ -187,28 +189,17 @@ class Storage:
         return True
 
     def _failed(self, op: str, exc: BaseException) -> None:
-        self._write_errors += 1
-        self._last_error = str(exc)
-        self._last_error_at = self._clock()
-        now = time.monotonic()
-        if self._streak == 0 or now - self._last_log >= _LOG_EVERY:
-            self._last_log = now
-            log.error(
-                "storage: could not %s: %s. %d write(s) failed so far; history already "
-                "stored is untouched and watchkeeper keeps running",
-                op,
-                exc,
-                self._write_errors,
-            )
-        self._streak += 1
+        self._streak.failed(op, exc)
 
     def _succeeded(self) -> None:
         self._writes += 1
-        if self._streak:
-            log.warning(
-                "storage: writes to %s work again after %d failure(s)", self.path, self._streak
-            )
-            self._streak = 0
+        self._streak.succeeded(self._backlog)
+
+    @property
+    def failing_since(self) -> float | None:
+        """When the run of failed writes going on now began (clock time), or None while
+        writes work: what health reports as "writes failing"."""
+        return self._streak.since
 
     async def write_sample(self, timestamp: float, values: Mapping[str, float]) -> bool:
         """Store one sample's flat metrics. Samples that arrive while the writer is busy
@@ -241,8 +232,9 @@ class Storage:
         with self._batch_lock:
             batch, self._batch = self._batch, []
             self._flush_scheduled = False
+        write = functools.partial(self._wdb.write_samples, [(ts, v) for ts, v, _ in batch])
         try:
-            written = self._wdb.write_samples([(ts, values) for ts, values, _ in batch])
+            written = self._backlog.run(write, samples=len(batch))
         except BaseException as exc:
             for _, _, done in batch:
                 done.set_exception(exc)
@@ -389,12 +381,14 @@ class Storage:
             open=self.is_open,
             schema_version=self._schema,
             size_bytes=self._wdb.size_bytes(),
-            writes=self._writes,
-            write_errors=self._write_errors,
-            dropped_writes=self._dropped,
-            samples_written=self._samples,
+            writes=self._writes + self._backlog.recovered,
+            write_errors=self._streak.errors,
+            dropped_writes=self._dropped + self._backlog.dropped,
+            samples_written=self._samples + self._backlog.recovered_samples,
             pending_writes=self._pending,
-            last_error=self._last_error,
-            last_error_at=self._last_error_at,
+            kept_writes=len(self._backlog),
+            failing_since=self._streak.since,
+            last_error=self._streak.last_error,
+            last_error_at=self._streak.last_error_at,
             last_maintenance=self._last_maintenance,
         )

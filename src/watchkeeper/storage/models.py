@@ -183,6 +183,10 @@ class StorageStats(_Row):
     dropped_writes: int
     samples_written: int
     pending_writes: int
+    kept_writes: int = 0
+    """Failed writes kept in memory, to be written once the disk takes them again."""
+    failing_since: float | None = None
+    """When the run of failed writes going on now began; None while writes work."""
     last_error: str | None
     last_error_at: float | None
     last_maintenance: MaintenanceReport | None

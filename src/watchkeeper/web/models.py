@@ -88,6 +88,7 @@ class HealthReport(BaseModel):
     state: str
     version: str
     uptime_s: float
+    reasons: list[str] = []
     checks: dict[str, HealthCheck]
     health: dict[str, Any] | None = None
 

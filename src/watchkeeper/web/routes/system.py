@@ -1,7 +1,16 @@
-"""``/api/health``, ``/api/system``, ``/api/agents`` and ``/api/agents/{name}``."""
+"""``/api/health``, ``/api/system``, ``/api/agents`` and ``/api/agents/{name}``.
+
+Health answers two questions. *Ready* (the HTTP status): is watchkeeper watching this
+host? 200 when it is running, every agent is up and the newest sample is fresh; 503 when
+it is stopping, an agent is down, or sampling has stalled (a monitor that no longer
+samples is blind, so an external check must hear about it). *Status*: ``ok``,
+``degraded`` (still watching, but something is wrong: history writes failing, samples
+stale, the LLM away, an agent unsteady) or ``unavailable``, with ``reasons`` in words.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -16,6 +25,58 @@ __all__ = ["build"]
 
 # An agent in one of these states cannot do its work: the system is not ready.
 _DOWN = {"failed", "stopped"}
+#: Samples older than this many sampling intervals are stale...
+STALE_INTERVALS = 3
+#: ...and never sooner than this many seconds, so a short interval on a busy host does
+#: not make health flap.
+STALE_FLOOR_S = 5.0
+
+
+def sampling_check(ctx: WebContext) -> dict[str, Any]:
+    """Whether samples are fresh: the newest no older than 3 sampling intervals."""
+    sensor = ctx.orchestrator.agents.get("sensor")
+    if sensor is None:
+        return {"ok": None, "detail": "no sensor agent on this host"}
+    interval = float(sensor.interval)
+    limit = max(STALE_INTERVALS * interval, STALE_FLOOR_S)
+    latest = ctx.sources.latest_sample()
+    now = ctx.clock()
+    if latest is not None:
+        age = now - latest.timestamp
+        if age <= limit:
+            return {"ok": True, "detail": f"newest sample {max(age, 0.0):.1f}s old"}
+        detail = f"samples stale: the newest is {age:.0f}s old (sampling every {interval:g}s)"
+    else:
+        started = ctx.orchestrator.started_at
+        waited = now - started if started else 0.0
+        if waited <= limit:
+            return {"ok": True, "detail": "starting: no sample yet"}
+        detail = f"samples stale: none yet after {waited:.0f}s (sampling every {interval:g}s)"
+    state = str(sensor.state)
+    if state != "running":
+        detail += f"; the sensor is {state}"
+    return {"ok": False, "detail": detail}
+
+
+def storage_check(ctx: WebContext) -> dict[str, Any]:
+    """Open and taking writes; "writes failing: <reason>" while the disk refuses them."""
+    storage = ctx.sources.storage()
+    if storage is None:
+        return {"ok": False, "detail": ctx.sources.storage_problem()}
+    stats_of = getattr(storage, "stats", None)
+    stats = stats_of() if callable(stats_of) else None
+    errors = getattr(stats, "write_errors", 0)
+    since = getattr(stats, "failing_since", None)
+    if since is None:
+        return {"ok": True, "detail": f"open; {errors} write error(s) so far"}
+    when = time.strftime("%H:%M:%S", time.localtime(since))
+    kept = getattr(stats, "kept_writes", 0)
+    reason = getattr(stats, "last_error", None) or "unknown error"
+    return {
+        "ok": False,
+        "detail": f"writes failing since {when}: {reason}; {kept} write(s) kept in memory "
+        "until they can be written",
+    }
 
 
 def health_report(ctx: WebContext) -> dict[str, Any]:
@@ -30,13 +91,8 @@ def health_report(ctx: WebContext) -> dict[str, Any]:
         agents = {"ok": True, "detail": "degraded: " + ", ".join(unwell)}
     else:
         agents = {"ok": True, "detail": f"{len(states)} agent(s) running"}
-    storage = ctx.sources.storage()
-    if storage is not None:
-        stats = getattr(storage, "stats", None)
-        errors = getattr(stats(), "write_errors", 0) if callable(stats) else 0
-        store = {"ok": True, "detail": f"open; {errors} write error(s) so far"}
-    else:
-        store = {"ok": False, "detail": ctx.sources.storage_problem()}
+    store = storage_check(ctx)
+    sampling = sampling_check(ctx)
     analyzer = ctx.sources.analyzer()
     if analyzer is None:
         llm: dict[str, Any] = {"ok": None, "detail": "the analyzer is not running"}
@@ -44,23 +100,30 @@ def health_report(ctx: WebContext) -> dict[str, Any]:
         llm = {"ok": None, "detail": analyzer.llm_status}
     else:
         llm = {"ok": bool(analyzer.llm_available), "detail": analyzer.llm_status}
+    checks = {"agents": agents, "storage": store, "sampling": sampling, "llm": llm}
+    reasons = [f"{name}: {c['detail']}" for name, c in checks.items() if c["ok"] is False]
+    if unwell:
+        reasons.append(f"agents: {agents['detail']}")
     running = orch.state == "running"
-    ready = running and not down
-    if not ready:
+    blind = sampling["ok"] is False
+    if not running or down:
         status = "unavailable"
-    elif unwell or not store["ok"] or llm["ok"] is False:
+    elif unwell or blind or not store["ok"] or llm["ok"] is False:
         status = "degraded"
     else:
         status = "ok"
+    if not running:
+        reasons.insert(0, f"watchkeeper is {orch.state}")
     started = orch.started_at
     return {
         "status": status,
         "live": True,
-        "ready": ready,
+        "ready": running and not down and not blind,
         "state": orch.state,
         "version": __version__,
         "uptime_s": round(ctx.clock() - started, 1) if started else 0.0,
-        "checks": {"agents": agents, "storage": store, "llm": llm},
+        "reasons": reasons,
+        "checks": checks,
         "health": ctx.hub.health(),
     }
 
@@ -73,14 +136,17 @@ def build(ctx: WebContext) -> APIRouter:
         summary="Liveness and readiness",
         responses={
             200: {"model": HealthReport, "description": "ready (or live, with probe=live)"},
-            503: {"model": HealthReport, "description": "not ready: stopping or an agent down"},
+            503: {
+                "model": HealthReport,
+                "description": "not ready: stopping, an agent down, or samples stale",
+            },
         },
     )
     async def health(
         probe: Literal["ready", "live"] = Query(
             "ready",
             description="live: 200 whenever the process answers; ready: 503 unless "
-            "the system is running with every agent up",
+            "the system is running with every agent up and fresh samples",
         ),
     ) -> Response:
         report = health_report(ctx)
