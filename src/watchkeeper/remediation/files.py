@@ -1,66 +1,103 @@
 """File actions that delete or truncate: only inside configured places, never via links.
 
-``clean_directory`` walks a configured directory with ``os.fwalk`` and directory file
-descriptors, so a directory swapped for a symlink mid-walk cannot lead it elsewhere;
-symlinks are never followed and never deleted. ``rotate_log`` works only on configured
-regular files (a symlink in their place is refused).
+Paths are matched against the configuration as written, never resolved: a configured
+directory is then reached component by component without following a link
+(``watchkeeper.remediation.safe_dirs``), and all work happens relative to its descriptor.
+``clean_directory`` walks it with ``os.fwalk`` on directory descriptors, so a directory
+swapped for a link mid-walk cannot lead it elsewhere; links are never followed and never
+deleted. ``rotate_log`` opens the log with ``O_NOFOLLOW`` inside its directory's descriptor
+and creates the rotated file there with ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a link
+waiting at the next rotation name is never written through.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import re
 import shutil
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["CleanResult", "clean_tree", "inside", "resolve_cleanup_target", "rotate_file"]
+from watchkeeper.remediation.safe_dirs import UnsafePath, device_of, open_directory
+
+__all__ = [
+    "CleanResult",
+    "clean_tree",
+    "clean_tree_at",
+    "configured_root",
+    "inside",
+    "resolve_cleanup_target",
+    "rotate_at",
+    "rotate_file",
+]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_MAX_NAME_TRIES = 100  # rotation names tried in one second before giving up
 
 
 def inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` is ``root`` or below it (both already resolved)."""
+    """Whether ``path`` is ``root`` or below it, as written (nothing is resolved)."""
     return path == root or root in path.parents
 
 
-def resolve_cleanup_target(target: str, roots: list[Path]) -> tuple[list[Path], str | None]:
-    """The configured directories a ``clean_directory`` target stands for, or why none.
+def configured_root(path: Path, roots: list[Path]) -> Path | None:
+    """The innermost configured directory that ``path`` lies in, as written."""
+    holding = [root for root in roots if inside(path, root)]
+    return max(holding, key=lambda root: len(root.parts)) if holding else None
 
-    ``target`` is a configured directory (or a path inside one), or a mount point: then every
-    configured directory on that filesystem. Relative paths, ``..`` and paths whose real
-    location is outside every configured directory are refused.
-    """
+
+def _plain_absolute(target: str) -> tuple[Path | None, str | None]:
     if not target or "\x00" in target:
-        return [], "empty target"
+        return None, "empty target"
     candidate = Path(target)
-    if not candidate.is_absolute():
-        return [], f"{target!r} is not an absolute path"
+    if not candidate.is_absolute() or candidate.anchor != "/":
+        return None, f"{target!r} is not an absolute path"
     if ".." in candidate.parts:
-        return [], f"{target!r} contains '..'"
-    real_roots = [Path(os.path.realpath(root)) for root in roots]
-    if not real_roots:
+        return None, f"{target!r} contains '..'"
+    return candidate, None
+
+
+def resolve_cleanup_target(target: str, roots: list[Path]) -> tuple[list[Path], str | None]:
+    """The directories a ``clean_directory`` target stands for, or why there are none.
+
+    ``target`` is a configured directory (or a path inside one), or a mount point: then
+    every configured directory on that filesystem and below it. Matching is on the paths
+    as written, never on where links lead; reaching them safely is the caller's step.
+    """
+    candidate, problem = _plain_absolute(target)
+    if candidate is None:
+        return [], problem
+    if not roots:
         return [], "no cleanup directories are configured (remediation.cleanup_dirs)"
-    real = Path(os.path.realpath(candidate))
-    within = [root for root in real_roots if inside(real, root)]
-    if within:
-        # Its real location is inside a configured directory, links or not.
-        return [real], None
-    # A mount point (or any directory above the configured ones): the configured
-    # directories on the same filesystem and below it.
+    if configured_root(candidate, roots) is not None:
+        return [candidate], None
+    below = [root for root in roots if inside(root, candidate)]
+    if not below:
+        return [], f"no configured cleanup directory is under {target!r}"
     try:
-        device = os.stat(real).st_dev
+        device = device_of(candidate)
+    except UnsafePath as exc:
+        return [], f"{target!r}: {exc}"
     except OSError as exc:
         return [], f"{target!r}: {exc.strerror or exc}"
     chosen = []
-    for root in real_roots:
+    for root in below:
         try:
-            if os.stat(root).st_dev == device and inside(root, real):
-                chosen.append(root)
+            if device_of(root) != device:
+                continue
+        except UnsafePath:
+            pass  # kept: opening it refuses it, with the reason, where a person sees it
         except OSError:
-            continue
+            continue  # missing: nothing to clean there
+        chosen.append(root)
     if not chosen:
-        return [], f"no configured cleanup directory is under {target!r}"
+        return [], f"no configured cleanup directory is on the filesystem of {target!r}"
     return chosen, None
 
 
@@ -75,11 +112,23 @@ class CleanResult:
 def clean_tree(
     root: Path, *, older_than_s: float, larger_than: int | None, now: float | None = None
 ) -> CleanResult:
-    """Delete regular files under ``root`` older than ``older_than_s`` (or larger than
-    ``larger_than`` bytes). Directories stay; links are neither followed nor deleted."""
+    """``clean_tree_at`` on the directory ``root``, reached without following links."""
+    fd = open_directory(root)
+    try:
+        return clean_tree_at(fd, older_than_s=older_than_s, larger_than=larger_than, now=now)
+    finally:
+        os.close(fd)
+
+
+def clean_tree_at(
+    dir_fd: int, *, older_than_s: float, larger_than: int | None, now: float | None = None
+) -> CleanResult:
+    """Delete regular files below the open directory ``dir_fd`` older than
+    ``older_than_s`` (or larger than ``larger_than`` bytes). Directories stay; links are
+    neither followed nor deleted."""
     now = time.time() if now is None else now
     files = freed = links = errors = 0
-    for _dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
+    for _dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
         for name in list(dirnames):
             try:
                 if stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
@@ -112,28 +161,106 @@ def clean_tree(
 
 
 def rotate_file(path: Path, *, keep: int, now: float | None = None) -> tuple[int, Path]:
-    """Compress ``path`` to ``path.<stamp>.gz`` and truncate it in place (writers keep their
-    descriptor); keep the newest ``keep`` rotations. Returns (bytes before, rotated file)."""
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        raise ValueError(f"{path} is a symbolic link; refusing to rotate it")
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path} is not a regular file")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    rotated = path.with_name(f"{path.name}.{stamp}.gz")
-    counter = 1
-    while rotated.exists():
-        rotated = path.with_name(f"{path.name}.{stamp}-{counter}.gz")
-        counter += 1
-    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags)
+    """``rotate_at`` on ``path`` inside its directory, reached without following links."""
+    fd = open_directory(path.parent)
     try:
-        with os.fdopen(os.dup(fd), "rb") as source, gzip.open(rotated, "wb") as target:
-            shutil.copyfileobj(source, target)
+        size, rotated = rotate_at(fd, path.name, keep=keep, now=now)
+    finally:
+        os.close(fd)
+    return size, path.parent / rotated
+
+
+def _open_log(dir_fd: int, name: str) -> tuple[int, os.stat_result]:
+    """The log ``name`` opened for writing, only when it is a plain regular file."""
+    if not name or name in (".", "..") or "/" in name:
+        raise ValueError(f"{name!r} is not a file name")
+    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        raise ValueError(f"{name} is a symbolic link; refusing to rotate it")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{name} is not a regular file")
+    try:
+        fd = os.open(name, os.O_RDWR | _NOFOLLOW | _CLOEXEC | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{name} is a symbolic link; refusing to rotate it") from None
+        raise
+    opened = os.fstat(fd)
+    problem = None
+    if not os.path.samestat(info, opened):
+        problem = f"{name} was replaced while being opened; not rotated"
+    elif opened.st_nlink > 1:
+        # Another name for the same file may lie anywhere on the filesystem.
+        problem = f"{name} has {opened.st_nlink} hard links; refusing to truncate it"
+    if problem:
+        os.close(fd)
+        raise ValueError(problem)
+    return fd, opened
+
+
+def _create_rotation(dir_fd: int, name: str, stamp: str, mode: int) -> tuple[int, str]:
+    """A new file for the rotation, created in ``dir_fd`` where nothing (not even a
+    dangling link) has that name yet."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+    for counter in range(_MAX_NAME_TRIES):
+        suffix = f"-{counter}" if counter else ""
+        rotated = f"{name}.{stamp}{suffix}.gz"
+        try:
+            return os.open(rotated, flags, mode, dir_fd=dir_fd), rotated
+        except FileExistsError:
+            continue
+    raise ValueError(f"{name}: no free rotation name after {_MAX_NAME_TRIES} tries")
+
+
+def _prune(dir_fd: int, name: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` rotations of ``name``: regular files only."""
+    pattern = re.compile(re.escape(name) + r"\.\d{8}-\d{6}(?:-\d+)?\.gz")
+    rotations = []
+    for entry in os.listdir(dir_fd):
+        if not pattern.fullmatch(entry):
+            continue
+        try:
+            info = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            rotations.append((info.st_mtime, entry))
+    rotations.sort()
+    for _, stale in rotations[: max(len(rotations) - keep, 0)]:
+        try:
+            os.unlink(stale, dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
+
+
+def _compress(log_fd: int, raw: BinaryIO, name: str) -> None:
+    """Gzip the whole log (from its start) into ``raw``."""
+    with (
+        gzip.GzipFile(filename=name, mode="wb", fileobj=raw) as packed,
+        os.fdopen(os.dup(log_fd), "rb") as source,
+    ):
+        source.seek(0)
+        shutil.copyfileobj(source, packed)
+
+
+def rotate_at(dir_fd: int, name: str, *, keep: int, now: float | None = None) -> tuple[int, str]:
+    """Compress log ``name`` in the open directory ``dir_fd`` to ``name.<stamp>.gz`` and
+    truncate it in place (writers keep their descriptor); keep the newest ``keep``
+    rotations. Returns (bytes before, name of the rotated file)."""
+    fd, info = _open_log(dir_fd, name)
+    try:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+        out_fd, rotated = _create_rotation(dir_fd, name, stamp, stat.S_IMODE(info.st_mode) & 0o666)
+        try:
+            with os.fdopen(out_fd, "wb") as raw:
+                _compress(fd, raw, name)
+                raw.flush()
+                os.fsync(raw.fileno())
+        except BaseException:
+            os.unlink(rotated, dir_fd=dir_fd)  # unlinkat never follows a link
+            raise
         os.ftruncate(fd, 0)
     finally:
         os.close(fd)
-    olds = sorted(path.parent.glob(f"{path.name}.*.gz"), key=lambda p: p.stat().st_mtime)
-    for stale in olds[:-keep]:
-        stale.unlink(missing_ok=True)
+    _prune(dir_fd, name, keep)
     return info.st_size, rotated
