@@ -5,7 +5,13 @@ It turns proposals into actions: the rules' suggestions on ``alert.firing`` /
 ``run_action`` command, a plugin's request. Every proposal passes the same ``Policy``;
 every attempt leaves an ``ActionRecord`` on the bus (``remediation.<outcome>``) and in the
 audit trail. Actions run as their own tasks with their own timeouts, limited to
-``max_concurrent_actions`` at once, so a slow restart never delays detection.
+``max_concurrent_actions`` at once, so a slow restart never delays detection. Their
+blocking work runs on the remediator's own bounded thread pool, never the event loop's
+shared one, so actions cannot starve sampling or storage however long they take.
+
+A request's parameters are checked against the action's declaration before anything
+about it is recorded: a bad one is refused with the reason, and the record of the
+refusal does not carry the parameters that were refused.
 
 When an alert offers several candidates for a target, the one with the better success
 record here goes first; when it fails, the next (stronger) candidate is tried, and when
@@ -22,6 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
@@ -44,7 +51,7 @@ from watchkeeper.remediation.bookkeeping import (
     renewed,
 )
 from watchkeeper.remediation.builtin import builtin_registry
-from watchkeeper.remediation.catalog import ActionInfo
+from watchkeeper.remediation.catalog import ActionInfo, ParamError
 from watchkeeper.remediation.policy import GiveUp, Policy
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord, Proposer
 
@@ -53,6 +60,9 @@ __all__ = ["RemediatorAgent"]
 log = logging.getLogger("watchkeeper.agent.remediator")
 
 _AUDIT_KEEP = 1000
+_POOL_THREADS = 4  # blocking work of actions and their checks; they wait in turn beyond
+_REASON_MAX = 500
+_BY_MAX = 128
 
 
 class RemediatorAgent(BaseAgent):
@@ -73,6 +83,7 @@ class RemediatorAgent(BaseAgent):
         self.actx = ActionContext(
             settings=ctx.settings, services=ctx.services, clock=ctx.clock, monotonic=ctx.monotonic
         )
+        self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, tuple[ActionRequest, ActionRecord]] = {}
         self._audit: deque[ActionRecord] = deque(maxlen=_AUDIT_KEEP)
         self.book = SuccessBook()
@@ -155,6 +166,28 @@ class RemediatorAgent(BaseAgent):
             super().__setattr__(name, value)
 
     # -- life ------------------------------------------------------------------------------
+    def _ensure_pool(self) -> None:
+        """The actions' own pool, (re)made on first use after a start or a restart."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="watchkeeper-action")
+            self.actx.executor = self._pool
+
+    async def setup(self) -> None:
+        self._ensure_pool()
+        await self._record_configured_paths()
+
+    async def _record_configured_paths(self) -> None:
+        """Actions that guard configured places (the file actions) check them now, at
+        start-up, and record which directories they are, so a later swap is refused."""
+        for action in self.registry:
+            record = getattr(action, "record_configured_paths", None)
+            if record is None:
+                continue
+            try:
+                await record(self.actx)
+            except Exception as exc:  # a failed check must not stop the remediator
+                log.warning("%s: could not check its configured paths: %s", action.info.name, exc)
+
     async def teardown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -162,6 +195,10 @@ class RemediatorAgent(BaseAgent):
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
+        pool, self._pool = self._pool, None
+        self.actx.executor = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def _perform_check(self) -> None:
         now = self.ctx.clock()
@@ -258,6 +295,15 @@ class RemediatorAgent(BaseAgent):
     async def submit(self, request: ActionRequest) -> ActionRecord:
         """Put ``request`` through the policy; returns its record as it stands now."""
         action = self.registry.get(request.action)
+        self._ensure_pool()
+        try:
+            request = self.policy.admit(request, action)
+        except ParamError as exc:
+            # Refused and recorded without the parameters: they never become stored state.
+            bare = dataclasses.replace(request, params={})
+            record = self._new_record(bare, ActionOutcome.REFUSED, str(exc))
+            await self._record(record, ActionOutcome.REFUSED, str(exc))
+            return record
         decision = await self.policy.decide(request, action, self.actx, self.ctx.clock())
         if decision.verdict == "refuse":
             record = self._new_record(request, ActionOutcome.REFUSED, decision.reason)
@@ -432,8 +478,8 @@ class RemediatorAgent(BaseAgent):
                 target_kind=action.info.target_kind,
                 params=dict(extra),
                 proposer="user",
-                proposed_by=str(params.get("by", "user")),
-                reason=str(params.get("reason", "asked by a person")),
+                proposed_by=str(params.get("by", "user"))[:_BY_MAX],
+                reason=str(params.get("reason", "asked by a person"))[:_REASON_MAX],
             )
             record = await self.submit(request)
             return {"record": record.model_dump(mode="json")}

@@ -1,10 +1,11 @@
 """SensorAgent: the eyes and ears.
 
-Every tick it turns the host into one ``MetricsSample`` (collection runs in a worker
-thread, so a slow ``/proc`` never stalls the event loop), adds the state of every watched
-service, and publishes it on ``metrics.sample``. Service changes do not wait for a tick:
-managers report them the moment they happen and they go out on ``service.<kind>``
-(``service.exited``, ``service.started``...).
+Every tick it turns the host into one ``MetricsSample`` (collection runs on the sensor's
+own one-thread pool, so a slow ``/proc`` never stalls the event loop and nothing else
+that needs a thread, such as actions waiting out a long grace, can delay sampling), adds
+the state of every watched service, and publishes it on ``metrics.sample``. Service
+changes do not wait for a tick: managers report them the moment they happen and they go
+out on ``service.<kind>`` (``service.exited``, ``service.started``...).
 
 Other agents and the web read ``sensor.latest`` rather than asking for a fresh sample, so
 no request ever triggers collection.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
@@ -48,6 +50,8 @@ class SensorAgent(BaseAgent):
         self.latest: MetricsSample | None = None
         self.latest_comment: str | None = None
         self._last_mood: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: asyncio.Future[MetricsSample] | None = None
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -64,6 +68,24 @@ class SensorAgent(BaseAgent):
 
             # Kept across restarts so rates continue from the last sample.
             self._sampler = Sampler(self.registry, top_n=self.settings.top_processes)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-sampler")
+
+    async def teardown(self) -> None:
+        pool, self._pool, self._inflight = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _sample(self) -> MetricsSample:
+        """One sample from the sampler thread. A sample still being taken (a collector
+        stuck past the check timeout) is awaited again rather than queued behind, so at
+        most one is ever in flight."""
+        assert self._sampler is not None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-sampler")
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.wrap_future(self._pool.submit(self._sampler.sample))
+        return await asyncio.shield(self._inflight)
 
     async def _service_statuses(self) -> list[Any]:
         statuses: list[Any] = []
@@ -75,8 +97,7 @@ class SensorAgent(BaseAgent):
         return statuses
 
     async def _perform_check(self) -> None:
-        assert self._sampler is not None
-        sample = await asyncio.to_thread(self._sampler.sample)
+        sample = await self._sample()
         services = await self._service_statuses()
         if services:
             sample = sample.model_copy(update={"services": services})

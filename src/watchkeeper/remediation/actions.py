@@ -19,16 +19,24 @@ concurrency, timeouts, audit)::
     registry.register(Touch())
 
 Targets are validated by the action itself (``validate``) before the policy lets it run,
-so no action ever runs against something it has not checked.
+so no action ever runs against something it has not checked. Parameters are checked
+against the action's declaration (``ActionInfo.check_params``) before that, so ``validate``
+and ``execute`` only ever see declared, typed, bounded values.
+
+Blocking work (a directory walk, /proc reads) goes through ``ctx.run_blocking``: it runs on
+the remediator's own bounded pool, so no action can take the threads sampling or storage
+need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from watchkeeper.remediation.catalog import ActionInfo
 from watchkeeper.remediation.records import Proposer
@@ -45,6 +53,9 @@ __all__ = [
     "DuplicateActionError",
     "NeedsPrivilege",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,12 +89,24 @@ class NeedsPrivilege(PermissionError):
 
 @dataclass
 class ActionContext:
-    """What actions may use: settings, the service managers, the clock."""
+    """What actions may use: settings, the service managers, the clock, and the pool
+    their blocking work runs on (``executor``; its owner, the remediator, shuts it down)."""
 
     settings: Callable[[], Settings]
     services: dict[str, Any]
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
+    executor: Executor | None = None
+
+    async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the actions' pool, off the event loop::
+
+        result = await ctx.run_blocking(clean_tree, root, older_than_s=86400)
+
+        Without a pool (an action tried on its own) it runs on a worker thread."""
+        if self.executor is None:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self.executor.submit(fn, *args, **kwargs))
 
     def manager_for(self, service: str) -> Any:
         """The manager that runs ``service`` per config, or None when it is not configured."""

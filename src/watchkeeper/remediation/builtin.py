@@ -1,9 +1,10 @@
 """The built-in actions. Each validates its target before it may run.
 
 Processes are identified by pid *and* start time, so a pid the kernel has handed to a new
-process is never hit. Services must be configured. Paths must lie inside configured
-directories or be configured log files. Scripts are configured argv lists, run without a
-shell.
+process is never hit, and must be whole user-space processes (never a thread's id, never a
+kernel thread: see ``watchkeeper.remediation.processes``). Services must be configured.
+Paths must lie inside configured directories or be configured log files. Scripts are
+configured argv lists, run without a shell.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,36 +25,19 @@ from watchkeeper.remediation.actions import (
     ActionResult,
     NeedsPrivilege,
 )
-from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
-from watchkeeper.remediation.files import clean_tree, resolve_cleanup_target, rotate_file
+from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, KILL_GRACE_MAX, ActionInfo
+from watchkeeper.remediation.file_actions import CleanDirectory, RotateLog
+from watchkeeper.remediation.processes import (
+    check_process_target,
+    protected_pids,
+    same_process,
+    wait_gone,
+)
 
 __all__ = ["builtin_registry", "protected_pids", "same_process"]
 
 _INFO = {info.name: info for info in BUILTIN_ACTIONS}
-_IDENTITY_SLACK = 0.05  # seconds: create times from /proc and psutil agree to a jiffy
-
-
-def protected_pids() -> set[int]:
-    """pid 1, the kernel's thread parent, watchkeeper itself and every ancestor of it."""
-    pids = {0, 1, 2, os.getpid()}
-    with contextlib.suppress(psutil.Error):
-        pids.update(parent.pid for parent in psutil.Process().parents())
-    return pids
-
-
-def same_process(pid: int, create_time: float | None) -> psutil.Process | None:
-    """The process ``pid`` if it is still the one that started at ``create_time``."""
-    if create_time is None:
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - float(create_time)) > _IDENTITY_SLACK:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except (psutil.Error, ValueError):
-        return None
+_KILL_SETTLE = 5.0  # seconds to wait for SIGKILL to land
 
 
 def _pid(request: ActionRequest) -> int | None:
@@ -65,25 +48,34 @@ def _pid(request: ActionRequest) -> int | None:
 
 
 class _ProcessAction:
+    """What every process action shares: the target must be a whole, unprotected,
+    user-space process that is still the one proposed (``check_process_target``)."""
+
     info: ActionInfo
 
     async def validate(self, request: ActionRequest, ctx: ActionContext) -> str | None:
         pid = _pid(request)
         if pid is None or pid <= 0:
             return f"target {request.target!r} is not a pid"
-        if pid in protected_pids():
-            return f"pid {pid} is protected (init, watchkeeper or one of its parents)"
-        create_time = request.params.get("create_time")
-        if create_time is None:
-            return "the process's start time is unknown, so its identity cannot be checked"
-        proc = await asyncio.to_thread(same_process, pid, create_time)
-        if proc is None:
-            return f"pid {pid} is gone or now belongs to another process"
-        protected = {name.lower() for name in ctx.settings().remediation.protected_names}
-        with contextlib.suppress(psutil.Error):
-            if proc.name().lower() in protected:
-                return f"process {proc.name()!r} is protected"
-        return None
+        names = ctx.settings().remediation.protected_names
+        _, problem = await ctx.run_blocking(
+            check_process_target, pid, _created(request), tuple(names)
+        )
+        return problem
+
+    async def _target(self, request: ActionRequest, ctx: ActionContext) -> psutil.Process | None:
+        """The process to act on, checked again just before acting (it may have changed)."""
+        pid = _pid(request)
+        if pid is None:
+            return None
+        names = tuple(ctx.settings().remediation.protected_names)
+        proc, _ = await ctx.run_blocking(check_process_target, pid, _created(request), names)
+        return proc
+
+
+def _created(request: ActionRequest) -> float | None:
+    value = request.params.get("create_time")
+    return float(value) if isinstance(value, int | float) else None
 
 
 class KillProcess(_ProcessAction):
@@ -92,16 +84,16 @@ class KillProcess(_ProcessAction):
     async def execute(self, request: ActionRequest, ctx: ActionContext) -> ActionResult:
         pid = _pid(request)
         assert pid is not None
-        proc = same_process(pid, request.params.get("create_time"))
+        proc = await self._target(request, ctx)
         if proc is None:
             return ActionResult(ok=True, detail=f"pid {pid} had already exited")
-        grace = float(request.params.get("grace", ctx.settings().remediation.kill_grace))
+        default = min(ctx.settings().remediation.kill_grace, KILL_GRACE_MAX)
+        grace = float(request.params.get("grace", default))
         try:
             proc.send_signal(signal.SIGTERM)
-            _, alive = await asyncio.to_thread(psutil.wait_procs, [proc], grace)
-            if alive:
+            if not await wait_gone(proc, grace):
                 proc.kill()
-                await asyncio.to_thread(psutil.wait_procs, [proc], grace)
+                await wait_gone(proc, _KILL_SETTLE)
                 return ActionResult(ok=True, detail=f"pid {pid} ignored SIGTERM; sent SIGKILL")
         except psutil.NoSuchProcess:
             pass
@@ -113,7 +105,7 @@ class KillProcess(_ProcessAction):
         self, request: ActionRequest, ctx: ActionContext, result: ActionResult
     ) -> bool | None:
         pid = _pid(request)
-        return pid is not None and same_process(pid, request.params.get("create_time")) is None
+        return pid is not None and same_process(pid, _created(request)) is None
 
 
 class ReniceProcess(_ProcessAction):
@@ -123,9 +115,7 @@ class ReniceProcess(_ProcessAction):
         pid = _pid(request)
         assert pid is not None
         niceness = int(request.params.get("niceness", 10))
-        if not 1 <= niceness <= 19:
-            return ActionResult(ok=False, detail="niceness must be between 1 and 19")
-        proc = same_process(pid, request.params.get("create_time"))
+        proc = await self._target(request, ctx)
         if proc is None:
             return ActionResult(ok=False, detail=f"pid {pid} is gone")
         try:
@@ -143,7 +133,7 @@ class ReniceProcess(_ProcessAction):
         self, request: ActionRequest, ctx: ActionContext, result: ActionResult
     ) -> bool | None:
         pid = _pid(request)
-        proc = same_process(pid or -1, request.params.get("create_time"))
+        proc = same_process(pid or -1, _created(request))
         if proc is None:
             return None
         with contextlib.suppress(psutil.Error):
@@ -208,105 +198,6 @@ class RestartService(_ServiceAction):
 class StartService(_ServiceAction):
     info = _INFO["start_service"]
     verb = "start"
-
-
-class CleanDirectory:
-    info = _INFO["clean_directory"]
-
-    def _roots(self, request: ActionRequest, ctx: ActionContext) -> tuple[list[Path], str | None]:
-        dirs = ctx.settings().remediation.cleanup_dirs
-        return resolve_cleanup_target(request.target or "", [d.path for d in dirs])
-
-    async def validate(self, request: ActionRequest, ctx: ActionContext) -> str | None:
-        _, problem = await asyncio.to_thread(self._roots, request, ctx)
-        return problem
-
-    async def execute(self, request: ActionRequest, ctx: ActionContext) -> ActionResult:
-        roots, problem = await asyncio.to_thread(self._roots, request, ctx)
-        if problem:
-            return ActionResult(ok=False, detail=problem)
-        configured = {
-            Path(os.path.realpath(d.path)): d for d in ctx.settings().remediation.cleanup_dirs
-        }
-        total_files = total_bytes = links = errors = 0
-        for root in roots:
-            conf = configured.get(root) or next(
-                (c for p, c in configured.items() if root == p or p in root.parents), None
-            )
-            days = float(
-                request.params.get("older_than_days") or (conf.older_than_days if conf else 7.0)
-            )
-            limit_mb = request.params.get("larger_than_mb") or (
-                conf.larger_than_mb if conf else None
-            )
-            larger = int(float(limit_mb) * 1024 * 1024) if limit_mb else None
-            result = await asyncio.to_thread(
-                clean_tree, root, older_than_s=days * 86400, larger_than=larger, now=ctx.clock()
-            )
-            total_files += result.files
-            total_bytes += result.bytes
-            links += result.skipped_links
-            errors += result.errors
-        detail = f"deleted {total_files} files, {total_bytes / 1024 / 1024:.1f} MB freed"
-        if links:
-            detail += f"; {links} links left alone"
-        if errors:
-            detail += f"; {errors} files could not be removed"
-        return ActionResult(
-            ok=True, detail=detail, data={"files": total_files, "bytes": total_bytes}
-        )
-
-    async def verify(
-        self, request: ActionRequest, ctx: ActionContext, result: ActionResult
-    ) -> bool | None:
-        return bool(result.data.get("files", 0) > 0)
-
-
-class RotateLog:
-    info = _INFO["rotate_log"]
-
-    def _files(self, request: ActionRequest, ctx: ActionContext) -> list[Path]:
-        target = Path(request.target or "")
-        chosen = []
-        for path in ctx.settings().remediation.log_files:
-            if path == target or target in path.parents:
-                chosen.append(path)
-        return chosen
-
-    async def validate(self, request: ActionRequest, ctx: ActionContext) -> str | None:
-        if not request.target or ".." in Path(request.target).parts:
-            return f"bad target {request.target!r}"
-        if not self._files(request, ctx):
-            return f"no configured log file at or under {request.target!r} (remediation.log_files)"
-        return None
-
-    async def execute(self, request: ActionRequest, ctx: ActionContext) -> ActionResult:
-        keep = ctx.settings().remediation.rotate_keep
-        rotated = freed = 0
-        problems = []
-        for path in self._files(request, ctx):
-            try:
-                size, _ = await asyncio.to_thread(rotate_file, path, keep=keep, now=ctx.clock())
-            except FileNotFoundError:
-                continue
-            except PermissionError:
-                raise NeedsPrivilege(f"rotating {path} needs write access to it") from None
-            except (OSError, ValueError) as exc:
-                problems.append(f"{path}: {exc}")
-                continue
-            rotated += 1
-            freed += size
-        detail = f"rotated {rotated} log files ({freed / 1024 / 1024:.1f} MB)"
-        if problems:
-            detail += "; " + "; ".join(problems)
-        return ActionResult(
-            ok=rotated > 0 or not problems, detail=detail, data={"rotated": rotated}
-        )
-
-    async def verify(
-        self, request: ActionRequest, ctx: ActionContext, result: ActionResult
-    ) -> bool | None:
-        return bool(result.data.get("rotated", 0) > 0)
 
 
 class DropCaches:

@@ -3,6 +3,7 @@
 ``Policy.decide`` answers with a ``Decision``: run now, wait for a person, only say what
 would happen (dry run), try again later (a crash-loop backoff), or refuse, with the reason
 in words. It checks, in order: the action is registered and not denied; the target passes
+its parameters match the action's declaration (names, types, bounds); the target passes
 the action's own validation (protected pids and names, identity, allowlisted paths); the
 target is not in a given-up state, not blocked for lack of privileges, not cooling down,
 and not inside its crash-loop backoff.
@@ -15,12 +16,14 @@ configured timer) resets it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
 from watchkeeper.config import RemediationSettings
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRequest
+from watchkeeper.remediation.catalog import ParamError
 
 __all__ = ["CrashLoopGuard", "Decision", "GiveUp", "Policy"]
 
@@ -124,6 +127,18 @@ class Policy:
     def key(request: ActionRequest) -> tuple[str, str]:
         return (request.action, request.target or "")
 
+    @staticmethod
+    def admit(request: ActionRequest, action: Action | None) -> ActionRequest:
+        """``request`` with its parameters checked against ``action``'s declaration and
+        typed (``"15"`` becomes 15); raises ``ParamError`` with the reason in words.
+
+        Called before a request is recorded anywhere (bus, audit, storage, approvals), so
+        a bad parameter never becomes stored state; ``decide`` checks again for callers
+        that come straight to the gate."""
+        if action is None:
+            return request
+        return dataclasses.replace(request, params=action.info.check_params(request.params))
+
     async def decide(
         self, request: ActionRequest, action: Action | None, ctx: ActionContext, now: float
     ) -> Decision:
@@ -138,6 +153,10 @@ class Policy:
                 "refuse",
                 f"{request.action} takes a {info.target_kind}, not a {request.target_kind}",
             )
+        try:
+            info.check_params(request.params)
+        except ParamError as exc:
+            return Decision("refuse", str(exc))
         problem = await action.validate(request, ctx)
         if problem:
             return Decision("refuse", problem)

@@ -8,14 +8,31 @@ in storage, so "what did it do, why, and did it work" always has an answer.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["ActionOutcome", "ActionRecord", "Proposer"]
 
 Proposer = Literal["rule", "llm", "user", "plugin"]
+
+# What a record keeps of its parameters at most: they were checked against the action's
+# declaration before anything was recorded, so these only bite on a record from elsewhere
+# (an old database, a plugin's own record) and keep every reader of the audit working.
+_PARAMS_KEEP = 32
+_TEXT_KEEP = 1024
+_DROPPED = "(not a plain value; not kept)"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if it is a plain JSON scalar, else a short placeholder."""
+    if value is None or isinstance(value, bool | int | str):
+        return value[:_TEXT_KEEP] if isinstance(value, str) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return _DROPPED
 
 
 class ActionOutcome(StrEnum):
@@ -52,3 +69,12 @@ class ActionRecord(BaseModel):
     duration_s: float | None = None
     verified: bool | None = None
     risk: str = "safe"
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _plain_params(cls, value: Any) -> dict[str, Any]:
+        """Flat, finite, bounded: one odd record must never stop the audit being read."""
+        if not isinstance(value, dict):
+            return {}
+        items = list(value.items())[:_PARAMS_KEEP]
+        return {str(key)[:64]: _plain(item) for key, item in items}
