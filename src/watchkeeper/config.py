@@ -294,6 +294,25 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names served besides loopback; '*' for any"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    request_timeout: float = Field(
+        10.0, ge=0.5, le=300, description="seconds for a connection to send a whole request"
+    )
+    keep_alive_timeout: int = Field(5, ge=1, le=300, description="idle seconds between requests")
+    max_connections: int = Field(256, ge=16, le=10_000)
+    max_event_clients: int = Field(64, ge=1, le=1000, description="open /api/events streams")
+
+    @model_validator(mode="after")
+    def _streams_leave_room(self) -> WebSettings:
+        if self.max_event_clients >= self.max_connections:
+            raise ValueError(
+                f"max_event_clients ({self.max_event_clients}) must be below max_connections "
+                f"({self.max_connections}), or event streams could take every connection"
+            )
+        return self
         validate_default=True,
     )
 

@@ -71,7 +71,7 @@ def test_a_slow_client_never_slows_the_daemon(server: LiveServer) -> None:
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", server.port))
-    slow.sendall(b"GET /api/events HTTP/1.1\r\nHost: test\r\n\r\n")
+    slow.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert server.hub is not None
     hub = server.hub
     server.wait_for(lambda: server.on_loop(lambda: hub.client_count) >= 1, what="slow client")

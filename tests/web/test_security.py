@@ -158,7 +158,7 @@ def test_errors_never_leak_a_traceback(
 
     async def fetch() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return await http.get("/boom")
 
     caplog.set_level(logging.ERROR, logger="watchkeeper.web")

@@ -14,8 +14,10 @@ Where things come from:
   the configuration (a wildcard host such as ``0.0.0.0`` becomes loopback);
 - the token: ``--token``, else ``$WATCHKEEPER_TOKEN``, else ``web.token``, else
   ``<data_dir>/api_token`` when this user can read it. The last two are this machine's own
-  secrets, so they are sent only to a loopback URL or to the configured address; an
-  explicit token is sent wherever it is told to go.
+  secrets, so they are sent only to ``localhost``, a literal loopback address
+  (``127.0.0.0/8``, ``[::1]``) or the configured address, never to a name that merely
+  looks local (``127.0.0.1.example.net`` is whatever its DNS says); an explicit token is
+  sent wherever it is told to go.
 
 Every failure becomes an :class:`ApiError`: one line that says what to do, and the exit
 code the command should end with (see :data:`EXIT_CODES`).
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from watchkeeper.web.hosts import is_loopback_host
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
@@ -56,8 +60,6 @@ EXIT_CODES = {
     4: "the API token is missing or wrong",
     5: "watchkeeper cannot answer that now: no sample yet, no history storage, or stopping",
 }
-
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "127.0.0.1", "::1"}
 
 
 class ApiError(Exception):
@@ -118,9 +120,9 @@ def default_url(settings: Settings) -> str:
 
 
 def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine only."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in _LOOPBACK_NAMES or host.startswith("127.")
+    """Whether ``url`` surely points at this machine: ``localhost`` or a literal
+    loopback address, never a name that only starts like one."""
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def _normalise(url: str) -> str:
@@ -167,7 +169,7 @@ def resolve_endpoint(
         return Endpoint(base, env["WATCHKEEPER_TOKEN"], "WATCHKEEPER_TOKEN", None, bool(explicit))
     if not (is_loopback_url(base) or base == configured):
         # The local secrets stay local: a remote URL needs --token or WATCHKEEPER_TOKEN.
-        remote = f"{base} is not this machine, so the local token is not sent"
+        remote = f"the local token is sent only to localhost or a loopback address, not {base}"
         return Endpoint(base, None, "none", remote, bool(explicit))
     if settings.web.token:
         return Endpoint(base, settings.web.token, "web.token", None, bool(explicit))
@@ -247,6 +249,14 @@ class ApiClient:
 
     # -- errors -----------------------------------------------------------------------------
     def unreachable(self) -> ApiError:
+        if self.endpoint.token is None and not is_loopback_url(self.url):
+            # Say it now: once the name resolves, the next error would be a 401.
+            return ApiError(
+                f"no watchkeeper answers at {self.url} (check --url); a daemon on another "
+                "machine also needs its token with --token or WATCHKEEPER_TOKEN, since "
+                "the local token is sent only to localhost or a loopback address",
+                3,
+            )
         return ApiError(
             f"no watchkeeper answers at {self.url} (start it with `watchkeeper run`, "
             "or pass --url)",

@@ -17,7 +17,7 @@ first use.
 
 from __future__ import annotations
 
-from watchkeeper.llm.advisor import OllamaAdvisor
+from watchkeeper.llm.advisor import MAX_DEADLINE_S, MAX_REPLY_BYTES, OllamaAdvisor, call_deadline
 from watchkeeper.llm.brief import (
     BriefAction,
     BriefFinding,
@@ -46,6 +46,8 @@ from watchkeeper.llm.schema import (
 )
 
 __all__ = [
+    "MAX_DEADLINE_S",
+    "MAX_REPLY_BYTES",
     "PROMPT_TOKEN_BUDGET",
     "PROMPT_VERSION",
     "AdvisorStats",
@@ -65,6 +67,7 @@ __all__ = [
     "TargetKind",
     "build_prompt",
     "build_schema",
+    "call_deadline",
     "estimate_tokens",
     "fit_brief",
     "resolve_host",

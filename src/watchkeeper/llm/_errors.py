@@ -17,7 +17,14 @@ import pydantic
 
 from watchkeeper.llm.sanitize import sanitize_label
 
-__all__ = ["Failure", "FailureKind", "classify", "model_missing_reason", "seconds"]
+__all__ = [
+    "Failure",
+    "FailureKind",
+    "ReplyRefused",
+    "classify",
+    "model_missing_reason",
+    "seconds",
+]
 
 FailureKind = Literal[
     "connection", "timeout", "busy", "server", "protocol", "model_missing", "rejected", "unexpected"
@@ -29,6 +36,15 @@ _UNAVAILABLE: frozenset[FailureKind] = frozenset(
 )
 _RETRYABLE = _UNAVAILABLE
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class ReplyRefused(Exception):
+    """The server's reply was refused unread (too large, compressed): the server answered,
+    but not with anything usable, so the advisor counts it as an invalid reply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,8 @@ def classify(exc: BaseException, *, model: str, timeout: float, connect_timeout:
     import httpx
     import ollama
 
+    if isinstance(exc, ReplyRefused):
+        return Failure("protocol", sanitize_label(exc.reason, 120))
     if isinstance(exc, ollama.ResponseError):
         text = sanitize_label(str(exc.error), 160)
         status = exc.status_code

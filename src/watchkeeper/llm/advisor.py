@@ -16,6 +16,12 @@ Design points, each for a reason:
   default context is small) and ``num_predict`` (a runaway reply is cut, then rejected).
 - Transient trouble (connection, timeout, 500/503, dropped connection) is retried with a
   delay; a missing model or an invalid reply is not, since repeating will not help.
+- One deadline for the whole call, retries included (:func:`call_deadline`): the client's
+  read timeout restarts with every byte, so a server that trickles its answer a byte a
+  second would otherwise hold the analysis for as long as it likes. The web API waits
+  for the same figure.
+- At most ``max_reply_bytes`` (256 KB) of reply are read (:mod:`._transport`); more is an
+  invalid reply, like any other unusable answer: not retried, and the rules carry on.
 - A circuit breaker turns a dead server into an instant "llm: unavailable (...)" result
   so incidents are handled by rules without waiting; a successful :meth:`probe` closes
   it, so the system picks Ollama up again by itself.
@@ -32,7 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.llm._breaker import CircuitBreaker
-from watchkeeper.llm._errors import Failure, classify, model_missing_reason
+from watchkeeper.llm._errors import Failure, ReplyRefused, classify, model_missing_reason
 from watchkeeper.llm.brief import IncidentBrief
 from watchkeeper.llm.prompt import (
     PROMPT_TOKEN_BUDGET,
@@ -48,11 +54,29 @@ if TYPE_CHECKING:
     import httpx
     import ollama
 
-__all__ = ["OllamaAdvisor"]
+__all__ = ["MAX_DEADLINE_S", "MAX_REPLY_BYTES", "OllamaAdvisor", "call_deadline"]
 
 _CONNECT_TIMEOUT = 2.0
+#: The most one analysis may take, retries included, whatever the settings say.
+MAX_DEADLINE_S = 300.0
+#: The most reply read from the server; a valid answer is a few KB.
+MAX_REPLY_BYTES = 256 * 1024
 # Headroom in num_ctx for the chat template around our messages.
 _TEMPLATE_SLACK = 64
+
+
+def _attempt_limit(timeout: float) -> float:
+    # The client's timeouts are per read and per connect; this bounds one whole attempt.
+    return timeout + min(_CONNECT_TIMEOUT, timeout) + 1
+
+
+def call_deadline(timeout: float, retry_attempts: int, retry_delay: float) -> float:
+    """Seconds one :meth:`OllamaAdvisor.analyze` may take at most, retries included:
+    every attempt bounded whole, the delays between them, and never more than
+    ``MAX_DEADLINE_S``. Whoever waits for an analysis (the web API) waits this long."""
+    attempts = max(1, retry_attempts)
+    total = attempts * _attempt_limit(timeout) + (attempts - 1) * max(0.0, retry_delay)
+    return min(MAX_DEADLINE_S, total)
 
 
 def _same_model(wanted: str, available: str) -> bool:
@@ -81,6 +105,7 @@ class OllamaAdvisor:
         breaker_threshold: int = 3,
         breaker_reset: float = 60,
         probe_timeout: float = 5,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if retry_attempts < 1:
@@ -98,6 +123,8 @@ class OllamaAdvisor:
         self._temperature = temperature
         self._seed = seed
         self._probe_timeout = float(probe_timeout)
+        self._max_reply_bytes = max_reply_bytes
+        self._deadline = call_deadline(self._timeout, retry_attempts, self._retry_delay)
         self._clock = clock
         self._breaker = CircuitBreaker(breaker_threshold, breaker_reset, clock)
         self._client: ollama.AsyncClient | None = None
@@ -122,6 +149,11 @@ class OllamaAdvisor:
         return self._breaker.state
 
     @property
+    def deadline(self) -> float:
+        """Seconds :meth:`analyze` takes at most (see :func:`call_deadline`)."""
+        return self._deadline
+
+    @property
     def last_error(self) -> str | None:
         return self._last_error
 
@@ -136,9 +168,12 @@ class OllamaAdvisor:
             import httpx
             import ollama
 
+            from watchkeeper.llm._transport import CappedTransport
+
             self._client = ollama.AsyncClient(
                 host=self._host,
                 timeout=httpx.Timeout(self._timeout, connect=self._connect_timeout),
+                transport=CappedTransport(self._max_reply_bytes),
             )
         return self._client
 
@@ -146,9 +181,12 @@ class OllamaAdvisor:
         if self._http is None:
             import httpx
 
+            from watchkeeper.llm._transport import CappedTransport
+
             self._http = httpx.AsyncClient(
                 base_url=self._host,
                 timeout=httpx.Timeout(self._probe_timeout, connect=self._connect_timeout),
+                transport=CappedTransport(self._max_reply_bytes),
             )
         return self._http
 
@@ -178,10 +216,10 @@ class OllamaAdvisor:
         self._last_error = failure.message
         return failure.message
 
-    async def _chat_once(self, system: str, user: str, schema: dict[str, Any]) -> Any:
+    async def _chat_once(self, system: str, user: str, schema: dict[str, Any], limit: float) -> Any:
         client = self._chat_client()
-        # The client's read timeout is per read; this bounds the whole call as well.
-        async with asyncio.timeout(self._timeout + self._connect_timeout + 1):
+        # The client's read timeout is per read; this bounds the whole attempt as well.
+        async with asyncio.timeout(max(0.0, limit)):
             return await client.chat(
                 model=self._model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -237,10 +275,18 @@ class OllamaAdvisor:
     ) -> LLMResult:
         attempts = 0
         response: Any = None
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._deadline
         while response is None:
             attempts += 1
+            limit = min(_attempt_limit(self._timeout), deadline_at - loop.time())
             try:
-                response = await self._chat_once(system, user, schema)
+                response = await self._chat_once(system, user, schema, limit)
+            except ReplyRefused as exc:
+                # The server answered, with nothing usable: an invalid reply, not an outage.
+                self._breaker.record_success()
+                refused = {**base, "attempts": attempts, "latency_s": self._clock() - started}
+                return self._invalid(exc.reason, refused)
             except Exception as exc:
                 failure = classify(
                     exc,
@@ -248,7 +294,8 @@ class OllamaAdvisor:
                     timeout=self._timeout,
                     connect_timeout=self._connect_timeout,
                 )
-                if failure.retryable and attempts < self._retry_attempts:
+                time_left = deadline_at - loop.time() - self._retry_delay > 0
+                if failure.retryable and attempts < self._retry_attempts and time_left:
                     self._stats["retries"] += 1
                     await asyncio.sleep(self._retry_delay)
                     continue
@@ -275,14 +322,15 @@ class OllamaAdvisor:
             "completion_tokens": response.eval_count,
         }
         if isinstance(checked, ReplyInvalid):
-            self._stats["invalid_replies"] += 1
-            self._last_error = f"llm: invalid reply ({checked.reason})"
-            return LLMResult(
-                ok=False, error=self._last_error, invalid_reason=checked.reason, **outcome
-            )
+            return self._invalid(checked.reason, outcome)
         self._stats["ok"] += 1
         self._stats["dropped_recommendations"] += len(checked.dropped)
         return LLMResult(ok=True, reply=checked, **outcome)
+
+    def _invalid(self, reason: str, outcome: dict[str, Any]) -> LLMResult:
+        self._stats["invalid_replies"] += 1
+        self._last_error = f"llm: invalid reply ({reason})"
+        return LLMResult(ok=False, error=self._last_error, invalid_reason=reason, **outcome)
 
     # -- health ------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ Requests never trigger collection: they read what the agents already keep, throu
     app = create_app(orchestrator, token="...", hub=hub)
 
 and run ``hub.run()`` for as long as the app serves (``serve_web`` does both).
-Middleware, outermost first: security headers, CORS (only when ``web.cors_origins`` is
-set), the token check, then the routes.
+Middleware, outermost first: security headers, the ``Host:`` check (400), the body limit
+(413), CORS (only when ``web.cors_origins`` is set), the token check, then the routes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchkeeper import __version__
 from watchkeeper.web.auth import AuthMiddleware
+from watchkeeper.web.guards import BodyLimit, HostGuard
+from watchkeeper.web.hosts import HostPolicy
 from watchkeeper.web.live import LiveHub
 from watchkeeper.web.routes import (
     control,
@@ -116,9 +118,14 @@ def create_app(
     token: str,
     hub: LiveHub | None = None,
     clock: Callable[[], float] = time.time,
+    bind_host: str | None = None,
 ) -> FastAPI:
-    """The whole web app over ``orchestrator``; ``token`` guards every change."""
-    hub = hub or LiveHub(orchestrator, clock=clock)
+    """The whole web app over ``orchestrator``; ``token`` guards every change.
+
+    ``bind_host`` is the address the server listens on (``web.host`` when not given):
+    it decides which ``Host:`` headers are served (see :mod:`watchkeeper.web.hosts`)."""
+    web = orchestrator.settings.web
+    hub = hub or LiveHub(orchestrator, clock=clock, max_clients=web.max_event_clients)
     ctx = WebContext(orchestrator=orchestrator, hub=hub, sources=Sources(orchestrator), clock=clock)
     app = FastAPI(
         title="watchkeeper",
@@ -134,7 +141,6 @@ def create_app(
     static = resources.files("watchkeeper.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
-    web = orchestrator.settings.web
     app.add_middleware(SnapshotFastPath, hub=hub)
     app.add_middleware(
         AuthMiddleware,
@@ -151,6 +157,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    app.add_middleware(BodyLimit, max_bytes=web.max_body_bytes)
+    policy = HostPolicy.for_bind(bind_host or web.host, web.allowed_hosts)
+    app.add_middleware(HostGuard, policy=policy)
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.hub = hub
     return app

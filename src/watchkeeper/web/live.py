@@ -200,7 +200,10 @@ class LiveHub:
         if self._closed:
             raise TooManyClients("the server is shutting down")
         if len(self._clients) >= self.max_clients:
-            raise TooManyClients(f"the event stream already has {self.max_clients} clients")
+            raise TooManyClients(
+                f"the event stream already has its {self.max_clients} clients "
+                "(web.max_event_clients)"
+            )
         client = EventClient(self.client_queue)
         client.offer(b"retry: 3000\n\n")
         client.offer(sse_frame("status", self._status_payload()))

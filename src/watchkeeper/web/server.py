@@ -136,7 +136,7 @@ async def serve_web(
     ends by itself)."""
     import uvicorn
 
-    from watchkeeper.web._uvicorn import CalmServer
+    from watchkeeper.web._uvicorn import CalmServer, ConnectionGuard, GuardedProtocol
     from watchkeeper.web.app import create_app
     from watchkeeper.web.live import LiveHub
 
@@ -146,15 +146,22 @@ async def serve_web(
     host, port = sock.getsockname()[:2]
     token = _announce_token(orchestrator)
     _warn_exposure(orchestrator, host, port)
-    hub = hub or LiveHub(orchestrator)
+    hub = hub or LiveHub(orchestrator, max_clients=settings.max_event_clients)
+    guard = ConnectionGuard(
+        max_connections=settings.max_connections, request_timeout=settings.request_timeout
+    )
     config = uvicorn.Config(
-        create_app(orchestrator, token=token, hub=hub),
+        create_app(orchestrator, token=token, hub=hub, bind_host=host),
+        # Always h11 under the guard (never "auto", which would pick httptools when
+        # installed, without the request timeout and the connection cap).
+        http=GuardedProtocol.bound(guard),
         log_level="warning",
         access_log=False,
         lifespan="off",
         server_header=False,
         timeout_graceful_shutdown=3,
-        limit_concurrency=512,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=None,  # the guard bounds connections without refusing real ones
     )
     server = CalmServer(config, stop)
     # The daemon owns SIGINT/SIGTERM (one stop event for everything); uvicorn must not

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ValidationError
 from watchkeeper.bus import RequestTimeout
 from watchkeeper.config import ConfigError
 from watchkeeper.live_config import LIVE_SECTIONS
+from watchkeeper.remediation.catalog import ActionInfo, ParamError
+from watchkeeper.secret import MASK
+from watchkeeper.web.json_body import StrictJSONRoute
 from watchkeeper.web.models import (
     ApproveParams,
     CommandReply,
@@ -51,17 +54,22 @@ PARAMS: dict[str, type[BaseModel]] = {
     "notify_test": NotifyTestParams,
 }
 _SLOW = {"run_action": 60.0, "approve": 60.0}
+#: Seconds an ``analyze_now`` may take beyond the advisor's deadline (brief, publishing).
+_ANALYSIS_SLACK = 10.0
 _PATTERN = re.compile(r"^[A-Za-z0-9_\-*#]+(\.[A-Za-z0-9_\-*#]+)*$")
 _SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")
 _ALIVE = {"running", "paused", "degraded", "starting"}
 
 
 def masked(data: Any) -> Any:
-    """``data`` with every secret-looking value replaced, for showing configuration."""
+    """``data`` with every secret-looking value replaced, for showing configuration.
+
+    The secret settings are masked by their types already; this also covers free-form
+    tables (``plugins.plugin_configs``) whose keys say they hold a secret."""
     if isinstance(data, dict):
         return {
             key: (
-                "********"
+                MASK
                 if value and any(word in str(key).lower() for word in _SECRET_WORDS)
                 else masked(value)
             )
@@ -82,7 +90,8 @@ def _problems(exc: ValidationError, prefix: str) -> str:
 
 
 def build(ctx: WebContext) -> APIRouter:
-    router = APIRouter(tags=["control"])
+    # Strict JSON bodies: no NaN or Infinity, no deep nesting (a clear 422 instead).
+    router = APIRouter(tags=["control"], route_class=StrictJSONRoute)
     orch = ctx.orchestrator
 
     # -- the bus --------------------------------------------------------------------------
@@ -155,15 +164,24 @@ def build(ctx: WebContext) -> APIRouter:
             raise fail(422, _problems(exc, "params")) from None
         if isinstance(parsed, RunActionParams):
             remediator = ctx.sources.remediator()
-            known = sorted(
-                str(getattr(a, "name", a)) for a in (remediator.actions() if remediator else ())
-            )
+            infos = {
+                str(getattr(a, "name", a)): a for a in (remediator.actions() if remediator else ())
+            }
+            known = sorted(infos)
             if parsed.action not in known:
                 raise fail(
                     400,
                     f"unknown action {parsed.action!r}; valid: {', '.join(known) or 'none'}",
                     valid=known,
                 )
+            # Checked against the action's declaration before it goes on the bus, so a bad
+            # parameter is refused here and never reaches the bus history or the audit.
+            info = infos[parsed.action]
+            if isinstance(info, ActionInfo):
+                try:
+                    info.check_params(parsed.params)
+                except ParamError as exc:
+                    raise fail(422, str(exc)) from None
         checked = parsed.model_dump(exclude_none=True)
         if request.command in ("run_action", "approve", "reject"):
             checked["by"] = "api"  # the audit trail says who asked
@@ -183,8 +201,13 @@ def build(ctx: WebContext) -> APIRouter:
         restarts = agent.restarts
         timeout = _SLOW.get(command, 10.0)
         if command == "analyze_now":
+            # Wait as long as the advisor may take (one figure, from the advisor's own
+            # rule), plus time to build the brief and publish: the analysis always comes
+            # back, answered by the model or marked as fallen back to the rules.
+            from watchkeeper.llm import call_deadline
+
             o = orch.settings.ollama
-            timeout = min(180.0, o.timeout * o.retry_attempts + o.retry_delay * 2 + 5)
+            timeout = call_deadline(o.timeout, o.retry_attempts, o.retry_delay) + _ANALYSIS_SLACK
         try:
             reply = await orch.bus.request(
                 f"command.{name}",

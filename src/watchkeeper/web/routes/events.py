@@ -5,21 +5,24 @@ few seconds), ``sample`` (each metrics sample, with its chart ``point``), ``aler
 ``analysis``, ``action``, ``agent``, ``service``, ``config``, ``health``, ``system``.
 Each ``data`` is JSON: ``{"topic", "ts", "data", ...}``. A comment line is sent when
 nothing else was for ``heartbeat`` seconds, so proxies keep the connection open and a
-client notices a dead server.
+client notices a dead server. Once ``web.max_event_clients`` streams are open, one more
+is answered 503 with ``Retry-After`` (the open ones are never dropped for it).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from watchkeeper.web.live import TooManyClients
 from watchkeeper.web.models import ErrorBody
-from watchkeeper.web.routes._common import WebContext, fail
+from watchkeeper.web.routes._common import WebContext
 
 __all__ = ["build"]
+
+_RETRY_AFTER = 10  # seconds
 
 
 def build(ctx: WebContext) -> APIRouter:
@@ -39,7 +42,12 @@ def build(ctx: WebContext) -> APIRouter:
         try:
             client = hub.connect()
         except TooManyClients as exc:
-            raise fail(503, str(exc)) from None
+            # The newcomer waits, not the oldest stream: an open dashboard keeps its
+            # stream however often someone else reconnects.
+            detail = f"{exc}; try again later"
+            raise HTTPException(
+                503, detail={"detail": detail}, headers={"retry-after": str(_RETRY_AFTER)}
+            ) from None
 
         async def stream() -> AsyncIterator[bytes]:
             try:
