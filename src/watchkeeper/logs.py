@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["JsonLinesFormatter", "setup_logging"]
+__all__ = ["JsonLinesFormatter", "RepeatedProblem", "setup_logging"]
 
 _ROTATE_BYTES = 10 * 1024 * 1024
 _ROTATE_KEEP = 5
@@ -54,6 +54,41 @@ class JsonLinesFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class RepeatedProblem:
+    """A problem that repeats on every attempt (a file that cannot be written on a full
+    disk): logged the first time, then at most once a minute, and once when it is over,
+    so the console keeps room for everything else::
+
+        trouble = RepeatedProblem(log)
+        try:
+            write_json_atomic(path, data)
+        except OSError as exc:
+            trouble.failed("cannot write %s: %s", path, exc.strerror or exc)
+        else:
+            trouble.over("writing %s works again", path)
+    """
+
+    def __init__(self, logger: logging.Logger, every: float = _TROUBLE_EVERY) -> None:
+        self._log = logger
+        self._every = every
+        self._count = 0
+        self._said_at: float | None = None
+
+    def failed(self, message: str, *args: object) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if self._said_at is None or now - self._said_at >= self._every:
+            self._said_at = now
+            self._log.error(
+                message + " (%d time(s) so far; said at most once a minute)", *args, self._count
+            )
+
+    def over(self, message: str, *args: object) -> None:
+        if self._count:
+            self._log.info(message + " (after %d failure(s))", *args, self._count)
+        self._count, self._said_at = 0, None
 
 
 class _FileTrouble:

@@ -25,6 +25,7 @@ from watchkeeper.agents.base import AgentContext, AgentState, BaseAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.logs import RepeatedProblem
 from watchkeeper.personality import say
 from watchkeeper.status import STATUS_FILE, write_json_atomic
 from watchkeeper.supervisor import Supervisor
@@ -84,6 +85,7 @@ class Orchestrator:
         self.clock = clock
         self.started_at: float | None = None
         self.state = "created"
+        self._status_trouble = RepeatedProblem(log)
         self.services: dict[str, Any] = {}
         self._managers_built = False
         self.extras: dict[str, Callable[[], Any]] = {
@@ -190,7 +192,9 @@ class Orchestrator:
         try:
             write_json_atomic(path, self.snapshot())
         except OSError as exc:
-            log.error("cannot write %s: %s", path, exc.strerror or exc)
+            self._status_trouble.failed("cannot write %s: %s", path, exc.strerror or exc)
+        else:
+            self._status_trouble.over("writing %s works again", path)
 
     async def _status_loop(self) -> None:
         while True:

@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 from watchkeeper.testing._fake_protocol import (
     BUSY_MESSAGE,
     GARBAGE_CONTENT,
+    OVERSIZED_BYTES,
     RUNNER_CRASHED,
     STREAM_BROKE,
+    TRICKLE_BYTE_S,
     FakeModel,
     Reply,
     default_content,
@@ -277,6 +279,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, reply.error or (RUNNER_CRASHED if fault == "500" else STREAM_BROKE))
         elif fault == "garbage_body":
             self._send(200, b"<html><body>502 Bad Gateway</body></html>", "application/json")
+        elif fault == "trickle":
+            final = message_part(endpoint, name, reply.text() or default_content(body), done=True)
+            self._trickle(_dumps({**final, "done_reason": "stop"}))
+        elif fault == "oversized":
+            self._oversized(endpoint, name)
         elif fault == "midstream_error":
             content = reply.text() or default_content(body)
             self._start_stream()
@@ -287,3 +294,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             return False
         return True
+
+    def _trickle(self, payload: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        for index in range(len(payload)):
+            self.wfile.write(payload[index : index + 1])
+            self.wfile.flush()
+            if self.fake.stopping.wait(TRICKLE_BYTE_S):
+                self._drop()
+                return
+
+    def _oversized(self, endpoint: str, name: str) -> None:
+        head, tail = _dumps(message_part(endpoint, name, "\x00", done=True)).split(b"\\u0000")
+        self._start_stream()
+        piece = b"x" * 65536
+        self.wfile.write(b"%X\r\n%s\r\n" % (len(head), head))
+        for _ in range(OVERSIZED_BYTES // len(piece)):
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"%X\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))

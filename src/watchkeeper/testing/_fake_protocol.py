@@ -36,7 +36,21 @@ GARBAGE_CONTENT = "Sure! Here is my analysis of the host: {verdict: healthy, sum
 FAKE_TEXT = "This is watchkeeper's fake Ollama server: no model ran, this reply is canned."
 FAKE_STRING = "fake reply: no model ran"
 
-Fault = Literal["500", "404", "503", "garbage", "garbage_body", "drop", "midstream_error"]
+Fault = Literal[
+    "500",
+    "404",
+    "503",
+    "garbage",
+    "garbage_body",
+    "drop",
+    "midstream_error",
+    "trickle",
+    "oversized",
+]
+#: Seconds between bytes of a ``trickle`` reply: the answer arrives at 1 byte/s.
+TRICKLE_BYTE_S = 1.0
+#: Bytes of message content in an ``oversized`` reply.
+OVERSIZED_BYTES = 60 * 1024 * 1024
 _FAULTS: frozenset[str] = frozenset(get_args(Fault))
 _THINKING_FAMILIES = ("qwen3", "deepseek-r1", "gpt-oss", "magistral")
 
@@ -55,7 +69,11 @@ class Reply:
     - ``"garbage_body"``: status 200 with a body that is not JSON at all;
     - ``"drop"``: the connection is closed without any response;
     - ``"midstream_error"``: streamed, a partial content line and then an
-      ``{"error": ...}`` line, still status 200; non-streamed, a 500.
+      ``{"error": ...}`` line, still status 200; non-streamed, a 500;
+    - ``"trickle"``: the normal answer, one byte every ``TRICKLE_BYTE_S`` seconds (a
+      read timeout never fires, since every byte restarts it);
+    - ``"oversized"``: status 200 and a valid answer whose content is
+      ``OVERSIZED_BYTES`` long, sent chunked without a length, so only counting helps.
 
     ``error`` overrides the error text of a fault. ``when`` is only used by
     :func:`scenario`: a case-insensitive substring of the request's text.
