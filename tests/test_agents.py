@@ -54,7 +54,7 @@ class Hanger(BaseAgent):
 @pytest.fixture
 def store(tmp_path: Path) -> ConfigStore:
     settings, _ = load_settings(
-        flags={"data_dir": str(tmp_path), "agents": {"check_interval": 0.05}}
+        flags={"data_dir": str(tmp_path), "agents": {"check_interval": 0.1}}
     )
     return ConfigStore(settings, None, InMemoryBus())
 
@@ -184,6 +184,6 @@ async def test_interval_change_applies_without_restart(store: ConfigStore) -> No
         await wait_until(lambda: agent.checks >= 1)
         await asyncio.sleep(0.2)
         assert agent.checks == 1  # waiting out a 10 s interval
-        await store.update({"agents.check_interval": 0.02})
+        await store.update({"agents.check_interval": 0.1})
         await wait_until(lambda: agent.checks >= 5, timeout=3)
     assert agent.restarts == 0

@@ -121,7 +121,10 @@ BAD_FILES = [
         "thresholds.cpu_warning: Input should be a valid number",
     ),
     ("[thresholds]\ncpu_warning = 95\n", "cpu_warning (95) must be below cpu_critical (90)"),
-    ("[agents]\ncheck_interval = 0\n", "agents.check_interval: Input should be greater than 0"),
+    (
+        "[agents]\ncheck_interval = 0\n",
+        "agents.check_interval: Input should be greater than or equal to 0.1",
+    ),
     ("[agents.sensor]\ncheck_interval = -1\n", "agents.sensor.check_interval"),
     ("[remediation]\nmode = 'yolo'\n", "remediation.mode"),
     ("[thresholds\ncpu_warning = 1\n", "not valid TOML"),
@@ -243,7 +246,7 @@ async def test_live_change_is_validated_published_and_applied(tmp_path: Path) ->
     [
         ({"thresholds.cpu_warning": 95}, "must be below"),
         ({"thresholds.cpu_warnin": 1}, "unknown key"),
-        ({"agents.check_interval": 0}, "greater than 0"),
+        ({"agents.check_interval": 0}, "greater than or equal to 0.1"),
         ({"web.port": 9000}, "only at start-up"),
         ({"remediation.mode": "yolo"}, "remediation.mode"),
     ],

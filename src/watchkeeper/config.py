@@ -12,7 +12,12 @@ whole result before anything takes effect::
     settings = load_settings(config_file="watchkeeper.toml", flags={"web": {"port": 8080}})
 
 Every problem becomes a :class:`ConfigError` whose message names the key and where it
-came from, so the command line can print one line and exit with code 2.
+came from, so the command line can print one line and exit with code 2. That includes
+input no model should see: nesting deeper than ``datacheck.MAX_DEPTH`` levels and numbers
+that are not finite (``inf``, ``nan``, ``1e999``), from any source. Every loop interval
+and timeout has a floor (``MIN_INTERVAL``, ``MIN_TIMEOUT``, ``MIN_BACKOFF``) that the
+error names. Secrets (``web.token``, the channels' credentials) are secret types from
+:mod:`watchkeeper.secret`, masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watchkeeper.datacheck import MAX_DEPTH, data_problem, text_depth
 from watchkeeper.notify.settings import NotificationSettings
+from watchkeeper.secret import SecretText
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [
@@ -53,6 +60,13 @@ ENV_PREFIX = "WATCHKEEPER_"
 # Environment variables of ours that are not settings keys.
 _ENV_NOT_SETTINGS = {"WATCHKEEPER_CONFIG", "WATCHKEEPER_TOKEN", "WATCHKEEPER_URL"}
 DEFAULT_CONFIG_NAME = "watchkeeper.toml"
+#: Floors, in seconds. The shortest interval of any loop (agents' checks, the status file,
+#: LLM probes): 10 a second at most, so a typo like 1e-6 cannot spin a core.
+MIN_INTERVAL = 0.1
+#: The shortest timeout or grace period: anything shorter fails before it could succeed.
+MIN_TIMEOUT = 0.1
+#: The shortest first step of a restart backoff.
+MIN_BACKOFF = 0.01
 
 
 class ConfigError(Exception):
@@ -60,7 +74,11 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: every number must be finite, so it can be written back as TOML
+    # and JSON and compared sensibly.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class Thresholds(_Section):
@@ -95,17 +113,21 @@ class AgentSettings(_Section):
     """Per-agent overrides; anything left unset follows ``[agents]``."""
 
     enabled: bool = True
-    check_interval: float | None = Field(None, gt=0, le=3600)
+    check_interval: float | None = Field(None, ge=MIN_INTERVAL, le=3600)
 
 
 class AgentsSettings(_Section):
-    check_interval: float = Field(5.0, gt=0, le=3600, description="seconds between checks")
+    check_interval: float = Field(
+        5.0, ge=MIN_INTERVAL, le=3600, description="seconds between checks"
+    )
     hang_intervals: float = Field(
         3.0, ge=1, description="a check silent for this many intervals counts as hung"
     )
-    min_hang_timeout: float = Field(10.0, gt=0, description="never call a check hung sooner")
-    restart_backoff_initial: float = Field(1.0, gt=0)
-    restart_backoff_max: float = Field(60.0, gt=0)
+    min_hang_timeout: float = Field(
+        10.0, ge=MIN_TIMEOUT, description="never call a check hung sooner"
+    )
+    restart_backoff_initial: float = Field(1.0, ge=MIN_BACKOFF)
+    restart_backoff_max: float = Field(60.0, ge=MIN_BACKOFF)
     sensor: AgentSettings = AgentSettings(check_interval=None)
     analyzer: AgentSettings = AgentSettings()
     remediator: AgentSettings = AgentSettings()
@@ -140,7 +162,7 @@ class ScriptSpec(_Section):
     """A remediation script: argv run without a shell."""
 
     argv: list[str] = Field(min_length=1)
-    timeout: float = Field(60.0, gt=0, le=3600)
+    timeout: float = Field(60.0, ge=MIN_TIMEOUT, le=3600)
     description: str = ""
 
 
@@ -182,13 +204,15 @@ class OllamaSettings(_Section):
     enabled: bool = True
     url: str = "http://localhost:11434"
     model: str = "mistral"
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, ge=MIN_TIMEOUT)
     retry_attempts: int = Field(3, ge=1, le=10)
     retry_delay: float = Field(2.0, ge=0)
     num_ctx: int = Field(4096, ge=512)
     cooldown: float = Field(300.0, ge=0, description="seconds between analyses of one alert")
     hourly_budget: int = Field(30, ge=0, description="most LLM calls per hour")
-    probe_interval: float = Field(30.0, gt=0, description="seconds between probes while down")
+    probe_interval: float = Field(
+        30.0, ge=MIN_INTERVAL, description="seconds between probes while down"
+    )
 
     @field_validator("url")
     @classmethod
@@ -267,7 +291,7 @@ class WebSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token: str | None = Field(None, min_length=16)
+    token: SecretText | None = Field(None, min_length=16, description="secret: shown masked")
     open_reads: bool = Field(True, description="read-only endpoints need no token")
     cors_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] = Field(
@@ -314,12 +338,15 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     data_dir: Path = Path("debug_output")
     personality: Literal["witty", "plain"] = "witty"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    status_interval: float = Field(5.0, gt=0, description="seconds between status file writes")
+    status_interval: float = Field(
+        5.0, ge=MIN_INTERVAL, description="seconds between status file writes"
+    )
     top_processes: int = Field(10, ge=1, le=100)
     thresholds: Thresholds = Thresholds()
     agents: AgentsSettings = AgentsSettings()
@@ -336,6 +363,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _finite_everywhere(self) -> Settings:
+        # Typed numbers are checked by allow_inf_nan; this covers the free-form tables
+        # (plugin_configs) and the models of other modules, once for the whole model.
+        problem = data_problem(self.model_dump(mode="python"))
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _unique_services(self) -> Settings:
@@ -398,15 +434,25 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML table in ``path``; every problem, nesting and infinities included, is a
+    one-line ``ConfigError`` naming the file."""
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: not valid TOML: nested deeper than {MAX_DEPTH} levels"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    problem = data_problem(data)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
+    return data
 
 
 def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -427,10 +473,13 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _check_env_names(environ: Mapping[str, str]) -> None:
-    """A misspelt WATCHKEEPER_ variable is a mistake worth stopping for."""
-    for name in environ:
+    """A misspelt WATCHKEEPER_ variable is a mistake worth stopping for; so is a value
+    nested too deeply for anyone to mean it (pydantic-settings decodes it as JSON)."""
+    for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
             continue
+        if text_depth(value) > MAX_DEPTH:
+            raise ConfigError(f"environment variable {name}: nested deeper than {MAX_DEPTH} levels")
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         model: Any = Settings
         for part in parts:
@@ -469,14 +518,32 @@ def _describe(exc: ValidationError, layers: list[tuple[str, Mapping[str, Any]]])
     lines = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if part not in ("function-after",))
-        key = ".".join(str(part) for part in loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
+        if not loc:
+            loc, message = _key_in_message(message)
+        key = ".".join(str(part) for part in loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":
             message = "is required"
         lines.append(f"{key}: {message} (in {_origin(loc, layers)})")
     return "; ".join(lines)
+
+
+def _key_in_message(message: str) -> tuple[tuple[Any, ...], str]:
+    """A whole-model check names its key first (``"plugins.x: ..."``): use it as the key."""
+    head, sep, rest = message.partition(": ")
+    parts = head.split(".")
+    if not sep or parts[0] not in Settings.model_fields:
+        return (), message
+    return tuple(int(part) if part.isdigit() else part for part in parts), rest
+
+
+def _check_layers(layers: list[tuple[str, Mapping[str, Any]]]) -> None:
+    for label, layer in layers:
+        problem = data_problem(layer)
+        if problem is not None:
+            raise ConfigError(f"{problem} (in {label})")
 
 
 def build_settings(
@@ -500,12 +567,15 @@ def build_settings(
         layers.append(("environment OLLAMA_HOST", host_layer))
     layers.append((file_label, file_data))
     _check_env_names(environ)
+    _check_layers(layers)
     _CURRENT_LAYERS.clear()
     _CURRENT_LAYERS.update(file=dict(file_data), ollama_host=host_layer)
     try:
         return Settings(**dict(flags))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from None
+    except RecursionError:  # a last guard: the checks above should have caught it
+        raise ConfigError(f"configuration nested deeper than {MAX_DEPTH} levels") from None
     finally:
         _CURRENT_LAYERS.clear()
 

@@ -7,8 +7,14 @@
 The whole resulting configuration is validated before anything takes effect; the change
 is published on ``config.changed`` (agents read settings afresh every check, so it applies
 without a restart) and written back to the config file only when ``persist`` is true.
-Keys that only take effect at start-up (ports, paths, services, plugins) are refused with
-a message that says so.
+Keys that only take effect at start-up (ports, paths, services, plugins, the supervisor's
+timings) are refused with a message that says so, unless the change leaves them as they
+are, so a whole configuration read from ``GET /api/config`` can be sent back.
+
+Secrets are masked in what the change publishes (``config.changed``) and answers; a
+change that sends the mask where a secret was keeps the stored secret
+(:func:`watchkeeper.secret.restore_masked`). Only the file written with ``persist``
+holds the real values.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from watchkeeper.config import (
     dotted_to_nested,
     read_toml,
 )
+from watchkeeper.datacheck import data_problem
+from watchkeeper.secret import restore_masked, reveal
 
 __all__ = ["LIVE_SECTIONS", "ConfigChange", "ConfigStore"]
 
@@ -51,8 +59,26 @@ LIVE_SECTIONS = frozenset(
         "top_processes",
     }
 )
-#: Keys inside live sections that still need a restart.
-_RESTART_ONLY = frozenset({"ollama.url"})
+#: Keys inside live sections that still need a restart: read once, at start-up.
+_RESTART_ONLY = frozenset(
+    {
+        "ollama.url",
+        "ollama.cooldown",
+        "ollama.hourly_budget",
+        "agents.hang_intervals",
+        "agents.min_hang_timeout",
+        "agents.restart_backoff_initial",
+        "agents.restart_backoff_max",
+    }
+)
+
+
+def _needs_restart(key: str) -> bool:
+    parts = key.split(".")
+    if parts[0] not in LIVE_SECTIONS or key in _RESTART_ONLY:
+        return True
+    # Which agents exist is decided when the system starts.
+    return parts[0] == "agents" and len(parts) == 3 and parts[2] == "enabled"
 
 
 class ConfigChange(BaseModel):
@@ -121,19 +147,30 @@ class ConfigStore:
         """The settings ``changes`` would produce, and the changes as dotted keys."""
         if not changes:
             raise ConfigError("no changes given")
-        nested = dotted_to_nested(changes)
+        problem = data_problem(dict(changes))
+        if problem is not None:
+            raise ConfigError(problem)
+        stored = reveal(self._settings)
+        nested = restore_masked(
+            dotted_to_nested(changes), self._settings.model_dump(mode="json"), stored
+        )
         flat = _flatten(nested)
         for key in flat:
-            top = key.split(".", 1)[0]
-            if top not in Settings.model_fields:
+            if key.split(".", 1)[0] not in Settings.model_fields:
                 raise ConfigError(f"{key}: unknown key")
-            if top not in LIVE_SECTIONS or key in _RESTART_ONLY:
+        candidate = self._validated(deep_merge(stored, nested))
+        after = reveal(candidate)
+        for key in flat:
+            if _needs_restart(key) and _lookup(after, key) != _lookup(stored, key):
                 raise ConfigError(
                     f"{key}: takes effect only at start-up; edit the file and restart"
                 )
-        merged = deep_merge(self._settings.model_dump(mode="json"), nested)
+        return candidate, flat
+
+    @staticmethod
+    def _validated(merged: dict[str, Any]) -> Settings:
         try:
-            candidate = Settings.model_validate(merged)
+            return Settings.model_validate(merged)
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
@@ -143,7 +180,6 @@ class ConfigStore:
                     message = "unknown key"
                 problems.append(f"{loc}: {message}" if loc else message)
             raise ConfigError("; ".join(problems)) from None
-        return candidate, flat
 
     async def update(
         self, changes: Mapping[str, Any], *, actor: str = "user", persist: bool = False
@@ -152,16 +188,17 @@ class ConfigStore:
         async with self._lock:
             candidate, flat = self.validate_change(changes)
             before = self._settings.model_dump(mode="json")
+            shown = candidate.model_dump(mode="json")
             previous = {key: _lookup(before, key) for key in flat}
-            applied = {key: _lookup(candidate.model_dump(mode="json"), key) for key in flat}
+            applied = {key: _lookup(shown, key) for key in flat}
             path = self.path
             if persist:
                 path = path or Path("watchkeeper.toml")
                 existing = read_toml(path) if path.exists() else {}
+                real = reveal(candidate)
+                written = dotted_to_nested({key: _lookup(real, key) for key in flat})
                 try:
-                    await asyncio.to_thread(
-                        write_toml_atomic, path, deep_merge(existing, dotted_to_nested(applied))
-                    )
+                    await asyncio.to_thread(write_toml_atomic, path, deep_merge(existing, written))
                 except OSError as exc:
                     raise ConfigError(
                         f"{path}: cannot write the configuration: {exc.strerror or exc}"

@@ -52,7 +52,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[AnalyzerAgent, InMemory
             base,
             {
                 "data_dir": str(tmp_path),
-                "agents": {"check_interval": 0.05},
+                "agents": {"check_interval": 0.1},
                 "analyzer": {"for_seconds": 0, "runaway_for_seconds": 10},
                 "ollama": {
                     "url": f"http://127.0.0.1:{port}",

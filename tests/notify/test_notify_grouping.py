@@ -37,7 +37,7 @@ class Harness:
             retries=FAST,
             **options,  # type: ignore[arg-type]
         )
-        channels = [WebhookChannel(c.name, c.url) for c in settings.channels]  # type: ignore[union-attr]
+        channels = [WebhookChannel(c.name, c.url.get_secret_value()) for c in settings.channels]  # type: ignore[union-attr]
         self.notifier = Notifier(
             settings, channels, host="web01", clock=self.clock, local_time=utc_local
         )

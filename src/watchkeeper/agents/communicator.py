@@ -129,10 +129,12 @@ class CommunicatorAgent(BaseAgent):
 
     @property
     def notifier(self) -> Notifier:
+        """The notifier, following ``[notifications]`` as it is now: a live change of the
+        settings or the channels applies from the next notice on, without a restart."""
+        configured = getattr(self.settings, "notifications", None)
+        settings = configured if isinstance(configured, NotificationSettings) else None
+        settings = settings or NotificationSettings()
         if self._notifier is None:
-            configured = getattr(self.settings, "notifications", None)
-            settings = configured if isinstance(configured, NotificationSettings) else None
-            settings = settings or NotificationSettings()
             channels = self._channels if self._channels is not None else build_channels(settings)
             self._notifier = Notifier(
                 settings,
@@ -141,6 +143,11 @@ class CommunicatorAgent(BaseAgent):
                 on_notified=self._notified,
                 on_give_up=self._gave_up,
             )
+        elif self._notifier.settings != settings:
+            rebuilt = (
+                self._channels is None and self._notifier.settings.channels != settings.channels
+            )
+            self._notifier.reconfigure(settings, build_channels(settings) if rebuilt else None)
         return self._notifier
 
     # -- life ---------------------------------------------------------------------------
@@ -372,6 +379,7 @@ class CommunicatorAgent(BaseAgent):
         await self._activity(message, text, subject=str(subject) if subject else None)
 
     async def _on_config(self, message: Message) -> None:
+        self.notifier  # noqa: B018 -- follows a change of [notifications] at once
         data = message.payload
         changes = data.get("changes")
         keys = ", ".join(sorted(changes)) if isinstance(changes, Mapping) else "?"

@@ -16,6 +16,7 @@ import typer
 
 from watchkeeper import __version__
 from watchkeeper.config import ConfigError, Settings, dotted_to_nested, load_settings
+from watchkeeper.datacheck import DataError, loads_strict
 
 __all__ = ["app", "main"]
 
@@ -47,9 +48,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _parse_value(raw: str) -> Any:
+def _parse_value(key: str, raw: str) -> Any:
+    """A ``--set`` value as JSON when it is JSON, else the text itself; JSON that is
+    nested too deeply or holds a non-finite number is refused (exit 2)."""
     try:
-        return json.loads(raw)
+        return loads_strict(raw)
+    except DataError as exc:
+        fail(f"--set {key}: {exc}")
     except ValueError:
         return raw
 
@@ -61,7 +66,7 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             fail(f"--set expects KEY=VALUE, got {pair!r}")
-        flat[key.strip()] = _parse_value(raw)
+        flat[key.strip()] = _parse_value(key.strip(), raw)
     try:
         return dotted_to_nested(flat)
     except ConfigError as exc:
@@ -88,7 +93,7 @@ def _merge_flag(flags: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 IntervalOption = Annotated[
-    float | None, typer.Option(help="Seconds between checks for every agent.", min=0.001)
+    float | None, typer.Option(help="Seconds between checks for every agent (at least 0.1).")
 ]
 DataDirOption = Annotated[Path | None, typer.Option(help="Where logs, status and history go.")]
 HostOption = Annotated[str | None, typer.Option(help="Address the web server binds to.")]
@@ -186,10 +191,8 @@ def web(
 
 
 def _public_dump(settings: Settings) -> dict[str, Any]:
-    data = settings.model_dump(mode="json", exclude_none=True)
-    if data.get("web", {}).get("token"):
-        data["web"]["token"] = "********"
-    return data
+    # Secret settings serialise as the mask by their types (watchkeeper.secret).
+    return settings.model_dump(mode="json", exclude_none=True)
 
 
 @config_app.command("show")

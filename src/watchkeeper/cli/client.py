@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from watchkeeper.secret import secret_value
 from watchkeeper.web.hosts import is_loopback_host
 
 if TYPE_CHECKING:
@@ -172,7 +173,8 @@ def resolve_endpoint(
         remote = f"the local token is sent only to localhost or a loopback address, not {base}"
         return Endpoint(base, None, "none", remote, bool(explicit))
     if settings.web.token:
-        return Endpoint(base, settings.web.token, "web.token", None, bool(explicit))
+        token = secret_value(settings.web.token)
+        return Endpoint(base, token, "web.token", None, bool(explicit))
     path = Path(settings.data_dir) / "api_token"
     found, problem = _read_token_file(path)
     if found:

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
+from pydantic import SecretStr
 
 from watchkeeper.cli.client import ApiError, Endpoint
 
@@ -69,7 +70,8 @@ class LocalSystem:
         self, settings: Settings, config_path: Path | None, *, ready_timeout: float = 30.0
     ) -> None:
         self._token = secrets.token_urlsafe(32)
-        web = settings.web.model_copy(update={"host": "127.0.0.1", "token": self._token})
+        token = SecretStr(self._token)
+        web = settings.web.model_copy(update={"host": "127.0.0.1", "token": token})
         self.settings = settings.model_copy(update={"web": web})
         self.config_path = config_path
         self.ready_timeout = ready_timeout

@@ -42,7 +42,10 @@ def build_channel(config: ChannelConfig, *, console: TextIO | None = None) -> No
         return LogChannel(config.name, logger=config.logger)
     if isinstance(config, WebhookChannelConfig):
         return WebhookChannel(
-            config.name, config.url, timeout=config.timeout, headers=config.headers
+            config.name,
+            config.url.get_secret_value(),
+            timeout=config.timeout,
+            headers=config.headers.get_secret_value(),
         )
     if isinstance(config, SlackChannelConfig):
         return SlackChannel(

@@ -8,6 +8,7 @@ endpoint only ever delays its own queue::
     notifier = Notifier(settings.notifications, build_channels(settings.notifications))
     await notifier.start()
     await notifier.alert_firing(alert)       # returns at once; delivery happens behind
+    notifier.reconfigure(new_settings, build_channels(new_settings))   # live, no restart
     await notifier.aclose()
 """
 
@@ -87,6 +88,13 @@ class _Lane:
         self.wake.set()
 
 
+def _close(channel: NotificationChannel) -> None:
+    closer = getattr(channel, "close", None)
+    if callable(closer):
+        with contextlib.suppress(Exception):
+            closer()
+
+
 class Notifier:
     """Groups, routes and delivers notices. ``on_notified`` is awaited for each alert
     notice that goes out (the agent remembers it in storage); ``on_give_up`` when a
@@ -115,7 +123,10 @@ class Notifier:
         self._held_events: deque[Notification] = deque(maxlen=settings.queue_size)
         self._tick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._retired: list[NotificationChannel] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._threads = 0
 
     # -- routing ------------------------------------------------------------------------
     def route(self, severity: Severity) -> frozenset[str]:
@@ -130,18 +141,76 @@ class Notifier:
         """Start one worker per channel and the timer; call ``aclose`` to stop them."""
         if self._tasks:
             return
-        self._executor = ThreadPoolExecutor(
-            max(1, len(self._lanes)), thread_name_prefix="watchkeeper-notify"
-        )
+        self._executor = self._new_executor()
         for lane in self._lanes.values():
-            self._tasks.append(
-                asyncio.create_task(self._work(lane), name=f"notify:{lane.channel.name}")
-            )
+            self._start_worker(lane)
         self._tasks.append(asyncio.create_task(self._timer(), name="notify:timer"))
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        # One thread per channel: a slow endpoint never holds up another channel's sends.
+        self._threads = max(1, len(self._lanes))
+        return ThreadPoolExecutor(self._threads, thread_name_prefix="watchkeeper-notify")
+
+    def _start_worker(self, lane: _Lane) -> None:
+        task = asyncio.create_task(self._work(lane), name=f"notify:{lane.channel.name}")
+        self._workers[lane.channel.name] = task
+        self._tasks.append(task)
+
+    def reconfigure(
+        self,
+        settings: NotificationSettings,
+        channels: ChannelRegistry | Iterable[NotificationChannel] | None = None,
+    ) -> None:
+        """Apply changed settings (and, when given, a new set of channels) while running.
+
+        A channel that keeps its name keeps its queue and counters and sends with the new
+        channel from its next attempt on; a channel no longer configured stops (what it
+        still had queued is counted as dropped); a new one starts at once."""
+        self.settings = settings
+        self.grouper.settings = settings
+        if channels is not None:
+            self._replace_channels(channels, settings.queue_size)
+        for lane in self._lanes.values():
+            lane.size = settings.queue_size
+        self._tick.set()
+
+    def _replace_channels(
+        self, channels: ChannelRegistry | Iterable[NotificationChannel], size: int
+    ) -> None:
+        wanted = {channel.name: channel for channel in channels}
+        for name in [name for name in self._lanes if name not in wanted]:
+            lane = self._lanes.pop(name)
+            lane.dropped += len(lane.queue)
+            self._retire(lane.channel, busy=lane.sending)
+            task = self._workers.pop(name, None)
+            if task is not None:
+                task.cancel()
+                self._tasks.remove(task)
+        for name, channel in wanted.items():
+            kept = self._lanes.get(name)
+            if kept is None:
+                self._lanes[name] = fresh = _Lane(channel, size)
+                if self._tasks:
+                    self._start_worker(fresh)
+            elif kept.channel is not channel:
+                self._retire(kept.channel, busy=kept.sending)
+                kept.channel = channel
+        if self._executor is not None and self._threads < len(self._lanes):
+            old, self._executor = self._executor, self._new_executor()
+            old.shutdown(wait=False)
+
+    def _retire(self, channel: NotificationChannel, *, busy: bool) -> None:
+        """Close a channel that is no longer used; one in the middle of a send is closed
+        with the others at shutdown instead."""
+        if busy:
+            self._retired.append(channel)
+            return
+        _close(channel)
 
     async def aclose(self) -> None:
         """Stop the workers (queued notices stay queued for the next ``start``)."""
         tasks, self._tasks = self._tasks, []
+        self._workers.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -154,11 +223,9 @@ class Notifier:
 
     def close_channels(self) -> None:
         """Release the channels' connections (for the final shutdown)."""
-        for lane in self._lanes.values():
-            closer = getattr(lane.channel, "close", None)
-            if callable(closer):
-                with contextlib.suppress(Exception):
-                    closer()
+        retired, self._retired = self._retired, []
+        for channel in [*retired, *(lane.channel for lane in self._lanes.values())]:
+            _close(channel)
 
     # -- input --------------------------------------------------------------------------
     async def alert_firing(self, alert: Alert, *, notified_at: float | None = None) -> None:

@@ -14,6 +14,10 @@ the log)::
 
 Listing ``channels`` replaces the defaults, so name ``console`` and ``log`` again if you
 want them. Durations take seconds or ``"30s"``, ``"5m"``, ``"4h"``, ``"1d"``.
+
+Credentials (a Slack URL, a PagerDuty routing key, an SMTP password, a webhook's headers
+and the userinfo and query of its URL) are secret types from :mod:`watchkeeper.secret`:
+shown as a fixed mask everywhere, used in full only by the channel that sends.
 """
 
 from __future__ import annotations
@@ -23,14 +27,18 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    Secret,
     SecretStr,
     field_validator,
     model_validator,
 )
+
+from watchkeeper.secret import SecretHeaders, SecretText, SecretURL
 
 __all__ = [
     "ChannelConfig",
@@ -53,6 +61,10 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+#: The shortest network timeout a channel may have, in seconds.
+MIN_TIMEOUT = 0.1
+#: The shortest repeat interval: an alert is never re-notified more often than this.
+MIN_REPEAT_INTERVAL = 1.0
 
 
 def parse_duration(value: Any) -> Any:
@@ -75,8 +87,13 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _http_secret(value: SecretStr) -> SecretStr:
+    return SecretStr(_http_url(value.get_secret_value()))
+
+
 class _Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity anywhere: every number must survive being written back as JSON.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ConsoleChannelConfig(_Config):
@@ -100,27 +117,23 @@ class WebhookChannelConfig(_Config):
 
     type: Literal["webhook"] = "webhook"
     name: str = "webhook"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = Field(5.0, gt=0, le=120)
-
-    _check_url = field_validator("url")(_http_url)
+    url: SecretURL = Field(description="its userinfo and query string are secret")
+    headers: SecretHeaders = Field(
+        default_factory=lambda: Secret({}),
+        description="secret as a whole (Authorization and the like)",
+    )
+    timeout: Duration = Field(5.0, ge=MIN_TIMEOUT, le=120)
 
 
 class SlackChannelConfig(_Config):
-    """A Slack incoming webhook. The URL is a secret: it is never logged."""
+    """A Slack incoming webhook. The URL is a secret: it is never shown or logged."""
 
     type: Literal["slack"] = "slack"
     name: str = "slack"
-    url: SecretStr
+    url: Annotated[SecretText, AfterValidator(_http_secret)]
     channel: str | None = None
     username: str | None = None
-    timeout: Duration = Field(5.0, gt=0, le=120)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(_http_url(value.get_secret_value()))
+    timeout: Duration = Field(5.0, ge=MIN_TIMEOUT, le=120)
 
 
 class PagerDutyChannelConfig(_Config):
@@ -128,10 +141,10 @@ class PagerDutyChannelConfig(_Config):
 
     type: Literal["pagerduty"] = "pagerduty"
     name: str = "pagerduty"
-    routing_key: SecretStr
+    routing_key: SecretText
     url: str = "https://events.pagerduty.com/v2/enqueue"
     source: str | None = Field(None, description="defaults to the host name")
-    timeout: Duration = Field(5.0, gt=0, le=120)
+    timeout: Duration = Field(5.0, ge=MIN_TIMEOUT, le=120)
 
     _check_url = field_validator("url")(_http_url)
 
@@ -145,11 +158,11 @@ class EmailChannelConfig(_Config):
     port: int = Field(25, ge=1, le=65535)
     security: Literal["none", "starttls", "ssl"] = "none"
     username: str | None = None
-    password: SecretStr | None = None
+    password: SecretText | None = None
     sender: str = Field(min_length=3)
     recipients: list[str] = Field(min_length=1)
     subject_prefix: str = "[watchkeeper]"
-    timeout: Duration = Field(10.0, gt=0, le=120)
+    timeout: Duration = Field(10.0, ge=MIN_TIMEOUT, le=120)
 
 
 ChannelConfig = Annotated[
@@ -229,7 +242,7 @@ class NotificationSettings(_Config):
         default_factory=dict, description="channel name -> least severity it receives"
     )
     default_min_severity: SeverityName = "info"
-    repeat_interval: Duration = Field(4 * 3600.0, gt=0)
+    repeat_interval: Duration = Field(4 * 3600.0, ge=MIN_REPEAT_INTERVAL)
     group_wait: Duration = Field(5.0, ge=0, le=300)
     send_resolved: bool = True
     quiet_hours: QuietHours | None = None

@@ -21,6 +21,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from watchkeeper.personality import say
+from watchkeeper.secret import secret_value
 
 if TYPE_CHECKING:
     from watchkeeper.orchestrator import Orchestrator
@@ -76,7 +77,7 @@ def _announce_token(orchestrator: Orchestrator) -> str:
 
     settings = orchestrator.settings
     try:
-        info = ensure_token(settings.data_dir, settings.web.token)
+        info = ensure_token(settings.data_dir, secret_value(settings.web.token))
     except OSError as exc:
         # Reads still work; changes are impossible until the token can be kept.
         log.error(
