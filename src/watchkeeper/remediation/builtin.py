@@ -217,7 +217,7 @@ class DropCaches:
             with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as handle:
                 handle.write("1\n")
 
-        await asyncio.to_thread(drop)
+        await ctx.run_blocking(drop)
         return ActionResult(ok=True, detail="page cache dropped")
 
     async def verify(
