@@ -174,7 +174,21 @@ class RemediationSettings(_Section):
         default_factory=list, description="run at once in auto mode even when dangerous"
     )
     deny_actions: list[str] = Field(default_factory=list)
-    protected_names: list[str] = Field(default_factory=lambda: ["sshd", "systemd", "init"])
+    # Never killed or reniced: remote access (OpenSSH's listener and its per-login and
+    # auth processes), init, the journal, logins and the system bus that systemctl needs.
+    protected_names: list[str] = Field(
+        default_factory=lambda: [
+            "sshd",
+            "sshd-session",
+            "sshd-auth",
+            "systemd",
+            "init",
+            "systemd-journald",
+            "systemd-logind",
+            "dbus-daemon",
+            "dbus-broker",
+        ]
+    )
     min_confidence: float = Field(0.5, ge=0, le=1, description="LLM proposals below are ignored")
     verify_timeout: float = Field(10.0, gt=0)
     kill_grace: float = Field(5.0, gt=0)
