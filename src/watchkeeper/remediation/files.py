@@ -12,6 +12,7 @@ waiting at the next rotation name is never written through.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import os
@@ -257,7 +258,8 @@ def rotate_at(dir_fd: int, name: str, *, keep: int, now: float | None = None) ->
                 raw.flush()
                 os.fsync(raw.fileno())
         except BaseException:
-            os.unlink(rotated, dir_fd=dir_fd)  # unlinkat never follows a link
+            with contextlib.suppress(OSError):  # unlinkat never follows a link
+                os.unlink(rotated, dir_fd=dir_fd)
             raise
         os.ftruncate(fd, 0)
     finally:
