@@ -267,6 +267,20 @@ async def test_a_log_directory_with_an_insecure_parent_is_refused(
     assert log.stat().st_size == 500 and list(log.parent.iterdir()) == [log]
 
 
+async def test_an_insecure_ancestor_further_up_is_refused_too(tmp_path: Path) -> None:
+    ancestor = tmp_path / "home"
+    cache = ancestor / "user" / "app" / "cache"
+    kept = old_file(cache / "old.tmp")
+    os.chown(ancestor, 65534, 65534)
+    async with started(tmp_path, cleanup_dirs=[{"path": str(cache)}]) as agent:
+        record = await run(agent, "clean_directory", str(cache))
+    assert record.outcome is ActionOutcome.REFUSED
+    assert record.detail == (
+        f"refusing {cache}: its ancestor {ancestor} is owned by uid 65534, who could swap it"
+    )
+    assert kept.exists()
+
+
 async def test_a_world_writable_cleanup_directory_needs_the_sticky_bit(tmp_path: Path) -> None:
     loose, sticky = tmp_path / "loose", tmp_path / "sticky"
     kept, gone = old_file(loose / "old.tmp"), old_file(sticky / "old.tmp")

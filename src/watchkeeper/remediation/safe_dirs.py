@@ -66,14 +66,14 @@ def _step(parent_fd: int, name: str, shown: Path) -> int:
         raise
 
 
-def _parent_problem(parent: os.stat_result, child: os.stat_result, where: Path) -> str | None:
+def _parent_problem(parent: os.stat_result, child: os.stat_result, where: str) -> str | None:
     """Why a user other than root could replace ``child`` inside ``parent``, if they could.
 
-    A sticky directory (such as ``/tmp``) lets only an entry's owner rename it, so it is
-    safe above an entry that root owns.
+    ``where`` names the parent ("its parent /srv"). A sticky directory (such as ``/tmp``)
+    lets only an entry's owner rename it, so it is safe above an entry that root owns.
     """
     if parent.st_uid != 0:
-        return f"its parent {where} is owned by uid {parent.st_uid}, who could swap it"
+        return f"{where} is owned by uid {parent.st_uid}, who could swap it"
     mode = parent.st_mode
     group_write = bool(mode & _GROUP_WRITE) and parent.st_gid != 0
     if not (group_write or mode & _OTHERS_WRITE):
@@ -81,7 +81,7 @@ def _parent_problem(parent: os.stat_result, child: os.stat_result, where: Path) 
     if mode & stat.S_ISVTX and child.st_uid == 0:
         return None
     who = "others" if mode & _OTHERS_WRITE else f"group {parent.st_gid}"
-    return f"its parent {where} is writable by {who} (mode {stat.S_IMODE(mode):04o})"
+    return f"{where} is writable by {who} (mode {stat.S_IMODE(mode):04o})"
 
 
 def _own_problem(info: os.stat_result) -> str | None:
@@ -108,7 +108,8 @@ def open_directory(path: Path) -> int:
         for name in path.parts[1:]:
             child_fd = _step_or_refuse(fd, name, where / name, path)
             child = os.fstat(child_fd)
-            problem = _parent_problem(info, child, where)
+            kin = "its parent" if where / name == path else "its ancestor"
+            problem = _parent_problem(info, child, f"{kin} {where}")
             os.close(fd)
             fd, info, where = child_fd, child, where / name
             if problem:
