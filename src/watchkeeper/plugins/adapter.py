@@ -19,7 +19,6 @@ string gives the audit its detail; returning an ``ActionResult`` says everything
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,8 +204,9 @@ class CallableAction:
         if inspect.iscoroutinefunction(self.fn):
             result = await self.fn(**arguments)
         else:
-            # A plain function may block (subprocess, file I/O): keep it off the event loop.
-            result = await asyncio.to_thread(self.fn, **arguments)
+            # A plain function may block (subprocess, file I/O): keep it off the event loop,
+            # on the actions' own pool so it never takes a thread another concern needs.
+            result = await ctx.run_blocking(self.fn, **arguments)
             if inspect.isawaitable(result):
                 result = await result
         return _as_result(self.info.name, result)
