@@ -1,12 +1,12 @@
-"""The advisor's HTTP transport: at most so many bytes of reply, never a compressed one.
+"""The advisor's HTTP guard: at most so many bytes of reply, never a compressed one.
 
 An LLM server is outside watchkeeper's trust: a broken or hostile one can answer a chat
 request with 60 MB, or with a small gzip body that inflates to gigabytes. The official
-client reads a non-streamed reply whole, so the cap lives below it, in the httpx
-transport both of the advisor's clients use::
+client reads a non-streamed reply whole, so the cap goes in underneath it, as httpx event
+hooks on both of the advisor's clients (hooks rather than a transport of our own, so
+httpx still picks the transport, proxies from the environment included)::
 
-    transport = CappedTransport(max_bytes=256 * 1024)
-    client = ollama.AsyncClient(host=url, transport=transport)
+    client = ollama.AsyncClient(host=url, event_hooks=capped_hooks(256 * 1024))
 
 A reply announcing more than ``max_bytes`` (``Content-Length``) is refused before its
 body is read; one without a length is counted as it arrives and cut at ``max_bytes``.
@@ -19,13 +19,15 @@ This module imports httpx: the advisor imports it on first use only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
 from watchkeeper.llm._errors import ReplyRefused
 
-__all__ = ["CappedTransport"]
+__all__ = ["capped_hooks"]
+
+Hook = Callable[..., Awaitable[None]]
 
 
 def _size(limit: int) -> str:
@@ -51,38 +53,31 @@ class _CappedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
-class CappedTransport(httpx.AsyncBaseTransport):
-    """httpx's own transport, with every reply body capped at ``max_bytes``."""
+def _problem(headers: httpx.Headers, limit: int) -> str | None:
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"compressed reply ({encoding[:20]}) although none was asked for"
+    length = headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > limit:
+        return f"reply larger than {_size(limit)} ({int(length)} bytes announced)"
+    return None
 
-    def __init__(self, max_bytes: int) -> None:
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-        self.max_bytes = max_bytes
-        self._inner = httpx.AsyncHTTPTransport()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+def capped_hooks(max_bytes: int) -> dict[str, list[Hook]]:
+    """httpx ``event_hooks`` that cap every reply body at ``max_bytes``."""
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+
+    async def ask_identity(request: httpx.Request) -> None:
         request.headers["accept-encoding"] = "identity"
-        response = await self._inner.handle_async_request(request)
-        problem = self._problem(response.headers)
+
+    async def cap(response: httpx.Response) -> None:
+        # Runs before the body is read: refuse what announces too much, count the rest.
+        problem = _problem(response.headers, max_bytes)
         if problem is not None:
             await response.aclose()
             raise ReplyRefused(problem)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_CappedStream(response.stream, self.max_bytes),
-            extensions=response.extensions,
-        )
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _CappedStream(response.stream, max_bytes)
 
-    def _problem(self, headers: httpx.Headers) -> str | None:
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            return f"compressed reply ({encoding[:20]}) although none was asked for"
-        length = headers.get("content-length", "").strip()
-        if length.isdigit() and int(length) > self.max_bytes:
-            return f"reply larger than {_size(self.max_bytes)} ({int(length)} bytes announced)"
-        return None
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    return {"request": [ask_identity], "response": [cap]}

@@ -168,12 +168,12 @@ class OllamaAdvisor:
             import httpx
             import ollama
 
-            from watchkeeper.llm._transport import CappedTransport
+            from watchkeeper.llm._transport import capped_hooks
 
             self._client = ollama.AsyncClient(
                 host=self._host,
                 timeout=httpx.Timeout(self._timeout, connect=self._connect_timeout),
-                transport=CappedTransport(self._max_reply_bytes),
+                event_hooks=capped_hooks(self._max_reply_bytes),
             )
         return self._client
 
@@ -181,12 +181,12 @@ class OllamaAdvisor:
         if self._http is None:
             import httpx
 
-            from watchkeeper.llm._transport import CappedTransport
+            from watchkeeper.llm._transport import capped_hooks
 
             self._http = httpx.AsyncClient(
                 base_url=self._host,
                 timeout=httpx.Timeout(self._probe_timeout, connect=self._connect_timeout),
-                transport=CappedTransport(self._max_reply_bytes),
+                event_hooks=capped_hooks(self._max_reply_bytes),
             )
         return self._http
 
