@@ -113,10 +113,11 @@ def signal_child(proc: asyncio.subprocess.Process, sig: int) -> None:
 
 def write_pidfile(path: Path, pid: int) -> bool:
     """Record our child's pid so a later watchkeeper can adopt it; best effort."""
-    tmp = path.with_name(f".{path.name}.{pid}.tmp")
+    from watchkeeper.status import write_bytes_atomic
+
     try:
-        tmp.write_text(f"{pid}\n", encoding="ascii")
-        os.replace(tmp, path)  # atomic: a reader never sees half a pid
+        # Whole or not at all: a reader never sees half a pid, a full disk no empty file.
+        write_bytes_atomic(path, f"{pid}\n".encode("ascii"), mode=0o644)
     except OSError as exc:
         _log.warning("cannot write pidfile %s: %s", path, exc)
         return False
