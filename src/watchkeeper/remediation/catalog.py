@@ -55,8 +55,8 @@ class ParamInfo(BaseModel):
     """One declared parameter: its type and the bounds every caller is held to.
 
     ``minimum``/``maximum`` bound numbers (inclusive; numbers are always finite),
-    ``max_length`` bounds strings. The API, the CLI, the dashboard and the LLM prompt show
-    these, and ``check`` enforces them, so what is shown and what is enforced are the same.
+    ``max_length`` bounds strings. The API, the CLI and the dashboard show these, and
+    ``check`` enforces them, so what is shown and what is enforced are the same.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
