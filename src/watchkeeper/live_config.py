@@ -109,11 +109,20 @@ def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def _without_none(value: Any) -> Any:
+    """TOML has no null: an unset optional key is written by leaving it out."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value if item is not None]
+    return value
+
+
 def write_toml_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as TOML to ``path`` so a reader sees the old file or the new one."""
     import tomli_w
 
-    text = tomli_w.dumps(dict(data))
+    text = tomli_w.dumps(_without_none(dict(data)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
