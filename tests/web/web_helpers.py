@@ -116,7 +116,7 @@ class LiveServer:
     def token(self) -> str:
         configured = self.settings.web.token
         if configured:
-            return configured
+            return configured.get_secret_value()
         return (Path(self.settings.data_dir) / "api_token").read_text().strip()
 
     @property
