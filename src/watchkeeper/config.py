@@ -190,8 +190,8 @@ class RemediationSettings(_Section):
         ]
     )
     min_confidence: float = Field(0.5, ge=0, le=1, description="LLM proposals below are ignored")
-    verify_timeout: float = Field(10.0, ge=MIN_TIMEOUT)
-    kill_grace: float = Field(5.0, ge=MIN_TIMEOUT)
+    verify_timeout: float = Field(10.0, ge=MIN_TIMEOUT, le=600)
+    kill_grace: float = Field(5.0, ge=MIN_TIMEOUT, le=60)
     crash_loop_max_failures: int = Field(5, ge=1)
     crash_loop_window: float = Field(300.0, gt=0)
     crash_loop_backoff_initial: float = Field(0.5, ge=0)
