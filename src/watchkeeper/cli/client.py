@@ -170,7 +170,10 @@ def resolve_endpoint(
         return Endpoint(base, env["WATCHKEEPER_TOKEN"], "WATCHKEEPER_TOKEN", None, bool(explicit))
     if not (is_loopback_url(base) or base == configured):
         # The local secrets stay local: a remote URL needs --token or WATCHKEEPER_TOKEN.
-        remote = f"the local token is sent only to localhost or a loopback address, not {base}"
+        remote = (
+            f"the local token is not sent to {base}: it is not this machine by its address "
+            "(only localhost and loopback addresses are)"
+        )
         return Endpoint(base, None, "none", remote, bool(explicit))
     if settings.web.token:
         token = secret_value(settings.web.token)
