@@ -156,6 +156,7 @@ async def serve_web(
         # Always h11 under the guard (never "auto", which would pick httptools when
         # installed, without the request timeout and the connection cap).
         http=GuardedProtocol.bound(guard),
+        ws="none",  # no WebSocket routes: an upgrade would leave the guard's watch
         log_level="warning",
         access_log=False,
         lifespan="off",
