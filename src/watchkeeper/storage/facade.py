@@ -24,27 +24,18 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from watchkeeper.analysis.alerts import Alert
-from watchkeeper.remediation.records import ActionRecord
 from watchkeeper.storage._backlog import Backlog, FailureStreak
 from watchkeeper.storage.core import DB_FILENAME, SyncStorage
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.models import (
-    ActivityEntry,
-    AgentEvent,
-    AlertTransition,
-    AnalysisRecord,
-    HealthRecord,
     MaintenanceReport,
-    MetricPoint,
     RetentionPolicy,
     StorageStats,
-    SuccessRates,
 )
 
 __all__ = ["Storage"]
@@ -54,6 +45,68 @@ log = logging.getLogger("watchkeeper.storage")
 P = ParamSpec("P")
 T = TypeVar("T")
 _Batch = list[tuple[float, dict[str, float], "Future[int]"]]
+
+
+class Query(Generic[P, T]):
+    """A query declared once, on :class:`SyncStorage`, awaited on :class:`Storage`.
+
+    Use it in the class body of ``Storage`` for every read: the async method has the core
+    method's parameters and docstring, and runs it on the reader thread::
+
+        alerts = Query(SyncStorage.alerts)      # await storage.alerts(limit=10)
+    """
+
+    def __init__(self, method: Callable[Concatenate[SyncStorage, P], T]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, storage: None, owner: type[Storage]) -> Query[P, T]: ...
+    @overload
+    def __get__(self, storage: Storage, owner: type[Storage]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(
+        self, storage: Storage | None, owner: type[Storage]
+    ) -> Query[P, T] | Callable[P, Awaitable[T]]:
+        if storage is None:
+            return self
+        method, db = self.method, storage._rdb
+
+        async def query(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await storage._read(lambda: method(db, *args, **kwargs))
+
+        return query
+
+
+class Write(Generic[P, T]):
+    """A write declared once, on :class:`SyncStorage`, awaited on :class:`Storage`.
+
+    The async method takes the core method's parameters, runs it on the writer thread in
+    order with the other writes, and returns True, or False when it failed (logged,
+    counted, and kept for later when the reason passes; ``op`` names it in the log)::
+
+        record_health = Write(SyncStorage.record_health, "store a health change")
+    """
+
+    def __init__(self, method: Callable[Concatenate[SyncStorage, P], T], op: str) -> None:
+        self.method = method
+        self.op = op
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, storage: None, owner: type[Storage]) -> Write[P, T]: ...
+    @overload
+    def __get__(self, storage: Storage, owner: type[Storage]) -> Callable[P, Awaitable[bool]]: ...
+    def __get__(
+        self, storage: Storage | None, owner: type[Storage]
+    ) -> Write[P, T] | Callable[P, Awaitable[bool]]:
+        if storage is None:
+            return self
+        method, db, op = self.method, storage._wdb, self.op
+
+        async def write(*args: P.args, **kwargs: P.kwargs) -> bool:
+            return await storage._write(op, lambda: method(db, *args, **kwargs))
+
+        return write
 
 
 class Storage:
@@ -169,17 +222,13 @@ class Storage:
             return False
         return True
 
-    async def _write(
-        self, op: str, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
-    ) -> bool:
+    async def _write(self, op: str, fn: Callable[[], object]) -> bool:
         if not self._admit():
             return False
         assert self._writer is not None
         self._pending += 1
         try:
-            await self._call(
-                self._writer, self._backlog.run, functools.partial(fn, *args, **kwargs)
-            )
+            await self._call(self._writer, self._backlog.run, fn)
         except StorageError as exc:
             self._failed(op, exc)
             return False
@@ -242,32 +291,29 @@ class Storage:
         for _, _, done in batch:
             done.set_result(written)
 
-    async def record_alert(self, alert: Alert, transition: str, at: float | None = None) -> bool:
-        """Keep the alert and one step of its life (``firing``, ``changed``, ...)."""
-        return await self._write("store an alert", self._wdb.record_alert, alert, transition, at)
+    # Each write and query is declared once, on SyncStorage; these run it on a thread.
+    record_alert = Write(SyncStorage.record_alert, "store an alert")
+    mark_notified = Write(SyncStorage.mark_notified, "mark an alert notified")
+    record_action = Write(SyncStorage.record_action, "store an action record")
+    record_agent_event = Write(SyncStorage.record_agent_event, "store an agent event")
+    record_analysis = Write(SyncStorage.record_analysis, "store an analysis")
+    log_activity = Write(SyncStorage.log_activity, "log activity")
+    record_health = Write(SyncStorage.record_health, "store a health change")
+    save_baseline = Write(SyncStorage.save_baseline, "save a baseline")
 
-    async def mark_notified(self, fingerprint: str, at: float) -> bool:
-        return await self._write("mark an alert notified", self._wdb.mark_notified, fingerprint, at)
-
-    async def record_action(self, record: ActionRecord) -> bool:
-        """Add (or move on) one entry of the remediation audit trail."""
-        return await self._write("store an action record", self._wdb.record_action, record)
-
-    async def record_agent_event(self, event: AgentEvent) -> bool:
-        return await self._write("store an agent event", self._wdb.record_agent_event, event)
-
-    async def record_analysis(self, data: Mapping[str, Any], at: float) -> bool:
-        return await self._write("store an analysis", self._wdb.record_analysis, data, at)
-
-    async def log_activity(self, entry: ActivityEntry) -> bool:
-        return await self._write("log activity", self._wdb.log_activity, entry)
-
-    async def record_health(self, record: HealthRecord) -> bool:
-        return await self._write("store a health change", self._wdb.record_health, record)
-
-    async def save_baseline(self, key: str, data: Any) -> bool:
-        """Keep a learned baseline under ``key``; ``load_baselines()`` returns them all."""
-        return await self._write("save a baseline", self._wdb.save_baseline, key, data)
+    last_notified = Query(SyncStorage.last_notified)
+    metric_range = Query(SyncStorage.metric_range)
+    metric_names = Query(SyncStorage.metric_names)
+    alerts = Query(SyncStorage.alerts)
+    alert_transitions = Query(SyncStorage.alert_transitions)
+    audit = Query(SyncStorage.audit)
+    success_rates = Query(SyncStorage.success_rates)
+    search_activity = Query(SyncStorage.search_activity)
+    agent_events = Query(SyncStorage.agent_events)
+    analyses = Query(SyncStorage.analyses)
+    health_history = Query(SyncStorage.health_history)
+    load_baselines = Query(SyncStorage.load_baselines)
+    integrity_check = Query(SyncStorage.integrity_check)
 
     async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport | None:
         """Roll-up and retention on the writer thread; None when it failed (counted)."""
@@ -288,91 +334,10 @@ class Storage:
         self._last_maintenance = report
         return report
 
-    # -- reading ------------------------------------------------------------------------
-    async def _read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def _read(self, fn: Callable[[], T]) -> T:
         if self._reader is None:
             raise StorageError(f"storage at {self.path} is not open")
-        return await self._call(self._reader, fn, *args, **kwargs)
-
-    async def last_notified(self, fingerprint: str) -> float | None:
-        """When people were last told about the still-firing alert ``fingerprint``."""
-        return await self._read(self._rdb.last_notified, fingerprint)
-
-    async def metric_range(
-        self, name: str, start: float, end: float, step: float = 60
-    ) -> list[MetricPoint]:
-        """``name`` over ``[start, end)`` at ``step`` seconds: raw values for steps under a
-        minute inside the raw window, one-minute aggregates otherwise."""
-        return await self._read(self._rdb.metric_range, name, start, end, step)
-
-    async def metric_names(self, prefix: str = "") -> list[str]:
-        return await self._read(self._rdb.metric_names, prefix)
-
-    async def alerts(
-        self,
-        start: float | None = None,
-        end: float | None = None,
-        state: str | None = None,
-        limit: int = 1000,
-    ) -> list[Alert]:
-        """Alerts open at some point in ``[start, end]``, newest first."""
-        return await self._read(self._rdb.alerts, start, end, state, limit)
-
-    async def alert_transitions(
-        self, alert_id: str | None = None, fingerprint: str | None = None, limit: int = 1000
-    ) -> list[AlertTransition]:
-        return await self._read(self._rdb.alert_transitions, alert_id, fingerprint, limit)
-
-    async def audit(
-        self,
-        target: str | None = None,
-        action: str | None = None,
-        limit: int = 100,
-        start: float | None = None,
-        end: float | None = None,
-    ) -> list[ActionRecord]:
-        """The audit trail, newest first, by target and/or action."""
-        return await self._read(self._rdb.audit, target, action, limit, start, end)
-
-    async def success_rates(self, since: float | None = None) -> SuccessRates:
-        return await self._read(self._rdb.success_rates, since)
-
-    async def search_activity(
-        self,
-        agent: str | None = None,
-        severity: str | None = None,
-        text: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-        limit: int = 100,
-    ) -> list[ActivityEntry]:
-        """The activity log, newest first; ``severity`` means "at least this severe"."""
-        return await self._read(self._rdb.search_activity, agent, severity, text, start, end, limit)
-
-    async def agent_events(
-        self,
-        agent: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-        limit: int = 100,
-    ) -> list[AgentEvent]:
-        return await self._read(self._rdb.agent_events, agent, start, end, limit)
-
-    async def analyses(
-        self, start: float | None = None, end: float | None = None, limit: int = 100
-    ) -> list[AnalysisRecord]:
-        return await self._read(self._rdb.analyses, start, end, limit)
-
-    async def health_history(
-        self, start: float | None = None, end: float | None = None, limit: int = 1000
-    ) -> list[HealthRecord]:
-        return await self._read(self._rdb.health_history, start, end, limit)
-
-    async def load_baselines(self) -> dict[str, Any]:
-        return await self._read(self._rdb.load_baselines)
-
-    async def integrity_check(self) -> str:
-        return await self._read(self._rdb.integrity_check)
+        return await self._call(self._reader, fn)
 
     def stats(self) -> StorageStats:
         """Counters since construction; cheap (two ``stat`` calls), safe on the loop."""
