@@ -19,7 +19,7 @@ from watchkeeper.services import (
     WindowsServiceManager,
     validate_windows_service_name,
 )
-from watchkeeper.services.windows import ERROR_ACCESS_DENIED, ERROR_SERVICE_DOES_NOT_EXIST
+from watchkeeper.services.scm import ERROR_ACCESS_DENIED, ERROR_SERVICE_DOES_NOT_EXIST
 
 
 class FakeScm:

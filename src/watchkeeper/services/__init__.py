@@ -34,6 +34,7 @@ from watchkeeper.services.registry import (
     ServiceManagerRegistry,
     build_managers,
 )
+from watchkeeper.services.scm import ScmApi, ScmError, WindowsServiceInfo
 from watchkeeper.services.spec import (
     CommandProbe,
     HttpProbe,
@@ -44,13 +45,7 @@ from watchkeeper.services.spec import (
     validate_service_name,
 )
 from watchkeeper.services.systemd import SystemdServiceManager, validate_unit_name
-from watchkeeper.services.windows import (
-    ScmApi,
-    ScmError,
-    WindowsServiceInfo,
-    WindowsServiceManager,
-    validate_windows_service_name,
-)
+from watchkeeper.services.windows import WindowsServiceManager, validate_windows_service_name
 
 __all__ = [
     "CommandProbe",

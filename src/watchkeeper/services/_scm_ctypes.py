@@ -1,4 +1,4 @@
-"""The real :class:`~watchkeeper.services.windows.ScmApi`: psutil and advapi32 via ctypes.
+"""The real :class:`~watchkeeper.services.scm.ScmApi`: psutil and advapi32 via ctypes.
 
 Importing this module is safe anywhere: advapi32 is loaded on first use, and only on
 Windows. Elsewhere every call raises ``ScmError`` with a plain explanation.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from watchkeeper.services.windows import ScmError, WindowsServiceInfo
+from watchkeeper.services.scm import ScmError, WindowsServiceInfo
 
 __all__ = ["Win32ScmApi"]
 

@@ -21,7 +21,7 @@ from watchkeeper.services.base import EventSink, ServiceManager
 from watchkeeper.services.spec import ManagerKind, ServiceSpec
 
 if TYPE_CHECKING:
-    from watchkeeper.services.windows import ScmApi
+    from watchkeeper.services.scm import ScmApi
 
 __all__ = ["DuplicateManagerError", "ServiceManagerRegistry", "build_managers"]
 

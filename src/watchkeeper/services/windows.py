@@ -1,9 +1,10 @@
 """The ``windows`` backend: services run by the Windows Service Control Manager (SCM).
 
-The backend talks to the SCM only through a small :class:`ScmApi`: ``query`` (psutil's
-Windows service API), ``start`` and ``stop`` (advapi32 through ctypes, in
-:mod:`watchkeeper.services._scm_ctypes`). Anything else that speaks ``ScmApi`` can stand
-in, which is how this backend is tested away from Windows::
+The backend talks to the SCM only through a small
+:class:`~watchkeeper.services.scm.ScmApi`: ``query`` (psutil's Windows service API),
+``start`` and ``stop`` (advapi32 through ctypes, in :mod:`watchkeeper.services._scm_ctypes`).
+Anything else that speaks ``ScmApi`` can stand in, which is how this backend is tested away
+from Windows::
 
     manager = WindowsServiceManager(specs, on_event=publish)          # the real SCM
     manager = WindowsServiceManager(specs, scm=FakeScm(), poll_interval=0.1)
@@ -18,8 +19,6 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
@@ -31,25 +30,22 @@ from watchkeeper.services.base import (
     UnknownServiceError,
 )
 from watchkeeper.services.probes import ProbeRunner, clean_text, run_probe
+from watchkeeper.services.scm import (
+    ERROR_ACCESS_DENIED,
+    ERROR_SERVICE_ALREADY_RUNNING,
+    ERROR_SERVICE_DOES_NOT_EXIST,
+    ERROR_SERVICE_NEVER_STARTED,
+    ERROR_SERVICE_NOT_ACTIVE,
+    ScmApi,
+    ScmError,
+    WindowsServiceInfo,
+)
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [
-    "ERROR_ACCESS_DENIED",
-    "ERROR_SERVICE_ALREADY_RUNNING",
-    "ERROR_SERVICE_DOES_NOT_EXIST",
-    "ERROR_SERVICE_NOT_ACTIVE",
-    "ScmApi",
-    "ScmError",
-    "WindowsServiceInfo",
     "WindowsServiceManager",
     "validate_windows_service_name",
 ]
-
-ERROR_ACCESS_DENIED = 5
-ERROR_SERVICE_ALREADY_RUNNING = 1056
-ERROR_SERVICE_DOES_NOT_EXIST = 1060
-ERROR_SERVICE_NOT_ACTIVE = 1062
-_ERROR_SERVICE_NEVER_STARTED = 1077  # the exit code of a service that simply never ran
 
 # Service key names cannot hold '/' or '\\'; we also refuse anything outside plain ASCII
 # so look-alike names cannot pass for real ones.
@@ -74,38 +70,6 @@ def validate_windows_service_name(name: str) -> str:
             "_ . @ $ # + - only, starting with a letter, digit or underscore"
         )
     return name
-
-
-@dataclass(frozen=True)
-class WindowsServiceInfo:
-    """What the SCM says about one service; ``status`` uses psutil's words
-    (``running``, ``stopped``, ``start_pending``, ``stop_pending``, ``paused``...)."""
-
-    name: str
-    status: str
-    pid: int | None = None
-    display_name: str = ""
-    exit_code: int | None = None
-
-
-class ScmError(Exception):
-    """A failed SCM call; ``winerror`` is the Windows error code (5 = access denied)."""
-
-    def __init__(self, winerror: int, message: str) -> None:
-        super().__init__(message)
-        self.winerror = winerror
-        self.message = message
-
-
-class ScmApi(Protocol):
-    """The three SCM operations the backend needs. Calls block; the manager runs them in
-    a worker thread. Failures raise :class:`ScmError`."""
-
-    def query(self, service: str) -> WindowsServiceInfo: ...
-
-    def start(self, service: str) -> None: ...
-
-    def stop(self, service: str) -> None: ...
 
 
 class WindowsServiceManager(PolledServiceManager):
@@ -166,7 +130,7 @@ class WindowsServiceManager(PolledServiceManager):
             return ServiceStatus(state=ServiceState.UNKNOWN, detail=clean_text(detail), **common)
         state = _STATE_MAP.get(answer.status, ServiceState.UNKNOWN)
         code = answer.exit_code
-        failed_exit = code not in (None, 0, _ERROR_SERVICE_NEVER_STARTED)
+        failed_exit = code not in (None, 0, ERROR_SERVICE_NEVER_STARTED)
         if state is ServiceState.STOPPED and answer.status == "stopped" and failed_exit:
             state = ServiceState.FAILED
         detail = f"{spec.target}: {clean_text(answer.status, 40)}"
