@@ -147,6 +147,8 @@ class Storage:
         self._backlog = Backlog(max_backlog)
         self._streak = FailureStreak(self.path, clock, log)
         self._last_maintenance: MaintenanceReport | None = None
+        #: Why the last ``open()`` failed, in words; None once it worked (or never tried).
+        self.open_error: str | None = None
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path, **options: Any) -> Storage:
@@ -179,11 +181,13 @@ class Storage:
                 await self._call(writer, self._wdb.open)
                 await self._call(reader, self._rdb.open)
                 self._schema = await self._call(reader, self._rdb.schema_version)
-            except BaseException:
+            except BaseException as exc:
+                self.open_error = str(exc) if isinstance(exc, StorageError) else None
                 for executor, db in ((writer, self._wdb), (reader, self._rdb)):
                     executor.submit(db.close)
                     executor.shutdown(wait=False)
                 raise
+            self.open_error = None
             self._writer, self._reader = writer, reader
 
     async def close(self) -> None:

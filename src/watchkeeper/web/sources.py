@@ -3,7 +3,8 @@
 Any agent may be absent (disabled in config, not written yet, a plugin replaced it), so
 each accessor returns ``None`` rather than raising, and every route says what is missing.
 The Protocols name exactly what the web relies on, so an agent that grows new methods
-changes nothing here::
+changes nothing here. History is the orchestrator's one ``Storage``, used directly (its
+queries are declared once, on ``SyncStorage``)::
 
     view = Sources(orchestrator)
     sample = view.latest_sample()          # MetricsSample | None, never collected here
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
     from watchkeeper.analysis.alerts import Alert
     from watchkeeper.metrics import MetricsSample
     from watchkeeper.orchestrator import Orchestrator
+    from watchkeeper.storage import Storage
 
 __all__ = [
     "AnalyzerView",
     "CommunicatorView",
     "RemediatorView",
     "Sources",
-    "StorageView",
     "jsonable",
 ]
 
@@ -59,39 +60,6 @@ class RemediatorView(Protocol):
 class CommunicatorView(Protocol):
     @property
     def latest_health(self) -> Any: ...
-
-
-@runtime_checkable
-class StorageView(Protocol):
-    """The query side of ``watchkeeper.storage.Storage`` that the API uses."""
-
-    @property
-    def is_open(self) -> bool: ...
-    async def metric_range(self, name: str, start: float, end: float, step: float = 60) -> Any: ...
-    async def metric_names(self, prefix: str = "") -> list[str]: ...
-    async def alerts(
-        self,
-        start: float | None = None,
-        end: float | None = None,
-        state: str | None = None,
-        limit: int = 1000,
-    ) -> Any: ...
-    async def audit(
-        self, target: str | None = None, action: str | None = None, limit: int = 100
-    ) -> Any: ...
-    async def success_rates(self, since: float | None = None) -> Any: ...
-    async def search_activity(
-        self,
-        agent: str | None = None,
-        severity: str | None = None,
-        text: str | None = None,
-        start: float | None = None,
-        end: float | None = None,
-        limit: int = 100,
-    ) -> Any: ...
-    async def analyses(
-        self, start: float | None = None, end: float | None = None, limit: int = 100
-    ) -> Any: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -137,25 +105,16 @@ class Sources:
         agent = self.agent("communicator")
         return agent if isinstance(agent, CommunicatorView) else None
 
-    def storage(self) -> StorageView | None:
-        """The open history database, or None (not configured, or not open yet)."""
-        storage = getattr(self.orchestrator, "storage", None)
-        if storage is None:
-            storage = getattr(self.agent("communicator"), "storage", None)
-        if storage is None or not isinstance(storage, StorageView) or not storage.is_open:
-            return None
-        return storage
+    def storage(self) -> Storage | None:
+        """The orchestrator's history database when it is open, else None: its queries
+        are the ones declared on ``SyncStorage`` (``await storage.alerts(limit=10)``)."""
+        storage = self.orchestrator.storage
+        return storage if storage.is_open else None
 
     def storage_problem(self) -> str:
         """Why there is no history, in words for an API client."""
-        storage = getattr(self.orchestrator, "storage", None) or getattr(
-            self.agent("communicator"), "storage", None
-        )
-        if storage is None:
-            return "history is unavailable: no storage is configured"
-        stats = getattr(storage, "stats", None)
-        error = getattr(stats(), "last_error", None) if callable(stats) else None
-        error = error or getattr(self.agent("communicator"), "storage_error", None)
+        storage = self.orchestrator.storage
+        error = storage.stats().last_error or storage.open_error
         return f"history is unavailable: storage is not open ({error or 'not opened yet'})"
 
     def firing(self) -> list[Alert]:
