@@ -17,7 +17,7 @@ input no model should see: nesting deeper than ``datacheck.MAX_DEPTH`` levels an
 that are not finite (``inf``, ``nan``, ``1e999``), from any source. Every loop interval
 and timeout has a floor (``MIN_INTERVAL``, ``MIN_TIMEOUT``, ``MIN_BACKOFF``) that the
 error names. Secrets (``web.token``, the channels' credentials) are secret types from
-:mod:`watchkeeper.secret`, masked wherever settings are shown.
+:mod:`watchkeeper.model.secret`, masked wherever settings are shown.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from watchkeeper.datacheck import MAX_DEPTH, data_problem, text_depth
+from watchkeeper.model.datacheck import MAX_DEPTH, data_problem, text_depth
 from watchkeeper.notify.settings import NotificationSettings
-from watchkeeper.secret import SecretText
+from watchkeeper.model.secret import SecretText
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [

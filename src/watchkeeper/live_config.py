@@ -13,7 +13,7 @@ are, so a whole configuration read from ``GET /api/config`` can be sent back.
 
 Secrets are masked in what the change publishes (``config.changed``) and answers; a
 change that sends the mask where a secret was keeps the stored secret
-(:func:`watchkeeper.secret.restore_masked`). Only the file written with ``persist``
+(:func:`watchkeeper.model.secret.restore_masked`). Only the file written with ``persist``
 holds the real values.
 """
 
@@ -37,8 +37,8 @@ from watchkeeper.config import (
     dotted_to_nested,
     read_toml,
 )
-from watchkeeper.datacheck import data_problem
-from watchkeeper.secret import restore_masked, reveal
+from watchkeeper.model.datacheck import data_problem
+from watchkeeper.model.secret import restore_masked, reveal
 
 __all__ = ["LIVE_SECTIONS", "ConfigChange", "ConfigStore"]
 

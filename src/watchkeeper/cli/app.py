@@ -16,7 +16,7 @@ import typer
 
 from watchkeeper import __version__
 from watchkeeper.config import ConfigError, Settings, dotted_to_nested, load_settings
-from watchkeeper.datacheck import DataError, loads_strict
+from watchkeeper.model.datacheck import DataError, loads_strict
 
 __all__ = ["app", "main"]
 
@@ -191,7 +191,7 @@ def web(
 
 
 def _public_dump(settings: Settings) -> dict[str, Any]:
-    # Secret settings serialise as the mask by their types (watchkeeper.secret).
+    # Secret settings serialise as the mask by their types (watchkeeper.model.secret).
     return settings.model_dump(mode="json", exclude_none=True)
 
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from watchkeeper.secret import secret_value
+from watchkeeper.model.secret import secret_value
 from watchkeeper.web.hosts import is_loopback_host
 
 if TYPE_CHECKING:

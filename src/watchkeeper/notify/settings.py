@@ -16,7 +16,7 @@ Listing ``channels`` replaces the defaults, so name ``console`` and ``log`` agai
 want them. Durations take seconds or ``"30s"``, ``"5m"``, ``"4h"``, ``"1d"``.
 
 Credentials (a Slack URL, a PagerDuty routing key, an SMTP password, a webhook's headers
-and the userinfo and query of its URL) are secret types from :mod:`watchkeeper.secret`:
+and the userinfo and query of its URL) are secret types from :mod:`watchkeeper.model.secret`:
 shown as a fixed mask everywhere, used in full only by the channel that sends.
 """
 
@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from watchkeeper.secret import SecretHeaders, SecretText, SecretURL
+from watchkeeper.model.secret import SecretHeaders, SecretText, SecretURL
 
 __all__ = [
     "ChannelConfig",

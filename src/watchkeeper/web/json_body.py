@@ -6,7 +6,7 @@ router whose routes take a body uses :class:`StrictJSONRoute`::
 
     router = APIRouter(tags=["control"], route_class=StrictJSONRoute)
 
-The body is checked with :func:`watchkeeper.datacheck.loads_strict` before FastAPI parses
+The body is checked with :func:`watchkeeper.model.datacheck.loads_strict` before FastAPI parses
 it; text that is not JSON at all is left to FastAPI's own 422.
 """
 
@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watchkeeper.datacheck import DataError, loads_strict
+from watchkeeper.model.datacheck import DataError, loads_strict
 
 __all__ = ["StrictJSONRoute", "check_body"]
 

@@ -21,7 +21,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from watchkeeper.personality import say
-from watchkeeper.secret import secret_value
+from watchkeeper.model.secret import secret_value
 
 if TYPE_CHECKING:
     from watchkeeper.orchestrator import Orchestrator
