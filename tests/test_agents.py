@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from watchkeeper.agents.base import AgentContext, AgentState, BaseAgent
+from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import load_settings
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.snapshot import AgentState
 from watchkeeper.supervisor import Supervisor
 
 

@@ -21,11 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from watchkeeper import __version__
-from watchkeeper.agents.base import AgentContext, AgentState, BaseAgent
+from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.logs import RepeatedProblem
+from watchkeeper.model.snapshot import AgentState, BusCounters, SystemSnapshot
 from watchkeeper.personality import say
 from watchkeeper.status import STATUS_FILE, write_json_atomic
 from watchkeeper.supervisor import Supervisor
@@ -140,12 +141,9 @@ class Orchestrator:
             self.supervisor.add(agent)
 
     # -- the snapshot ---------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> SystemSnapshot:
         """Everything the status file, the API and the CLI show about the system."""
         now = self.clock()
-        agents = {
-            name: agent.health().model_dump(mode="json") for name, agent in self.agents.items()
-        }
         states = [agent.state for agent in self.agents.values()]
         if self.state != "running":
             overall = self.state
@@ -154,23 +152,33 @@ class Orchestrator:
         else:
             overall = "healthy"
         bus = self.bus.stats()
-        snapshot: dict[str, Any] = {
-            "version": __version__,
-            "pid": os.getpid(),
-            "state": self.state,
-            "status": overall,
-            "started_at": self.started_at,
-            "updated_at": now,
-            "uptime_s": round(now - self.started_at, 3) if self.started_at else 0.0,
-            "agents": agents,
-            "bus": {
-                "published": bus.published,
-                "delivered": bus.delivered,
-                "dropped": bus.dropped,
-                "subscribers": len(bus.subscribers),
-            },
-            "config_file": str(self.store.path) if self.store.path else None,
-        }
+        extras: dict[str, Any] = {}
+        for key, extra in self.extras.items():
+            try:
+                extras[key] = extra()
+            except Exception as exc:  # a broken extra must not break the status file
+                extras[key] = {"error": str(exc)}
+        return SystemSnapshot(
+            version=__version__,
+            pid=os.getpid(),
+            state=self.state,
+            status=overall,
+            started_at=self.started_at,
+            updated_at=now,
+            uptime_s=round(now - self.started_at, 3) if self.started_at else 0.0,
+            agents={name: agent.health() for name, agent in self.agents.items()},
+            bus=BusCounters(
+                published=bus.published,
+                delivered=bus.delivered,
+                dropped=bus.dropped,
+                subscribers=len(bus.subscribers),
+            ),
+            config_file=str(self.store.path) if self.store.path else None,
+            details=self._agent_details(),
+            **extras,
+        )
+
+    def _agent_details(self) -> dict[str, Any]:
         details: dict[str, Any] = {}
         for name, agent in self.agents.items():
             status = getattr(agent, "status", None)
@@ -179,18 +187,13 @@ class Orchestrator:
                     details[name] = status()
                 except Exception as exc:  # a broken status must not break the snapshot
                     details[name] = {"error": str(exc)}
-        snapshot["details"] = details
-        for key, extra in self.extras.items():
-            try:
-                snapshot[key] = extra()
-            except Exception as exc:  # a broken extra must not break the status file
-                snapshot[key] = {"error": str(exc)}
-        return snapshot
+        return details
 
     def write_status(self) -> None:
         path = self.settings.data_dir / STATUS_FILE
         try:
-            write_json_atomic(path, self.snapshot())
+            snapshot = self.snapshot().model_dump(mode="json", exclude_unset=True, fallback=str)
+            write_json_atomic(path, snapshot)
         except OSError as exc:
             self._status_trouble.failed("cannot write %s: %s", path, exc.strerror or exc)
         else:

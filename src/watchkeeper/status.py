@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.model.snapshot import SystemSnapshot
+
 __all__ = ["STATUS_FILE", "read_status", "write_bytes_atomic", "write_json_atomic"]
 
 STATUS_FILE = "system_status.json"
@@ -71,11 +73,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def read_status(data_dir: Path) -> dict[str, Any] | None:
-    """The last snapshot, or None when there is none or it cannot be read."""
+def read_status(data_dir: Path) -> SystemSnapshot | None:
+    """The last snapshot, or None when there is none or it cannot be read as one."""
     try:
-        with (data_dir / STATUS_FILE).open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
+        data = (data_dir / STATUS_FILE).read_bytes()
+    except OSError:
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        return SystemSnapshot.model_validate_json(data)
+    except ValueError:
+        return None

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel
 
-from watchkeeper.agents.base import AgentCrashed, AgentState, BaseAgent, RestartRequested
+from watchkeeper.agents.base import AgentCrashed, BaseAgent, RestartRequested
 from watchkeeper.bus import Bus
+from watchkeeper.model.snapshot import AgentState
 from watchkeeper.personality import say
 
 __all__ = ["AgentRestart", "Supervisor"]

@@ -88,7 +88,10 @@ async def test_samples_carry_host_and_services(system: tuple[Orchestrator, InMem
     assert flat["service.demo.up"] == 1.0 and flat["service.demo.healthy"] == 1.0
     sensor = orchestrator.agents["sensor"]
     assert sensor.latest is not None  # the web reads this; no request ever samples
-    assert orchestrator.snapshot()["details"]["sensor"]["services"][0]["name"] == "demo"
+    assert (
+        orchestrator.snapshot().model_dump(mode="json")["details"]["sensor"]["services"][0]["name"]
+        == "demo"
+    )
 
 
 async def test_killed_service_exit_is_on_the_bus_at_once(

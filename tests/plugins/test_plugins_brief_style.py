@@ -93,9 +93,9 @@ def test_the_assignment_registers_a_declared_action(
     # Still there as an attribute, as the brief's code expects.
     assert remediator.clear_event_logs.__name__ == "clear_event_logs"  # type: ignore[attr-defined]
     assert "Registered clear_event_logs action." in caplog.text
-    assert orch.snapshot()["plugins"]["sample_remediation_plugin"]["actions"] == [
-        "clear_event_logs"
-    ]
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["sample_remediation_plugin"][
+        "actions"
+    ] == ["clear_event_logs"]
 
 
 async def test_in_auto_mode_it_runs_and_the_audit_records_it(
@@ -257,7 +257,7 @@ def test_the_assignment_never_touches_private_existing_or_non_function_names(
     names = orch.agents["remediator"].registry.names()  # type: ignore[attr-defined]
     assert "helper" in names
     assert not {"_helper", "note", "policy"} & set(names)
-    assert orch.snapshot()["plugins"]["polite"]["actions"] == ["helper"]
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["polite"]["actions"] == ["helper"]
 
 
 def test_assigning_a_taken_action_name_is_an_error(
@@ -293,7 +293,7 @@ def test_assigning_a_taken_action_name_is_an_error(
         """,
     )
     orch = build(tmp_path, ["usurper", "twice"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     assert "action 'kill_process' is already registered" in status["usurper"]["reason"]
     assert "action 'flush' is already registered" in status["twice"]["reason"]
     remediator = orch.agents["remediator"]
@@ -327,4 +327,4 @@ async def test_plain_start_and_stop_methods_are_called_too(
     async with running(orch):
         assert plugin.events == ["register", "start"]  # type: ignore[attr-defined]
     assert plugin.events == ["register", "start", "stop"]  # type: ignore[attr-defined]
-    assert orch.snapshot()["plugins"]["plain"]["state"] == "loaded"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["plain"]["state"] == "loaded"

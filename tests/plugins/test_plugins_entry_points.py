@@ -82,7 +82,7 @@ def test_an_entry_point_to_a_class_loads_with_its_config(
     orch = build(
         tmp_path, ["tiny-plugin"], {"tiny-plugin": {"greeting": "ahoy"}}, directory=plugin_dir
     )
-    status = orch.snapshot()["plugins"]["tiny-plugin"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]["tiny-plugin"]
     assert status["state"] == "loaded", status
     assert status["source"] == f"entry point {module}:TinyPlugin ({dist} 0.1)"
     assert status["actions"] == [f"{module}_wave"]
@@ -96,7 +96,7 @@ def test_an_entry_point_to_a_module_finds_its_plugin_class(
     module = unique("wk_tiny")
     site.install({"tinymod": module}, {module: PACKAGE.format(package=module)})
     orch = build(tmp_path, ["tinymod"], directory=plugin_dir)
-    assert orch.snapshot()["plugins"]["tinymod"]["state"] == "loaded"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["tinymod"]["state"] == "loaded"
     assert type(orch.plugins.plugins["tinymod"]).__name__ == "TinyPlugin"
 
 
@@ -116,7 +116,7 @@ def test_the_plugins_directory_wins_over_an_entry_point_of_the_same_name(
         """,
     )
     orch = build(tmp_path, ["shadowed"], directory=plugin_dir)
-    assert orch.snapshot()["plugins"]["shadowed"]["source"] == str(local)
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["shadowed"]["source"] == str(local)
     assert module not in sys.modules  # the installed one was never imported
 
 
@@ -131,7 +131,7 @@ def test_entry_points_that_are_not_listed_are_never_imported(
         {unlisted: f"open({str(marker)!r}, 'w').close()\n"},
     )
     orch = build(tmp_path, ["listed"], directory=plugin_dir)
-    assert orch.snapshot()["plugins"]["listed"]["state"] == "loaded"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["listed"]["state"] == "loaded"
     assert not marker.exists()
     assert unlisted not in sys.modules
 
@@ -145,7 +145,7 @@ def test_a_broken_installed_plugin_is_reported(
     )
     site.install({"odd": f"{odd}:VALUE"}, {odd: "VALUE = 42\n"})
     orch = build(tmp_path, ["broken", "odd"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     assert status["broken"]["state"] == "failed"
     assert status["broken"]["phase"] == "import"
     assert status["broken"]["reason"] == "ImportError: half installed"
@@ -159,5 +159,5 @@ def test_two_installed_plugins_with_one_name_are_refused(
     site.install({"twin": f"{first}:TinyPlugin"}, {first: PACKAGE.format(package=first)})
     site.install({"twin": f"{second}:TinyPlugin"}, {second: PACKAGE.format(package=second)})
     orch = build(tmp_path, ["twin"], directory=plugin_dir)
-    reason = orch.snapshot()["plugins"]["twin"]["reason"]
+    reason = orch.snapshot().model_dump(mode="json")["plugins"]["twin"]["reason"]
     assert "several installed packages offer the plugin 'twin'" in reason

@@ -153,7 +153,7 @@ async def test_collectors_add_declared_metrics_to_every_sample(
         assert "undeclared" in sample.errors["queue"]
 
     empty = build(tmp_path, ["gauges"], {"gauges": {"also_empty": True}}, directory=plugin_dir)
-    status = empty.snapshot()["plugins"]["gauges"]
+    status = empty.snapshot().model_dump(mode="json")["plugins"]["gauges"]
     assert status["state"] == "failed"
     assert "declares no metrics" in status["reason"]
     assert "queue" not in empty.agents["sensor"].registry  # type: ignore[attr-defined]
@@ -192,7 +192,7 @@ async def test_rules_raise_alerts_through_the_engine(
             message = await alerts.get(timeout=5)
         assert message.payload["summary"] == "it is warm"
         assert message.payload["severity"] == "warning"
-        status = orch.snapshot()["plugins"]["rules"]
+        status = orch.snapshot().model_dump(mode="json")["plugins"]["rules"]
         assert status["rules"] == ["always_warm", "broken"]
         assert status["rule_errors"] == {"broken": "KeyError: 'nope'"}
     alerts.close()
@@ -234,7 +234,7 @@ async def test_agents_are_started_and_supervised(
     async with running(orch):
         await eventually(lambda: orch.agents["crashy"].restarts >= 2)
         await eventually(lambda: orch.agents["steady"].checks >= 3)
-        snapshot = orch.snapshot()
+        snapshot = orch.snapshot().model_dump(mode="json")
         assert snapshot["agents"]["crashy"]["kind"] == "crashy"
         assert "crashed" in (snapshot["agents"]["crashy"]["last_restart_reason"] or "")
         assert snapshot["plugins"]["crashy"]["agents"] == ["crashy", "steady"]
@@ -375,7 +375,7 @@ def test_a_door_to_an_agent_that_is_switched_off_is_a_clear_failure(
         directory=plugin_dir,
         agents={"remediator": {"enabled": False}},
     )
-    status = orch.snapshot()["plugins"]["acts"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]["acts"]
     assert status["state"] == "failed"
     assert status["phase"] == "register"
     assert "no remediator agent (agents.remediator.enabled is false?)" in status["reason"]

@@ -93,7 +93,7 @@ def test_an_import_error_is_reported_and_the_others_load(
     write_plugin("exits", "import sys\nsys.exit(3)\n")
     write_everything(write_plugin, tmp_path, "good", None)
     orch = build(tmp_path, ["broken", "syntax", "exits", "good"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     for name, why in (
         ("broken", "ModuleNotFoundError"),
         ("syntax", "SyntaxError"),
@@ -130,14 +130,17 @@ def test_a_config_that_does_not_fit_the_model_fails_before_register(
     orch = build(
         tmp_path, ["strict"], {"strict": {"limit": 0, "colour": "red"}}, directory=plugin_dir
     )
-    status = orch.snapshot()["plugins"]["strict"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]["strict"]
     assert status["state"] == "failed"
     assert status["phase"] == "config"
     assert "limit: Input should be greater than or equal to 1" in status["reason"]
     assert "colour: Extra inputs are not permitted" in status["reason"]
     assert not marker.exists()
     bad_toggle = build(tmp_path, ["strict"], {"strict": {"enabled": "no"}}, directory=plugin_dir)
-    assert "enabled must be true or false" in bad_toggle.snapshot()["plugins"]["strict"]["reason"]
+    assert (
+        "enabled must be true or false"
+        in bad_toggle.snapshot().model_dump(mode="json")["plugins"]["strict"]["reason"]
+    )
 
 
 def test_a_register_error_takes_back_what_was_registered_before_it(
@@ -146,7 +149,7 @@ def test_a_register_error_takes_back_what_was_registered_before_it(
     write_everything(write_plugin, tmp_path, "bad", "register")
     write_everything(write_plugin, tmp_path, "good", None)
     orch = build(tmp_path, ["bad", "good"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     assert status["bad"]["state"] == "failed"
     assert status["bad"]["phase"] == "register"
     assert status["bad"]["reason"] == "RuntimeError: register went wrong"
@@ -167,7 +170,7 @@ async def test_a_start_error_disables_the_plugin_before_its_agent_runs(
     orch = build(tmp_path, ["bad", "good"], directory=plugin_dir)
     assert "bad_fix" in orch.agents["remediator"].registry  # registered fine at first
     async with running(orch):
-        status = orch.snapshot()["plugins"]
+        status = orch.snapshot().model_dump(mode="json")["plugins"]
         assert status["bad"]["state"] == "failed"
         assert status["bad"]["phase"] == "start"
         assert "start went wrong" in status["bad"]["reason"]
@@ -175,7 +178,7 @@ async def test_a_start_error_disables_the_plugin_before_its_agent_runs(
         assert "bad_agent" not in orch.agents
         assert bad_stopped.read_text() == "stopped\n"  # stop() is owed once start was tried
         await eventually(lambda: orch.agents["good_agent"].checks >= 1)
-        assert orch.snapshot()["status"] == "healthy"
+        assert orch.snapshot().model_dump(mode="json")["status"] == "healthy"
     assert status["good"]["started"] is True
 
 
@@ -194,7 +197,7 @@ async def test_a_start_that_hangs_is_cut_off(
     began = time.monotonic()
     async with running(orch):
         assert time.monotonic() - began < 10
-        status = orch.snapshot()["plugins"]["slow"]
+        status = orch.snapshot().model_dump(mode="json")["plugins"]["slow"]
         assert status["state"] == "failed"
         assert status["reason"] == "start() took longer than 0.3s"
         nothing_of(orch, "slow")
@@ -209,7 +212,11 @@ async def test_an_error_while_running_disables_only_that_plugin(
     async with running(orch):
         await orch.bus.publish("test.poke", {"n": 1}, sender="test")
         status = await eventually(
-            lambda: (s := orch.snapshot()["plugins"])["bad"]["state"] == "failed" and s
+            lambda: (
+                (s := orch.snapshot().model_dump(mode="json")["plugins"])["bad"]["state"]
+                == "failed"
+                and s
+            )
         )
         assert status["bad"]["phase"] == "running"
         assert (
@@ -246,7 +253,10 @@ async def test_a_stop_that_hangs_does_not_hold_up_shutdown(
         began = time.monotonic()
     assert time.monotonic() - began < 5
     assert stopped.read_text() == "stopped\n"
-    assert orch.snapshot()["plugins"]["sticky"]["stop_error"] == "stop() took longer than 0.3s"
+    assert (
+        orch.snapshot().model_dump(mode="json")["plugins"]["sticky"]["stop_error"]
+        == "stop() took longer than 0.3s"
+    )
 
 
 async def test_the_system_status_stays_healthy_with_failed_plugins(
@@ -256,7 +266,7 @@ async def test_the_system_status_stays_healthy_with_failed_plugins(
     orch = build(tmp_path, ["broken"], directory=plugin_dir)
     async with running(orch):
         await eventually(lambda: orch.agents["sensor"].checks >= 2)
-        snapshot = orch.snapshot()
+        snapshot = orch.snapshot().model_dump(mode="json")
         assert snapshot["status"] == "healthy"
         assert snapshot["plugins"]["broken"]["state"] == "failed"
         reply = await orch.agents["sensor"].execute_command(

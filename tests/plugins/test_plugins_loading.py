@@ -27,7 +27,7 @@ def test_a_listed_plugin_loads_from_a_directory_without_base_plugin_py(
     path = write_plugin("simple", SIMPLE)
     assert not (plugin_dir / "base_plugin.py").exists()
     orch = build(tmp_path, ["simple"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]["simple"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]["simple"]
     assert status["state"] == "loaded", status
     assert status["source"] == str(path)
     plugin = orch.plugins.plugins["simple"]
@@ -44,7 +44,7 @@ def test_only_listed_plugins_are_imported(
     write_plugin("simple", SIMPLE)
     write_plugin("bystander", f"open({str(marker)!r}, 'w').close()\n")
     orch = build(tmp_path, ["simple"], directory=plugin_dir)
-    assert list(orch.snapshot()["plugins"]) == ["simple"]
+    assert list(orch.snapshot().model_dump(mode="json")["plugins"]) == ["simple"]
     assert not marker.exists()
 
 
@@ -61,7 +61,7 @@ def test_the_directory_defaults_to_plugins_beside_the_config_file(
     monkeypatch.chdir(elsewhere)
     orch = build(tmp_path, ["simple"], config_file=config_file)
     assert orch.plugins.directory == conf_dir / "plugins"
-    assert orch.snapshot()["plugins"]["simple"]["state"] == "loaded"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["simple"]["state"] == "loaded"
 
 
 def test_without_a_config_file_the_directory_is_in_the_working_directory(
@@ -71,7 +71,7 @@ def test_without_a_config_file_the_directory_is_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     orch = build(tmp_path, ["simple"])
     assert orch.plugins.directory == tmp_path / "plugins"
-    assert orch.snapshot()["plugins"]["simple"]["state"] == "loaded"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["simple"]["state"] == "loaded"
 
 
 def test_a_declared_config_model_validates_the_section(
@@ -106,7 +106,7 @@ def test_enabled_false_skips_the_plugin_without_importing_it(
     marker = tmp_path / "imported"
     write_plugin("off", f"open({str(marker)!r}, 'w').close()\n" + SIMPLE.replace("\n    ", "\n"))
     orch = build(tmp_path, ["off"], {"off": {"enabled": False}}, directory=plugin_dir)
-    assert orch.snapshot()["plugins"]["off"]["state"] == "disabled"
+    assert orch.snapshot().model_dump(mode="json")["plugins"]["off"]["state"] == "disabled"
     assert not marker.exists()
     assert "off" not in orch.plugins.plugins
 
@@ -127,7 +127,7 @@ def test_a_module_with_two_plugin_classes_must_name_one(
     write_plugin("two", two)
     write_plugin("chosen", textwrap.dedent(two) + "\nplugin_class = Second\n")
     orch = build(tmp_path, ["two", "chosen"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     assert status["two"]["state"] == "failed"
     assert status["two"]["phase"] == "import"
     assert "several plugins (First, Second)" in status["two"]["reason"]
@@ -192,7 +192,7 @@ def test_a_missing_plugin_is_reported_and_the_others_load(
 ) -> None:
     write_plugin("simple", SIMPLE)
     orch = build(tmp_path, ["ghost", "simple", "simple"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]
     assert list(status) == ["ghost", "simple"]  # listed twice, loaded once
     assert status["ghost"]["state"] == "failed"
     assert status["ghost"]["phase"] == "import"
@@ -207,11 +207,11 @@ def test_names_that_are_not_module_names_never_reach_the_file_system(
     outside = tmp_path / "evil.py"
     outside.write_text(SIMPLE.replace("\n    ", "\n"))
     orch = build(tmp_path, ["../evil"], directory=plugin_dir)
-    status = orch.snapshot()["plugins"]["../evil"]
+    status = orch.snapshot().model_dump(mode="json")["plugins"]["../evil"]
     assert status["state"] == "failed"
     assert "no plugin named" in status["reason"]
 
 
 def test_no_plugins_configured_means_an_empty_status(tmp_path: Path) -> None:
     orch = build(tmp_path, [])
-    assert orch.snapshot()["plugins"] == {}
+    assert orch.snapshot().model_dump(mode="json")["plugins"] == {}

@@ -83,7 +83,7 @@ def test_the_remediation_sample_refuses_odd_config(
     tmp_path: Path, section: dict[str, Any], problem: str
 ) -> None:
     orch = build(tmp_path, [REMEDIATION], {REMEDIATION: section}, directory=SAMPLES)
-    status = orch.snapshot()["plugins"][REMEDIATION]
+    status = orch.snapshot().model_dump(mode="json")["plugins"][REMEDIATION]
     assert (status["state"], status["phase"]) == ("failed", "config")
     assert problem in status["reason"]
 
@@ -211,7 +211,8 @@ async def test_the_open_files_rule_warns_near_the_limit(tmp_path: Path) -> None:
         directory=SAMPLES,
     )
     assert (
-        "warning_percent must be below" in bad.snapshot()["plugins"]["open_files_plugin"]["reason"]
+        "warning_percent must be below"
+        in bad.snapshot().model_dump(mode="json")["plugins"]["open_files_plugin"]["reason"]
     )
 
 
@@ -233,13 +234,13 @@ async def test_the_heartbeat_agent_beats_and_hears_restarts(tmp_path: Path) -> N
                 (m := beats.get_nowait()) is not None and m.payload["agent_restarts_heard"] and m
             )
         )
-        details = orch.snapshot()["details"]["heartbeat"]
+        details = orch.snapshot().model_dump(mode="json")["details"]["heartbeat"]
     beats.close()
     assert (first.topic, first.sender, first.payload["seq"]) == ("heartbeat.beat", "heartbeat", 1)
     assert first.payload["host_uptime_s"] > 0 and first.payload["daemon_uptime_s"] >= 0
     assert heard.payload["agent_restarts_heard"] == 1
     assert details["beats"] >= 2 and details["agent_restarts_heard"] == 1
-    assert orch.snapshot()["agents"]["heartbeat"]["state"] == "stopped"
+    assert orch.snapshot().model_dump(mode="json")["agents"]["heartbeat"]["state"] == "stopped"
 
 
 async def test_a_late_heartbeat_is_reported(tmp_path: Path) -> None:

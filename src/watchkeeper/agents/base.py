@@ -21,13 +21,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from watchkeeper.bus import Bus, Message
+from watchkeeper.model.snapshot import AgentHealth, AgentState
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
@@ -35,40 +35,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentContext",
     "AgentCrashed",
-    "AgentHealth",
-    "AgentState",
     "BaseAgent",
     "CommandError",
     "RestartRequested",
 ]
 
 Handler = Callable[[Message], Awaitable[None]]
-
-
-class AgentState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    DEGRADED = "degraded"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-class AgentHealth(BaseModel):
-    name: str
-    kind: str
-    state: AgentState
-    interval: float
-    started_at: float | None
-    uptime_s: float
-    last_check: float | None
-    last_duration_ms: float | None
-    checks: int
-    errors: int
-    consecutive_errors: int
-    last_error: str | None
-    restarts: int
-    last_restart_reason: str | None
 
 
 class AgentCrashed(RuntimeError):

@@ -328,13 +328,12 @@ def simulate_service_crash(
         known = ", ".join(spec.name for spec in settings.services) or "none"
         fail(f"no service named {name!r} is configured (configured: {known})")
     snapshot = read_status(settings.data_dir)
-    if snapshot is None or snapshot.get("state") != "running":
+    if snapshot is None or snapshot.state != "running":
         fail(f"watchkeeper does not seem to be running (no live status in {settings.data_dir})")
-    if _time.time() - float(snapshot.get("updated_at") or 0) > 3 * settings.status_interval + 10:
+    if _time.time() - snapshot.updated_at > 3 * settings.status_interval + 10:
         fail("the status file is stale; is watchkeeper running?")
-    services = snapshot.get("details", {}).get("sensor", {}).get("services", [])
     pid = next(
-        (s.get("pid") for s in services if s.get("name") == name and s.get("state") == "running"),
+        (s.pid for s in snapshot.sensor().services if s.name == name and s.state == "running"),
         None,
     )
     _simulation(lambda: crash_service(name, pid, _say))

@@ -45,13 +45,9 @@ def running_without_web(settings: Settings, now: float) -> int | None:
     from watchkeeper.status import read_status
 
     snapshot = read_status(Path(settings.data_dir))
-    if not snapshot or snapshot.get("state") != "running":
+    if snapshot is None or snapshot.state != "running":
         return None
-    try:
-        updated = float(snapshot.get("updated_at") or 0)
-        pid = int(snapshot.get("pid") or 0)
-    except (TypeError, ValueError):
-        return None
+    updated, pid = snapshot.updated_at, snapshot.pid
     if pid <= 0 or now - updated > 3 * settings.status_interval + 10:
         return None
     try:

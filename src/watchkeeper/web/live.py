@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from watchkeeper.model.snapshot import SystemSnapshot
 from watchkeeper.web.feed import chart_point, describe, sse_frame
-from watchkeeper.web.sources import Sources, jsonable
+from watchkeeper.web.sources import Sources
 
 if TYPE_CHECKING:
     from watchkeeper.bus import Message
@@ -144,16 +144,15 @@ class LiveHub:
             self._metrics_key = key
         return self._metrics_body
 
-    def system(self) -> dict[str, Any]:
+    def system(self) -> SystemSnapshot:
         """The orchestrator's snapshot plus the health score."""
-        snapshot = self.orchestrator.snapshot()
-        snapshot["health"] = self.health()
-        return snapshot
+        return self.orchestrator.snapshot().model_copy(update={"health": self.health()})
 
     def system_body(self, max_age: float = 1.0) -> bytes:
         now = self._monotonic()
         if now - self._system_at >= max_age or not self._system_body:
-            self._system_body = json.dumps(jsonable(self.system()), separators=(",", ":")).encode()
+            snapshot = self.system()
+            self._system_body = snapshot.model_dump_json(exclude_unset=True, fallback=str).encode()
             self._system_at = now
         return self._system_body
 

@@ -1,0 +1,118 @@
+"""The system snapshot: what the status file, ``GET /api/system`` and the CLI show.
+
+The orchestrator builds one :class:`SystemSnapshot` (``orchestrator.snapshot()``); the
+status file is its JSON, the web answers it with the health score added, and the CLI
+reads either back with one call::
+
+    snapshot = SystemSnapshot.model_validate(api.get("/api/system"))
+    snapshot.agents["sensor"].state            # AgentState.RUNNING
+
+Use these models wherever a snapshot crosses a boundary (a file, HTTP, the CLI); never
+pass the JSON around as a dict. Each agent's own ``status()`` stays free-form
+(``details``): its shape belongs to that agent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AgentHealth",
+    "AgentState",
+    "BusCounters",
+    "SensorDetails",
+    "ServiceBrief",
+    "SystemSnapshot",
+]
+
+
+class AgentState(StrEnum):
+    """Where an agent is in its life; ``failed`` and ``stopped`` mean it does no work."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class AgentHealth(BaseModel):
+    """One agent's vital signs: ``agent.health()``, and each entry of ``snapshot.agents``."""
+
+    name: str
+    kind: str
+    state: AgentState
+    interval: float
+    started_at: float | None
+    uptime_s: float
+    last_check: float | None
+    last_duration_ms: float | None
+    checks: int
+    errors: int
+    consecutive_errors: int
+    last_error: str | None
+    restarts: int
+    last_restart_reason: str | None
+
+
+class BusCounters(BaseModel):
+    """The bus totals a snapshot carries (``/api/bus`` has the full statistics)."""
+
+    published: int
+    delivered: int
+    dropped: int
+    subscribers: int = Field(description="how many subscriptions are open")
+
+
+class ServiceBrief(BaseModel):
+    """One watched service as the sensor last saw it."""
+
+    name: str
+    state: str
+    pid: int | None = None
+    healthy: bool | None = None
+
+
+class SensorDetails(BaseModel):
+    """The sensor's entry of ``snapshot.details``: how fresh the view is, what is missing."""
+
+    sampled_at: float | None = None
+    partial: dict[str, str] = Field(default_factory=dict)
+    services: list[ServiceBrief] = Field(default_factory=list)
+    comment: str | None = None
+
+
+class SystemSnapshot(BaseModel):
+    """The whole system at one moment; ``health`` is added by the web (the 0-100 score).
+
+    ``details`` holds each agent's ``status()`` by agent name; ``plugins`` each plugin's
+    state by plugin name (absent when the host loads no plugins).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    pid: int
+    state: str = Field(description="created, running, stopping or stopped")
+    status: str = Field(description="healthy, degraded, or the state when not running")
+    started_at: float | None
+    updated_at: float
+    uptime_s: float
+    agents: dict[str, AgentHealth]
+    bus: BusCounters
+    config_file: str | None
+    details: dict[str, Any] = Field(default_factory=dict)
+    plugins: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
+
+    def sensor(self) -> SensorDetails:
+        """The sensor's details, typed; empty when there is no sensor or it reported an
+        error instead. ``snapshot.sensor().services`` lists the watched services."""
+        found = self.details.get("sensor")
+        if not isinstance(found, dict) or "error" in found:
+            return SensorDetails()
+        return SensorDetails.model_validate(found)
