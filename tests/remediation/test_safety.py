@@ -255,6 +255,10 @@ async def test_llm_recommendation_with_unknown_action_or_target_is_refused_and_r
     bus = remediator.ctx.bus
     refused = bus.subscribe("remediation.refused", name="t")
     payload = {
+        "at": 0.0,
+        "trigger": "alert",
+        "verdict": "critical",
+        "summary": "the model's view",
         "source": "mistral",
         "recommended": [
             {"action": "format_disk", "target": "/", "target_kind": "path", "confidence": 0.9},

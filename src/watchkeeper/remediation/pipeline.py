@@ -1,0 +1,437 @@
+"""RemediationPipeline: one proposal's whole life, from "should this run?" to "tell a person".
+
+Every proposal (a rule's suggestion, the model's recommendation, a person's command, a
+plugin's request) goes the same way, in this one object:
+
+1. **decide** — the parameters are checked against the action's declaration before
+   anything is recorded, then ``Policy`` says run, wait for a person, dry run, try later or
+   refuse; approvals wait here until a person answers.
+2. **record** — every step leaves an ``ActionRecord`` (``remediation.<outcome>``) in the
+   audit trail and goes out through ``emit``.
+3. **run** — as its own task, at most ``max_concurrent_actions`` at once, within the
+   action's timeout; blocking work runs on the pipeline's own bounded thread pool, never
+   the event loop's shared one, so a slow action cannot starve sampling or storage.
+4. **verify** — the action checks its own effect; a failed check is a failed attempt.
+5. **escalate** — the alert's next (stronger) candidate, and when none is left or none may
+   run, a person (``remediation.escalated``), exactly once per failed chain.
+
+It knows no bus: whatever it has to say goes to ``emit(topic, payload)``, so a test drives
+it directly and the RemediatorAgent only subscribes, hands messages in and publishes::
+
+    pipeline = RemediationPipeline(builtin_registry(), actx, emit=publish)
+    record = await pipeline.submit(ActionRequest("kill_process", "4242", "user"))
+
+**One escalation path.** A failed attempt used to be escalated twice: here (next
+candidate, then a person) and through ``remediation.failed`` → analyzer →
+``alert.escalated`` → remediator, which recomputed the candidates and tried the first,
+already failed, one again. Only this object knows which candidates were tried, which are
+left and whether the failure is final, so escalation lives here alone: the analyzer marks
+the alert escalated when it hears ``remediation.escalated`` (so people are told once),
+and the remediator does not act on ``alert.escalated`` at all — an escalation is news for
+people, not a new proposal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from watchkeeper.analysis.alerts import Alert, AlertState, Severity, SuggestedAction
+from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, ActionRequest
+from watchkeeper.remediation.bookkeeping import (
+    SuccessBook,
+    attempt,
+    describe,
+    giveup_alert,
+    giveup_cleared_alert,
+    new_record,
+    order_candidates,
+    renewed,
+)
+from watchkeeper.remediation.catalog import ActionInfo, ParamError
+from watchkeeper.remediation.policy import Decision, GiveUp, Policy
+from watchkeeper.remediation.records import ActionOutcome, ActionRecord
+
+__all__ = ["Emit", "PendingNotFound", "RemediationPipeline"]
+
+log = logging.getLogger("watchkeeper.agent.remediator")
+
+#: Where the pipeline says what happened: ``await emit("remediation.failed", record)``.
+Emit = Callable[[str, Any], Awaitable[object]]
+
+_AUDIT_KEEP = 1000
+_POOL_THREADS = 4  # blocking work of actions and their checks; they wait in turn beyond
+_STILL_UP = ("running", "starting")
+
+
+class PendingNotFound(KeyError):
+    """No action awaiting approval has that id."""
+
+
+class RemediationPipeline:
+    """Decide → record → run → verify → escalate, for every proposal, whoever made it."""
+
+    def __init__(
+        self,
+        registry: ActionRegistry,
+        actx: ActionContext,
+        *,
+        emit: Emit,
+        policy: Policy | None = None,
+    ) -> None:
+        self.registry = registry
+        self.actx = actx
+        self.policy = policy or Policy()
+        self.book = SuccessBook()
+        self._emit = emit
+        self._pool: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_size = 0
+        self._pending: dict[str, tuple[ActionRequest, ActionRecord]] = {}
+        self._running: dict[str, ActionRequest] = {}
+        self._deferred: set[tuple[str, str]] = set()
+        self._candidates: dict[str, list[ActionRequest]] = {}
+        self._audit: deque[ActionRecord] = deque(maxlen=_AUDIT_KEEP)
+
+    # -- read-only views (web, CLI, status) --------------------------------------------------
+    def actions(self) -> list[ActionInfo]:
+        return self.registry.infos()
+
+    def pending(self) -> list[ActionRecord]:
+        return [record for _, record in self._pending.values()]
+
+    def audit(self, limit: int = 100, target: str | None = None) -> list[ActionRecord]:
+        records = [r for r in self._audit if target is None or r.target == target]
+        return records[-limit:]
+
+    def running(self) -> int:
+        return len(self._running)
+
+    def given_up(self) -> list[GiveUp]:
+        return list(self.policy.guard.given_up.values())
+
+    # -- life --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Make the actions' own pool; idempotent, and again after ``close``."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="watchkeeper-action")
+            self.actx.executor = self._pool
+
+    async def record_configured_paths(self) -> None:
+        """Actions that guard configured places (the file actions) check them now, at
+        start-up, and record which directories they are, so a later swap is refused."""
+        for action in self.registry:
+            record = getattr(action, "record_configured_paths", None)
+            if record is None:
+                continue
+            try:
+                await record(self.actx)
+            except Exception as exc:  # a failed check must not stop remediation
+                log.warning("%s: could not check its configured paths: %s", action.info.name, exc)
+
+    async def close(self) -> None:
+        """Cancel and await every task the pipeline started, then shut its pool."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        pool, self._pool = self._pool, None
+        self.actx.executor = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def tick(self) -> None:
+        """Periodic upkeep: give-ups whose reset timer ran out are lifted."""
+        cfg = self.actx.settings().remediation
+        for target in self.policy.guard.expire(self.actx.clock(), cfg):
+            log.info("give-up on %s expired; will try again", target)
+            await self._giveup_cleared(target, "reset timer")
+
+    # -- proposals in ------------------------------------------------------------------------
+    async def on_alert(self, alert: Alert) -> ActionRecord | None:
+        """A firing alert's suggestions: the best one now, the rest kept for escalation."""
+        if alert.state is not AlertState.FIRING or not alert.suggested_actions:
+            return None
+        if alert.severity is Severity.INFO:
+            return None  # information, not an incident
+        candidates = order_candidates(
+            alert, list(alert.suggested_actions), "rule", self.registry, self.book
+        )
+        self._candidates[alert.fingerprint] = candidates[1:]
+        return await self.submit(candidates[0])
+
+    async def on_resolved(self, fingerprint: str) -> None:
+        """The alert is gone: its spare candidates and its approvals are no longer needed."""
+        self._candidates.pop(fingerprint, None)
+        for request_id, (request, record) in list(self._pending.items()):
+            if request.fingerprint == fingerprint:
+                del self._pending[request_id]
+                await self._record(
+                    record, ActionOutcome.REJECTED, "no longer needed: the alert resolved"
+                )
+
+    async def on_recommendations(
+        self,
+        suggestions: list[SuggestedAction],
+        *,
+        source: str,
+        alert_id: str | None,
+        fingerprint: str | None,
+    ) -> None:
+        """The model's recommendations, each one confident enough submitted on its own."""
+        minimum = self.actx.settings().remediation.min_confidence
+        for suggestion in suggestions:
+            if suggestion.confidence < minimum:
+                continue
+            await self.submit(
+                ActionRequest(
+                    action=suggestion.action,
+                    target=suggestion.target,
+                    target_kind=suggestion.target_kind,
+                    params=dict(suggestion.params),
+                    proposer="llm",
+                    proposed_by=source,
+                    reason=suggestion.reason,
+                    alert_id=alert_id,
+                    fingerprint=fingerprint,
+                    confidence=suggestion.confidence,
+                )
+            )
+
+    async def on_service_exit(self, name: str, *, failed_start: bool, uptime: float) -> None:
+        """A service died soon after starting: one more failure for its crash-loop guard."""
+        attempting = any(
+            r.target == name and r.action in Policy.SERVICE_ACTIONS for r in self._running.values()
+        )
+        # During our own attempt its verification counts the failure; count it once.
+        if failed_start and not attempting:
+            await self._service_failure(name, f"died {uptime:.2f}s after starting")
+
+    # -- decide --------------------------------------------------------------------------------
+    async def submit(self, request: ActionRequest) -> ActionRecord:
+        """Put ``request`` through the policy; returns its record as it stands now."""
+        action = self.registry.get(request.action)
+        self.start()
+        try:
+            request = self.policy.admit(request, action)
+        except ParamError as exc:
+            # Refused and recorded without the parameters: they never become stored state.
+            bare = dataclasses.replace(request, params={})
+            return await self._refuse(bare, str(exc))
+        decision = await self.policy.decide(request, action, self.actx, self.actx.clock())
+        if decision.verdict == "run":
+            assert action is not None
+            return self._run(request, action, decision)
+        if decision.verdict == "approve":
+            return await self._await_approval(request, decision)
+        if decision.verdict == "defer":
+            return self._defer(request, decision)
+        if decision.verdict == "dry_run":
+            record = self._new(request, ActionOutcome.DRY_RUN, f"would {describe(request)}")
+            await self._record(record, ActionOutcome.DRY_RUN, record.detail)
+            return record
+        return await self._refuse(request, decision.reason)
+
+    async def approve(self, request_id: str, by: str) -> ActionRecord:
+        """A person said yes: the request goes through the gate again, as theirs."""
+        request, _ = self._take_pending(request_id)
+        approved = dataclasses.replace(
+            request, proposer="user", proposed_by=by, reason=f"approved: {request.reason}"
+        )
+        return await self.submit(approved)
+
+    async def reject(self, request_id: str, by: str) -> None:
+        """A person said no: the request is recorded as rejected and forgotten."""
+        _, record = self._take_pending(request_id)
+        await self._record(record, ActionOutcome.REJECTED, f"rejected by {by}")
+
+    async def reset_giveup(self, target: str, by: str) -> bool:
+        """Lift a give-up (False when ``target`` is not given up); tells who did it."""
+        if not self.policy.guard.reset(target):
+            return False
+        self.policy.forget_privileges()
+        await self._giveup_cleared(target, by)
+        return True
+
+    def _take_pending(self, request_id: str) -> tuple[ActionRequest, ActionRecord]:
+        entry = self._pending.pop(request_id, None)
+        if entry is None:
+            raise PendingNotFound(request_id)
+        return entry
+
+    async def _refuse(self, request: ActionRequest, why: str) -> ActionRecord:
+        record = self._new(request, ActionOutcome.REFUSED, why)
+        await self._record(record, ActionOutcome.REFUSED, why)
+        return record
+
+    async def _await_approval(self, request: ActionRequest, decision: Decision) -> ActionRecord:
+        if len(self._pending) >= self.actx.settings().remediation.pending_max:
+            return await self._refuse(request, "too many actions awaiting approval")
+        key = Policy.key(request)
+        if any(Policy.key(r) == key for r, _ in self._pending.values()):
+            return self._new(request, ActionOutcome.PENDING, "already awaiting approval")
+        record = self._new(request, ActionOutcome.PENDING, decision.reason)
+        self._pending[request.id] = (request, record)
+        await self._record(record, ActionOutcome.PENDING, decision.reason)
+        return record
+
+    def _defer(self, request: ActionRequest, decision: Decision) -> ActionRecord:
+        key = Policy.key(request)
+        if key not in self._deferred:
+            self._deferred.add(key)
+            self._spawn(self._retry_later(request, decision.retry_after))
+        return self._new(request, ActionOutcome.PENDING, decision.reason)
+
+    async def _retry_later(self, request: ActionRequest, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._deferred.discard(Policy.key(request))
+        if not await self._still_down(request):
+            return
+        await self.submit(renewed(request, self.actx.clock()))
+
+    async def _still_down(self, request: ActionRequest) -> bool:
+        """A deferred service action is still wanted only while the service is down."""
+        if request.action not in Policy.SERVICE_ACTIONS or not request.target:
+            return True
+        manager = self.actx.manager_for(request.target)
+        if manager is None:
+            return True
+        with contextlib.suppress(Exception):
+            status = await manager.status(request.target)
+            return str(status.state) not in _STILL_UP
+        return True
+
+    # -- run and verify ----------------------------------------------------------------------
+    def _run(self, request: ActionRequest, action: Action, decision: Decision) -> ActionRecord:
+        key = Policy.key(request)
+        if any(Policy.key(r) == key for r in self._running.values()):
+            return self._new(request, ActionOutcome.REFUSED, "the same action is already running")
+        self.policy.started(request, self.actx.clock())
+        self._running[request.id] = request
+        record = self._new(request, ActionOutcome.RUNNING, decision.reason)
+        self._spawn(self._execute(request, action, record))
+        return record
+
+    async def _execute(self, request: ActionRequest, action: Action, record: ActionRecord) -> None:
+        try:
+            async with self._semaphore():
+                record = record.model_copy(update={"started_at": self.actx.clock()})
+                await self._record(record, ActionOutcome.RUNNING, describe(request))
+                t0 = time.perf_counter()
+                outcome, detail, verified = await attempt(
+                    action, request, self.actx, lambda why: self._lacks(request, why)
+                )
+                finished = {
+                    "finished_at": self.actx.clock(),
+                    "duration_s": round(time.perf_counter() - t0, 4),
+                    "verified": verified,
+                }
+                await self._record(record.model_copy(update=finished), outcome, detail)
+        finally:
+            self._running.pop(request.id, None)
+        self.book.count(request, outcome is ActionOutcome.SUCCEEDED)
+        await self._after(request, outcome, detail)
+
+    def _lacks(self, request: ActionRequest, why: str) -> None:
+        self.policy.lacks_privilege(request, self.actx.clock(), why)
+
+    # -- escalate ------------------------------------------------------------------------------
+    async def _after(self, request: ActionRequest, outcome: ActionOutcome, detail: str) -> None:
+        is_service = request.action in Policy.SERVICE_ACTIONS and bool(request.target)
+        if outcome is ActionOutcome.SUCCEEDED:
+            if is_service:
+                self.policy.guard.success(request.target or "", self.actx.clock())
+            return
+        log.debug("%s on %s failed: %s", request.action, request.target, detail)
+        if is_service and "needs privileges" not in detail:
+            await self._service_failure(request.target or "", detail)
+        await self._escalate(request, detail)
+
+    async def _escalate(self, failed: ActionRequest, detail: str) -> None:
+        """The alert's next candidate that the gate lets through, else a person, once.
+
+        A candidate the gate refuses is passed over; one that runs, waits for approval,
+        waits out a backoff or is a dry run carries the chain on from there."""
+        remaining = self._candidates.get(failed.fingerprint or "", [])
+        while remaining:
+            record = await self.submit(remaining.pop(0))
+            if record.outcome is not ActionOutcome.REFUSED:
+                return
+        self._candidates.pop(failed.fingerprint or "", None)
+        await self._emit("remediation.escalated", _escalation(failed, detail))
+
+    async def _service_failure(self, name: str, why: str) -> None:
+        cfg = self.actx.settings().remediation
+        giveup = self.policy.guard.failure(name, self.actx.clock(), cfg, why)
+        if giveup is not None:
+            await self._gave_up(giveup)
+
+    async def _gave_up(self, giveup: GiveUp) -> None:
+        alert = giveup_alert(giveup, self.actx.clock())
+        log.error("%s", alert.summary)
+        payload = {"target": giveup.target, "failures": giveup.failures, "reason": giveup.reason}
+        await self._emit("remediation.gave_up", payload)
+        await self._emit("alert.firing", alert)
+
+    async def _giveup_cleared(self, target: str, by: str) -> None:
+        await self._emit("alert.resolved", giveup_cleared_alert(target, by, self.actx.clock()))
+
+    # -- record --------------------------------------------------------------------------------
+    def _new(self, request: ActionRequest, outcome: ActionOutcome, detail: str) -> ActionRecord:
+        return new_record(self.registry, request, outcome, detail)
+
+    async def _record(self, record: ActionRecord, outcome: ActionOutcome, detail: str) -> None:
+        final = record.model_copy(update={"outcome": outcome, "detail": detail})
+        if outcome is not ActionOutcome.RUNNING:
+            self._audit.append(final)
+        quiet = outcome in (ActionOutcome.SUCCEEDED, ActionOutcome.RUNNING)
+        log.log(
+            logging.INFO if quiet else logging.WARNING,
+            "%s %s on %s (%s, %s): %s",
+            outcome.value,
+            final.action,
+            final.target or "host",
+            final.proposer,
+            final.proposed_by or "-",
+            detail,
+        )
+        running = outcome is ActionOutcome.RUNNING
+        await self._emit(
+            "remediation.started" if running else f"remediation.{outcome.value}", final
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        size = self.actx.settings().remediation.max_concurrent_actions
+        if self._slots is None or size != self._slots_size:
+            self._slots = asyncio.Semaphore(size)
+            self._slots_size = size
+        return self._slots
+
+
+def _escalation(failed: ActionRequest, detail: str) -> dict[str, Any]:
+    """What a person is told when remediation has run out of things to try."""
+    return {
+        "action": failed.action,
+        "target": failed.target,
+        "detail": detail,
+        "alert_id": failed.alert_id,
+        "fingerprint": failed.fingerprint,
+    }
