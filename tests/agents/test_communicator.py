@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 
 from watchkeeper.agents.base import AgentContext
-from watchkeeper.agents.communicator import CommunicatorAgent, HealthTracker, score_band
+from watchkeeper.agents.communicator import CommunicatorAgent
 from watchkeeper.analysis.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
+from watchkeeper.model.events import AgentRestart
 from watchkeeper.notify import NotificationSettings
+from watchkeeper.notify.health import HealthTracker, score_band
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.storage import Storage
-from watchkeeper.supervisor import AgentRestart
 
 
 class SettingsWithNotifications(Settings):
@@ -103,9 +104,12 @@ def make_settings(
 
 
 class Harness:
-    def __init__(self, agent: CommunicatorAgent, bus: InMemoryBus) -> None:
+    def __init__(
+        self, agent: CommunicatorAgent, bus: InMemoryBus, *, owned: Storage | None = None
+    ) -> None:
         self.agent = agent
         self.bus = bus
+        self.owned = owned  # the storage this harness made, closed by stop() as its owner
         self.health = bus.subscribe("health.changed", name="test:health")
         self._task: asyncio.Task[None] | None = None
 
@@ -119,6 +123,8 @@ class Harness:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.owned is not None:
+            await self.owned.close()
 
     async def send(self, topic: str, payload: Any, sender: str = "test") -> Message:
         return await self.bus.publish(topic, payload, sender=sender)
@@ -141,9 +147,12 @@ async def build(tmp_path: Path) -> AsyncIterator[Build]:
         settings: Settings, *, storage: Storage | None = None, data_dir: Path | None = None
     ) -> Harness:
         bus = InMemoryBus()
-        ctx = AgentContext(bus=bus, settings=lambda: settings, data_dir=data_dir or tmp_path)
-        agent = CommunicatorAgent("communicator", ctx, storage=storage, interval=0.05)
-        harness = Harness(agent, bus)
+        data_dir = data_dir or tmp_path
+        ctx = AgentContext(bus=bus, settings=lambda: settings, data_dir=data_dir)
+        # Like the orchestrator: one storage, made and closed by its owner, injected.
+        owned = None if storage is not None else Storage.in_data_dir(data_dir)
+        agent = CommunicatorAgent("communicator", ctx, storage=storage or owned, interval=0.05)
+        harness = Harness(agent, bus, owned=owned)
         made.append(harness)
         await harness.start()
         return harness

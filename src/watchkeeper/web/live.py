@@ -163,7 +163,7 @@ class LiveHub:
         if health is not None:
             health.setdefault("source", "communicator")
             return health
-        from watchkeeper.agents.communicator import HealthTracker
+        from watchkeeper.notify.health import HealthTracker
 
         tracker = HealthTracker()
         for alert in self.sources.firing():

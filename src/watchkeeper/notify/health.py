@@ -1,21 +1,29 @@
 """The health score: a 0-100 number and a status, with the reasons behind them.
 
-``HealthTracker`` is fed what the CommunicatorAgent hears (alerts, agent states and
-restarts, critical services) and ``evaluate(now)`` gives the current ``HealthRecord``.
+``HealthTracker`` is fed what the team hears (alerts, agent states and restarts, critical
+services) and ``evaluate(now)`` gives the current ``HealthRecord``; ``HealthTimeline``
+keeps the changes worth telling (a new status or score band) for ``health.changed``::
+
+    timeline = HealthTimeline(HealthTracker(), clock=time.time)
+    timeline.tracker.alert(alert)
+    change = timeline.update()            # a HealthChange, or None when nothing moved
+
+The web uses the same formula when no communicator runs.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.analysis.alerts import Alert, AlertState, Severity
-from watchkeeper.notify.compose import clean
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage import HealthRecord
 
-__all__ = ["HealthTracker", "score_band"]
+__all__ = ["HealthChange", "HealthTimeline", "HealthTracker", "score_band"]
 
 _UP_STATES = {"running", "starting"}
 
@@ -109,7 +117,9 @@ class HealthTracker:
         reasons = [f"critical service {name} is down" for name in down]
         for label, alerts in (("critical", crit), ("warning", warn), ("info", info)):
             if alerts:
-                names = ", ".join(clean(f"{a.rule} on {a.subject}", 80) for a in alerts[:3])
+                names = ", ".join(
+                    clean(f"{a.rule} on {a.subject}", NOTIFICATION, 80) for a in alerts[:3]
+                )
                 more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
                 reasons.append(f"{len(alerts)} {label} alert(s): {names}{more}")
         reasons += failed + degraded
@@ -120,3 +130,57 @@ class HealthTracker:
         else:
             status = "healthy"
         return HealthRecord(ts=now, status=status, score=score, reasons=reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A step of the health timeline: the new record and the one it replaced."""
+
+    record: HealthRecord
+    previous: HealthRecord | None
+
+    def payload(self) -> dict[str, Any]:
+        """What ``health.changed`` carries: the record, its band and the previous record."""
+        data = self.record.model_dump(mode="json")
+        data["band"] = score_band(self.record.score)
+        data["previous"] = self.previous.model_dump(mode="json") if self.previous else None
+        return data
+
+
+class HealthTimeline:
+    """The current health and its recent changes; a change is a new status or band.
+
+    Feed ``tracker`` and call :meth:`update` after anything that may move the score; only
+    a change is kept (the last ``maxlen``) and returned, so callers publish, store and
+    tell only those.
+    """
+
+    def __init__(
+        self, tracker: HealthTracker, *, clock: Callable[[], float], maxlen: int = 500
+    ) -> None:
+        self.tracker = tracker
+        self._clock = clock
+        self._timeline: deque[HealthRecord] = deque(maxlen=maxlen)
+        self.current = HealthRecord(ts=clock(), status="healthy", score=100)
+
+    def records(self) -> list[HealthRecord]:
+        """The kept changes, oldest first."""
+        return list(self._timeline)
+
+    def begin(self) -> None:
+        """Start the timeline with the current record (once; later calls do nothing)."""
+        if not self._timeline:
+            self._timeline.append(self.current)
+
+    def update(self) -> HealthChange | None:
+        """Evaluate now; the change when the status or the score band moved, else None."""
+        record = self.tracker.evaluate(self._clock())
+        self.current = record
+        previous = self._timeline[-1] if self._timeline else None
+        if previous is not None and (
+            previous.status == record.status
+            and score_band(previous.score) == score_band(record.score)
+        ):
+            return None
+        self._timeline.append(record)
+        return HealthChange(record, previous)

@@ -1,0 +1,133 @@
+"""``Recorder``: what the team hears, kept in the one history ``Storage`` it is given.
+
+The orchestrator creates, opens and closes the storage; the recorder only writes to it
+while it is open, retries opening it (at most once per ``retry_every`` seconds) while it
+is not, and runs roll-up and retention once per ``maintenance_interval``. Nothing it does
+raises: a storage that is closed or failing makes every call a cheap no-op::
+
+    recorder = Recorder(storage, monotonic=time.monotonic)
+    await recorder.upkeep(lambda: RetentionPolicy.from_settings(settings.storage))
+    await recorder.sample(sample)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from watchkeeper.analysis.alerts import Alert
+from watchkeeper.metrics import MetricsSample
+from watchkeeper.remediation.records import ActionRecord
+from watchkeeper.storage.errors import StorageError
+from watchkeeper.storage.facade import Storage
+from watchkeeper.storage.models import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Writes history to an injected :class:`Storage`; never creates or closes one.
+
+    ``on_open_failed`` is told the reason in words each time an open fails (the agent
+    logs it in its personality).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        maintenance_interval: float = 60.0,
+        retry_every: float = 60.0,
+        on_open_failed: Callable[[StorageError], None] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.maintenance_interval = maintenance_interval
+        self.retry_every = retry_every
+        self._monotonic = monotonic
+        self._on_open_failed = on_open_failed
+        self._next_open = 0.0
+        self._last_maintenance: float | None = None
+
+    @property
+    def open_error(self) -> str | None:
+        """Why the storage could not be opened, or None while it is open."""
+        return None if self.storage.is_open else self.storage.open_error
+
+    # -- upkeep -------------------------------------------------------------------------
+    async def ensure_open(self) -> None:
+        """Open the storage when it is not open yet (the orchestrator usually has)."""
+        if not self.storage.is_open:
+            await self._open()
+
+    async def _open(self) -> None:
+        self._next_open = self._monotonic() + self.retry_every
+        try:
+            await self.storage.open()
+        except StorageError as exc:
+            if self._on_open_failed is not None:
+                self._on_open_failed(exc)
+
+    async def upkeep(self, policy: Callable[[], RetentionPolicy]) -> None:
+        """Call often: retries a closed storage when due, else maintains once a period
+        with the retention ``policy()`` returns then (read only when it is due)."""
+        now = self._monotonic()
+        if not self.storage.is_open:
+            if now >= self._next_open:
+                await self._open()
+            return
+        last = self._last_maintenance
+        if last is None or now - last >= self.maintenance_interval:
+            self._last_maintenance = now
+            await self.storage.maintain(policy())
+
+    # -- writes ---------------------------------------------------------------------------
+    async def sample(self, sample: MetricsSample) -> None:
+        """Keep one sample's flat metrics."""
+        if self.storage.is_open:
+            await self.storage.write_sample(sample.timestamp, sample.flat())
+
+    async def alert(self, alert: Alert, kind: str, at: float) -> None:
+        """Keep one step (``firing``, ``changed``, ``escalated``, ``resolved``) of an alert."""
+        if self.storage.is_open:
+            await self.storage.record_alert(alert, kind, at=at)
+
+    async def action(self, record: ActionRecord) -> None:
+        """Add or move on one entry of the audit trail."""
+        if self.storage.is_open:
+            await self.storage.record_action(record)
+
+    async def agent_event(self, event: AgentEvent) -> None:
+        """Keep an agent's (or the system's) start, stop, restart or state change."""
+        if self.storage.is_open:
+            await self.storage.record_agent_event(event)
+
+    async def analysis(self, data: Mapping[str, Any], at: float) -> None:
+        """Keep an analysis as it was published."""
+        if self.storage.is_open:
+            await self.storage.record_analysis(data, at)
+
+    async def activity(self, entry: ActivityEntry) -> None:
+        """Keep one line of the activity log."""
+        if self.storage.is_open:
+            await self.storage.log_activity(entry)
+
+    async def health(self, record: HealthRecord) -> None:
+        """Keep a change of the health timeline."""
+        if self.storage.is_open:
+            await self.storage.record_health(record)
+
+    async def notified(self, fingerprint: str, at: float) -> None:
+        """Remember that people were told about an alert, across restarts."""
+        if self.storage.is_open:
+            await self.storage.mark_notified(fingerprint, at)
+
+    async def last_notified(self, fingerprint: str) -> float | None:
+        """When people were last told about a still-firing alert; None when unknown."""
+        if not self.storage.is_open:
+            return None
+        with contextlib.suppress(StorageError):
+            return await self.storage.last_notified(fingerprint)
+        return None
