@@ -21,11 +21,11 @@ from watchkeeper.agents.communicator import CommunicatorAgent
 from watchkeeper.analysis.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
-from watchkeeper.model.events import AgentRestart
 from watchkeeper.notify import NotificationSettings
 from watchkeeper.notify.health import HealthTracker, score_band
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.storage import Storage
+from watchkeeper.supervisor import AgentRestart
 
 
 class SettingsWithNotifications(Settings):

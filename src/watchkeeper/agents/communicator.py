@@ -32,16 +32,7 @@ from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.alerts import Alert, AlertState, Severity
 from watchkeeper.bus import Message
 from watchkeeper.metrics import MetricsSample
-from watchkeeper.model.events import (
-    AgentRestart,
-    AgentStateChange,
-    ConfigChange,
-    HealthChange,
-    LlmStatus,
-    SystemStarted,
-)
 from watchkeeper.model.text import NOTIFICATION, clean
-from watchkeeper.model.topics import HEALTH_CHANGED
 from watchkeeper.notify import ChannelRegistry, NotificationChannel, Notifier
 from watchkeeper.notify.activity import ActivityLines, Line
 from watchkeeper.notify.announcer import Announcer
@@ -53,9 +44,11 @@ from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy, Storage
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.recorder import Recorder
+from watchkeeper.supervisor import AgentRestart
 
 __all__ = ["CommunicatorAgent"]
 
+_SAMPLE_FIELDS = frozenset(MetricsSample.model_fields)
 _LEVELS = {"warning": logging.WARNING, "critical": logging.ERROR}
 
 
@@ -190,7 +183,7 @@ class CommunicatorAgent(BaseAgent):
         change = self.timeline.update()
         if change is None:
             return
-        await self.publish(HEALTH_CHANGED, HealthChange.model_validate(change.payload()))
+        await self.publish("health.changed", change.payload())
         await self.recorder.health(change.record)
         await self._activity(None, self.lines.health(change.record), kind="health.changed")
 
@@ -204,10 +197,13 @@ class CommunicatorAgent(BaseAgent):
 
     # -- handlers -----------------------------------------------------------------------
     async def _on_sample(self, message: Message) -> None:
-        sample = message.parse(MetricsSample)
+        payload = message.payload
+        sample = MetricsSample.model_validate(
+            {key: value for key, value in payload.items() if key in _SAMPLE_FIELDS}
+        )
         await self.recorder.sample(sample)
-        services = [status.model_dump(mode="json") for status in sample.services]
-        if self.tracker.services(services):
+        services = payload.get("services")
+        if isinstance(services, list) and self.tracker.services(services):
             await self._health_changed()
 
     async def _on_alert(self, message: Message) -> None:
@@ -231,9 +227,7 @@ class CommunicatorAgent(BaseAgent):
         await self._health_changed()
 
     async def _on_remediation(self, message: Message) -> None:
-        record = message.value
-        if not isinstance(record, ActionRecord):
-            return  # remediation.escalated and .gave_up reach people through their alerts
+        record = message.parse(ActionRecord)
         await self.recorder.action(record)
         suffix = message.topic.partition(".")[2]
         outcome = suffix if suffix == "gave_up" else record.outcome.value
@@ -268,8 +262,8 @@ class CommunicatorAgent(BaseAgent):
             await self._health_changed()
 
     async def _on_llm_status(self, message: Message) -> None:
-        status = message.parse(LlmStatus)
-        line = self.lines.llm_status(status.status, status.ok)
+        payload = message.payload
+        line = self.lines.llm_status(str(payload.get("status", "")), bool(payload.get("ok")))
         # The analyzer logs it already; keep it in the searchable activity only.
         await self._activity(message, line, logged=True)
 
@@ -279,15 +273,13 @@ class CommunicatorAgent(BaseAgent):
 
     async def _on_config(self, message: Message) -> None:
         self.notifier  # noqa: B018 -- follows a change of [notifications] at once
-        change = message.parse(ConfigChange)
-        line = self.lines.config_changed(change.actor, change.changes)
+        data = message.payload
+        line = self.lines.config_changed(str(data.get("actor", "?")), data.get("changes"))
         await self._activity(message, line)
 
     async def _on_system(self, message: Message) -> None:
         suffix = message.topic.partition(".")[2]
-        started = message.value
-        version = started.version if isinstance(started, SystemStarted) else "?"
-        line = self.lines.system(suffix, version)
+        line = self.lines.system(suffix, str(message.payload.get("version", "?")))
         event = AgentEvent(ts=message.timestamp, agent="system", kind=suffix, data=message.payload)
         await self.recorder.agent_event(event)
         await self._activity(message, line, agent="system", logged=True)
@@ -316,6 +308,8 @@ _DEFAULT = NotificationSettings()
 
 def _agent_event(message: Message, kind: str) -> tuple[str, str, str]:
     """(agent, state, cleaned detail) of an ``agent.<kind>`` message from a plugin."""
-    event = message.parse(AgentStateChange)
-    detail = clean(event.detail, NOTIFICATION, 200)
-    return event.agent or message.sender, event.state or kind, detail
+    payload = message.payload
+    agent = str(payload.get("agent") or payload.get("name") or message.sender)
+    state = payload.get("state")
+    detail = clean(str(payload.get("reason") or payload.get("detail") or ""), NOTIFICATION, 200)
+    return agent, str(state) if state else kind, detail
