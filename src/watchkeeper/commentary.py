@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from watchkeeper.collectors.base import clean_text
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["TEMPLATES", "CommentThresholds", "ThresholdsLike", "comment", "mood"]
 
@@ -121,7 +121,7 @@ def _state(sample: MetricsSample, levels: ThresholdsLike) -> tuple[str, dict[str
     mount, disk = None, None
     if sample.disks is not None and sample.disks.filesystems:
         fullest = max(sample.disks.filesystems, key=lambda fs: fs.percent)
-        mount, disk = clean_text(fullest.mount, 60), fullest.percent
+        mount, disk = clean(fullest.mount, LOG_LINE, 60), fullest.percent
     facts: dict[str, object] = {"cpu": cpu, "memory": memory, "mount": mount, "disk": disk}
 
     for level in ("critical", "warning"):
@@ -135,7 +135,7 @@ def _state(sample: MetricsSample, levels: ThresholdsLike) -> tuple[str, dict[str
         return "zombies", {"zombies": sample.processes.zombie}
     if sample.errors or memory is None:
         families = ", ".join(sorted(sample.errors)) or "memory"
-        return "partial", {"families": clean_text(families, 80)}
+        return "partial", {"families": clean(families, LOG_LINE, 80)}
     if cpu is None:
         return "warming_up", facts
     return "calm", facts

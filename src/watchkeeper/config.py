@@ -33,8 +33,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.model.datacheck import MAX_DEPTH, data_problem, text_depth
-from watchkeeper.notify.settings import NotificationSettings
 from watchkeeper.model.secret import SecretText
+from watchkeeper.notify.settings import NotificationSettings
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [

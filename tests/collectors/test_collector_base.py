@@ -12,9 +12,13 @@ from watchkeeper.collectors import (
     MemoryCollector,
     RateTracker,
     UnknownCollectorError,
-    clean_text,
 )
 from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.text import LOG_LINE, clean
+
+
+def clean_text(text: str, limit: int = LOG_LINE.max_len) -> str:
+    return clean(text, LOG_LINE, limit)
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""sanitize_label: untrusted host strings become short, printable, single-line labels."""
+"""The LABEL profile of clean(): untrusted host strings become short, printable labels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import unicodedata
 
 import pytest
 
-from watchkeeper.llm import sanitize_label
+from watchkeeper.model.text import LABEL, clean
+
+
+def sanitize_label(text: str | bytes | None, max_len: int = LABEL.max_len) -> str:
+    return clean(text, LABEL, max_len)
 
 
 def test_terminal_escapes_and_newlines_are_removed() -> None:

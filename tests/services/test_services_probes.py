@@ -11,10 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
+from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services import CommandProbe, HttpProbe, TcpProbe, run_probe
-from watchkeeper.services.probes import clean_text
 
 PY = sys.executable
+
+
+def clean_text(text: str, limit: int = SERVICE_DETAIL.max_len) -> str:
+    return clean(text, SERVICE_DETAIL, limit)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -17,8 +17,8 @@ from typing import Any
 from watchkeeper.analysis.alerts import Severity, SuggestedAction
 from watchkeeper.analysis.levels import raw_level
 from watchkeeper.config import ExpectedPattern, Settings
-from watchkeeper.llm.sanitize import sanitize_label
 from watchkeeper.metrics import MetricsSample, ProcessInfo
+from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Check", "LevelOf", "expected_match", "process_ref", "run_checks"]
 
@@ -46,11 +46,11 @@ def process_ref(proc: ProcessInfo) -> dict[str, Any]:
     """Evidence for one process: identity (pid + start time) and a sanitised label."""
     return {
         "pid": proc.pid,
-        "name": sanitize_label(proc.name, max_len=48),
+        "name": clean(proc.name, LABEL, max_len=48),
         "create_time": proc.create_time,
         "cpu_percent": round(proc.cpu_percent or 0.0, 1),
         "rss_mb": round(proc.rss_bytes / _MB, 1),
-        "user": sanitize_label(proc.user or "?", max_len=32),
+        "user": clean(proc.user or "?", LABEL, max_len=32),
     }
 
 
@@ -93,9 +93,7 @@ def _cap_for(
     match = expected_match(proc.name, settings.analyzer.expected, now)
     if match is None:
         return None, ""
-    note = (
-        match.note or f"{sanitize_label(proc.name, 48)} matches expected pattern {match.process!r}"
-    )
+    note = match.note or f"{clean(proc.name, LABEL, 48)} matches expected pattern {match.process!r}"
     return Severity(match.max_severity), note
 
 
@@ -127,9 +125,7 @@ def check_cpu(
     if note:
         evidence["expected"] = note
     driver_text = (
-        f"; top: {sanitize_label(driver.name, 32)} ({driver.cpu_percent or 0:.0f}%)"
-        if driver
-        else ""
+        f"; top: {clean(driver.name, LABEL, 32)} ({driver.cpu_percent or 0:.0f}%)" if driver else ""
     )
     yield Check(
         "cpu_high",
@@ -151,7 +147,7 @@ def check_cpu(
         )
         pcap, pnote = _cap_for(proc, settings, now)
         severity = Severity.CRITICAL if cpu.percent >= t.cpu_critical else Severity.WARNING
-        label = sanitize_label(proc.name, 32)
+        label = clean(proc.name, LABEL, 32)
         suggested = (
             ()
             if pcap
@@ -209,7 +205,7 @@ def check_memory(
             ),
         )
     driver = (
-        f"; top: {sanitize_label(top[0].name, 32)} ({top[0].rss_bytes / _MB:.0f} MB)" if top else ""
+        f"; top: {clean(top[0].name, LABEL, 32)} ({top[0].rss_bytes / _MB:.0f} MB)" if top else ""
     )
     yield Check(
         "memory_high",
@@ -405,7 +401,7 @@ def check_network(
             subject,
             "net",
             raw,
-            f"{sanitize_label(iface.name, 32)}: {bad:.0f} errors+drops per second",
+            f"{clean(iface.name, LABEL, 32)}: {bad:.0f} errors+drops per second",
             {"interface": iface.name, "errors_drops_per_s": round(bad, 1)},
         )
 
@@ -419,7 +415,7 @@ def check_services(
 
 def service_checks(status: Any) -> Iterator[Check]:
     """Checks for one ``ServiceStatus`` (also used on service events, without waiting)."""
-    name = sanitize_label(status.name, 64)
+    name = clean(status.name, LABEL, 64)
     subject = f"service:{status.name}"
     state = str(status.state)
     down = state == "failed"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from watchkeeper.analysis.alerts import Severity, SuggestedAction
 from watchkeeper.analysis.checks import Check, process_action, process_ref
 from watchkeeper.config import Settings
-from watchkeeper.llm.sanitize import sanitize_label
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Fit", "TrendTracker", "fit_line"]
 
@@ -123,7 +123,7 @@ class TrendTracker:
                     and fit.r2 >= self.LEAK_MIN_R2
                     and fit.slope * 3600 >= a.leak_min_bytes_per_hour
                 )
-                label = sanitize_label(proc.name, 32)
+                label = clean(proc.name, LABEL, 32)
                 service = service_pids.get(proc.pid)
                 suggested: tuple[SuggestedAction, ...]
                 if service:

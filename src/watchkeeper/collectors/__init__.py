@@ -26,7 +26,6 @@ from watchkeeper.collectors.base import (
     DuplicateMetricError,
     RateTracker,
     UnknownCollectorError,
-    clean_text,
 )
 from watchkeeper.collectors.cpu import CpuCollector
 from watchkeeper.collectors.disks import DiskCollector
@@ -54,5 +53,4 @@ __all__ = [
     "SystemCollector",
     "UnknownCollectorError",
     "build_default_registry",
-    "clean_text",
 ]

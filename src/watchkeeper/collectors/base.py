@@ -13,7 +13,6 @@ when the family does not exist on this host (no GPU): the sample then simply lac
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -31,7 +30,6 @@ __all__ = [
     "DuplicateMetricError",
     "RateTracker",
     "UnknownCollectorError",
-    "clean_text",
 ]
 
 #: What ``collect()`` may return: a family model, plugin metrics by name, or nothing here.
@@ -184,23 +182,3 @@ class RateTracker:
 
     def __len__(self) -> int:
         return len(self._last)
-
-
-# C0/C1 controls, DEL, and the Unicode marks that reorder or hide text on a terminal.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]+")
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
-
-
-def clean_text(text: str, limit: int = 256) -> str:
-    r"""Make untrusted text (process names, cmdlines, error messages) safe to log and show.
-
-    Runs of control characters become one space, undecodable bytes become U+FFFD, and text
-    longer than ``limit`` is cut with an ellipsis::
-
-        clean_text("evil\nname\x1b[31m")  # 'evil name [31m'
-    """
-    text = _SURROGATES.sub("\N{REPLACEMENT CHARACTER}", text)
-    text = _UNSAFE.sub(" ", text).strip()
-    if len(text) > limit:
-        text = text[: max(limit - 1, 0)] + "…"
-    return text

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.collectors.base import clean_text
 from watchkeeper.metrics import GpuDevice, GpuMetrics, MetricSpec
+from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["GPU_METRICS", "GpuCollector"]
 
@@ -112,7 +112,7 @@ class GpuCollector:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 raw = nvml.nvmlDeviceGetName(handle)
                 name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                handles.append((index, clean_text(name, 96), handle))
+                handles.append((index, clean(name, LOG_LINE, 96), handle))
         except (_error_type(nvml), OSError):
             # No driver, no library, or no permission on the device node: no GPU family.
             self._unavailable = True

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 
 import psutil
 
-from watchkeeper.collectors.base import RateTracker, clean_text
+from watchkeeper.collectors.base import RateTracker
 from watchkeeper.metrics import TCP_STATES, InterfaceRates, MetricSpec, NetworkMetrics
+from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["NETWORK_METRICS", "NetworkCollector", "NetworkSource", "count_tcp_states"]
 
@@ -138,7 +139,7 @@ class NetworkCollector:
                 field: rate((nic, field), getattr(io, counter), now)
                 for field, counter in zip(_FIELDS, _COUNTERS, strict=True)
             }
-            interfaces.append(InterfaceRates(name=clean_text(nic, 64), **values))
+            interfaces.append(InterfaceRates(name=clean(nic, LOG_LINE, 64), **values))
         # An interface that went away and comes back later starts with no rate, not a jump.
         self._rates.retain((nic, field) for nic in counters for field in _FIELDS)
         return tuple(interfaces)

@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import psutil
 
-from watchkeeper.collectors.base import clean_text
 from watchkeeper.metrics import MetricSpec, ProcessInfo, ProcessMetrics
+from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["PROCESS_METRICS", "ProcessCollector", "ProcessSource"]
 
@@ -193,9 +193,9 @@ class ProcessCollector:
                 user = self._users[uid]
             cached = (
                 now + _DETAILS_TTL,
-                clean_text(name, 64),
-                clean_text(" ".join(args), self._cmdline_limit),
-                clean_text(user, 64) if user is not None else None,
+                clean(name, LOG_LINE, 64),
+                clean(" ".join(args), LOG_LINE, self._cmdline_limit),
+                clean(user, LOG_LINE, 64) if user is not None else None,
             )
             self._details_cache[key] = cached
         cpu, rss, pid, start, status, threads, payload = row

@@ -25,7 +25,6 @@ from watchkeeper.collectors.base import (
     Collector,
     CollectorRegistry,
     CollectResult,
-    clean_text,
 )
 from watchkeeper.collectors.cpu import CpuCollector
 from watchkeeper.collectors.disks import DiskCollector
@@ -45,6 +44,7 @@ from watchkeeper.metrics import (
     ProcessMetrics,
     SystemMetrics,
 )
+from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["Sampler", "build_default_registry"]
 
@@ -193,8 +193,8 @@ class Sampler:
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, _Rejected):
-        return clean_text(text, 200)
-    return clean_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 200)
+        return clean(text, LOG_LINE, 200)
+    return clean(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, LOG_LINE, 200)
 
 
 def build_default_registry(

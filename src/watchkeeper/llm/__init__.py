@@ -36,7 +36,6 @@ from watchkeeper.llm.prompt import (
     fit_brief,
 )
 from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult, resolve_host
-from watchkeeper.llm.sanitize import sanitize_label
 from watchkeeper.llm.schema import (
     AnalysisReply,
     FindingNote,
@@ -71,6 +70,5 @@ __all__ = [
     "estimate_tokens",
     "fit_brief",
     "resolve_host",
-    "sanitize_label",
     "validate_reply",
 ]

@@ -15,7 +15,7 @@ from typing import Literal
 
 import pydantic
 
-from watchkeeper.llm.sanitize import sanitize_label
+from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
     "Failure",
@@ -79,7 +79,7 @@ def seconds(value: float) -> str:
 
 def model_missing_reason(model: str) -> str:
     """The fix is always the same, so the message says it."""
-    name = sanitize_label(model, 80)
+    name = clean(model, PROMPT_DATA, 80)
     return f"model '{name}' not found: run `ollama pull {name}`"
 
 
@@ -100,9 +100,9 @@ def classify(exc: BaseException, *, model: str, timeout: float, connect_timeout:
     import ollama
 
     if isinstance(exc, ReplyRefused):
-        return Failure("protocol", sanitize_label(exc.reason, 120))
+        return Failure("protocol", clean(exc.reason, PROMPT_DATA, 120))
     if isinstance(exc, ollama.ResponseError):
-        text = sanitize_label(str(exc.error), 160)
+        text = clean(str(exc.error), PROMPT_DATA, 160)
         status = exc.status_code
         if status == 404 and "model" in text.lower() and "not found" in text.lower():
             return Failure("model_missing", model_missing_reason(model))
@@ -120,12 +120,12 @@ def classify(exc: BaseException, *, model: str, timeout: float, connect_timeout:
     if isinstance(exc, ConnectionError | httpx.ConnectError):
         return Failure("connection", _connection_reason(exc))
     if isinstance(exc, httpx.TransportError):
-        return Failure("protocol", f"connection dropped: {sanitize_label(str(exc), 80)}")
+        return Failure("protocol", f"connection dropped: {clean(str(exc), PROMPT_DATA, 80)}")
     if isinstance(exc, json.JSONDecodeError):
         return Failure("protocol", "invalid response body: not JSON")
     if isinstance(exc, pydantic.ValidationError):
         return Failure("protocol", "unexpected response shape")
     if isinstance(exc, ollama.RequestError):
-        return Failure("rejected", sanitize_label(str(exc.error), 160))
-    detail = sanitize_label(str(exc), 120)
+        return Failure("rejected", clean(str(exc.error), PROMPT_DATA, 160))
+    detail = clean(str(exc), PROMPT_DATA, 120)
     return Failure("unexpected", f"{type(exc).__name__}: {detail}")

@@ -7,7 +7,7 @@ never has to (and never can) name a real pid, unit or file: ids are mapped back 
 targets on our side, after validation.
 
 Untrusted text fields are sanitised when the brief is built (see
-:func:`~watchkeeper.llm.sanitize.sanitize_label`), so every consumer of a brief (the
+:func:`~watchkeeper.model.text.clean`), so every consumer of a brief (the
 prompt, logs, the web UI) sees the same clean labels::
 
     brief = IncidentBrief(
@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from watchkeeper.llm.sanitize import sanitize_label
+from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
     "BriefAction",
@@ -47,7 +47,7 @@ TargetKind = Literal["process", "service", "path", "none"]
 
 
 def _clean(max_len: int) -> AfterValidator:
-    return AfterValidator(partial(sanitize_label, max_len=max_len))
+    return AfterValidator(partial(clean, profile=PROMPT_DATA, max_len=max_len))
 
 
 def _finite(value: float | str) -> float | str:
@@ -55,7 +55,7 @@ def _finite(value: float | str) -> float | str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, str):
-        return sanitize_label(value, max_len=64)
+        return clean(value, PROMPT_DATA, max_len=64)
     return value
 
 

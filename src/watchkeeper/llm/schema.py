@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.llm.brief import IncidentBrief, TargetKind
 from watchkeeper.llm.prompt import MAX_RECOMMENDATIONS, VERDICTS, fit_brief
-from watchkeeper.llm.sanitize import sanitize_label
+from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
     "AnalysisReply",
@@ -88,7 +88,7 @@ class ReplyInvalid(_Frozen):
 
 def _quote(value: Any) -> str:
     # Model output echoed into our own messages is untrusted text, too.
-    return repr(sanitize_label(str(value), max_len=40))
+    return repr(clean(str(value), PROMPT_DATA, max_len=40))
 
 
 def _strip_fences(text: str) -> str:
@@ -128,7 +128,7 @@ def _check_findings(items: list[Any], known: set[str], dropped: list[str]) -> li
         else:
             seen.add(item["id"])
             notes.append(
-                FindingNote(id=item["id"], explanation=sanitize_label(item["explanation"], 300))
+                FindingNote(id=item["id"], explanation=clean(item["explanation"], PROMPT_DATA, 300))
             )
     return notes
 
@@ -168,7 +168,7 @@ def _check_recommendation(
         action=action.name,
         target_id=str(target),
         target_kind=action.target_kind,
-        reason=sanitize_label(reason, 300),
+        reason=clean(reason, PROMPT_DATA, 300),
         evidence=list(dict.fromkeys(evidence)),
         confidence=float(confidence),
     )
@@ -183,7 +183,7 @@ def validate_reply(
     is invalid whatever it looks like; ``""`` (older servers) is treated as ``"stop"``.
     """
     fitted = fit_brief(brief)
-    excerpt = sanitize_label(raw_content, max_len=120) if raw_content.strip() else ""
+    excerpt = clean(raw_content, PROMPT_DATA, max_len=120) if raw_content.strip() else ""
 
     def invalid(reason: str) -> ReplyInvalid:
         return ReplyInvalid(reason=reason, excerpt=excerpt)
@@ -195,7 +195,7 @@ def validate_reply(
     try:
         data = json.loads(_strip_fences(raw_content))
     except ValueError as exc:
-        return invalid(f"not JSON: {sanitize_label(str(exc), 80)}")
+        return invalid(f"not JSON: {clean(str(exc), PROMPT_DATA, 80)}")
     if not isinstance(data, dict):
         return invalid(f"expected a JSON object, got {type(data).__name__}")
     verdict = data.get("verdict")
@@ -228,7 +228,7 @@ def validate_reply(
             kept.append(checked)
     return AnalysisReply(
         verdict=verdict,
-        summary=sanitize_label(summary, 500),
+        summary=clean(summary, PROMPT_DATA, 500),
         findings=notes,
         recommended_actions=kept,
         dropped=dropped,

@@ -7,29 +7,22 @@ subjects, summaries) is stripped of control characters before it goes anywhere.
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from watchkeeper.analysis.alerts import Alert, Severity
 from watchkeeper.humanize import human_duration
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import NoticeKind, Notification
 
-__all__ = ["alert_notice", "clean", "event_notice", "human_duration"]
+__all__ = ["alert_notice", "event_notice", "human_duration"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _VERBS: dict[str, str] = {
     "firing": "FIRING",
     "repeat": "STILL FIRING",
     "escalated": "ESCALATED",
     "resolved": "RESOLVED",
 }
-
-
-def clean(text: str, limit: int = 300) -> str:
-    """One line of at most ``limit`` characters, control characters replaced."""
-    line = _CONTROL.sub(" ", str(text)).strip()
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _clock(ts: float) -> str:
@@ -39,17 +32,19 @@ def _clock(ts: float) -> str:
 def _evidence(evidence: dict[str, Any], limit: int = 6) -> str:
     parts = []
     for key, value in list(evidence.items())[:limit]:
-        shown = f"{value:.4g}" if isinstance(value, float) else clean(str(value), 60)
-        parts.append(f"{clean(key, 60)}={shown}")
+        shown = f"{value:.4g}" if isinstance(value, float) else clean(str(value), NOTIFICATION, 60)
+        parts.append(f"{clean(key, NOTIFICATION, 60)}={shown}")
     return ", ".join(parts)
 
 
 def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> Notification:
     """The notice for one step of an alert's life (``firing``, ``repeat``, ...)."""
     verb = _VERBS.get(kind, kind.upper())
-    subject = clean(alert.subject, 120)
-    title = clean(f"{verb} {alert.severity.value} {alert.rule} on {subject}: {alert.summary}")
-    lines = [clean(alert.summary, 1000), ""]
+    subject = clean(alert.subject, NOTIFICATION, 120)
+    title = clean(
+        f"{verb} {alert.severity.value} {alert.rule} on {subject}: {alert.summary}", NOTIFICATION
+    )
+    lines = [clean(alert.summary, NOTIFICATION, 1000), ""]
     lines.append(f"Severity: {alert.severity.value}   Rule: {alert.rule}   Subject: {subject}")
     if kind == "resolved":
         ended = alert.resolved_at or now
@@ -64,8 +59,8 @@ def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> No
     if alert.evidence:
         lines.append(f"Evidence: {_evidence(alert.evidence)}")
     for action in alert.suggested_actions[:3]:
-        target = f" {clean(action.target, 80)}" if action.target else ""
-        reason = f" ({clean(action.reason, 120)})" if action.reason else ""
+        target = f" {clean(action.target, NOTIFICATION, 80)}" if action.target else ""
+        reason = f" ({clean(action.reason, NOTIFICATION, 120)})" if action.reason else ""
         lines.append(f"Suggested: {action.action}{target}{reason}")
     lines.append(f"Fingerprint: {alert.fingerprint}")
     return Notification(
@@ -95,7 +90,7 @@ def event_notice(
         kind="event",
         key=key,
         severity=severity,
-        title=clean(title),
+        title=clean(title, NOTIFICATION),
         body=str(body)[:4000],
         host=host,
         created_at=now,

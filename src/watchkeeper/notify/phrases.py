@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from watchkeeper.analysis.alerts import Alert
-from watchkeeper.notify.compose import clean, human_duration
+from watchkeeper.model.text import NOTIFICATION, clean
+from watchkeeper.notify.compose import human_duration
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.services.base import ServiceEvent
 
@@ -154,8 +155,8 @@ def alert_facts(alert: Alert, kind: str, at: float) -> tuple[str, dict[str, Any]
     facts: dict[str, Any] = {
         "severity": alert.severity.value,
         "rule": alert.rule,
-        "subject": clean(alert.subject, 120),
-        "summary": clean(alert.summary, 200),
+        "subject": clean(alert.subject, NOTIFICATION, 120),
+        "summary": clean(alert.summary, NOTIFICATION, 200),
     }
     if kind == "resolved":
         facts["duration"] = human_duration((alert.resolved_at or at) - alert.started_at)
@@ -167,9 +168,9 @@ def action_facts(record: ActionRecord, outcome: str) -> tuple[str, Level, dict[s
     """(line, activity severity, facts) for an audit record with ``outcome``."""
     facts: dict[str, Any] = {
         "action": record.action,
-        "target": clean(record.target or "-", 120),
+        "target": clean(record.target or "-", NOTIFICATION, 120),
         "outcome": outcome,
-        "detail": f": {clean(record.detail, 200)}" if record.detail else "",
+        "detail": f": {clean(record.detail, NOTIFICATION, 200)}" if record.detail else "",
     }
     if outcome in FAILED_OUTCOMES:
         return "action_failed", "warning", facts
@@ -184,10 +185,10 @@ def service_facts(event: ServiceEvent) -> tuple[str, Level, dict[str, Any]]:
         f"code {event.exit_code}" if event.exit_code is not None else "",
         f"signal {event.exit_signal}" if event.exit_signal is not None else "",
         "during start-up" if event.failed_start else "",
-        clean(event.detail, 200),
+        clean(event.detail, NOTIFICATION, 200),
     ]
     detail = ", ".join(bit for bit in bits if bit)
-    facts = {"name": clean(event.name, 120), "kind": event.kind}
+    facts = {"name": clean(event.name, NOTIFICATION, 120), "kind": event.kind}
     facts["detail"] = f" ({detail})" if detail else ""
     line = "service_exited" if event.kind == "exited" else "service_event"
     level: Level = "warning" if event.kind in ("exited", "unhealthy") else "info"
@@ -197,10 +198,10 @@ def service_facts(event: ServiceEvent) -> tuple[str, Level, dict[str, Any]]:
 def analysis_facts(data: Mapping[str, Any]) -> dict[str, Any]:
     """Facts of an ``analysis.result`` payload (a loosely typed dict)."""
     latency = data.get("latency_s")
-    verdict = clean(str(data.get("verdict") or ""), 60)
-    summary = clean(str(data.get("summary") or ""), 200)
+    verdict = clean(str(data.get("verdict") or ""), NOTIFICATION, 60)
+    summary = clean(str(data.get("summary") or ""), NOTIFICATION, 200)
     return {
-        "model": clean(str(data.get("model") or data.get("source") or "rules"), 60),
+        "model": clean(str(data.get("model") or data.get("source") or "rules"), NOTIFICATION, 60),
         "latency": f"{latency:.1f}s" if isinstance(latency, int | float) else "?",
         "verdict": verdict,
         "summary": f" — {summary}" if summary and verdict else summary,

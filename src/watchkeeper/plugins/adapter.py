@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
-from watchkeeper.collectors.base import clean_text
+from watchkeeper.model.text import LOG_LINE, clean
 from watchkeeper.remediation.actions import ActionContext, ActionRequest, ActionResult
 from watchkeeper.remediation.catalog import ActionInfo, ParamInfo, Risk
 
@@ -76,7 +76,7 @@ def _first_line(fn: Callable[..., Any]) -> str | None:
     doc = inspect.getdoc(fn)
     if not doc:
         return None
-    line = clean_text(doc.strip().splitlines()[0], 200)
+    line = clean(doc.strip().splitlines()[0], LOG_LINE, 200)
     return line or None
 
 
@@ -224,7 +224,7 @@ def _as_result(name: str, result: Any) -> ActionResult:
         return ActionResult(ok=False, detail=f"{name} reported failure")
     if result is None or result is True:
         return ActionResult(ok=True, detail=f"{name} done")
-    return ActionResult(ok=True, detail=clean_text(str(result), 300))
+    return ActionResult(ok=True, detail=clean(str(result), LOG_LINE, 300))
 
 
 def action_from_callable(

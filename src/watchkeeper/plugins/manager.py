@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from watchkeeper.bus import Message, Subscription
-from watchkeeper.collectors.base import clean_text
+from watchkeeper.model.text import LOG_LINE, clean
 from watchkeeper.plugins._discovery import find_plugin
 from watchkeeper.plugins.adapter import CallableAction, acting_as
 from watchkeeper.plugins.base import BasePlugin, PluginError
@@ -69,7 +69,7 @@ def resolve_directory(directory: Path, config_file: Path | None) -> Path:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    return clean_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, 500)
+    return clean(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, LOG_LINE, 500)
 
 
 def _config_problems(exc: ValidationError) -> str:

@@ -24,17 +24,16 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services.spec import CommandProbe, HttpProbe, ProbeSpec, TcpProbe
 
 __all__ = [
     "ProbeResult",
     "ProbeRunner",
-    "clean_text",
     "run_probe",
 ]
 
 _OUTPUT_CAP = 4096  # bytes of command output kept; the rest is read and dropped
-_DETAIL_CAP = 200  # characters of output quoted in a detail
 
 
 class ProbeResult(NamedTuple):
@@ -46,13 +45,6 @@ class ProbeResult(NamedTuple):
 
 ProbeRunner = Callable[[ProbeSpec], Awaitable[ProbeResult]]
 """What managers call to probe; ``run_probe`` is the real one."""
-
-
-def clean_text(text: str, limit: int = _DETAIL_CAP) -> str:
-    """Make untrusted text safe for one log line: no control characters, at most ``limit``."""
-    flat = "".join(ch if ch.isprintable() else " " for ch in text)
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 async def run_probe(probe: ProbeSpec) -> ProbeResult:
@@ -73,7 +65,7 @@ async def _probe_tcp(probe: TcpProbe) -> ProbeResult:
     except TimeoutError:
         return ProbeResult(False, f"{where}: no answer within {probe.timeout:g} s")
     except OSError as exc:
-        return ProbeResult(False, f"{where}: {clean_text(exc.strerror or str(exc))}")
+        return ProbeResult(False, f"{where}: {clean(exc.strerror or str(exc), SERVICE_DETAIL)}")
     elapsed_ms = (time.perf_counter() - began) * 1000
     writer.close()
     # A peer that never acknowledges the close must not hold the probe hostage.
@@ -126,7 +118,7 @@ async def _probe_http(probe: HttpProbe) -> ProbeResult:
     except TimeoutError:
         return ProbeResult(False, f"{where}: no answer within {probe.timeout:g} s")
     except httpx.HTTPError as exc:
-        reason = clean_text(str(exc)) or type(exc).__name__
+        reason = clean(str(exc), SERVICE_DETAIL) or type(exc).__name__
         return ProbeResult(False, f"{where}: {reason}")
     elapsed_ms = (time.perf_counter() - began) * 1000
     if response.status_code != probe.expect_status:
@@ -157,7 +149,7 @@ async def _read_capped(stream: asyncio.StreamReader, cap: int) -> bytes:
 
 
 async def _probe_command(probe: CommandProbe) -> ProbeResult:
-    where = f"command {clean_text(probe.argv[0], 80)}"
+    where = f"command {clean(probe.argv[0], SERVICE_DETAIL, 80)}"
     try:
         proc = await asyncio.create_subprocess_exec(
             *probe.argv,
@@ -167,7 +159,9 @@ async def _probe_command(probe: CommandProbe) -> ProbeResult:
             start_new_session=True,
         )
     except OSError as exc:
-        return ProbeResult(False, f"{where}: cannot run: {clean_text(exc.strerror or str(exc))}")
+        return ProbeResult(
+            False, f"{where}: cannot run: {clean(exc.strerror or str(exc), SERVICE_DETAIL)}"
+        )
     assert proc.stdout is not None  # we asked for a pipe
     try:
         async with asyncio.timeout(probe.timeout):
@@ -180,7 +174,7 @@ async def _probe_command(probe: CommandProbe) -> ProbeResult:
         if proc.returncode is None:
             _kill_tree(proc)
             await proc.wait()
-    said = clean_text(output.decode("utf-8", errors="replace"))
+    said = clean(output.decode("utf-8", errors="replace"), SERVICE_DETAIL)
     suffix = f": {said}" if said else ""
     if code == 0:
         return ProbeResult(True, f"{where}: exit 0{suffix}")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
     EventSink,
@@ -31,7 +32,7 @@ from watchkeeper.services.base import (
     ServiceStatus,
     UnknownServiceError,
 )
-from watchkeeper.services.probes import ProbeRunner, clean_text, run_probe
+from watchkeeper.services.probes import ProbeRunner, run_probe
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["SHOW_PROPERTIES", "SystemdServiceManager", "validate_unit_name"]
@@ -189,7 +190,7 @@ class SystemdServiceManager(PolledServiceManager):
             reason = f"cannot run {self._systemctl}: {exc or type(exc).__name__}"
             return {s.name: self._unknown(s, reason) for s in specs}
         if code != 0:
-            reason = f"systemctl show failed ({code}): {clean_text(err or out)}"
+            reason = f"systemctl show failed ({code}): {clean(err or out, SERVICE_DETAIL)}"
             return {s.name: self._unknown(s, reason) for s in specs}
         blocks = _parse_show(out)
         by_id = {block.get("Id", ""): block for block in blocks}
@@ -232,8 +233,8 @@ class SystemdServiceManager(PolledServiceManager):
             exit_code = main_status
         elif main_code:  # killed or dumped core: the status is the signal number
             exit_signal = main_status
-        result = clean_text(props.get("Result", ""), 40)
-        detail = f"{unit}: {clean_text(active, 40)}/{clean_text(sub, 40)}"
+        result = clean(props.get("Result", ""), SERVICE_DETAIL, 40)
+        detail = f"{unit}: {clean(active, SERVICE_DETAIL, 40)}/{clean(sub, SERVICE_DETAIL, 40)}"
         if result and result != "success":
             detail += f", result {result}"
         return ServiceStatus(
@@ -271,7 +272,7 @@ class SystemdServiceManager(PolledServiceManager):
             raise ServiceActionError(spec.name, f"cannot run {self._systemctl}: {exc}") from None
         if code == 0:
             return
-        said = clean_text(err or out) or f"exit status {code}"
+        said = clean(err or out, SERVICE_DETAIL) or f"exit status {code}"
         lowered = said.lower()
         if code == _EXIT_NO_PERMISSION or any(m in lowered for m in _PERMISSION_MARKERS):
             raise ServicePermissionError(

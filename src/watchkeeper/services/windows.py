@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
     EventSink,
@@ -29,7 +30,7 @@ from watchkeeper.services.base import (
     ServiceStatus,
     UnknownServiceError,
 )
-from watchkeeper.services.probes import ProbeRunner, clean_text, run_probe
+from watchkeeper.services.probes import ProbeRunner, run_probe
 from watchkeeper.services.scm import (
     ERROR_ACCESS_DENIED,
     ERROR_SERVICE_ALREADY_RUNNING,
@@ -127,13 +128,15 @@ class WindowsServiceManager(PolledServiceManager):
                 detail = f"Windows service {spec.target} is not installed"
             else:
                 detail = f"cannot query Windows service {spec.target}: {answer.message}"
-            return ServiceStatus(state=ServiceState.UNKNOWN, detail=clean_text(detail), **common)
+            return ServiceStatus(
+                state=ServiceState.UNKNOWN, detail=clean(detail, SERVICE_DETAIL), **common
+            )
         state = _STATE_MAP.get(answer.status, ServiceState.UNKNOWN)
         code = answer.exit_code
         failed_exit = code not in (None, 0, ERROR_SERVICE_NEVER_STARTED)
         if state is ServiceState.STOPPED and answer.status == "stopped" and failed_exit:
             state = ServiceState.FAILED
-        detail = f"{spec.target}: {clean_text(answer.status, 40)}"
+        detail = f"{spec.target}: {clean(answer.status, SERVICE_DETAIL, 40)}"
         if failed_exit:
             detail += f", last exit code {code}"
         return ServiceStatus(
@@ -170,7 +173,8 @@ class WindowsServiceManager(PolledServiceManager):
                     spec.name, f"Windows service {target} is not installed"
                 ) from None
             raise ServiceActionError(
-                spec.name, f"{verbing} Windows service {target} failed: {clean_text(exc.message)}"
+                spec.name,
+                f"{verbing} Windows service {target} failed: {clean(exc.message, SERVICE_DETAIL)}",
             ) from None
 
     async def _settle(self, spec: ServiceSpec, wanted: str, timeout: float) -> None:
@@ -180,7 +184,7 @@ class WindowsServiceManager(PolledServiceManager):
             try:
                 info = await asyncio.to_thread(self._scm.query, spec.target)
             except ScmError as exc:
-                raise ServiceActionError(spec.name, clean_text(exc.message)) from None
+                raise ServiceActionError(spec.name, clean(exc.message, SERVICE_DETAIL)) from None
             if info.status == wanted:
                 return
             if wanted == "running" and info.status == "stopped":

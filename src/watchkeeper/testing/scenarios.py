@@ -435,9 +435,9 @@ def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
     the prompt's data block by their labels, as a model would have to; ``hostile`` entries
     (actions a manipulated model might emit) are passed through unmapped.
     """
-    from watchkeeper.llm import sanitize_label
+    from watchkeeper.model.text import LABEL, clean
 
-    names = {p.pid: sanitize_label(p.name, 200) for p in scenario.processes}
+    names = {p.pid: clean(p.name, LABEL, 200) for p in scenario.processes}
 
     def find_process(procs: dict[Any, Any], full: str | None) -> str | None:
         # Labels in the prompt may be truncated with an ellipsis.

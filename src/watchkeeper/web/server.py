@@ -20,8 +20,8 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from watchkeeper.personality import say
 from watchkeeper.model.secret import secret_value
+from watchkeeper.personality import say
 
 if TYPE_CHECKING:
     from watchkeeper.orchestrator import Orchestrator

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from watchkeeper.bus import RequestTimeout
 from watchkeeper.config import ConfigError
 from watchkeeper.live_config import LIVE_SECTIONS
-from watchkeeper.remediation.catalog import ActionInfo, ParamError
 from watchkeeper.model.secret import MASK
+from watchkeeper.remediation.catalog import ActionInfo, ParamError
 from watchkeeper.web.json_body import StrictJSONRoute
 from watchkeeper.web.models import (
     ApproveParams,
