@@ -34,6 +34,7 @@ from watchkeeper.web.models import (
 )
 from watchkeeper.web.routes._common import WebContext, fail, json_response
 
+from watchkeeper.web.responses import BusReply, ConfigReply
 __all__ = ["PARAMS", "build", "masked"]
 
 #: How each known command's ``params`` are validated; other (plugin) commands pass as is.
@@ -95,7 +96,7 @@ def build(ctx: WebContext) -> APIRouter:
     orch = ctx.orchestrator
 
     # -- the bus --------------------------------------------------------------------------
-    @router.get("/api/bus", summary="Bus statistics and recent messages")
+    @router.get("/api/bus", summary="Bus statistics and recent messages", response_model=BusReply)
     async def bus(
         limit: int = Query(50, ge=1, le=500),
         pattern: str = Query("#", min_length=1, max_length=200, description="e.g. alert.*"),
@@ -118,7 +119,11 @@ def build(ctx: WebContext) -> APIRouter:
         return json_response({"stats": orch.bus.stats(), "recent": recent, "web": ctx.hub.stats()})
 
     # -- configuration --------------------------------------------------------------------
-    @router.get("/api/config", summary="The configuration in force (secrets masked)")
+    @router.get(
+        "/api/config",
+        summary="The configuration in force (secrets masked)",
+        response_model=ConfigReply,
+    )
     async def config() -> Response:
         store = orch.store
         return json_response(

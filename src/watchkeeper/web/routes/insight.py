@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.models import ErrorBody
+from watchkeeper.web.responses import ActivityReply, AlertsReply, AnalysisReply
 from watchkeeper.web.routes._common import WebContext, fail, json_response, parse_duration
 
 __all__ = ["build"]
@@ -22,6 +23,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.get(
         "/api/alerts",
         summary="Firing alerts, and optionally their history",
+        response_model=AlertsReply,
         responses={503: {"model": ErrorBody, "description": "history asked for, no storage"}},
     )
     async def alerts(
@@ -59,7 +61,11 @@ def build(ctx: WebContext) -> APIRouter:
                 raise fail(503, f"history is unavailable: {exc}") from None
         return json_response(body)
 
-    @router.get("/api/analysis", summary="The latest analyses and the LLM's status")
+    @router.get(
+        "/api/analysis",
+        summary="The latest analyses and the LLM's status",
+        response_model=AnalysisReply,
+    )
     async def analysis(
         history: int = Query(0, ge=0, le=200, description="also this many stored analyses"),
     ) -> Response:
@@ -96,7 +102,11 @@ def build(ctx: WebContext) -> APIRouter:
                     body["history_unavailable"] = str(exc)
         return json_response(body)
 
-    @router.get("/api/activity", summary="The recent-activity feed, newest first")
+    @router.get(
+        "/api/activity",
+        summary="The recent-activity feed, newest first",
+        response_model=ActivityReply,
+    )
     async def activity(
         limit: int = Query(50, ge=1, le=500),
         source: Literal["auto", "memory", "storage"] = Query(

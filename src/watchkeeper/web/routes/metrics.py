@@ -12,9 +12,17 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from watchkeeper.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.feed import SERIES
 from watchkeeper.web.models import ErrorBody
+from watchkeeper.web.responses import (
+    FlatMetrics,
+    MetricHistory,
+    MetricNames,
+    MetricSpecs,
+    RecentPoints,
+)
 from watchkeeper.web.routes._common import WebContext, fail, json_response, parse_duration
 from watchkeeper.web.sources import jsonable
 
@@ -36,7 +44,12 @@ def build(ctx: WebContext) -> APIRouter:
             return fail(503, "no metrics: the sensor agent is disabled in the configuration")
         return fail(503, "no sample yet: the sensor takes its first one within one interval")
 
-    @router.get("/api/metrics", summary="The latest sample", responses=unavailable)
+    @router.get(
+        "/api/metrics",
+        summary="The latest sample",
+        response_model=MetricsSample | FlatMetrics,
+        responses=unavailable,
+    )
     async def metrics(
         flat: bool = Query(False, description="dotted metric names instead of the sample"),
     ) -> Response:
@@ -52,7 +65,11 @@ def build(ctx: WebContext) -> APIRouter:
             raise no_sample()
         return Response(body, media_type="application/json")
 
-    @router.get("/api/metrics/recent", summary="The dashboard's chart history (in memory)")
+    @router.get(
+        "/api/metrics/recent",
+        summary="The dashboard's chart history (in memory)",
+        response_model=RecentPoints,
+    )
     async def recent() -> Response:
         """Up to an hour of chart points kept by the web layer from ``metrics.sample``
         (totals over disks and interfaces); needs no storage."""
@@ -65,6 +82,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.get(
         "/api/metrics/history",
         summary="One metric over a time range, from storage",
+        response_model=MetricHistory,
         responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}, **unavailable},
     )
     async def history(
@@ -118,7 +136,10 @@ def build(ctx: WebContext) -> APIRouter:
         )
 
     @router.get(
-        "/api/metrics/names", summary="Metric names with stored history", responses=unavailable
+        "/api/metrics/names",
+        summary="Metric names with stored history",
+        response_model=MetricNames,
+        responses=unavailable,
     )
     async def names(prefix: str = Query("", max_length=300)) -> Response:
         storage = ctx.sources.storage()
@@ -130,7 +151,11 @@ def build(ctx: WebContext) -> APIRouter:
             raise fail(503, f"history is unavailable: {exc}") from None
         return json_response({"prefix": prefix, "names": found})
 
-    @router.get("/api/metrics/specs", summary="Every declared metric: name, unit, description")
+    @router.get(
+        "/api/metrics/specs",
+        summary="Every declared metric: name, unit, description",
+        response_model=MetricSpecs,
+    )
     async def specs() -> Response:
         """The declarations the sensor's collectors emit under (names may hold
         ``{placeholders}``); the same ones Prometheus' HELP lines come from."""

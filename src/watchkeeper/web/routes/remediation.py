@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
+from watchkeeper.web.responses import RemediationReply
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.routes._common import WebContext, json_response
 from watchkeeper.web.sources import jsonable
@@ -19,7 +20,11 @@ __all__ = ["build"]
 def build(ctx: WebContext) -> APIRouter:
     router = APIRouter(tags=["remediation"])
 
-    @router.get("/api/remediation", summary="Actions, approvals, audit trail, success rates")
+    @router.get(
+        "/api/remediation",
+        summary="Actions, approvals, audit trail, success rates",
+        response_model=RemediationReply,
+    )
     async def remediation(
         limit: int = Query(50, ge=1, le=1000, description="audit records to return"),
         target: str | None = Query(None, max_length=4096, description="audit of one target"),

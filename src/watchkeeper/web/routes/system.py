@@ -17,7 +17,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from watchkeeper import __version__
+from watchkeeper.model.snapshot import AgentHealth, SystemSnapshot
 from watchkeeper.web.models import ErrorBody, HealthReport
+from watchkeeper.web.responses import AgentDetail
 from watchkeeper.web.routes._common import WebContext, fail, json_response
 from watchkeeper.web.sources import jsonable
 
@@ -134,6 +136,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.get(
         "/api/health",
         summary="Liveness and readiness",
+        response_model=HealthReport,
         responses={
             200: {"model": HealthReport, "description": "ready (or live, with probe=live)"},
             503: {
@@ -153,19 +156,24 @@ def build(ctx: WebContext) -> APIRouter:
         code = 200 if probe == "live" or report["ready"] else 503
         return json_response(report, code, {"cache-control": "no-store"})
 
-    @router.get("/api/system", summary="The whole system snapshot")
+    @router.get("/api/system", summary="The whole system snapshot", response_model=SystemSnapshot)
     async def system() -> Response:
         """State, uptime, health score, every agent's health and status, bus counters.
         Served from a snapshot at most one second old."""
         return Response(ctx.hub.system_body(), media_type="application/json")
 
-    @router.get("/api/agents", summary="Every agent's health, by name")
+    @router.get(
+        "/api/agents",
+        summary="Every agent's health, by name",
+        response_model=dict[str, AgentHealth],
+    )
     async def agents() -> Response:
         return json_response({name: a.health() for name, a in ctx.orchestrator.agents.items()})
 
     @router.get(
         "/api/agents/{name}",
         summary="One agent: health, status and the commands it accepts",
+        response_model=AgentDetail,
         responses={404: {"model": ErrorBody}},
     )
     async def agent(

@@ -1,0 +1,210 @@
+"""The shapes of the API's GET answers, shared by the server and the CLI.
+
+Each route declares its model as ``response_model`` (so ``/openapi.json`` documents it
+and schemathesis checks answers against it), and the CLI reads an answer back with the
+same model::
+
+    alerts = AlertsReply.model_validate(api.get("/api/alerts"))
+    alerts.counts["critical"]
+
+The hot routes send bytes they serialised once (the latest sample, the system snapshot),
+so declaring a model costs them no validation per request. Parts whose shape belongs to
+one agent (its ``status()``) stay free-form here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from watchkeeper.analysis.advice import AnalysisResult
+from watchkeeper.analysis.alerts import Alert
+from watchkeeper.bus import BusStats
+from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.snapshot import AgentHealth
+from watchkeeper.remediation.catalog import ActionInfo
+from watchkeeper.remediation.records import ActionRecord
+from watchkeeper.storage.models import (
+    ActivityEntry,
+    AnalysisRecord,
+    MetricPoint,
+    SuccessRates,
+)
+
+__all__ = [
+    "ActivityReply",
+    "AgentDetail",
+    "AlertsReply",
+    "AnalysisReply",
+    "BusMessage",
+    "BusReply",
+    "ConfigReply",
+    "FlatMetrics",
+    "GivenUp",
+    "LlmState",
+    "MetricHistory",
+    "MetricNames",
+    "MetricSpecs",
+    "RecentPoints",
+    "RemediationReply",
+    "WebStats",
+]
+
+
+class AgentDetail(BaseModel):
+    """``/api/agents/{name}``: health, the agent's own status, the commands it takes."""
+
+    health: AgentHealth
+    status: Any = Field(None, description="the agent's status(); its shape is the agent's")
+    commands: list[str]
+
+
+class FlatMetrics(BaseModel):
+    """``/api/metrics?flat=true``: every numeric metric under its dotted name."""
+
+    timestamp: float
+    metrics: dict[str, float]
+
+
+class RecentPoints(BaseModel):
+    """``/api/metrics/recent``: the chart history as columns; besides ``ts`` there is one
+    list per name in ``series`` (``cpu``, ``memory``, ...), ``None`` where unknown."""
+
+    model_config = ConfigDict(extra="allow")
+
+    series: list[str]
+    points: int
+    ts: list[float | None]
+
+    def column(self, name: str) -> list[float | None]:
+        """One series' values, oldest first; empty for a name the server did not send."""
+        values = (self.model_extra or {}).get(name)
+        return list(values) if isinstance(values, list) else []
+
+
+class MetricHistory(BaseModel):
+    """``/api/metrics/history``: one metric's min/avg/max per step, from storage."""
+
+    metric: str
+    start: float
+    end: float
+    step: float
+    source: Literal["storage"]
+    points: list[MetricPoint]
+
+
+class MetricNames(BaseModel):
+    """``/api/metrics/names``: the metrics with stored history under ``prefix``."""
+
+    prefix: str
+    names: list[str]
+
+
+class MetricSpecs(BaseModel):
+    """``/api/metrics/specs``: every declared metric."""
+
+    specs: list[MetricSpec]
+
+
+class AlertsReply(BaseModel):
+    """``/api/alerts``: firing alerts (with counts by severity); ``history`` when a range
+    was asked for."""
+
+    analyzer: bool
+    counts: dict[str, int]
+    firing: list[Alert]
+    history: list[Alert] | None = None
+
+
+class LlmState(BaseModel):
+    """Whether the model is reachable, and why not; only ``status`` without an analyzer."""
+
+    status: str
+    available: bool | None = None
+    enabled: bool | None = None
+    model: str | None = None
+    stats: Any = None
+
+
+class AnalysisReply(BaseModel):
+    """``/api/analysis``: the newest analysis of either path and the newest from the LLM."""
+
+    analyzer: bool
+    latest: AnalysisResult | None
+    latest_llm: AnalysisResult | None
+    llm: LlmState
+    history: list[AnalysisRecord] | None = None
+    history_unavailable: str | None = None
+
+
+class ActivityReply(BaseModel):
+    """``/api/activity``: the activity feed, newest first, and where it came from."""
+
+    source: Literal["storage", "memory"]
+    items: list[ActivityEntry]
+
+
+class GivenUp(BaseModel):
+    """A target the remediator stopped trying to heal, and why."""
+
+    target: str
+    since: float
+    failures: int
+    reason: str
+
+
+class RemediationReply(BaseModel):
+    """``/api/remediation``: the mode, declared actions, approvals, audit, success rates.
+
+    ``success_rates`` is the remediator's live table when it runs, or the stored one."""
+
+    mode: str
+    counts: dict[str, int]
+    available: bool
+    actions: list[ActionInfo]
+    pending: list[ActionRecord]
+    audit: list[ActionRecord]
+    success_rates: SuccessRates | dict[str, Any] | None
+    given_up: list[GivenUp]
+    status: dict[str, Any] | None
+    source: Literal["remediator", "storage", "none"]
+    history_unavailable: str | None = None
+
+
+class BusMessage(BaseModel):
+    """One recent bus message; ``payload`` only when asked for."""
+
+    id: str
+    topic: str
+    sender: str
+    timestamp: float
+    correlation_id: str | None
+    payload: Any = None
+
+
+class WebStats(BaseModel):
+    """The web layer's own counters."""
+
+    clients: int
+    dropped: int
+    frames_built: int
+    messages_seen: int
+    points: int
+
+
+class BusReply(BaseModel):
+    """``/api/bus``: traffic per topic, subscribers, the latest messages."""
+
+    stats: BusStats
+    recent: list[BusMessage]
+    web: WebStats
+
+
+class ConfigReply(BaseModel):
+    """``/api/config``: the settings in force (secrets masked), which sections change
+    live, and the file they came from."""
+
+    settings: dict[str, Any]
+    live_sections: list[str]
+    file: str | None
