@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import threading
@@ -352,7 +353,7 @@ async def test_witty_and_plain_lines_carry_the_same_facts(build: Build, tmp_path
         data = tmp_path / personality
         h = await build(make_settings(data, None, personality=personality), data_dir=data)
         await h.send("alert.firing", alert("disk_full", "/var"), sender="analyzer")
-        entries = await until(lambda h=h: _activity_when(h.agent.storage, 1))
+        entries = await until(functools.partial(_activity_when, h.agent.storage, 1))
         lines[personality] = entries[-1].message
     assert lines["plain"] == "alert firing: warning disk_full on /var: disk_full on /var: 97%"
     witty = lines["witty"]

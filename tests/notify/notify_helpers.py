@@ -61,7 +61,7 @@ class HttpReceiver:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hook/secret-token"
+        return f"http://{host!s}:{port}/hook/secret-token"
 
     def bodies(self) -> list[Any]:
         return [r.body for r in self.requests]
@@ -134,7 +134,8 @@ def smtp_handler(rec: SmtpReceiver) -> type[socketserver.StreamRequestHandler]:
 
         def handle(self) -> None:
             rec.sessions += 1
-            sender, recipients = "", []
+            sender = ""
+            recipients: list[str] = []
             self.reply("220 test-smtp ready")
             while True:
                 line = self.rfile.readline()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 import pytest
 from notify_helpers import NOON, make_alert, resolve
@@ -92,7 +93,7 @@ def test_channel_configs_are_told_apart_by_type() -> None:
         ({"colour": "red"}, "Extra inputs are not permitted"),
     ],
 )
-def test_bad_settings_are_refused_with_a_reason(data: dict, message: str) -> None:
+def test_bad_settings_are_refused_with_a_reason(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         NotificationSettings.model_validate(data)
 

@@ -3,7 +3,8 @@ fingerprint, a repeat interval, resolved notices, escalation, quiet hours."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle, utc_local
@@ -59,7 +60,7 @@ class Harness:
 
 
 @pytest.fixture
-async def make(receiver: HttpReceiver) -> AsyncIterator:
+async def make(receiver: HttpReceiver) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     made: list[Harness] = []
 
     async def build(**options: object) -> Harness:
@@ -240,7 +241,11 @@ async def test_events_are_not_repeated_within_the_repeat_interval(make) -> None:
 
 def test_quiet_hours_window_crosses_midnight() -> None:
     hours = QuietHours(start="22:30", end="06:15")
-    at = lambda h, m: utc_local(NOON + (h - 12) * HOUR + m * 60)  # noqa: E731
+
+    def at(h: int, m: int) -> dt.datetime:
+        moment: dt.datetime = utc_local(NOON + (h - 12) * HOUR + m * 60)
+        return moment
+
     assert hours.contains(at(22, 30)) and hours.contains(at(23, 59)) and hours.contains(at(6, 14))
     assert not hours.contains(at(6, 15)) and not hours.contains(at(12, 0))
     daytime = QuietHours(start="12:00", end="13:00")

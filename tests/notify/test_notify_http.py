@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import itertools
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle
@@ -31,7 +32,7 @@ MakeNotifier = Callable[..., Notifier]
 async def make_notifier() -> AsyncIterator[MakeNotifier]:
     made: list[Notifier] = []
 
-    def make(channels: list, **options: object) -> Notifier:
+    def make(channels: list[Any], **options: Any) -> Notifier:
         on_give_up = options.pop("on_give_up", None)
         clock = options.pop("clock", Clock())
         options.setdefault("retries", FAST)

@@ -65,13 +65,14 @@ def brief_dir(plugin_dir: Path) -> Path:
 
 
 def brief(tmp_path: Path, directory: Path, **overrides: Any) -> Orchestrator:
-    return build(
+    orchestrator: Orchestrator = build(
         tmp_path,
         ["sample_remediation_plugin"],
         {"sample_remediation_plugin": {"label": "done"}},
         directory=directory,
         **overrides,
     )
+    return orchestrator
 
 
 def test_the_assignment_registers_a_declared_action(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from plugin_helpers import build
@@ -34,7 +35,7 @@ def test_a_listed_plugin_loads_from_a_directory_without_base_plugin_py(
     assert isinstance(plugin, BasePlugin)  # the brief's import path is watchkeeper's class
     assert plugin.name == "simple"
     assert plugin.get_config() == {}
-    assert plugin.seen == ["config", "message_bus", "orchestrator", "plugin_name"]
+    assert cast(Any, plugin).seen == ["config", "message_bus", "orchestrator", "plugin_name"]
 
 
 def test_only_listed_plugins_are_imported(

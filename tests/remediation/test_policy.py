@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,7 +22,7 @@ from watchkeeper.live_config import ConfigStore
 from watchkeeper.remediation.actions import ActionRequest, ActionResult, NeedsPrivilege
 from watchkeeper.remediation.catalog import ActionInfo
 from watchkeeper.remediation.records import ActionOutcome
-from watchkeeper.services import build_managers
+from watchkeeper.services import ProcessServiceManager, build_managers
 
 
 def free_port() -> int:
@@ -222,8 +222,9 @@ async def demo(tmp_path: Path) -> AsyncIterator[tuple[dict[str, Any], int, Any]]
         ],
     )
     managers = build_managers(store.current.services, None, log_dir=tmp_path / "logs")
-    await managers["process"].start_all()
-    await managers["process"].wait_ready("demo", timeout=10)
+    process = cast(ProcessServiceManager, managers["process"])
+    await process.start_all()
+    await process.wait_ready("demo", timeout=10)
     try:
         yield managers, port, store
     finally:

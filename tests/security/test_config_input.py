@@ -30,7 +30,7 @@ def _one_clear_line(done: Any, *words: str) -> str:
     assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
     for word in words:
         assert word in lines[0], lines[0]
-    return lines[0]
+    return str(lines[0])
 
 
 def _write(tmp_path: Path, text: str) -> Path:

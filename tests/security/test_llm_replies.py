@@ -65,7 +65,7 @@ def llm_daemon(tmp_path: Path, fake: FakeOllama) -> Daemon:
 
 
 def token(daemon: Daemon) -> str:
-    return (daemon.data_dir / "api_token").read_text().strip()
+    return str((daemon.data_dir / "api_token").read_text().strip())
 
 
 def analyze_now(daemon: Daemon, wait: float) -> httpx.Response:

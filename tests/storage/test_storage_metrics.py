@@ -7,6 +7,7 @@ import math
 import random
 import sqlite3
 import statistics
+from typing import Any
 
 from storage_helpers import T0, Clock
 
@@ -31,14 +32,17 @@ def write_series(
     return written
 
 
-def expected_buckets(points: list[tuple[float, float]], size: int) -> dict[int, tuple]:
+Bucket = tuple[float, float, float, int]
+
+
+def expected_buckets(points: list[tuple[float, float]], size: int) -> dict[int, Bucket]:
     buckets: dict[int, list[float]] = {}
     for ts, value in points:
         buckets.setdefault(int(ts) // size * size, []).append(value)
     return {ts: (min(vs), statistics.fmean(vs), max(vs), len(vs)) for ts, vs in buckets.items()}
 
 
-def assert_points_match(points: list, expected: dict[int, tuple]) -> None:
+def assert_points_match(points: list[Any], expected: dict[int, Bucket]) -> None:
     got = {int(p.ts): (p.min, p.avg, p.max, p.count) for p in points}
     assert set(got) == set(expected)
     for ts, (low, avg, high, count) in expected.items():

@@ -17,7 +17,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
         def storage_open() -> bool:
             assert live.orchestrator is not None
-            return live.orchestrator.storage.is_open
+            return bool(live.orchestrator.storage.is_open)
 
         live.wait_for(lambda: live.on_loop(storage_open), what="storage")
         yield live

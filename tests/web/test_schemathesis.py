@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
 
         def storage_open() -> bool:
             assert live.orchestrator is not None
-            return live.orchestrator.storage.is_open
+            return bool(live.orchestrator.storage.is_open)
 
         live.wait_for(lambda: live.on_loop(storage_open), what="storage")
         env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}
