@@ -19,9 +19,9 @@ import pytest
 
 from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.communicator import CommunicatorAgent
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
+from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.notify import NotificationSettings
 from watchkeeper.notify.health import HealthTracker, score_band
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord

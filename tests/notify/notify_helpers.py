@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity, fingerprint_of
+from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.notify import Notifier
 
 #: Monday 2026-01-05 12:00 UTC; the tests read local time as UTC (see ``utc_local``).

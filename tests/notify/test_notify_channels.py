@@ -10,7 +10,7 @@ import pytest
 from notify_helpers import NOON, make_alert, resolve
 from pydantic import ValidationError
 
-from watchkeeper.analysis.alerts import Severity
+from watchkeeper.model.alerts import Severity
 from watchkeeper.notify import (
     ChannelRegistry,
     ConsoleChannel,

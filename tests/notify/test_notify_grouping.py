@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle, utc_local
 
-from watchkeeper.analysis.alerts import Severity
+from watchkeeper.model.alerts import Severity
 from watchkeeper.notify import (
     NotificationSettings,
     Notifier,

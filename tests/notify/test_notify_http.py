@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle
 
-from watchkeeper.analysis.alerts import Severity
+from watchkeeper.model.alerts import Severity
 from watchkeeper.notify import (
     NotificationSettings,
     Notifier,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from plugin_helpers import build, eventually, running
 
-from watchkeeper.analysis.alerts import Alert, Severity, SuggestedAction, fingerprint_of
 from watchkeeper.bus import Message
+from watchkeeper.model.alerts import Alert, Severity, SuggestedAction, fingerprint_of
 from watchkeeper.orchestrator import Orchestrator
 
 # The brief's sample plugin, in its style, with a body that leaves a trace to look for.

@@ -11,8 +11,8 @@ from typing import Any
 
 from plugin_helpers import build, eventually, running
 
-from watchkeeper.analysis.alerts import Alert, Severity, fingerprint_of
 from watchkeeper.bus import Message
+from watchkeeper.model.alerts import Alert, Severity, fingerprint_of
 from watchkeeper.orchestrator import Orchestrator
 from watchkeeper.testing.fake_ollama import FakeOllama
 
@@ -165,7 +165,7 @@ async def test_rules_raise_alerts_through_the_engine(
     write_plugin(
         "rules",
         """
-        from watchkeeper.analysis.alerts import Severity
+        from watchkeeper.model.alerts import Severity
         from watchkeeper.analysis.checks import Check
         from watchkeeper.plugins import BasePlugin
 

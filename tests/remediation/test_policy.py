@@ -15,10 +15,10 @@ import pytest
 
 from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.remediator import RemediatorAgent
-from watchkeeper.analysis.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.remediation.actions import ActionRequest, ActionResult, NeedsPrivilege
 from watchkeeper.remediation.catalog import ActionInfo
 from watchkeeper.remediation.records import ActionOutcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity, fingerprint_of
+from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 
 #: A fixed start (aligned to a minute) so bucket boundaries are predictable.

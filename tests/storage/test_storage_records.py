@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from storage_helpers import T0, Clock, make_alert, make_record
 
-from watchkeeper.analysis.alerts import AlertState, Severity
+from watchkeeper.model.alerts import AlertState, Severity
 from watchkeeper.remediation.records import ActionOutcome
 from watchkeeper.storage import (
     ActivityEntry,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from web_helpers import LiveServer
 
-from watchkeeper.analysis.alerts import Alert, Severity, SuggestedAction, fingerprint_of
+from watchkeeper.model.alerts import Alert, Severity, SuggestedAction, fingerprint_of
 
 
 def post(client: httpx.Client, server: LiveServer, body: Any) -> httpx.Response:

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AdviceGate, AnalysisResult, consult
-from watchkeeper.analysis.alerts import Alert
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
 from watchkeeper.bus import Message
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import Alert
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity
 from watchkeeper.bus import Message
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import Alert, AlertState, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify import ChannelRegistry, NotificationChannel, Notifier
 from watchkeeper.notify.activity import ActivityLines, Line

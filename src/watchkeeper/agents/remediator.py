@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AnalysisResult
-from watchkeeper.analysis.alerts import Alert
 from watchkeeper.bus import Message
+from watchkeeper.model.alerts import Alert
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, ActionRequest
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.catalog import ActionInfo

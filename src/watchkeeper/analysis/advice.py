@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from watchkeeper.analysis.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.llm import (
     PROMPT_VERSION,
     AnalysisReply,
@@ -34,6 +33,7 @@ from watchkeeper.llm import (
     IncidentBrief,
 )
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.remediation.catalog import ActionInfo
 
 __all__ = [

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.analysis.alerts import Severity
 from watchkeeper.analysis.checks import Check
 from watchkeeper.config import Settings
+from watchkeeper.model.alerts import Severity
 
 __all__ = ["BASELINE_METRICS", "Baseline", "BaselineBook"]
 

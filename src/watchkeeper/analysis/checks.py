@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.analysis.alerts import Severity, SuggestedAction
 from watchkeeper.analysis.levels import raw_level
 from watchkeeper.config import ExpectedPattern, Settings
 from watchkeeper.metrics import MetricsSample, ProcessInfo
+from watchkeeper.model.alerts import Severity, SuggestedAction
 from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Check", "LevelOf", "expected_match", "process_ref", "run_checks"]

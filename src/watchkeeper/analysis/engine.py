@@ -20,19 +20,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from watchkeeper.analysis.alerts import (
-    SEVERITY_RANK,
-    Alert,
-    AlertState,
-    Severity,
-    fingerprint_of,
-)
 from watchkeeper.analysis.baselines import BaselineBook
 from watchkeeper.analysis.checks import Check, run_checks, service_checks
 from watchkeeper.analysis.levels import LevelTracker
 from watchkeeper.analysis.trends import TrendTracker
 from watchkeeper.config import Settings
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import (
+    SEVERITY_RANK,
+    Alert,
+    AlertState,
+    Severity,
+    fingerprint_of,
+)
 
 __all__ = ["AnalysisEngine", "RuleFn", "Transition", "verdict_of"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from watchkeeper.analysis.alerts import SEVERITY_RANK, Severity
+from watchkeeper.model.alerts import SEVERITY_RANK, Severity
 
 __all__ = ["LevelTracker", "raw_level"]
 

@@ -14,10 +14,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from watchkeeper.analysis.alerts import Severity, SuggestedAction
 from watchkeeper.analysis.checks import Check, process_action, process_ref
 from watchkeeper.config import Settings
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import Severity, SuggestedAction
 from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Fit", "TrendTracker", "fit_line"]

@@ -25,7 +25,6 @@ from watchkeeper.llm.brief import (
     BriefProcess,
     BriefService,
     IncidentBrief,
-    TargetKind,
 )
 from watchkeeper.llm.prompt import (
     PROMPT_TOKEN_BUDGET,
@@ -63,7 +62,6 @@ __all__ = [
     "OllamaAdvisor",
     "Recommendation",
     "ReplyInvalid",
-    "TargetKind",
     "build_prompt",
     "build_schema",
     "call_deadline",

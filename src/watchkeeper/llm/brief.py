@@ -26,10 +26,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from watchkeeper.model.alerts import TargetKind
 from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
@@ -39,11 +40,7 @@ __all__ = [
     "BriefProcess",
     "BriefService",
     "IncidentBrief",
-    "TargetKind",
 ]
-
-TargetKind = Literal["process", "service", "path", "none"]
-"""What an action acts on; decides which ids (P*, S*, D* or ``none``) it may target."""
 
 
 def _clean(max_len: int) -> AfterValidator:

@@ -25,8 +25,9 @@ from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from watchkeeper.llm.brief import IncidentBrief, TargetKind
+from watchkeeper.llm.brief import IncidentBrief
 from watchkeeper.llm.prompt import MAX_RECOMMENDATIONS, VERDICTS, fit_brief
+from watchkeeper.model.alerts import TargetKind
 from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [

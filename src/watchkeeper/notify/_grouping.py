@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from watchkeeper.analysis.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.notify.base import NoticeKind
 from watchkeeper.notify.settings import NotificationSettings
 

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from watchkeeper.analysis.alerts import Severity
+from watchkeeper.model.alerts import Severity
 from watchkeeper.notify.base import DeliveryError, Notification
 
 if TYPE_CHECKING:

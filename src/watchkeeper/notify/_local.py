@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TextIO
 
-from watchkeeper.analysis.alerts import Severity
+from watchkeeper.model.alerts import Severity
 from watchkeeper.notify.base import Notification
 
 __all__ = ["ConsoleChannel", "LogChannel", "one_line"]

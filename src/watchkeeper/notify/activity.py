@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, Severity
+from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.notify.compose import clean
 from watchkeeper.notify.phrases import (
     action_facts,

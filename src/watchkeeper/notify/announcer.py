@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, Severity
+from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.notify.activity import ActionLine
 from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
 from watchkeeper.notify.channels import build_channels

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from watchkeeper.analysis.alerts import Alert, Severity
+from watchkeeper.model.alerts import Alert, Severity
 
 __all__ = [
     "ChannelRegistry",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, Severity
 from watchkeeper.humanize import human_duration
+from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import NoticeKind, Notification
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from watchkeeper.analysis.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.notify._grouping import AlertGrouper, Outgoing
 from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
 from watchkeeper.notify.compose import alert_notice, event_notice

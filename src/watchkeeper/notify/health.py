@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity
+from watchkeeper.model.alerts import Alert, AlertState, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage import HealthRecord

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from watchkeeper.analysis.alerts import Alert
+from watchkeeper.model.alerts import Alert
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.compose import human_duration
 from watchkeeper.remediation.records import ActionOutcome, ActionRecord

@@ -43,6 +43,11 @@ class Found:
     source: str
 
 
+# Modules the brief-style plugins import by their old place. Their types now live in the
+# shared-types package; a plugin written against the old place keeps loading.
+_MOVED_MODULES = {"watchkeeper.analysis.alerts": "watchkeeper.model.alerts"}
+
+
 def install_brief_alias(directory: Path) -> None:
     """Make ``from plugins.base_plugin import BasePlugin`` work for any plugins directory.
 
@@ -71,6 +76,8 @@ def install_brief_alias(directory: Path) -> None:
     if package is not None and getattr(package, "__watchkeeper_virtual__", False):
         package.__path__ = [str(directory)]
         package.base_plugin = sys.modules["plugins.base_plugin"]  # type: ignore[attr-defined]
+    for old, new in _MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def plugin_class_in(module: types.ModuleType) -> type[BasePlugin[Any]]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from watchkeeper.analysis.alerts import (
+from watchkeeper.model.alerts import (
     Alert,
     AlertState,
     Severity,

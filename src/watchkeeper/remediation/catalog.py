@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from watchkeeper.analysis.alerts import TargetKind
+from watchkeeper.model.alerts import TargetKind
 
 __all__ = [
     "BUILTIN_ACTIONS",

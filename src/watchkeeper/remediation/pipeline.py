@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert, AlertState, Severity, SuggestedAction
+from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, ActionRequest
 from watchkeeper.remediation.bookkeeping import (
     SuccessBook,

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from watchkeeper.analysis.alerts import Alert
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.alerts import Alert
 from watchkeeper.remediation.records import ActionRecord
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.facade import Storage

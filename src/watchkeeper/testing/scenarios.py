@@ -27,7 +27,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from watchkeeper.analysis.alerts import Alert, SuggestedAction
 from watchkeeper.analysis.engine import AnalysisEngine, Transition
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.metrics import (
@@ -41,6 +40,7 @@ from watchkeeper.metrics import (
     ProcessInfo,
     ProcessMetrics,
 )
+from watchkeeper.model.alerts import Alert, SuggestedAction
 
 __all__ = [
     "Expect",

@@ -19,9 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.analysis.advice import AnalysisResult
-from watchkeeper.analysis.alerts import Alert
 from watchkeeper.bus import BusStats
 from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.alerts import Alert
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.remediation.catalog import ActionInfo
 from watchkeeper.remediation.records import ActionRecord

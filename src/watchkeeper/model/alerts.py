@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 TargetKind = Literal["process", "service", "path", "none"]
+"""What an action acts on; decides which ids (P*, S*, D* or ``none``) it may target."""
 
 
 class Severity(StrEnum):
