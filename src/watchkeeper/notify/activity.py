@@ -28,7 +28,7 @@ from watchkeeper.notify.phrases import (
 from watchkeeper.personality import say
 from watchkeeper.remediation.records import ActionRecord
 from watchkeeper.services.base import ServiceEvent
-from watchkeeper.storage.models import ActivitySeverity, HealthRecord
+from watchkeeper.storage.models import HealthRecord
 
 __all__ = ["ActionLine", "ActivityLines", "Line"]
 

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from watchkeeper.model.activity import ActivitySeverity
+
 __all__ = [
     "ActivityEntry",
-    "ActivitySeverity",
     "AgentEvent",
     "AlertTransition",
     "AnalysisRecord",
@@ -26,7 +27,6 @@ __all__ = [
     "SuccessRates",
 ]
 
-ActivitySeverity = Literal["debug", "info", "warning", "critical"]
 HealthStatus = Literal["healthy", "degraded", "critical"]
 
 #: Order of activity severities, for "at least this severe" searches.
