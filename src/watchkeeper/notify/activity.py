@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.notify.compose import clean
 from watchkeeper.notify.phrases import (
