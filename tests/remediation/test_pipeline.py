@@ -20,10 +20,10 @@ import pytest
 from watchkeeper.agents.analyzer import AnalyzerAgent
 from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.agents.remediator import RemediatorAgent
-from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.remediation.actions import ActionContext, ActionRequest
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
