@@ -1,7 +1,11 @@
 """``watchkeeper run``: start the whole system in this process and stop it on a signal.
 
 SIGINT and SIGTERM set one stop event; the orchestrator stops the agents, writes the final
-status file and returns, and the process exits 0 within a few seconds.
+status file and returns, and the process exits 0 within a few seconds. A front end (the
+web server) is handed in by the caller, which sits above this layer and binds its socket
+first, so a port in use fails before anything starts::
+
+    run_system(settings, path, front_end=functools.partial(serve_web, sock=sock))
 """
 
 from __future__ import annotations
@@ -10,14 +14,21 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.logs import setup_logging
 
-__all__ = ["run_system"]
+if TYPE_CHECKING:
+    from watchkeeper.orchestrator import Orchestrator
+
+__all__ = ["FrontEnd", "run_system"]
+
+FrontEnd = Callable[["Orchestrator", asyncio.Event], Coroutine[Any, Any, None]]
+"""Served beside the orchestrator until the stop event is set (and sets it if it ends)."""
 
 log = logging.getLogger("watchkeeper.runner")
 
@@ -31,7 +42,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
             signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
-async def _serve(store: ConfigStore, *, sock: socket.socket | None) -> None:
+async def _serve(store: ConfigStore, front_end: FrontEnd | None) -> None:
     from watchkeeper.orchestrator import Orchestrator
 
     orchestrator = Orchestrator(store)
@@ -39,28 +50,17 @@ async def _serve(store: ConfigStore, *, sock: socket.socket | None) -> None:
     _install_signal_handlers(stop)
     async with asyncio.TaskGroup() as group:
         group.create_task(orchestrator.run(stop), name="orchestrator")
-        if sock is not None:
-            from watchkeeper.web.server import serve_web
-
-            group.create_task(serve_web(orchestrator, stop, sock), name="web")
+        if front_end is not None:
+            group.create_task(front_end(orchestrator, stop), name="front-end")
 
 
-def run_system(settings: Settings, config_path: Path | None, *, web: bool = True) -> int:
-    """Run until a signal arrives; returns the process exit code.
-
-    Raises ``PortInUse`` before anything starts when the web port cannot be bound.
-    """
-    sock = None
-    if web:
-        from watchkeeper.web.server import bind_socket
-
-        sock = bind_socket(settings.web.host, settings.web.port)
+def run_system(
+    settings: Settings, config_path: Path | None, *, front_end: FrontEnd | None = None
+) -> int:
+    """Run until a signal arrives, with ``front_end`` (if any) beside the orchestrator;
+    returns the process exit code."""
     setup_logging(settings.data_dir, settings.log_level)
     store = ConfigStore(settings, config_path)
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(store, sock=sock))
-    finally:
-        if sock is not None:
-            sock.close()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(store, front_end))
     return 0

@@ -6,6 +6,7 @@ one line on stderr that says what to fix, and exit code 2; nothing prints a trac
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -141,12 +142,18 @@ def _start(config: Path | None, flags: dict[str, Any], *, web: bool) -> None:
             "web.enabled = true (or WATCHKEEPER_WEB__ENABLED=true), or use 'watchkeeper run'"
         )
     from watchkeeper.runner import run_system
-    from watchkeeper.web.server import PortInUse
+    from watchkeeper.web.server import PortInUse, bind_socket, serve_web
 
-    try:
-        code = run_system(settings, path, web=web and settings.web.enabled)
+    if not (web and settings.web.enabled):
+        raise typer.Exit(run_system(settings, path))
+    try:  # bound before anything starts: a port in use is one line, not a half-started team
+        sock = bind_socket(settings.web.host, settings.web.port)
     except PortInUse as exc:
         fail(str(exc))
+    try:
+        code = run_system(settings, path, front_end=functools.partial(serve_web, sock=sock))
+    finally:
+        sock.close()
     raise typer.Exit(code)
 
 
