@@ -18,7 +18,7 @@ from typing import Any
 
 from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
-from watchkeeper.notify.compose import clean
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.phrases import (
     action_facts,
     alert_facts,
@@ -90,7 +90,7 @@ class ActivityLines:
         return Line(text, "warning", None)
 
     def agent_event(self, agent: str, kind: str, detail: str) -> Line:
-        """``agent.<kind>`` from a plugin or another agent; ``detail`` is cleaned here."""
+        """``agent.<kind>`` from a plugin or another agent; ``detail`` cleaned already."""
         extra = f": {detail}" if detail else ""
         severity: ActivitySeverity = "warning" if kind in ("failed", "degraded") else "info"
         return Line(self.say("agent_event", agent=agent, kind=kind, detail=extra), severity)
@@ -102,14 +102,14 @@ class ActivityLines:
 
     def llm_status(self, status: str, ok: bool) -> Line:
         """The LLM advisor's state in words (already cleaned of anything untrusted)."""
-        return Line(clean(status, 160), "info" if ok else "warning", "llm")
+        return Line(clean(status, NOTIFICATION, 160), "info" if ok else "warning", "llm")
 
     def analysis(self, data: Mapping[str, Any]) -> Line:
         """An ``analysis.result``: the rules' verdict, or the model's."""
         facts = analysis_facts(data)
         if data.get("source", "rules") == "rules":
             phrase = "analysis_fallback" if data.get("fallback_reason") else "analysis_rules"
-            facts["reason"] = clean(str(data.get("fallback_reason") or ""), 120)
+            facts["reason"] = clean(str(data.get("fallback_reason") or ""), NOTIFICATION, 120)
         else:
             phrase = "analysis"
         subject = data.get("alert_id") or data.get("fingerprint")

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.activity import ActionLine
 from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
 from watchkeeper.notify.channels import build_channels
-from watchkeeper.notify.compose import clean
 from watchkeeper.notify.dispatcher import Notifier, OnGiveUp, OnNotified
 from watchkeeper.notify.phrases import FAILED_OUTCOMES
 from watchkeeper.notify.settings import NotificationSettings
@@ -110,7 +110,7 @@ class Announcer:
             f"remediation:{record.action}:{record.target}:{outcome}",
             Severity.WARNING if line.severity == "warning" else Severity.INFO,
             line.plain,
-            f"{line.plain}\nReason: {clean(record.reason, 500)}",
+            f"{line.plain}\nReason: {clean(record.reason, NOTIFICATION, 500)}",
             details={"record": record.model_dump(mode="json")},
         )
 
