@@ -49,7 +49,8 @@ def default_agent_factories(
     from watchkeeper.agents.communicator import CommunicatorAgent
     from watchkeeper.agents.remediator import RemediatorAgent
     from watchkeeper.agents.sensor import SensorAgent
-    from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
+    from watchkeeper.model.actions import ActionInfo
+    from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 
     def registered_actions() -> list[ActionInfo]:
         remediator = (agents or {}).get("remediator")

@@ -21,10 +21,10 @@ from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.communicator import CommunicatorAgent
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
 from watchkeeper.notify import NotificationSettings
 from watchkeeper.notify.health import HealthTracker, score_band
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.storage import Storage
 from watchkeeper.supervisor import AgentRestart
 

@@ -26,13 +26,15 @@ from watchkeeper.testing.fake_ollama import FakeOllama
 
 ACTIONS = [
     BriefAction(
-        name="kill_process", description="Send SIGTERM", target_kind="process", risk="medium"
+        name="kill_process", description="Send SIGTERM", target_kind="process", risk="moderate"
     ),
     BriefAction(
-        name="restart_service", description="Restart a unit", target_kind="service", risk="low"
+        name="restart_service", description="Restart a unit", target_kind="service", risk="safe"
     ),
-    BriefAction(name="clean_dir", description="Delete old files", target_kind="path", risk="high"),
-    BriefAction(name="notify_admin", description="Page a human", target_kind="none", risk="low"),
+    BriefAction(
+        name="clean_dir", description="Delete old files", target_kind="path", risk="dangerous"
+    ),
+    BriefAction(name="notify_admin", description="Page a human", target_kind="none", risk="safe"),
 ]
 
 

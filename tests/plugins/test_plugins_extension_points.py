@@ -30,8 +30,8 @@ def audit_of(orch: Orchestrator, action: str) -> list[Any]:
 ACTIONS = """
     from pathlib import Path
     from watchkeeper.plugins import BasePlugin
-    from watchkeeper.remediation.actions import ActionResult
-    from watchkeeper.remediation.catalog import ActionInfo
+    from watchkeeper.model.actions import ActionResult
+    from watchkeeper.model.actions import ActionInfo
 
     class TouchMarker:
         info = ActionInfo(

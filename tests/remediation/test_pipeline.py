@@ -23,11 +23,11 @@ from watchkeeper.agents.remediator import RemediatorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
-from watchkeeper.remediation.actions import ActionContext, ActionRequest
+from watchkeeper.remediation.actions import ActionContext
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.services import ProcessServiceManager, build_managers
 from watchkeeper.services.base import ServiceEvent
 

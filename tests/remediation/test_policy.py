@@ -18,10 +18,9 @@ from watchkeeper.agents.remediator import RemediatorAgent
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.actions import ActionInfo, ActionOutcome, ActionRequest, ActionResult
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
-from watchkeeper.remediation.actions import ActionRequest, ActionResult, NeedsPrivilege
-from watchkeeper.remediation.catalog import ActionInfo
-from watchkeeper.remediation.records import ActionOutcome
+from watchkeeper.remediation.actions import NeedsPrivilege
 from watchkeeper.services import ProcessServiceManager, build_managers
 
 

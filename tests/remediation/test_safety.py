@@ -18,9 +18,8 @@ from watchkeeper.agents.remediator import RemediatorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
-from watchkeeper.remediation.actions import ActionRequest
+from watchkeeper.model.actions import ActionOutcome, ActionRequest
 from watchkeeper.remediation.files import clean_tree, resolve_cleanup_target, rotate_file
-from watchkeeper.remediation.records import ActionOutcome
 
 DAY = 86400
 

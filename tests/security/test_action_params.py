@@ -19,8 +19,7 @@ from watchkeeper.agents.remediator import RemediatorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
-from watchkeeper.remediation.actions import ActionRequest
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
+from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
 
 
 def nested(depth: int) -> dict[str, Any]:

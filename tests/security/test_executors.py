@@ -23,8 +23,7 @@ from watchkeeper.agents.sensor import SensorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
-from watchkeeper.remediation.actions import ActionRequest
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
+from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
 
 KILLS = 6  # more than the actions' own pool has threads, and than a 2-core default pool
 

@@ -32,8 +32,7 @@ from watchkeeper.agents.remediator import RemediatorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
-from watchkeeper.remediation.actions import ActionRequest
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
+from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
 
 DAY = 86400
 NOW = 1_700_000_000.0  # the agents' clock in these tests: rotation names are known

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 
 #: A fixed start (aligned to a minute) so bucket boundaries are predictable.
 T0 = 1_700_000_040.0

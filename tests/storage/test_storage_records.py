@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from storage_helpers import T0, Clock, make_alert, make_record
 
+from watchkeeper.model.actions import ActionOutcome
 from watchkeeper.model.alerts import AlertState, Severity
-from watchkeeper.remediation.records import ActionOutcome
 from watchkeeper.storage import (
     ActivityEntry,
     AgentEvent,

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import Message
+from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert
-from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, ActionRequest
+from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry
-from watchkeeper.remediation.catalog import ActionInfo
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
-from watchkeeper.remediation.records import ActionRecord
 from watchkeeper.services.base import ServiceEvent
 
 __all__ = ["RemediatorAgent"]

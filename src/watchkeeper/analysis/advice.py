@@ -33,8 +33,8 @@ from watchkeeper.llm import (
     IncidentBrief,
 )
 from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
-from watchkeeper.remediation.catalog import ActionInfo
 
 __all__ = [
     "AdviceGate",

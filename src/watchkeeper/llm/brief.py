@@ -17,7 +17,7 @@ prompt, logs, the web UI) sees the same clean labels::
         processes=[BriefProcess(id="P1", label="stress", cpu_percent=96.0, rss_mb=12.0,
                                 age_s=320.0)],
         actions=[BriefAction(name="kill_process", description="Send SIGTERM",
-                             target_kind="process", risk="medium")],
+                             target_kind="process", risk="dangerous")],
     )
 """
 
@@ -30,6 +30,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from watchkeeper.model.actions import ACTION_NAME_PATTERN, Risk
 from watchkeeper.model.alerts import TargetKind
 from watchkeeper.model.text import PROMPT_DATA, clean
 
@@ -111,11 +112,10 @@ class BriefPath(_Frozen):
 class BriefAction(_Frozen):
     """A registered action the model may recommend; mirrors the action registry."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$")]
+    name: Annotated[str, Field(pattern=ACTION_NAME_PATTERN)]
     description: Sentence
     target_kind: TargetKind
-    risk: ShortText
-    """Free text, conventionally ``low``, ``medium`` or ``high``."""
+    risk: Risk
 
 
 class IncidentBrief(_Frozen):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
@@ -27,7 +28,6 @@ from watchkeeper.notify.phrases import (
     speak,
 )
 from watchkeeper.personality import say
-from watchkeeper.remediation.records import ActionRecord
 from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage.models import HealthRecord
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.activity import ActionLine
@@ -25,7 +26,6 @@ from watchkeeper.notify.channels import build_channels
 from watchkeeper.notify.dispatcher import Notifier, OnGiveUp, OnNotified
 from watchkeeper.notify.phrases import FAILED_OUTCOMES
 from watchkeeper.notify.settings import NotificationSettings
-from watchkeeper.remediation.records import ActionRecord
 
 __all__ = ["Announcer"]
 

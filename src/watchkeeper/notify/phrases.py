@@ -13,10 +13,10 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.compose import human_duration
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.services.base import ServiceEvent
 
 __all__ = [

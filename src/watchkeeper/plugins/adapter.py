@@ -27,9 +27,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
+from watchkeeper.model.actions import ActionInfo, ActionRequest, ActionResult, ParamInfo, Risk
 from watchkeeper.model.text import LOG_LINE, clean
-from watchkeeper.remediation.actions import ActionContext, ActionRequest, ActionResult
-from watchkeeper.remediation.catalog import ActionInfo, ParamInfo, Risk
+from watchkeeper.remediation.actions import ActionContext
 
 __all__ = ["CallableAction", "acting_as", "action_from_callable", "current_plugin"]
 

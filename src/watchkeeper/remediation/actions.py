@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from watchkeeper.remediation.catalog import ActionInfo
-from watchkeeper.remediation.records import Proposer
+from watchkeeper.model.actions import ActionInfo, ActionRequest, ActionResult
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
@@ -48,39 +46,12 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionRegistry",
-    "ActionRequest",
-    "ActionResult",
     "DuplicateActionError",
     "NeedsPrivilege",
 ]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ActionRequest:
-    """What someone (rule, LLM, user, plugin) asks to be done."""
-
-    action: str
-    target: str | None
-    proposer: Proposer
-    params: dict[str, Any] = field(default_factory=dict)
-    target_kind: str = "none"
-    proposed_by: str = ""
-    reason: str = ""
-    alert_id: str | None = None
-    fingerprint: str | None = None
-    confidence: float = 1.0
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    created_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    ok: bool
-    detail: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class NeedsPrivilege(PermissionError):

@@ -12,6 +12,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from watchkeeper.model.actions import (
+    ActionOutcome,
+    ActionRecord,
+    ActionRequest,
+    ActionResult,
+    Proposer,
+)
 from watchkeeper.model.alerts import (
     Alert,
     AlertState,
@@ -19,16 +26,8 @@ from watchkeeper.model.alerts import (
     SuggestedAction,
     fingerprint_of,
 )
-from watchkeeper.remediation.actions import (
-    Action,
-    ActionContext,
-    ActionRegistry,
-    ActionRequest,
-    ActionResult,
-    NeedsPrivilege,
-)
+from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, NeedsPrivilege
 from watchkeeper.remediation.policy import GiveUp
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord, Proposer
 
 __all__ = [
     "RISK_RANK",

@@ -18,14 +18,9 @@ from typing import Any
 
 import psutil
 
-from watchkeeper.remediation.actions import (
-    ActionContext,
-    ActionRegistry,
-    ActionRequest,
-    ActionResult,
-    NeedsPrivilege,
-)
-from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, KILL_GRACE_MAX, ActionInfo
+from watchkeeper.model.actions import ActionInfo, ActionRequest, ActionResult
+from watchkeeper.remediation.actions import ActionContext, ActionRegistry, NeedsPrivilege
+from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, KILL_GRACE_MAX
 from watchkeeper.remediation.file_actions import CleanDirectory, RotateLog
 from watchkeeper.remediation.processes import (
     check_process_target,

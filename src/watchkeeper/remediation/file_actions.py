@@ -16,13 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from watchkeeper.config import CleanupDir, Settings
-from watchkeeper.remediation.actions import (
-    ActionContext,
-    ActionRequest,
-    ActionResult,
-    NeedsPrivilege,
-)
-from watchkeeper.remediation.catalog import BUILTIN_ACTIONS, ActionInfo
+from watchkeeper.model.actions import ActionInfo, ActionRequest, ActionResult
+from watchkeeper.remediation.actions import ActionContext, NeedsPrivilege
+from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 from watchkeeper.remediation.files import (
     CleanResult,
     clean_tree_at,

@@ -43,8 +43,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from watchkeeper.model.actions import (
+    ActionInfo,
+    ActionOutcome,
+    ActionRecord,
+    ActionRequest,
+    ParamError,
+)
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
-from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, ActionRequest
+from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.bookkeeping import (
     SuccessBook,
     attempt,
@@ -55,9 +62,7 @@ from watchkeeper.remediation.bookkeeping import (
     order_candidates,
     renewed,
 )
-from watchkeeper.remediation.catalog import ActionInfo, ParamError
 from watchkeeper.remediation.policy import Decision, GiveUp, Policy
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 
 __all__ = ["Emit", "PendingNotFound", "RemediationPipeline"]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from watchkeeper.config import RemediationSettings
-from watchkeeper.remediation.actions import Action, ActionContext, ActionRequest
-from watchkeeper.remediation.catalog import ParamError
+from watchkeeper.model.actions import ActionRequest, ParamError
+from watchkeeper.remediation.actions import Action, ActionContext
 
 __all__ = ["CrashLoopGuard", "Decision", "GiveUp", "Policy"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState
-from watchkeeper.remediation.records import ActionOutcome, ActionRecord
 from watchkeeper.storage._db import DbBase, guarded, to_json
 from watchkeeper.storage.models import AlertTransition, SuccessRate, SuccessRates
 

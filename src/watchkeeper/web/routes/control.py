@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from watchkeeper.bus import RequestTimeout
 from watchkeeper.config import ConfigError
 from watchkeeper.live_config import LIVE_SECTIONS
+from watchkeeper.model.actions import ActionInfo, ParamError
 from watchkeeper.model.secret import MASK
-from watchkeeper.remediation.catalog import ActionInfo, ParamError
 from watchkeeper.web.json_body import StrictJSONRoute
 from watchkeeper.web.models import (
     ApproveParams,
@@ -32,9 +32,9 @@ from watchkeeper.web.models import (
     ResetGiveUpParams,
     RunActionParams,
 )
+from watchkeeper.web.responses import BusReply, ConfigReply
 from watchkeeper.web.routes._common import WebContext, fail, json_response
 
-from watchkeeper.web.responses import BusReply, ConfigReply
 __all__ = ["PARAMS", "build", "masked"]
 
 #: How each known command's ``params`` are validated; other (plugin) commands pass as is.
