@@ -27,10 +27,10 @@ from pydantic import BaseModel
 
 from watchkeeper.bus import Message, Subscription
 from watchkeeper.collectors.base import Collector
+from watchkeeper.model.actions import ActionInfo, ActionRequest, Risk
 from watchkeeper.plugins.adapter import action_from_callable
 from watchkeeper.plugins.base import PluginError
-from watchkeeper.remediation.actions import Action, ActionRequest
-from watchkeeper.remediation.catalog import ActionInfo, Risk
+from watchkeeper.remediation.actions import Action
 
 if TYPE_CHECKING:
     from watchkeeper.agents.analyzer import AnalyzerAgent
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from watchkeeper.analysis.engine import RuleFn
     from watchkeeper.bus import InMemoryBus
     from watchkeeper.config import Settings
+    from watchkeeper.model.actions import ActionRecord
     from watchkeeper.orchestrator import Orchestrator
-    from watchkeeper.remediation.records import ActionRecord
 
 __all__ = [
     "Footprint",
