@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["TEMPLATES", "CommentThresholds", "ThresholdsLike", "comment", "mood"]

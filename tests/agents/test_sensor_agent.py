@@ -18,7 +18,7 @@ import pytest
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
-from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.orchestrator import Orchestrator
 
 

@@ -13,7 +13,7 @@ from watchkeeper.collectors import (
     RateTracker,
     UnknownCollectorError,
 )
-from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.text import LOG_LINE, clean
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from watchkeeper.commentary import TEMPLATES, CommentThresholds, comment
-from watchkeeper.metrics import (
+from watchkeeper.model.metrics import (
     CpuMetrics,
     DiskMetrics,
     FilesystemUsage,

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from watchkeeper.collectors import MemoryCollector, ProcessCollector
-from watchkeeper.metrics import ProcessInfo, ProcessMetrics
+from watchkeeper.model.metrics import ProcessInfo, ProcessMetrics
 
 LINUX = sys.platform.startswith("linux")
 needs_linux = pytest.mark.skipif(not LINUX, reason="reads /proc")

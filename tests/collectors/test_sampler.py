@@ -27,7 +27,7 @@ from watchkeeper.collectors import (
     SystemCollector,
     build_default_registry,
 )
-from watchkeeper.metrics import (
+from watchkeeper.model.metrics import (
     SERVICE_METRIC_SPECS,
     BatteryStatus,
     CpuMetrics,
@@ -47,7 +47,7 @@ from watchkeeper.metrics import (
     SystemMetrics,
     TemperatureReading,
 )
-from watchkeeper.services.base import ServiceStatus
+from watchkeeper.model.services import ServiceStatus
 
 FAMILIES = ("cpu", "memory", "disks", "network", "processes", "system")
 

@@ -116,7 +116,7 @@ async def test_collectors_add_declared_metrics_to_every_sample(
     write_plugin(
         "gauges",
         """
-        from watchkeeper.metrics import MetricSpec
+        from watchkeeper.model.metrics import MetricSpec
         from watchkeeper.plugins import BasePlugin
 
         class Queue:

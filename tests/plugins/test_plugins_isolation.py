@@ -18,7 +18,7 @@ EVERYTHING = """
     import asyncio
     from plugins.base_plugin import BasePlugin
     from watchkeeper.agents.base import BaseAgent
-    from watchkeeper.metrics import MetricSpec
+    from watchkeeper.model.metrics import MetricSpec
 
     FAIL_AT = {fail_at!r}
     MARKER = {marker!r}

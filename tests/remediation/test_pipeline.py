@@ -25,11 +25,11 @@ from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
+from watchkeeper.model.services import ServiceEvent
 from watchkeeper.remediation.actions import ActionContext
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
 from watchkeeper.services import ProcessServiceManager, build_managers
-from watchkeeper.services.base import ServiceEvent
 
 DAY = 86400.0
 FAIL = [sys.executable, "-c", "raise SystemExit(3)"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.plugins import BasePlugin, PluginContext
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from watchkeeper.services import ProcessServiceManager, ServiceEvent, ServiceSpec
+from watchkeeper.model.services import ServiceEvent
+from watchkeeper.services import ProcessServiceManager, ServiceSpec
 
 
 class EventLog:

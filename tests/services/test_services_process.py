@@ -12,11 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from watchkeeper.model.services import ServiceState
 from watchkeeper.services import (
     HttpProbe,
     ServiceActionError,
     ServiceSpec,
-    ServiceState,
     TcpProbe,
     UnknownServiceError,
 )

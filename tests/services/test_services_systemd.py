@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from watchkeeper.model.services import ServiceState
 from watchkeeper.services import (
     ServiceActionError,
     ServicePermissionError,
     ServiceSpec,
-    ServiceState,
     SystemdServiceManager,
     TcpProbe,
     UnknownServiceError,

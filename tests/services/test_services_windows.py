@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from watchkeeper.model.services import ServiceState
 from watchkeeper.services import (
     ScmError,
     ServiceActionError,
     ServicePermissionError,
     ServiceSpec,
-    ServiceState,
     UnknownServiceError,
     WindowsServiceInfo,
     WindowsServiceManager,

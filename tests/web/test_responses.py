@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.snapshot import AgentHealth, SystemSnapshot
 from watchkeeper.web.models import HealthReport
 from watchkeeper.web.responses import (

@@ -27,9 +27,9 @@ from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AdviceGate, AnalysisResult, consult
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
 from watchkeeper.bus import Message
-from watchkeeper.metrics import MetricsSample
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 
 if TYPE_CHECKING:

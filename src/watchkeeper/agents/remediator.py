@@ -23,10 +23,10 @@ from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.services import ServiceEvent
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
-from watchkeeper.services.base import ServiceEvent
 
 __all__ = ["RemediatorAgent"]
 

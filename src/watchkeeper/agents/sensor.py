@@ -23,7 +23,7 @@ from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 
 if TYPE_CHECKING:
     from watchkeeper.collectors import CollectorRegistry, Sampler
-    from watchkeeper.metrics import MetricsSample
+    from watchkeeper.model.metrics import MetricsSample
 
 __all__ = ["SensorAgent"]
 

@@ -32,9 +32,9 @@ from watchkeeper.llm import (
     BriefService,
     IncidentBrief,
 )
-from watchkeeper.metrics import MetricsSample
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
+from watchkeeper.model.metrics import MetricsSample
 
 __all__ = [
     "AdviceGate",

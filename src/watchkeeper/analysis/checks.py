@@ -16,8 +16,8 @@ from typing import Any
 
 from watchkeeper.analysis.levels import raw_level
 from watchkeeper.config import ExpectedPattern, Settings
-from watchkeeper.metrics import MetricsSample, ProcessInfo
 from watchkeeper.model.alerts import Severity, SuggestedAction
+from watchkeeper.model.metrics import MetricsSample, ProcessInfo
 from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Check", "LevelOf", "expected_match", "process_ref", "run_checks"]

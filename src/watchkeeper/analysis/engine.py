@@ -25,7 +25,6 @@ from watchkeeper.analysis.checks import Check, run_checks, service_checks
 from watchkeeper.analysis.levels import LevelTracker
 from watchkeeper.analysis.trends import TrendTracker
 from watchkeeper.config import Settings
-from watchkeeper.metrics import MetricsSample
 from watchkeeper.model.alerts import (
     SEVERITY_RANK,
     Alert,
@@ -33,6 +32,7 @@ from watchkeeper.model.alerts import (
     Severity,
     fingerprint_of,
 )
+from watchkeeper.model.metrics import MetricsSample
 
 __all__ = ["AnalysisEngine", "RuleFn", "Transition", "verdict_of"]
 

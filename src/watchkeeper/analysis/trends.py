@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from watchkeeper.analysis.checks import Check, process_action, process_ref
 from watchkeeper.config import Settings
-from watchkeeper.metrics import MetricsSample
 from watchkeeper.model.alerts import Severity, SuggestedAction
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.text import LABEL, clean
 
 __all__ = ["Fit", "TrendTracker", "fit_line"]

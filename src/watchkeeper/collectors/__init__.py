@@ -6,7 +6,7 @@ worker thread (collectors are synchronous)::
     from watchkeeper.collectors import Sampler, build_default_registry
 
     sampler = Sampler(build_default_registry(top_n=10))
-    sample = sampler.sample()          # a watchkeeper.metrics.MetricsSample
+    sample = sampler.sample()          # a watchkeeper.model.metrics.MetricsSample
     sample.flat()["cpu.percent"]       # absent on the very first sample: rates need two
 
 A plugin adds a collector with a ``name``, declared ``metrics`` and a ``collect()`` that

@@ -2,7 +2,7 @@
 
 A collector is anything with a ``name``, the ``metrics`` it declares and a synchronous
 ``collect()``. Built-in collectors return one typed family model from
-:mod:`watchkeeper.metrics`; a plugin collector may return ``{"metric.name": value}`` with
+:mod:`watchkeeper.model.metrics`; a plugin collector may return ``{"metric.name": value}`` with
 names it declared, which land in ``MetricsSample.extra``. ``collect()`` may return ``None``
 when the family does not exist on this host (no GPU): the sample then simply lacks it.
 
@@ -20,7 +20,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 from pydantic import BaseModel
 
-from watchkeeper.metrics import MetricSpec
+from watchkeeper.model.metrics import MetricSpec
 
 __all__ = [
     "CollectResult",

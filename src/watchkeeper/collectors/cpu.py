@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import psutil
 
 from watchkeeper.collectors.base import RateTracker
-from watchkeeper.metrics import CpuMetrics, MetricSpec
+from watchkeeper.model.metrics import CpuMetrics, MetricSpec
 
 __all__ = ["CPU_METRICS", "CpuCollector", "CpuSource"]
 

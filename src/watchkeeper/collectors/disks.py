@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import psutil
 
 from watchkeeper.collectors.base import RateTracker
-from watchkeeper.metrics import DiskIO, DiskMetrics, FilesystemUsage, MetricSpec
+from watchkeeper.model.metrics import DiskIO, DiskMetrics, FilesystemUsage, MetricSpec
 
 __all__ = ["DISK_METRICS", "NETWORK_FSTYPES", "SKIPPED_FSTYPES", "DiskCollector", "DiskSource"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.metrics import GpuDevice, GpuMetrics, MetricSpec
+from watchkeeper.model.metrics import GpuDevice, GpuMetrics, MetricSpec
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["GPU_METRICS", "GpuCollector"]

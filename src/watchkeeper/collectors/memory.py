@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import psutil
 
 from watchkeeper.collectors.base import RateTracker
-from watchkeeper.metrics import MemoryMetrics, MetricSpec
+from watchkeeper.model.metrics import MemoryMetrics, MetricSpec
 
 __all__ = ["MEMORY_METRICS", "MemoryCollector", "MemorySource"]
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import psutil
 
 from watchkeeper.collectors.base import RateTracker
-from watchkeeper.metrics import TCP_STATES, InterfaceRates, MetricSpec, NetworkMetrics
+from watchkeeper.model.metrics import TCP_STATES, InterfaceRates, MetricSpec, NetworkMetrics
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["NETWORK_METRICS", "NetworkCollector", "NetworkSource", "count_tcp_states"]

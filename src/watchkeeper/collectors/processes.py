@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from watchkeeper.metrics import MetricSpec, ProcessInfo, ProcessMetrics
+from watchkeeper.model.metrics import MetricSpec, ProcessInfo, ProcessMetrics
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["PROCESS_METRICS", "ProcessCollector", "ProcessSource"]

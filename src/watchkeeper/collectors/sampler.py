@@ -33,7 +33,7 @@ from watchkeeper.collectors.memory import MemoryCollector
 from watchkeeper.collectors.network import NetworkCollector
 from watchkeeper.collectors.processes import ProcessCollector
 from watchkeeper.collectors.system import SystemCollector
-from watchkeeper.metrics import (
+from watchkeeper.model.metrics import (
     CpuMetrics,
     DiskMetrics,
     GpuMetrics,

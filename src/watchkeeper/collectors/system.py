@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from watchkeeper.metrics import (
+from watchkeeper.model.metrics import (
     BatteryStatus,
     FanReading,
     MetricSpec,

@@ -19,6 +19,7 @@ from typing import Any
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.phrases import (
     action_facts,
@@ -28,7 +29,6 @@ from watchkeeper.notify.phrases import (
     speak,
 )
 from watchkeeper.personality import say
-from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage.models import HealthRecord
 
 __all__ = ["ActionLine", "ActivityLines", "Line"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.model.alerts import Alert, AlertState, Severity
+from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
-from watchkeeper.services.base import ServiceEvent
 from watchkeeper.storage import HealthRecord
 
 __all__ = ["HealthChange", "HealthTimeline", "HealthTracker", "score_band"]

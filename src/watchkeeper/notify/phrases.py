@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.compose import human_duration
-from watchkeeper.services.base import ServiceEvent
 
 __all__ = [
     "FAILED_OUTCOMES",

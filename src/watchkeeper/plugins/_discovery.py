@@ -45,7 +45,10 @@ class Found:
 
 # Modules the brief-style plugins import by their old place. Their types now live in the
 # shared-types package; a plugin written against the old place keeps loading.
-_MOVED_MODULES = {"watchkeeper.analysis.alerts": "watchkeeper.model.alerts"}
+_MOVED_MODULES = {
+    "watchkeeper.analysis.alerts": "watchkeeper.model.alerts",
+    "watchkeeper.metrics": "watchkeeper.model.metrics",
+}
 
 
 def install_brief_alias(directory: Path) -> None:

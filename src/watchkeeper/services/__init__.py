@@ -15,15 +15,11 @@ Use::
 from __future__ import annotations
 
 from watchkeeper.services.base import (
-    EventKind,
     EventSink,
     ServiceActionError,
     ServiceError,
-    ServiceEvent,
     ServiceManager,
     ServicePermissionError,
-    ServiceState,
-    ServiceStatus,
     UnknownServiceError,
     deliver_event,
 )
@@ -50,7 +46,6 @@ from watchkeeper.services.windows import WindowsServiceManager, validate_windows
 __all__ = [
     "CommandProbe",
     "DuplicateManagerError",
-    "EventKind",
     "EventSink",
     "HttpProbe",
     "ManagerKind",
@@ -62,13 +57,10 @@ __all__ = [
     "ScmError",
     "ServiceActionError",
     "ServiceError",
-    "ServiceEvent",
     "ServiceManager",
     "ServiceManagerRegistry",
     "ServicePermissionError",
     "ServiceSpec",
-    "ServiceState",
-    "ServiceStatus",
     "SystemdServiceManager",
     "TcpProbe",
     "UnknownServiceError",

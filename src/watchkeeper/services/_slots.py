@@ -11,9 +11,9 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from watchkeeper.model.services import EventKind, ServiceState, ServiceStatus
 from watchkeeper.services._children import describe_exit
 from watchkeeper.services._pidwatch import ProcessIdentity
-from watchkeeper.services.base import EventKind, ServiceState, ServiceStatus
 from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["ExitOutcome", "Run", "Slot", "exit_outcome"]

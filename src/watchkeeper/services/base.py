@@ -20,94 +20,21 @@ import builtins
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from watchkeeper.model.services import ServiceEvent, ServiceStatus
 
 __all__ = [
-    "EventKind",
     "EventSink",
     "ServiceActionError",
     "ServiceError",
-    "ServiceEvent",
     "ServiceManager",
     "ServicePermissionError",
-    "ServiceState",
-    "ServiceStatus",
     "UnknownServiceError",
     "deliver_event",
 ]
 
 _log = logging.getLogger(__name__)
-
-
-class ServiceState(StrEnum):
-    """Where a service is in its life, as far as its manager can tell.
-
-    ``starting`` lasts from launch until the probe passes (or ``min_uptime`` passes when
-    there is no probe); ``failed`` means it died without being asked to, or never came up.
-    """
-
-    RUNNING = "running"
-    STARTING = "starting"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-class ServiceStatus(BaseModel):
-    """A snapshot of one service, safe to publish on the bus (serialises to JSON).
-
-    ``healthy`` is ``None`` when no probe is configured or the service is not running;
-    ``restarts`` counts starts after the first one (for systemd: its ``NRestarts``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    manager: str
-    state: ServiceState
-    pid: int | None = None
-    started_at: datetime | None = None
-    healthy: bool | None = None
-    probe_detail: str | None = None
-    last_exit_code: int | None = None
-    last_exit_signal: int | None = None
-    restarts: int = Field(default=0, ge=0)
-    critical: bool = False
-    detail: str = ""
-
-    @property
-    def is_up(self) -> bool:
-        """True when the service runs or is coming up."""
-        return self.state in (ServiceState.RUNNING, ServiceState.STARTING)
-
-
-EventKind = Literal["started", "exited", "healthy", "unhealthy", "stopped"]
-
-
-class ServiceEvent(BaseModel):
-    """Something that happened to a service, told the moment the manager learns it.
-
-    ``exited`` is an exit nobody asked for (a crash, or a clean exit of a service meant to
-    run); ``stopped`` is the end of a stop the manager itself was asked to do.
-    ``failed_start`` is true when the exit came sooner than the spec's ``min_uptime``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    manager: str
-    kind: EventKind
-    pid: int | None = None
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    at: datetime
-    uptime: float | None = None
-    failed_start: bool = False
-    detail: str = ""
 
 
 EventSink = Callable[[ServiceEvent], Awaitable[None] | None]

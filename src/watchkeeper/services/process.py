@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.model.services import EventKind, ServiceEvent, ServiceState, ServiceStatus
 from watchkeeper.services._children import (
     SIGKILL,
     launch,
@@ -54,14 +55,10 @@ from watchkeeper.services._pidwatch import (
 from watchkeeper.services._slots import Run, Slot, exit_outcome
 from watchkeeper.services._tasks import OwnedTasks
 from watchkeeper.services.base import (
-    EventKind,
     EventSink,
     ServiceActionError,
     ServiceError,
-    ServiceEvent,
     ServicePermissionError,
-    ServiceState,
-    ServiceStatus,
     UnknownServiceError,
     deliver_event,
 )

@@ -22,14 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
     EventSink,
     ServiceActionError,
     ServicePermissionError,
-    ServiceState,
-    ServiceStatus,
     UnknownServiceError,
 )
 from watchkeeper.services.probes import ProbeRunner, run_probe

@@ -20,14 +20,13 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
     EventSink,
     ServiceActionError,
     ServicePermissionError,
-    ServiceState,
-    ServiceStatus,
     UnknownServiceError,
 )
 from watchkeeper.services.probes import ProbeRunner, run_probe

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from watchkeeper.metrics import MetricsSample
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.facade import Storage
 from watchkeeper.storage.models import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy

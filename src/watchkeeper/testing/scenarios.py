@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.analysis.engine import AnalysisEngine, Transition
 from watchkeeper.config import Settings, deep_merge
-from watchkeeper.metrics import (
+from watchkeeper.model.alerts import Alert, SuggestedAction
+from watchkeeper.model.metrics import (
     CpuMetrics,
     DiskMetrics,
     FilesystemUsage,
@@ -40,7 +41,6 @@ from watchkeeper.metrics import (
     ProcessInfo,
     ProcessMetrics,
 )
-from watchkeeper.model.alerts import Alert, SuggestedAction
 
 __all__ = [
     "Expect",
@@ -196,7 +196,7 @@ def _proc(p: ProcSpec, t: float, t0: float) -> ProcessInfo:
 
 def build_samples(scenario: Scenario) -> Iterator[tuple[float, MetricsSample]]:
     """The scenario's samples, with their timestamps."""
-    from watchkeeper.services.base import ServiceState, ServiceStatus
+    from watchkeeper.model.services import ServiceState, ServiceStatus
 
     t0 = start_time(scenario)
     for step in range(scenario.steps):

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from watchkeeper import __version__
-from watchkeeper.metrics import SERVICE_METRIC_SPECS, MetricSpec
+from watchkeeper.model.metrics import SERVICE_METRIC_SPECS, MetricSpec
 
 if TYPE_CHECKING:
     from watchkeeper.web.live import LiveHub

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import BusStats
-from watchkeeper.metrics import MetricSpec
 from watchkeeper.model.actions import ActionInfo, ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (
     ActivityEntry,

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from watchkeeper.agents.base import BaseAgent
     from watchkeeper.analysis.advice import AnalysisResult
-    from watchkeeper.metrics import MetricsSample
     from watchkeeper.model.alerts import Alert
+    from watchkeeper.model.metrics import MetricsSample
     from watchkeeper.orchestrator import Orchestrator
     from watchkeeper.storage import Storage
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from watchkeeper.metrics import MetricsSample
+from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.feed import SERIES
 from watchkeeper.web.models import ErrorBody
@@ -161,7 +161,7 @@ def build(ctx: WebContext) -> APIRouter:
         ``{placeholders}``); the same ones Prometheus' HELP lines come from."""
         registry = getattr(ctx.sources.agent("sensor"), "registry", None)
         declared = list(registry.metric_specs()) if registry is not None else []
-        from watchkeeper.metrics import SERVICE_METRIC_SPECS
+        from watchkeeper.model.metrics import SERVICE_METRIC_SPECS
 
         return json_response({"specs": [*declared, *SERVICE_METRIC_SPECS]})
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from watchkeeper.services.base import ServiceStatus
+from watchkeeper.model.services import ServiceStatus
 
 __all__ = [
     "SERVICE_METRIC_SPECS",

@@ -1,0 +1,86 @@
+"""What a service is doing, as data: its state, a status snapshot, and the events a
+service manager reports.
+
+Every service backend produces these, the sensor publishes them inside samples and as
+``service.<kind>`` events, the analyzer scores them, and the web and CLI show them::
+
+    status = ServiceStatus(name="web", manager="process", state=ServiceState.RUNNING)
+    status.is_up  # True
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EventKind", "ServiceEvent", "ServiceState", "ServiceStatus"]
+
+
+class ServiceState(StrEnum):
+    """Where a service is in its life, as far as its manager can tell.
+
+    ``starting`` lasts from launch until the probe passes (or ``min_uptime`` passes when
+    there is no probe); ``failed`` means it died without being asked to, or never came up.
+    """
+
+    RUNNING = "running"
+    STARTING = "starting"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class ServiceStatus(BaseModel):
+    """A snapshot of one service, safe to publish on the bus (serialises to JSON).
+
+    ``healthy`` is ``None`` when no probe is configured or the service is not running;
+    ``restarts`` counts starts after the first one (for systemd: its ``NRestarts``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    manager: str
+    state: ServiceState
+    pid: int | None = None
+    started_at: datetime | None = None
+    healthy: bool | None = None
+    probe_detail: str | None = None
+    last_exit_code: int | None = None
+    last_exit_signal: int | None = None
+    restarts: int = Field(default=0, ge=0)
+    critical: bool = False
+    detail: str = ""
+
+    @property
+    def is_up(self) -> bool:
+        """True when the service runs or is coming up."""
+        return self.state in (ServiceState.RUNNING, ServiceState.STARTING)
+
+
+EventKind = Literal["started", "exited", "healthy", "unhealthy", "stopped"]
+
+
+class ServiceEvent(BaseModel):
+    """Something that happened to a service, told the moment the manager learns it.
+
+    ``exited`` is an exit nobody asked for (a crash, or a clean exit of a service meant to
+    run); ``stopped`` is the end of a stop the manager itself was asked to do.
+    ``failed_start`` is true when the exit came sooner than the spec's ``min_uptime``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    manager: str
+    kind: EventKind
+    pid: int | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    at: datetime
+    uptime: float | None = None
+    failed_start: bool = False
+    detail: str = ""
