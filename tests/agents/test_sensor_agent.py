@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from watchkeeper.agents.sensor import SensorAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
@@ -69,7 +70,7 @@ async def next_sample(sub: Any, predicate: Any, timeout: float = 10) -> MetricsS
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             raise AssertionError("no matching sample in time")
-        sample = (await sub.get(timeout=left)).parse(MetricsSample)
+        sample: MetricsSample = (await sub.get(timeout=left)).parse(MetricsSample)
         if predicate(sample):
             return sample
 
@@ -86,7 +87,7 @@ async def test_samples_carry_host_and_services(system: tuple[Orchestrator, InMem
     assert sample.services[0].name == "demo"
     flat = sample.flat()
     assert flat["service.demo.up"] == 1.0 and flat["service.demo.healthy"] == 1.0
-    sensor = orchestrator.agents["sensor"]
+    sensor = cast(SensorAgent, orchestrator.agents["sensor"])
     assert sensor.latest is not None  # the web reads this; no request ever samples
     assert (
         orchestrator.snapshot().model_dump(mode="json")["details"]["sensor"]["services"][0]["name"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
@@ -16,7 +16,7 @@ from action_attack_helpers import running_daemon, victim
 
 from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.remediator import RemediatorAgent
-from watchkeeper.bus import InMemoryBus
+from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.model.actions import ActionOutcome, ActionRecord, ActionRequest
@@ -92,7 +92,7 @@ async def test_bad_process_params_are_refused_before_anything_runs(
         assert child.poll() is None and proc.nice() == 0
     # What was recorded (audit, bus) holds the refusal, never the refused values.
     assert [r.params for r in agent.audit()] == [{}]
-    message_out = published.get_nowait()
+    message_out = cast(Message, published.get_nowait())
     assert message_out.payload["params"] == {} and message in message_out.payload["detail"]
 
 
