@@ -65,15 +65,13 @@ def storage_check(ctx: WebContext) -> dict[str, Any]:
     storage = ctx.sources.storage()
     if storage is None:
         return {"ok": False, "detail": ctx.sources.storage_problem()}
-    stats_of = getattr(storage, "stats", None)
-    stats = stats_of() if callable(stats_of) else None
-    errors = getattr(stats, "write_errors", 0)
-    since = getattr(stats, "failing_since", None)
+    stats = storage.stats()
+    since = stats.failing_since
     if since is None:
-        return {"ok": True, "detail": f"open; {errors} write error(s) so far"}
+        return {"ok": True, "detail": f"open; {stats.write_errors} write error(s) so far"}
     when = time.strftime("%H:%M:%S", time.localtime(since))
-    kept = getattr(stats, "kept_writes", 0)
-    reason = getattr(stats, "last_error", None) or "unknown error"
+    kept = stats.kept_writes
+    reason = stats.last_error or "unknown error"
     return {
         "ok": False,
         "detail": f"writes failing since {when}: {reason}; {kept} write(s) kept in memory "
