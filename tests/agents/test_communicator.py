@@ -21,9 +21,9 @@ from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.communicator import CommunicatorAgent
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
-from watchkeeper.notify import NotificationSettings
 from watchkeeper.notify.health import HealthTracker, score_band
 from watchkeeper.storage import Storage
 from watchkeeper.supervisor import AgentRestart

@@ -10,23 +10,23 @@ import pytest
 from notify_helpers import NOON, make_alert, resolve
 from pydantic import ValidationError
 
+from watchkeeper.config.notifications import (
+    EmailChannelConfig,
+    NotificationSettings,
+    PagerDutyChannelConfig,
+    RetrySettings,
+    SlackChannelConfig,
+    WebhookChannelConfig,
+)
 from watchkeeper.model.alerts import Severity
 from watchkeeper.notify import (
     ChannelRegistry,
     ConsoleChannel,
     DuplicateChannelError,
     LogChannel,
-    NotificationSettings,
-    RetrySettings,
     build_channels,
 )
 from watchkeeper.notify.compose import alert_notice
-from watchkeeper.notify.settings import (
-    EmailChannelConfig,
-    PagerDutyChannelConfig,
-    SlackChannelConfig,
-    WebhookChannelConfig,
-)
 
 
 def test_defaults_notify_the_console_and_the_log_only() -> None:

@@ -6,7 +6,8 @@ import asyncio
 
 from notify_helpers import NOON, Clock, SmtpReceiver, make_alert, settle
 
-from watchkeeper.notify import EmailChannel, NotificationSettings, Notifier, RetrySettings
+from watchkeeper.config.notifications import NotificationSettings, RetrySettings
+from watchkeeper.notify import EmailChannel, Notifier
 
 
 def channel(smtp: SmtpReceiver, recipients: list[str] | None = None) -> EmailChannel:

@@ -8,9 +8,10 @@ import threading
 
 from notify_helpers import NOON, Clock, make_alert
 
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Severity
-from watchkeeper.notify import Notification, NotificationSettings
+from watchkeeper.notify import Notification
 from watchkeeper.notify.activity import ActivityLines
 from watchkeeper.notify.announcer import Announcer
 from watchkeeper.notify.health import HealthTimeline, HealthTracker

@@ -9,14 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle, utc_local
 
+from watchkeeper.config.notifications import NotificationSettings, QuietHours, RetrySettings
 from watchkeeper.model.alerts import Severity
-from watchkeeper.notify import (
-    NotificationSettings,
-    Notifier,
-    QuietHours,
-    RetrySettings,
-    WebhookChannel,
-)
+from watchkeeper.notify import Notifier, WebhookChannel
 
 HOUR = 3600.0
 FAST = RetrySettings(attempts=2, backoff_initial=0.01)

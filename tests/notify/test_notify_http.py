@@ -12,15 +12,9 @@ from typing import Any
 import pytest
 from notify_helpers import NOON, Clock, HttpReceiver, make_alert, resolve, settle
 
+from watchkeeper.config.notifications import NotificationSettings, RetrySettings
 from watchkeeper.model.alerts import Severity
-from watchkeeper.notify import (
-    NotificationSettings,
-    Notifier,
-    PagerDutyChannel,
-    RetrySettings,
-    SlackChannel,
-    WebhookChannel,
-)
+from watchkeeper.notify import Notifier, PagerDutyChannel, SlackChannel, WebhookChannel
 from watchkeeper.notify.base import Notification
 
 FAST = RetrySettings(attempts=3, backoff_initial=0.01, backoff_max=0.05)

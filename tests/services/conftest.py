@@ -19,8 +19,9 @@ from typing import Any
 import psutil
 import pytest
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceEvent
-from watchkeeper.services import ProcessServiceManager, ServiceSpec
+from watchkeeper.services import ProcessServiceManager
 
 
 class EventLog:

@@ -13,8 +13,8 @@ from typing import Any
 import psutil
 import pytest
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState
-from watchkeeper.services import ServiceSpec
 
 PY = sys.executable
 SLEEP = [PY, "-c", "import time; time.sleep(120)"]

@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
+from watchkeeper.config.services import CommandProbe, HttpProbe, TcpProbe
 from watchkeeper.model.text import SERVICE_DETAIL, clean
-from watchkeeper.services import CommandProbe, HttpProbe, TcpProbe, run_probe
+from watchkeeper.services import run_probe
 
 PY = sys.executable
 

@@ -12,14 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from watchkeeper.config.services import HttpProbe, ServiceSpec, TcpProbe
 from watchkeeper.model.services import ServiceState
-from watchkeeper.services import (
-    HttpProbe,
-    ServiceActionError,
-    ServiceSpec,
-    TcpProbe,
-    UnknownServiceError,
-)
+from watchkeeper.services import ServiceActionError, UnknownServiceError
 
 PY = sys.executable
 SLEEP = [PY, "-c", "import time; time.sleep(120)"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.services import (
     DuplicateManagerError,
     ProcessServiceManager,
     ServiceManager,
     ServiceManagerRegistry,
-    ServiceSpec,
     SystemdServiceManager,
     WindowsServiceManager,
     build_managers,

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 from pydantic import ValidationError
 
-from watchkeeper.services import (
+from watchkeeper.config.services import (
     CommandProbe,
     HttpProbe,
     ServiceSpec,

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from watchkeeper.config.services import ServiceSpec, TcpProbe
 from watchkeeper.model.services import ServiceState
 from watchkeeper.services import (
     ServiceActionError,
     ServicePermissionError,
-    ServiceSpec,
     SystemdServiceManager,
-    TcpProbe,
     UnknownServiceError,
     validate_unit_name,
 )

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState
 from watchkeeper.services import (
     ScmError,
     ServiceActionError,
     ServicePermissionError,
-    ServiceSpec,
     UnknownServiceError,
     WindowsServiceInfo,
     WindowsServiceManager,

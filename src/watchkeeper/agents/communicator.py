@@ -30,6 +30,7 @@ from typing import Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.bus import Message
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity
 from watchkeeper.model.metrics import MetricsSample
@@ -40,7 +41,6 @@ from watchkeeper.notify.activity import ActivityLines, Line
 from watchkeeper.notify.announcer import Announcer
 from watchkeeper.notify.base import Notification
 from watchkeeper.notify.health import HealthTimeline, HealthTracker
-from watchkeeper.notify.settings import NotificationSettings
 from watchkeeper.storage import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy, Storage
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.recorder import Recorder

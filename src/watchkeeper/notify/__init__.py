@@ -34,7 +34,6 @@ from watchkeeper.notify.channels import (
     build_channels,
 )
 from watchkeeper.notify.dispatcher import ChannelStats, Notifier, NotifierStats
-from watchkeeper.notify.settings import NotificationSettings, QuietHours, RetrySettings
 
 __all__ = [
     "ChannelRegistry",
@@ -47,12 +46,9 @@ __all__ = [
     "NoticeKind",
     "Notification",
     "NotificationChannel",
-    "NotificationSettings",
     "Notifier",
     "NotifierStats",
     "PagerDutyChannel",
-    "QuietHours",
-    "RetrySettings",
     "SlackChannel",
     "WebhookChannel",
     "build_channel",

@@ -16,9 +16,9 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.notify.base import NoticeKind
-from watchkeeper.notify.settings import NotificationSettings
 
 __all__ = ["AlertGrouper", "Outgoing"]
 

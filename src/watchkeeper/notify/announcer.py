@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.text import NOTIFICATION, clean
@@ -25,7 +26,6 @@ from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
 from watchkeeper.notify.channels import build_channels
 from watchkeeper.notify.dispatcher import Notifier, OnGiveUp, OnNotified
 from watchkeeper.notify.phrases import FAILED_OUTCOMES
-from watchkeeper.notify.settings import NotificationSettings
 
 __all__ = ["Announcer"]
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from watchkeeper.notify._email import EmailChannel
-from watchkeeper.notify._http import PagerDutyChannel, SlackChannel, WebhookChannel
-from watchkeeper.notify._local import ConsoleChannel, LogChannel
-from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
-from watchkeeper.notify.settings import (
+from watchkeeper.config.notifications import (
     ChannelConfig,
     ConsoleChannelConfig,
     EmailChannelConfig,
@@ -21,6 +17,10 @@ from watchkeeper.notify.settings import (
     SlackChannelConfig,
     WebhookChannelConfig,
 )
+from watchkeeper.notify._email import EmailChannel
+from watchkeeper.notify._http import PagerDutyChannel, SlackChannel, WebhookChannel
+from watchkeeper.notify._local import ConsoleChannel, LogChannel
+from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
 
 __all__ = [
     "ConsoleChannel",

@@ -27,12 +27,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from watchkeeper.config.notifications import SEVERITY_RANK as NAME_RANK
+from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.notify._grouping import AlertGrouper, Outgoing
 from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
 from watchkeeper.notify.compose import alert_notice, event_notice
-from watchkeeper.notify.settings import SEVERITY_RANK as NAME_RANK
-from watchkeeper.notify.settings import NotificationSettings
 
 __all__ = ["ChannelStats", "Notifier", "NotifierStats"]
 

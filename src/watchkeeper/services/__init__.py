@@ -31,27 +31,14 @@ from watchkeeper.services.registry import (
     build_managers,
 )
 from watchkeeper.services.scm import ScmApi, ScmError, WindowsServiceInfo
-from watchkeeper.services.spec import (
-    CommandProbe,
-    HttpProbe,
-    ManagerKind,
-    ProbeSpec,
-    ServiceSpec,
-    TcpProbe,
-    validate_service_name,
-)
 from watchkeeper.services.systemd import SystemdServiceManager, validate_unit_name
 from watchkeeper.services.windows import WindowsServiceManager, validate_windows_service_name
 
 __all__ = [
-    "CommandProbe",
     "DuplicateManagerError",
     "EventSink",
-    "HttpProbe",
-    "ManagerKind",
     "ProbeResult",
     "ProbeRunner",
-    "ProbeSpec",
     "ProcessServiceManager",
     "ScmApi",
     "ScmError",
@@ -60,16 +47,13 @@ __all__ = [
     "ServiceManager",
     "ServiceManagerRegistry",
     "ServicePermissionError",
-    "ServiceSpec",
     "SystemdServiceManager",
-    "TcpProbe",
     "UnknownServiceError",
     "WindowsServiceInfo",
     "WindowsServiceManager",
     "build_managers",
     "deliver_event",
     "run_probe",
-    "validate_service_name",
     "validate_unit_name",
     "validate_windows_service_name",
 ]

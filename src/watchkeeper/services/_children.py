@@ -13,8 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.services.base import ServiceActionError, ServicePermissionError
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [
     "SIGKILL",

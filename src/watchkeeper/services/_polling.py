@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import EventKind, ServiceEvent, ServiceState, ServiceStatus
 from watchkeeper.services.base import EventSink, UnknownServiceError, deliver_event
 from watchkeeper.services.probes import ProbeRunner, run_probe
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["Action", "PolledServiceManager"]
 

@@ -11,10 +11,10 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import EventKind, ServiceState, ServiceStatus
 from watchkeeper.services._children import describe_exit
 from watchkeeper.services._pidwatch import ProcessIdentity
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["ExitOutcome", "Run", "Slot", "exit_outcome"]
 

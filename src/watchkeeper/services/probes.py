@@ -1,6 +1,6 @@
 """Health probes: is the service not just alive but answering?
 
-``run_probe`` takes any :data:`~watchkeeper.services.spec.ProbeSpec` and returns a
+``run_probe`` takes any :data:`~watchkeeper.config.services.ProbeSpec` and returns a
 :class:`ProbeResult` ``(ok, detail)``; it never raises for a failing service, only for
 programming errors. Every probe is bounded by its own timeout::
 
@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+from watchkeeper.config.services import CommandProbe, HttpProbe, ProbeSpec, TcpProbe
 from watchkeeper.model.text import SERVICE_DETAIL, clean
-from watchkeeper.services.spec import CommandProbe, HttpProbe, ProbeSpec, TcpProbe
 
 __all__ = [
     "ProbeResult",

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import EventKind, ServiceEvent, ServiceState, ServiceStatus
 from watchkeeper.services._children import (
     SIGKILL,
@@ -63,7 +64,6 @@ from watchkeeper.services.base import (
     deliver_event,
 )
 from watchkeeper.services.probes import ProbeResult, ProbeRunner, run_probe
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["ProcessServiceManager"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from watchkeeper.config.services import ManagerKind, ServiceSpec
 from watchkeeper.services.base import EventSink, ServiceManager
-from watchkeeper.services.spec import ManagerKind, ServiceSpec
 
 if TYPE_CHECKING:
     from watchkeeper.services.scm import ScmApi

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
@@ -32,7 +33,6 @@ from watchkeeper.services.base import (
     UnknownServiceError,
 )
 from watchkeeper.services.probes import ProbeRunner, run_probe
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = ["SHOW_PROPERTIES", "SystemdServiceManager", "validate_unit_name"]
 

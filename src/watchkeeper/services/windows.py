@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services._polling import Action, PolledServiceManager
@@ -40,7 +41,6 @@ from watchkeeper.services.scm import (
     ScmError,
     WindowsServiceInfo,
 )
-from watchkeeper.services.spec import ServiceSpec
 
 __all__ = [
     "WindowsServiceManager",
