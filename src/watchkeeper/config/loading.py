@@ -10,15 +10,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ValidationError
 
 from watchkeeper.config.settings import _CURRENT_LAYERS, ENV_PREFIX, Settings
 from watchkeeper.model.datacheck import MAX_DEPTH, data_problem, text_depth
-from watchkeeper.model.secret import SecretText
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",

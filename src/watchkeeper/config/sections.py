@@ -9,17 +9,11 @@ there rather than building one on its own::
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from watchkeeper.model.datacheck import MAX_DEPTH, data_problem, text_depth
 from watchkeeper.model.secret import SecretText
 
 __all__ = [

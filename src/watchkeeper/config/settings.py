@@ -9,35 +9,28 @@ pydantic-settings, in the order of ``settings_customise_sources``::
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.config.sections import (
     MIN_INTERVAL,
-    AgentSettings,
     AgentsSettings,
     AnalyzerSettings,
-    CleanupDir,
-    ExpectedPattern,
     OllamaSettings,
     PluginSettings,
     RemediationSettings,
-    ScriptSpec,
     StorageSettings,
     Thresholds,
     WebSettings,
 )
 from watchkeeper.config.services import ServiceSpec
-from watchkeeper.model.datacheck import MAX_DEPTH, data_problem, text_depth
-from watchkeeper.model.secret import SecretText
+from watchkeeper.model.datacheck import data_problem
 
 __all__ = [
     "ENV_PREFIX",
