@@ -5,9 +5,14 @@
     orchestrator = Orchestrator(store)
     await orchestrator.run(stop_event)     # returns once stop_event is set and all is flushed
 
-It owns the bus, the supervisor, the service managers and the periodic status file.
-``orchestrator.agents`` maps agent names to agents (``agents.get("remediator")``), which is
-also how plugins find them.
+It owns the bus, the supervisor, the periodic status file and the registries
+(``orchestrator.registries``: actions, collectors, rules, service managers), which it
+builds and injects into the agents that use them, the web and the plugin hosts::
+
+    orchestrator.registries.actions.infos()    # every declared action, plugins' too
+
+``orchestrator.agents`` maps agent names to agents; plugins do not look there, they get
+the registries through their host (``watchkeeper.plugins.PluginHost``).
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper import __version__
 from watchkeeper.agents.base import AgentContext, BaseAgent
@@ -31,40 +36,69 @@ from watchkeeper.personality import say
 from watchkeeper.status import STATUS_FILE, write_json_atomic
 from watchkeeper.supervisor import Supervisor
 
-__all__ = ["AgentFactory", "Orchestrator", "default_agent_factories"]
+if TYPE_CHECKING:
+    from watchkeeper.model.actions import ActionRecord, ActionRequest
+    from watchkeeper.plugins import Registries, RegistryKind
+
+__all__ = ["AgentFactory", "Orchestrator", "build_registries", "default_agent_factories"]
 
 log = logging.getLogger("watchkeeper.orchestrator")
 
 AgentFactory = Callable[[str, AgentContext], BaseAgent]
 
 
-def default_agent_factories(
-    agents: Mapping[str, BaseAgent] | None = None,
-) -> dict[str, AgentFactory]:
-    """The built-in agents, in start order. Imports happen here, not at module import.
+# The built-in agent that uses each registry: with it switched off, plugins are told so.
+_REGISTRY_USERS: dict[RegistryKind, str] = {
+    "actions": "remediator",
+    "collectors": "sensor",
+    "rules": "analyzer",
+}
 
-    Given the orchestrator's ``agents``, the analyzer offers the LLM every action the
-    remediator has registered (plugins' ones too), not only the built-in ones."""
+
+def build_registries(settings: Settings, services: dict[str, Any] | None = None) -> Registries:
+    """The registries, holding the built-in actions and collectors and no extra rules.
+
+    Use it to wire agents by hand (a test, a tool) the way the daemon does::
+
+        registries = build_registries(store.current)
+        sensor = SensorAgent("sensor", ctx, collectors=registries.collectors)
+    """
+    from watchkeeper.analysis.rules import RuleRegistry
+    from watchkeeper.collectors import build_default_registry
+    from watchkeeper.plugins import Registries
+    from watchkeeper.remediation.builtin import builtin_registry
+
+    return Registries(
+        actions=builtin_registry(),
+        collectors=build_default_registry(top_n=settings.top_processes),
+        rules=RuleRegistry(),
+        services={} if services is None else services,
+    )
+
+
+def default_agent_factories(registries: Registries) -> dict[str, AgentFactory]:
+    """The built-in agents, in start order, each given the registries it uses: the
+    analyzer reads the actions (to offer the LLM every one, plugins' too) and the rules,
+    the remediator runs the actions, the sensor samples the collectors. Imports happen
+    here, not at module import."""
     from watchkeeper.agents.analyzer import AnalyzerAgent
     from watchkeeper.agents.communicator import CommunicatorAgent
     from watchkeeper.agents.remediator import RemediatorAgent
     from watchkeeper.agents.sensor import SensorAgent
-    from watchkeeper.model.actions import ActionInfo
-    from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 
-    def registered_actions() -> list[ActionInfo]:
-        remediator = (agents or {}).get("remediator")
-        if isinstance(remediator, RemediatorAgent):
-            return remediator.actions()
-        return list(BUILTIN_ACTIONS)
+    def sensor(name: str, ctx: AgentContext) -> BaseAgent:
+        return SensorAgent(name, ctx, collectors=registries.collectors)
 
     def analyzer(name: str, ctx: AgentContext) -> BaseAgent:
-        return AnalyzerAgent(name, ctx, actions=registered_actions)
+        return AnalyzerAgent(name, ctx, rules=registries.rules, actions=registries.actions)
+
+    def remediator(name: str, ctx: AgentContext) -> BaseAgent:
+        return RemediatorAgent(name, ctx, actions=registries.actions)
 
     return {
-        "sensor": SensorAgent,
+        "sensor": sensor,
         "analyzer": analyzer,
-        "remediator": RemediatorAgent,
+        "remediator": remediator,
         "communicator": CommunicatorAgent,
     }
 
@@ -88,12 +122,13 @@ class Orchestrator:
         self.started_at: float | None = None
         self.state = "created"
         self._status_trouble = RepeatedProblem(log)
-        self.services: dict[str, Any] = {}
         self._managers_built = False
         self.extras: dict[str, Callable[[], Any]] = {
             "storage": lambda: self.storage.stats().model_dump(mode="json"),
         }
         settings = store.current
+        self.registries = build_registries(settings)
+        self.services = self.registries.services
         from watchkeeper.storage import Storage
 
         # One history store for everyone; opened in run(), never at construction.
@@ -117,7 +152,7 @@ class Orchestrator:
             personality=lambda: self.store.current.personality,
         )
         self.agents: dict[str, BaseAgent] = {}
-        chosen = default_agent_factories(self.agents) if factories is None else factories
+        chosen = default_agent_factories(self.registries) if factories is None else factories
         for name, factory in chosen.items():
             if settings.agents.for_agent(name).enabled:
                 self.add_agent(factory(name, self.ctx))
@@ -132,6 +167,19 @@ class Orchestrator:
     @property
     def settings(self) -> Settings:
         return self.store.current
+
+    def unused_registries(self) -> frozenset[RegistryKind]:
+        """The registries whose built-in agent is switched off, so nothing reads them."""
+        return frozenset(k for k, agent in _REGISTRY_USERS.items() if agent not in self.agents)
+
+    async def submit_action(self, request: ActionRequest) -> ActionRecord:
+        """Hand ``request`` to the remediator, whose policy decides (a plugin's proposal)."""
+        from watchkeeper.agents.remediator import RemediatorAgent
+
+        remediator = self.agents.get("remediator")
+        if not isinstance(remediator, RemediatorAgent):
+            raise LookupError("there is no remediator agent to run actions")
+        return await remediator.submit(request)
 
     def add_agent(self, agent: BaseAgent) -> None:
         """Add an agent; started at once when the system is already running."""

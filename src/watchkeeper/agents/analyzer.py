@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AdviceGate, AnalysisResult, consult
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
+from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert
@@ -35,7 +36,7 @@ from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 if TYPE_CHECKING:
     from watchkeeper.llm import OllamaAdvisor
 
-__all__ = ["AnalyzerAgent"]
+__all__ = ["ActionCatalog", "AnalyzerAgent"]
 
 log = logging.getLogger("watchkeeper.agent.analyzer")
 
@@ -43,8 +44,29 @@ _PROBE_EVERY_UP = 300.0
 _BASELINE_SAVE_EVERY = 300.0
 
 
+class ActionCatalog(Protocol):
+    """What the analyzer may read of the action registry: the declared actions it offers
+    the LLM. The orchestrator passes its ``ActionRegistry``, so plugins' actions are
+    offered too; the analyzer can read it, never change it."""
+
+    def infos(self) -> list[ActionInfo]: ...
+
+
+class _BuiltinCatalog:
+    """The built-in actions only: for an analyzer built without the wiring (tests)."""
+
+    def infos(self) -> list[ActionInfo]:
+        return list(BUILTIN_ACTIONS)
+
+
 class AnalyzerAgent(BaseAgent):
-    """Turns samples into alerts and analyses."""
+    """Turns samples into alerts and analyses.
+
+    ``rules`` are the rules beyond the built-in checks and ``actions`` the actions the
+    model may choose among; the orchestrator passes the registries it owns::
+
+        AnalyzerAgent("analyzer", ctx, rules=registries.rules, actions=registries.actions)
+    """
 
     kind = "analyzer"
     extra_commands = ("analyze_now",)
@@ -54,13 +76,14 @@ class AnalyzerAgent(BaseAgent):
         name: str,
         ctx: AgentContext,
         *,
-        actions: Callable[[], list[ActionInfo]] | None = None,
+        rules: RuleRegistry | None = None,
+        actions: ActionCatalog | None = None,
         storage: Any = None,
         interval: float | None = None,
     ) -> None:
         super().__init__(name, ctx, interval=interval)
-        self.engine = AnalysisEngine(ctx.settings)
-        self._actions = actions or (lambda: list(BUILTIN_ACTIONS))
+        self.engine = AnalysisEngine(ctx.settings, rules=rules)
+        self._actions: ActionCatalog = actions if actions is not None else _BuiltinCatalog()
         self._storage = storage if storage is not None else ctx.storage
         self.latest_sample: MetricsSample | None = None
         self.latest_analysis: AnalysisResult | None = None
@@ -198,7 +221,7 @@ class AnalyzerAgent(BaseAgent):
             self.gate,
             alerts,
             self.latest_sample,
-            self._actions(),
+            self._actions.infos(),
             trigger="analyze_now" if trigger == "analyze_now" else "alert",
             now=self.ctx.clock(),
             rules_verdict=self.engine.verdict(),

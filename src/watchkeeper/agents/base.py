@@ -31,6 +31,8 @@ from watchkeeper.model.snapshot import AgentHealth, AgentState
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
+    from watchkeeper.services.base import ServiceManager
+    from watchkeeper.storage import Storage
 
 __all__ = [
     "AgentContext",
@@ -57,15 +59,21 @@ class CommandError(ValueError):
 
 @dataclass
 class AgentContext:
-    """What an agent is given: the bus, a way to read current settings, the clock."""
+    """What every agent is given: the bus, a way to read current settings, the clock, the
+    service managers and the history store. The orchestrator builds one and shares it; a
+    test builds its own: ``AgentContext(bus=bus, settings=store, data_dir=tmp_path)``.
+
+    ``services`` is the orchestrator's service-manager registry (by manager name), filled
+    when the system starts; ``storage`` the one history store, None when there is none.
+    """
 
     bus: Bus
     settings: Callable[[], Settings]
     data_dir: Path
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
-    services: dict[str, Any] = field(default_factory=dict)
-    storage: Any = None  # the shared history store, when there is one
+    services: dict[str, ServiceManager] = field(default_factory=dict)
+    storage: Storage | None = None
 
 
 class BaseAgent:

@@ -41,11 +41,11 @@ class SensorAgent(BaseAgent):
         name: str,
         ctx: AgentContext,
         *,
-        registry: CollectorRegistry | None = None,
+        collectors: CollectorRegistry | None = None,
         interval: float | None = None,
     ) -> None:
         super().__init__(name, ctx, interval=interval)
-        self._registry = registry
+        self._registry = collectors
         self._sampler: Sampler | None = None
         self.latest: MetricsSample | None = None
         self.latest_comment: str | None = None
@@ -55,7 +55,8 @@ class SensorAgent(BaseAgent):
 
     @property
     def registry(self) -> CollectorRegistry:
-        """The collector registry plugins add to (built on first use)."""
+        """The collectors this sensor samples: the orchestrator's registry when it passed
+        one (``collectors=``), else the built-in collectors, made on first use."""
         if self._registry is None:
             from watchkeeper.collectors import build_default_registry
 

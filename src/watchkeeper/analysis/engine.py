@@ -9,7 +9,7 @@
 Layers run cheapest first: thresholds (with hysteresis and "for" durations), trends,
 baselines, then context (expected patterns cap a severity). Alerts are deduplicated by
 fingerprint; a warning that persists past ``escalate_after`` escalates, as does an alert
-whose remediation failed. No I/O happens here: it is a deterministic function of the
+whose remediation ran out of things to try. No I/O happens here: it is a deterministic function of the
 samples, the settings and time, which is what the scenario tests rely on.
 """
 
@@ -23,6 +23,7 @@ from typing import Any, Literal
 from watchkeeper.analysis.baselines import BaselineBook
 from watchkeeper.analysis.checks import Check, run_checks, service_checks
 from watchkeeper.analysis.levels import LevelTracker
+from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.analysis.trends import TrendTracker
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import (
@@ -34,12 +35,9 @@ from watchkeeper.model.alerts import (
 )
 from watchkeeper.model.metrics import MetricsSample
 
-__all__ = ["AnalysisEngine", "RuleFn", "Transition", "verdict_of"]
+__all__ = ["AnalysisEngine", "Transition", "verdict_of"]
 
 TransitionKind = Literal["firing", "resolved", "escalated"]
-RuleFn = Callable[
-    [MetricsSample, Settings, Callable[[str, str], Severity | None], float], Iterable[Check]
-]
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,17 @@ def _capped(level: Severity | None, cap: Severity | None) -> Severity | None:
 
 
 class AnalysisEngine:
-    """Holds the analyzer's state: levels, trends, baselines and the alerts that fire."""
+    """Holds the analyzer's state: levels, trends, baselines and the alerts that fire.
+
+    ``rules`` holds the rules beyond the built-in checks (plugins'); the orchestrator
+    passes the one registry it owns, a test may leave it out."""
 
     def __init__(
-        self, settings: Callable[[], Settings], *, id_factory: Callable[[], str] | None = None
+        self,
+        settings: Callable[[], Settings],
+        *,
+        rules: RuleRegistry | None = None,
+        id_factory: Callable[[], str] | None = None,
     ) -> None:
         self._settings = settings
         s = settings()
@@ -76,18 +81,7 @@ class AnalysisEngine:
         self.alerts: dict[str, Alert] = {}
         self._new_id = id_factory or (lambda: uuid.uuid4().hex[:12])
         self._checks_seen: dict[str, Check] = {}
-        self._rules: dict[str, RuleFn] = {}
-        self.rule_errors: dict[str, str] = {}
-
-    def add_rule(self, name: str, rule: RuleFn) -> None:
-        """Add an analysis rule (plugins): ``rule(sample, settings, level_of, now)`` yields
-        ``Check`` values, which then get the same hysteresis, dedup and escalation."""
-        if name in self._rules:
-            raise ValueError(f"an analysis rule named {name!r} is already registered")
-        self._rules[name] = rule
-
-    def remove_rule(self, name: str) -> None:
-        self._rules.pop(name, None)
+        self.rules = rules if rules is not None else RuleRegistry()
 
     # -- inputs ----------------------------------------------------------------------------
     def observe(self, sample: MetricsSample, now: float) -> list[Transition]:
@@ -97,11 +91,8 @@ class AnalysisEngine:
         self.levels.clear_s = settings.analyzer.clear_seconds
         level_of = self._level_of
         checks = run_checks(sample, settings, level_of, now)
-        for name, rule in list(self._rules.items()):
-            try:
-                checks.extend(rule(sample, settings, level_of, now))
-            except Exception as exc:  # a broken rule is reported, never fatal
-                self.rule_errors[name] = f"{type(exc).__name__}: {exc}"
+        if self.rules:
+            checks.extend(self.rules.run(sample, settings, level_of, now))
         service_pids = {
             s.pid: s.name for s in (getattr(sample, "services", None) or ()) if s.pid is not None
         }
@@ -128,7 +119,8 @@ class AnalysisEngine:
     def remediation_failed(
         self, alert_id: str | None, fingerprint: str | None, now: float, why: str
     ) -> Transition | None:
-        """Escalate the alert a failed remediation was for."""
+        """Escalate the alert remediation gave up on (``remediation.escalated``: every
+        candidate failed or was refused)."""
         for fp, alert in self.alerts.items():
             if alert.id == alert_id or fp == fingerprint:
                 return self._escalate(fp, now, f"remediation failed: {why}")

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from watchkeeper.plugins.base import BasePlugin, PluginError
+from watchkeeper.plugins.compat import install_brief_alias
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Found",
     "PluginNotFound",
     "find_plugin",
-    "install_brief_alias",
     "plugin_class_in",
 ]
 
@@ -41,46 +41,6 @@ class PluginNotFound(PluginError):
 class Found:
     plugin_class: type[BasePlugin[Any]]
     source: str
-
-
-# Modules the brief-style plugins import by their old place. Their types now live in the
-# shared-types package; a plugin written against the old place keeps loading.
-_MOVED_MODULES = {
-    "watchkeeper.analysis.alerts": "watchkeeper.model.alerts",
-    "watchkeeper.metrics": "watchkeeper.model.metrics",
-}
-
-
-def install_brief_alias(directory: Path) -> None:
-    """Make ``from plugins.base_plugin import BasePlugin`` work for any plugins directory.
-
-    The brief's plugins import the base class from ``plugins.base_plugin``. That module is
-    provided in memory (it is watchkeeper's own ``BasePlugin``) unless one is already
-    imported; a ``plugins`` package is provided too when none can be found, with the plugins
-    directory as its path so the brief's plugins can import their neighbours.
-    """
-    if "plugins.base_plugin" not in sys.modules:
-        from watchkeeper.plugins.context import PluginContext
-
-        alias = types.ModuleType(
-            "plugins.base_plugin", "watchkeeper's BasePlugin by the brief's name"
-        )
-        alias.BasePlugin = BasePlugin  # type: ignore[attr-defined]
-        alias.PluginContext = PluginContext  # type: ignore[attr-defined]
-        alias.PluginError = PluginError  # type: ignore[attr-defined]
-        alias.__all__ = ["BasePlugin", "PluginContext", "PluginError"]  # type: ignore[attr-defined]
-        sys.modules["plugins.base_plugin"] = alias
-    package = sys.modules.get("plugins")
-    if package is None and importlib.util.find_spec("plugins") is None:
-        package = types.ModuleType("plugins", "the plugins directory (provided by watchkeeper)")
-        package.__path__ = []
-        package.__watchkeeper_virtual__ = True  # type: ignore[attr-defined]
-        sys.modules["plugins"] = package
-    if package is not None and getattr(package, "__watchkeeper_virtual__", False):
-        package.__path__ = [str(directory)]
-        package.base_plugin = sys.modules["plugins.base_plugin"]  # type: ignore[attr-defined]
-    for old, new in _MOVED_MODULES.items():
-        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def plugin_class_in(module: types.ModuleType) -> type[BasePlugin[Any]]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from watchkeeper.plugins.context import PluginContext
+    from watchkeeper.plugins.compat import PluginContext
 
 __all__ = ["BasePlugin", "ConfigT", "PluginError"]
 

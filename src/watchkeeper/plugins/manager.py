@@ -2,7 +2,7 @@
 
 The orchestrator drives it in four steps::
 
-    manager = PluginManager(orchestrator)
+    manager = PluginManager(orchestrator)   # any HostWiring: bus, settings, registries
     manager.load()              # import, validate config, register: before agents start
     await manager.start()       # each plugin's start(), before the agents run
     await manager.serve(stop)   # deliver bus messages to plugin subscriptions until stop
@@ -13,6 +13,9 @@ is logged, reported by :meth:`PluginManager.status` (``orchestrator.extras["plug
 and disabled: its actions, collectors, rules and subscriptions are taken back and its
 agents removed (or paused when already running). The other plugins and the system carry
 on. Setting ``enabled = false`` in a plugin's ``plugin_configs`` section skips it.
+
+Each plugin registers through its own host (:class:`~watchkeeper.plugins.compat.PluginContext`),
+which notes everything it adds against it: that record is what is taken back.
 """
 
 from __future__ import annotations
@@ -21,23 +24,20 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from watchkeeper.bus import Message, Subscription
 from watchkeeper.model.text import LOG_LINE, clean
 from watchkeeper.plugins._discovery import find_plugin
-from watchkeeper.plugins.adapter import CallableAction, acting_as
+from watchkeeper.plugins.adapter import acting_as
 from watchkeeper.plugins.base import BasePlugin, PluginError
-from watchkeeper.plugins.context import Footprint, Handler, PluginContext
+from watchkeeper.plugins.compat import PluginContext
+from watchkeeper.plugins.host import Footprint, Handler, HostWiring
 from watchkeeper.plugins.status import Phase, PluginState, PluginStatus
-
-if TYPE_CHECKING:
-    from watchkeeper.orchestrator import Orchestrator
 
 __all__ = ["PluginManager", "resolve_directory"]
 
@@ -89,7 +89,7 @@ async def _call(method: Any, timeout: float) -> None:
 class PluginManager:
     """Loads, starts, isolates and stops the configured plugins (see the module docstring)."""
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: HostWiring) -> None:
         self._orch = orchestrator
         settings = orchestrator.settings.plugins
         self.directory = resolve_directory(settings.directory, orchestrator.store.path)
@@ -109,8 +109,7 @@ class PluginManager:
 
     def status(self) -> dict[str, Any]:
         """Per plugin: state (loaded / failed / disabled), why, and what it registered."""
-        engine = self._registries()[2]
-        errors: dict[str, str] = dict(engine.rule_errors) if engine is not None else {}
+        errors = dict(self._orch.registries.rules.errors)
         out: dict[str, Any] = {}
         for name, record in self._records.items():
             footprint = record.footprint
@@ -170,7 +169,7 @@ class PluginManager:
             self._fail_early(record, "config", exc)
             return
         try:
-            with acting_as(name), self._watching(record):
+            with acting_as(name):
                 plugin = self._instantiate(cls, config, name)
                 record.plugin = plugin
                 context = PluginContext(
@@ -213,60 +212,20 @@ class PluginManager:
         )
 
     # -- what a plugin added -------------------------------------------------------------
-    def _registries(self) -> tuple[Any, Any, Any]:
-        """The remediator's action registry, the sensor's collector registry and the
-        analyzer's engine (None where that agent is switched off)."""
-        from watchkeeper.agents.analyzer import AnalyzerAgent
-        from watchkeeper.agents.remediator import RemediatorAgent
-        from watchkeeper.agents.sensor import SensorAgent
-
-        agents = self._orch.agents
-        remediator, sensor = agents.get("remediator"), agents.get("sensor")
-        analyzer = agents.get("analyzer")
-        return (
-            remediator.registry if isinstance(remediator, RemediatorAgent) else None,
-            sensor.registry if isinstance(sensor, SensorAgent) else None,
-            analyzer.engine if isinstance(analyzer, AnalyzerAgent) else None,
-        )
-
-    def _registered(self) -> dict[str, set[str]]:
-        actions, collectors, _ = self._registries()
-        return {
-            "actions": set(actions.names()) if actions is not None else set(),
-            "collectors": set(collectors.names()) if collectors is not None else set(),
-            "agents": set(self._orch.agents),
-        }
-
-    @contextlib.contextmanager
-    def _watching(self, record: _Record) -> Iterator[None]:
-        """Note what appears in the registries while the plugin's code runs, including what
-        the brief's style adds directly (``remediator.x = ...``, ``orchestrator.add_agent``)."""
-        before = self._registered()
-        try:
-            yield
-        finally:
-            after = self._registered()
-            for kind, names in after.items():
-                for added in sorted(names - before[kind]):
-                    record.footprint.note(kind, added)
-
     def _undo(self, record: _Record) -> None:
-        """Take back everything the plugin registered; never raises."""
+        """Take back everything the plugin registered through its host; never raises."""
         footprint = record.footprint
-        actions, collectors, engine = self._registries()
-        remediator = self._orch.agents.get("remediator")
-        for name in footprint.actions if actions is not None else ():
-            action = actions.get(name)
-            actions.unregister(name)
-            # The brief's style also left the function as an attribute on the remediator.
-            if isinstance(action, CallableAction) and name in vars(remediator):
-                with contextlib.suppress(AttributeError):
-                    delattr(remediator, name)
-        for name in footprint.collectors if collectors is not None else ():
+        registries = self._orch.registries
+        for name in footprint.actions:
+            registries.actions.unregister(name)
+        for name in footprint.collectors:
             with contextlib.suppress(KeyError):
-                collectors.unregister(name)
-        for name in footprint.rules if engine is not None else ():
-            engine.remove_rule(name)
+                registries.collectors.unregister(name)
+        for name in footprint.rules:
+            registries.rules.remove(name)
+        for undo in reversed(footprint.undo):
+            with contextlib.suppress(Exception):
+                undo()
         for sub, _ in footprint.subscriptions:
             sub.close()
         if self._orch.state != "running":
@@ -276,6 +235,7 @@ class PluginManager:
         # What is listed from now on is what the plugin still has in the system.
         for names in (footprint.actions, footprint.collectors, footprint.rules):
             names.clear()
+        footprint.undo.clear()
         footprint.subscriptions.clear()
 
     async def _retire_agents(self, record: _Record) -> None:
@@ -298,7 +258,7 @@ class PluginManager:
                 continue
             record.started = True  # attempted: stop() is owed from now on
             try:
-                with acting_as(record.name), self._watching(record):
+                with acting_as(record.name):
                     await _call(plugin.start, type(plugin).start_timeout)
             except TimeoutError:
                 timeout = type(plugin).start_timeout

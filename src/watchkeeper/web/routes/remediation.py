@@ -8,9 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
-from watchkeeper.web.responses import RemediationReply
 from watchkeeper.storage.errors import StorageError
+from watchkeeper.web.responses import RemediationReply
 from watchkeeper.web.routes._common import WebContext, json_response
 from watchkeeper.web.sources import jsonable
 
@@ -29,8 +28,9 @@ def build(ctx: WebContext) -> APIRouter:
         limit: int = Query(50, ge=1, le=1000, description="audit records to return"),
         target: str | None = Query(None, max_length=4096, description="audit of one target"),
     ) -> Response:
-        """From the RemediatorAgent when it runs; otherwise the declared actions and, when
-        storage is open, the stored audit trail and success rates."""
+        """From the RemediatorAgent when it runs; otherwise the declared actions (the
+        orchestrator's registry) and, when storage is open, the stored audit trail and
+        success rates."""
         settings = ctx.orchestrator.settings.remediation
         body: dict[str, Any] = {
             "mode": settings.mode,
@@ -52,7 +52,7 @@ def build(ctx: WebContext) -> APIRouter:
             return json_response(body)
         body.update(
             available=False,
-            actions=list(BUILTIN_ACTIONS),
+            actions=ctx.orchestrator.registries.actions.infos(),
             pending=[],
             given_up=[],
             status=None,

@@ -1,19 +1,21 @@
-"""``system_context``: what a plugin's ``register`` receives.
+"""``PluginHost``: everything a plugin may reach, and nothing more.
 
-It is the dict the product brief describes (``system_context['orchestrator']``,
-``['config']``, ``['message_bus']``), so plugins written to the brief work unchanged, and
-it offers one typed door per extension point::
+The orchestrator builds the registries (:class:`Registries`) and gives them to the agents
+that use them and, through one host per plugin, to the plugins. A plugin registers through
+the host's doors, so everything it adds is remembered against it and can be taken back
+when it fails::
 
     def register(self, system_context):
-        system_context.actions.register(MyAction())          # remediation action
+        system_context.actions.register(MyAction())              # remediation action
         system_context.actions.add(self.flush_dns, risk="safe")  # a function as an action
-        system_context.collectors.register(MyCollector())    # metrics (declared MetricSpec)
-        system_context.rules.add("my_rule", my_rule)          # analysis rule -> Check values
+        system_context.collectors.register(MyCollector())        # metrics (declared MetricSpec)
+        system_context.rules.add("my_rule", my_rule)              # analysis rule -> Check values
         system_context.add_agent(MyAgent("my_agent", system_context.agent_context))
         system_context.subscribe("alert.firing", self.on_alert)  # bus hook
 
-Everything that goes through a door is remembered against the plugin, so a plugin that
-fails later can be taken out cleanly.
+A door whose registry no agent uses (the remediator switched off, say) raises
+``PluginError`` with the reason. The product brief's dict style
+(``system_context['orchestrator']``) is :mod:`watchkeeper.plugins.compat`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -33,27 +36,78 @@ from watchkeeper.plugins.base import PluginError
 from watchkeeper.remediation.actions import Action
 
 if TYPE_CHECKING:
-    from watchkeeper.agents.analyzer import AnalyzerAgent
     from watchkeeper.agents.base import AgentContext, BaseAgent
-    from watchkeeper.agents.remediator import RemediatorAgent
-    from watchkeeper.agents.sensor import SensorAgent
-    from watchkeeper.analysis.engine import RuleFn
+    from watchkeeper.analysis.rules import RuleFn, RuleRegistry
     from watchkeeper.bus import InMemoryBus
+    from watchkeeper.collectors.base import CollectorRegistry
     from watchkeeper.config import Settings
+    from watchkeeper.live_config import ConfigStore
     from watchkeeper.model.actions import ActionRecord
-    from watchkeeper.orchestrator import Orchestrator
+    from watchkeeper.remediation.actions import ActionRegistry
+    from watchkeeper.services.base import ServiceManager
 
 __all__ = [
     "Footprint",
     "Handler",
+    "HostWiring",
     "PluginActions",
     "PluginCollectors",
-    "PluginContext",
+    "PluginHost",
     "PluginRules",
+    "Registries",
+    "RegistryKind",
 ]
 
 #: A bus hook: called with every matching message; may be a coroutine function.
 Handler = Callable[[Message], Awaitable[None] | None]
+
+
+RegistryKind = Literal["actions", "collectors", "rules"]
+
+
+@dataclass(frozen=True)
+class Registries:
+    """The registries the orchestrator owns and injects into the agents, the web and the
+    plugin hosts: ``RemediatorAgent(..., actions=registries.actions)``."""
+
+    actions: ActionRegistry
+    collectors: CollectorRegistry
+    rules: RuleRegistry
+    #: The service managers by name (filled when the system starts).
+    services: dict[str, ServiceManager]
+
+
+class HostWiring(Protocol):
+    """What the plugin layer needs of the wiring; the orchestrator is one."""
+
+    @property
+    def bus(self) -> InMemoryBus: ...
+
+    @property
+    def store(self) -> ConfigStore: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ctx(self) -> AgentContext: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def agents(self) -> dict[str, BaseAgent]: ...
+
+    @property
+    def registries(self) -> Registries: ...
+
+    def unused_registries(self) -> frozenset[RegistryKind]:
+        """Registries whose agent is switched off: registering there would do nothing."""
+        ...
+
+    def add_agent(self, agent: BaseAgent) -> None: ...
+
+    async def submit_action(self, request: ActionRequest) -> ActionRecord: ...
 
 
 @dataclass
@@ -65,6 +119,8 @@ class Footprint:
     rules: list[str] = field(default_factory=list)
     agents: list[str] = field(default_factory=list)
     subscriptions: list[tuple[Subscription, Handler]] = field(default_factory=list)
+    #: Further things to undo (the brief's style leaves attributes on the remediator).
+    undo: list[Callable[[], None]] = field(default_factory=list)
 
     def note(self, kind: str, name: str) -> None:
         names: list[str] = getattr(self, kind)
@@ -72,11 +128,19 @@ class Footprint:
             names.append(name)
 
 
-class PluginActions:
-    """Remediation actions, in the remediator's registry (policy, audit, UI, LLM prompt)."""
+# Which built-in agent uses each registry, and what it holds, for the refusal's message.
+_USERS: dict[RegistryKind, tuple[str, str]] = {
+    "actions": ("remediator", "remediation actions"),
+    "collectors": ("sensor", "metric collectors"),
+    "rules": ("analyzer", "analysis rules"),
+}
 
-    def __init__(self, remediator: RemediatorAgent, plugin: str, footprint: Footprint) -> None:
-        self._remediator = remediator
+
+class PluginActions:
+    """Remediation actions, in the action registry (policy, audit, UI, LLM prompt)."""
+
+    def __init__(self, registry: ActionRegistry, plugin: str, footprint: Footprint) -> None:
+        self._registry = registry
         self._plugin = plugin
         self._footprint = footprint
 
@@ -91,7 +155,7 @@ class PluginActions:
             # The UI and the audit show where an action came from; "builtin" would mislead.
             with contextlib.suppress(AttributeError):
                 action.info = action.info.model_copy(update={"source": self._plugin})
-        self._remediator.register_action(action)
+        self._registry.register(action)
         self._footprint.note("actions", action.info.name)
         return action.info
 
@@ -118,17 +182,17 @@ class PluginActions:
 
     def names(self) -> list[str]:
         """Every registered action's name (the built-in ones too)."""
-        return self._remediator.registry.names()
+        return self._registry.names()
 
     def __contains__(self, name: object) -> bool:
-        return name in self._remediator.registry
+        return name in self._registry
 
 
 class PluginCollectors:
-    """Metric collectors, in the sensor's registry; values must be declared ``MetricSpec``s."""
+    """Metric collectors, in the collector registry; values must be declared ``MetricSpec``s."""
 
-    def __init__(self, sensor: SensorAgent, footprint: Footprint) -> None:
-        self._sensor = sensor
+    def __init__(self, registry: CollectorRegistry, footprint: Footprint) -> None:
+        self._registry = registry
         self._footprint = footprint
 
     def register(self, collector: Collector) -> None:
@@ -137,61 +201,51 @@ class PluginCollectors:
             raise TypeError(f"{collector!r} is not a collector: it needs name, metrics, collect")
         if not collector.metrics:
             raise ValueError(f"collector {collector.name!r} declares no metrics")
-        self._sensor.registry.register(collector)
+        self._registry.register(collector)
         self._footprint.note("collectors", collector.name)
 
     def names(self) -> tuple[str, ...]:
-        return self._sensor.registry.names()
+        return self._registry.names()
 
 
 class PluginRules:
-    """Analysis rules, in the analyzer's engine: ``rule(sample, settings, level_of, now)``
+    """Analysis rules, in the rule registry: ``rule(sample, settings, level_of, now)``
     yields ``Check`` values, which get the built-in rules' hysteresis, dedup and escalation."""
 
-    def __init__(self, analyzer: AnalyzerAgent, footprint: Footprint) -> None:
-        self._analyzer = analyzer
+    def __init__(self, registry: RuleRegistry, footprint: Footprint) -> None:
+        self._registry = registry
         self._footprint = footprint
 
     def add(self, name: str, rule: RuleFn) -> None:
-        self._analyzer.engine.add_rule(name, rule)
+        self._registry.add(name, rule)
         self._footprint.note("rules", name)
 
     def errors(self) -> dict[str, str]:
         """The last error of each rule that raised (a broken rule never stops analysis)."""
-        return dict(self._analyzer.engine.rule_errors)
+        return dict(self._registry.errors)
 
 
-class PluginContext(dict[str, Any]):
-    """The brief's ``system_context`` dict plus typed accessors (see the module docstring).
+class PluginHost:
+    """One plugin's view of the system: bus, settings, registries, agents (see the module
+    docstring). Built by the plugin manager, one per plugin::
 
-    Keys: ``orchestrator``, ``config`` (the settings when the plugin registered),
-    ``message_bus`` and ``plugin_name``.
+        host = PluginHost(orchestrator, plugin="dns", footprint=Footprint(), serve=serve)
     """
 
     def __init__(
         self,
-        orchestrator: Orchestrator,
+        wiring: HostWiring,
         *,
         plugin: str,
         footprint: Footprint,
         serve: Callable[[Subscription, Handler], None],
     ) -> None:
-        super().__init__(
-            orchestrator=orchestrator,
-            config=orchestrator.settings,
-            message_bus=orchestrator.bus,
-            plugin_name=plugin,
-        )
-        self._orchestrator = orchestrator
+        self._wiring = wiring
         self._plugin = plugin
         self._footprint = footprint
         self._serve = serve
 
     # -- what is there -------------------------------------------------------------------
-    @property
-    def orchestrator(self) -> Orchestrator:
-        return self._orchestrator
-
     @property
     def plugin_name(self) -> str:
         return self._plugin
@@ -199,63 +253,47 @@ class PluginContext(dict[str, Any]):
     @property
     def settings(self) -> Settings:
         """The settings in force now (they may change while the system runs)."""
-        return self._orchestrator.settings
+        return self._wiring.settings
 
     @property
     def bus(self) -> InMemoryBus:
-        return self._orchestrator.bus
+        return self._wiring.bus
 
     @property
     def agent_context(self) -> AgentContext:
         """What a plugin's own agent is built with: ``MyAgent("name", ctx.agent_context)``."""
-        return self._orchestrator.ctx
+        return self._wiring.ctx
 
     @property
-    def remediator(self) -> RemediatorAgent | None:
-        from watchkeeper.agents.remediator import RemediatorAgent
-
-        agent = self._orchestrator.agents.get("remediator")
-        return agent if isinstance(agent, RemediatorAgent) else None
-
-    @property
-    def sensor(self) -> SensorAgent | None:
-        from watchkeeper.agents.sensor import SensorAgent
-
-        agent = self._orchestrator.agents.get("sensor")
-        return agent if isinstance(agent, SensorAgent) else None
-
-    @property
-    def analyzer(self) -> AnalyzerAgent | None:
-        from watchkeeper.agents.analyzer import AnalyzerAgent
-
-        agent = self._orchestrator.agents.get("analyzer")
-        return agent if isinstance(agent, AnalyzerAgent) else None
+    def services(self) -> Mapping[str, ServiceManager]:
+        """The service managers by name, read-only (empty until the system starts)."""
+        return MappingProxyType(self._wiring.registries.services)
 
     # -- the doors -----------------------------------------------------------------------
+    def _open(self, kind: RegistryKind) -> Registries:
+        if kind in self._wiring.unused_registries():
+            agent, what = _USERS[kind]
+            raise PluginError(
+                f"there is no {agent} agent (agents.{agent}.enabled is false?), so {what} "
+                "cannot be registered"
+            )
+        return self._wiring.registries
+
     @property
     def actions(self) -> PluginActions:
-        remediator = self.remediator
-        if remediator is None:
-            raise PluginError(_missing("remediator", "remediation actions"))
-        return PluginActions(remediator, self._plugin, self._footprint)
+        return PluginActions(self._open("actions").actions, self._plugin, self._footprint)
 
     @property
     def collectors(self) -> PluginCollectors:
-        sensor = self.sensor
-        if sensor is None:
-            raise PluginError(_missing("sensor", "metric collectors"))
-        return PluginCollectors(sensor, self._footprint)
+        return PluginCollectors(self._open("collectors").collectors, self._footprint)
 
     @property
     def rules(self) -> PluginRules:
-        analyzer = self.analyzer
-        if analyzer is None:
-            raise PluginError(_missing("analyzer", "analysis rules"))
-        return PluginRules(analyzer, self._footprint)
+        return PluginRules(self._open("rules").rules, self._footprint)
 
     def add_agent(self, agent: BaseAgent) -> None:
         """Add an agent; the orchestrator starts and supervises it with the others."""
-        self._orchestrator.add_agent(agent)
+        self._wiring.add_agent(agent)
         self._footprint.note("agents", agent.name)
 
     def subscribe(self, pattern: str, handler: Handler, *, maxsize: int = 100) -> Subscription:
@@ -267,9 +305,7 @@ class PluginContext(dict[str, Any]):
         self._serve(sub, handler)
         return sub
 
-    async def publish(
-        self, topic: str, payload: BaseModel | Mapping[str, Any] | None = None
-    ) -> Message:
+    async def publish(self, topic: str, payload: BaseModel) -> Message:
         """Broadcast on the bus as ``plugin:<name>``; a new message type is just a new
         topic (prefer ``<plugin>.<event>``) with a pydantic payload."""
         return await self.bus.publish(topic, payload, sender=f"plugin:{self._plugin}")
@@ -284,10 +320,7 @@ class PluginContext(dict[str, Any]):
     ) -> ActionRecord:
         """Ask the remediator to run ``action``: it passes the same policy as any proposal
         and is audited with this plugin as its proposer."""
-        remediator = self.remediator
-        if remediator is None:
-            raise PluginError(_missing("remediator", "remediation actions"))
-        registered = remediator.registry.get(action)
+        registered = self._open("actions").actions.get(action)
         request = ActionRequest(
             action=action,
             target=target,
@@ -297,11 +330,4 @@ class PluginContext(dict[str, Any]):
             proposed_by=self._plugin,
             reason=reason or f"proposed by plugin {self._plugin}",
         )
-        return await remediator.submit(request)
-
-
-def _missing(agent: str, what: str) -> str:
-    return (
-        f"there is no {agent} agent (agents.{agent}.enabled is false?), so {what} cannot be "
-        "registered"
-    )
+        return await self._wiring.submit_action(request)
