@@ -44,16 +44,14 @@ class RemediatorAgent(BaseAgent):
         ctx: AgentContext,
         *,
         actions: ActionRegistry | None = None,
-        registry: ActionRegistry | None = None,
         interval: float | None = None,
     ) -> None:
         super().__init__(name, ctx, interval=interval)
         actx = ActionContext(
             settings=ctx.settings, services=ctx.services, clock=ctx.clock, monotonic=ctx.monotonic
         )
-        self.pipeline = RemediationPipeline(
-            actions or registry or builtin_registry(), actx, emit=self.publish
-        )
+        registry = actions if actions is not None else builtin_registry()
+        self.pipeline = RemediationPipeline(registry, actx, emit=self.publish)
         self.actx = actx
         self.policy = self.pipeline.policy
         self.book = self.pipeline.book
