@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.model.snapshot import SystemSnapshot
+from watchkeeper.model.snapshot import StatusHeader
 
 __all__ = ["STATUS_FILE", "read_status", "write_bytes_atomic", "write_json_atomic"]
 
@@ -73,13 +73,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def read_status(data_dir: Path) -> SystemSnapshot | None:
-    """The last snapshot, or None when there is none or it cannot be read as one."""
+def read_status(data_dir: Path) -> StatusHeader | None:
+    """The last snapshot's header (state, pid, freshness, details), or None when there is
+    none or it cannot be read as one."""
     try:
         data = (data_dir / STATUS_FILE).read_bytes()
     except OSError:
         return None
     try:
-        return SystemSnapshot.model_validate_json(data)
+        return StatusHeader.model_validate_json(data)
     except ValueError:
         return None

@@ -13,6 +13,8 @@ from watchkeeper.cli.control_views import activity_table
 from watchkeeper.cli.metrics_view import processes_table
 from watchkeeper.cli.params import parse_params
 from watchkeeper.config import build_settings
+from watchkeeper.model.metrics import ProcessInfo
+from watchkeeper.storage.models import ActivityEntry
 
 HOSTILE = "[bold red]pwn[/bold red]\x1b[2J\x1b]0;title\x07evil"
 
@@ -24,11 +26,27 @@ def render(renderable: object, width: int = 160) -> str:
 
 
 def test_process_names_are_shown_literally_and_cannot_drive_the_terminal() -> None:
-    rows = [{"pid": 42, "name": HOSTILE, "user": "root", "cmdline": HOSTILE, "rss_bytes": 1}]
+    # Built without validation, so the view itself must keep the hostile text harmless.
+    rows = [
+        ProcessInfo.model_construct(
+            pid=42,
+            name=HOSTILE,
+            user="root",
+            cmdline=HOSTILE,
+            rss_bytes=1,
+            status="running",
+            cpu_percent=None,
+            num_threads=1,
+            create_time=0.0,
+            age_seconds=0.0,
+        )
+    ]
     shown = render(processes_table(rows, "Top"))
     assert "[bold red]pwn[/bold red]" in shown  # markup stays text
     assert "\x1b[2J" not in shown and "\x1b]0;" not in shown and "\x07" not in shown
-    feed = [{"ts": 0, "agent": "x", "severity": "info", "message": HOSTILE}]
+    feed = [
+        ActivityEntry.model_construct(ts=0, agent="x", kind="x", severity="info", message=HOSTILE)
+    ]
     shown = render(activity_table(feed, now=10))
     assert "[bold red]pwn" in shown and "\x1b[2J" not in shown
 

@@ -11,13 +11,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from watchkeeper import __version__
-from watchkeeper.config import ConfigError, Settings, dotted_to_nested, load_settings
-from watchkeeper.model.datacheck import DataError, loads_strict
+from watchkeeper.cli._common import fail, load_or_exit, parse_sets
+from watchkeeper.cli.commands import register
+from watchkeeper.config import Settings
 
 __all__ = ["app", "main"]
 
@@ -41,46 +42,6 @@ ConfigOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"watchkeeper: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _parse_value(key: str, raw: str) -> Any:
-    """A ``--set`` value as JSON when it is JSON, else the text itself; JSON that is
-    nested too deeply or holds a non-finite number is refused (exit 2)."""
-    try:
-        return loads_strict(raw)
-    except DataError as exc:
-        fail(f"--set {key}: {exc}")
-    except ValueError:
-        return raw
-
-
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """``["web.port=8080", "remediation.mode=dry_run"]`` → nested flags."""
-    flat: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            fail(f"--set expects KEY=VALUE, got {pair!r}")
-        flat[key.strip()] = _parse_value(key.strip(), raw)
-    try:
-        return dotted_to_nested(flat)
-    except ConfigError as exc:
-        fail(f"config error: {exc}")
-
-
-def load_or_exit(
-    config: Path | None, flags: dict[str, Any] | None = None
-) -> tuple[Settings, Path | None]:
-    try:
-        return load_settings(config, flags=flags)
-    except ConfigError as exc:
-        fail(f"config error: {exc}")
 
 
 def _merge_flag(flags: dict[str, Any], dotted: str, value: Any) -> None:
@@ -347,7 +308,6 @@ def simulate_service_crash(
 
 
 # The commands that talk to a running watchkeeper over its API (status, agents, ...,
-# command, approve, watch, cli); defined in their own module, registered last.
-from watchkeeper.cli import commands as _api_commands  # noqa: E402
-
-_api_commands.register(app)
+# command, approve, watch, cli) live in their own modules; registered last, so they come
+# after the commands above in --help.
+register(app)

@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,7 +39,11 @@ from watchkeeper.model.secret import secret_value
 from watchkeeper.web.hosts import is_loopback_host
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from watchkeeper.config import Settings
+
+M = TypeVar("M", bound="BaseModel")
 
 __all__ = [
     "EXIT_CODES",
@@ -355,6 +359,16 @@ class ApiClient:
             if exc.status == 503:
                 return None
             raise
+
+    def read(self, path: str, model: type[M], **params: Any) -> M:
+        """``GET path`` read with its response model: ``api.read("/api/system",
+        SystemSnapshot)``. Raises :class:`ApiError` on any failure."""
+        return model.model_validate(self.get(path, **params))
+
+    def read_optional(self, path: str, model: type[M], **params: Any) -> M | None:
+        """Like :meth:`read`, but None when the API answers 503 (nothing to show yet)."""
+        data = self.get_optional(path, **params)
+        return None if data is None else model.model_validate(data)
 
     def healthy(self) -> bool:
         """Whether a watchkeeper answers at all (``/api/health?probe=live``)."""

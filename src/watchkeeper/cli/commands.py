@@ -8,228 +8,211 @@
     watchkeeper approve ID | reject ID
     watchkeeper watch          (the live view)      watchkeeper cli   (the menu)
 
-Each takes ``--url``, ``--token``, ``--timeout`` and ``--json`` (the API's JSON, for
-scripts). Failures are one line on stderr and an exit code from
-:data:`~watchkeeper.cli.client.EXIT_CODES`. Heavy imports (httpx, rich) happen inside
-the commands, so ``watchkeeper --help`` stays quick.
+Each takes the API options of :func:`~watchkeeper.cli._common.api_command` (``--url``,
+``--token``, ``--timeout``, ``--config`` and ``--json``, the API's JSON, for scripts).
+Answers are read with the API's response models. Failures are one line on stderr and an
+exit code from :data:`~watchkeeper.cli.client.EXIT_CODES`. Heavy imports (httpx, rich,
+the models) happen inside the commands, so ``watchkeeper --help`` stays quick.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from watchkeeper.cli._common import (
-    ConfigOption,
-    JsonOption,
-    TimeoutOption,
-    TokenOption,
-    UrlOption,
-    api_session,
-    emit_json,
-    make_console,
-    show,
-)
+from watchkeeper.cli._common import ApiOptions, api_command, emit_json, make_console
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from watchkeeper.web.responses import FlatMetrics, MetricHistory
 
 __all__ = ["register"]
 
 
 # -- reading ------------------------------------------------------------------------------------
-def status(
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
-) -> None:
+@api_command()
+def status(api: ApiOptions) -> None:
     """The system at a glance: state, health score, agents, bus."""
     from watchkeeper.cli.views import system_view
+    from watchkeeper.model.snapshot import SystemSnapshot
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get("/api/system")
-    show(as_json, data, lambda: system_view(data, time.time()))
+    with api.session() as client:
+        data = client.get("/api/system")
+    snapshot = SystemSnapshot.model_validate(data)
+    api.show(data, lambda: system_view(snapshot, time.time()))
 
 
+@api_command()
 def agents(
+    api: ApiOptions,
     name: Annotated[str | None, typer.Argument(help="One agent, in detail.")] = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """Every agent's health, or one agent's health, status and commands."""
+    from pydantic import TypeAdapter
+
     from watchkeeper.cli.views import agent_view, agents_table
+    from watchkeeper.model.snapshot import AgentHealth
+    from watchkeeper.web.responses import AgentDetail
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get(f"/api/agents/{name}" if name else "/api/agents")
+    with api.session() as client:
+        data = client.get(f"/api/agents/{name}" if name else "/api/agents")
     if name:
-        show(as_json, data, lambda: agent_view(name, data, time.time()))
+        detail = AgentDetail.model_validate(data)
+        api.show(data, lambda: agent_view(name, detail, time.time()))
     else:
-        show(as_json, data, lambda: agents_table(data, time.time()))
+        table = TypeAdapter(dict[str, AgentHealth]).validate_python(data)
+        api.show(data, lambda: agents_table(table, time.time()))
 
 
+@api_command()
 def metrics(
+    api: ApiOptions,
     history: Annotated[
         str | None,
         typer.Option("--history", help="One metric's stored history, e.g. cpu.percent."),
     ] = None,
     range_: Annotated[str, typer.Option("--range", help="With --history: 15m, 6h, 7d.")] = "1h",
     flat: Annotated[bool, typer.Option("--flat", help="Dotted metric names.")] = False,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """The latest sample: CPU, memory, disks, network, top processes, services."""
     from watchkeeper.cli.metrics_view import metrics_view
     from watchkeeper.cli.views import Levels
+    from watchkeeper.model.metrics import MetricsSample
+    from watchkeeper.web.responses import ConfigReply, FlatMetrics, MetricHistory, RecentPoints
 
-    with api_session(url, token, config, timeout) as api:
+    with api.session() as client:
         if history:
-            data = api.get("/api/metrics/history", metric=history, range=range_)
-            show(as_json, data, lambda: _history_view(data))
+            data = client.get("/api/metrics/history", metric=history, range=range_)
+            found = MetricHistory.model_validate(data)
+            api.show(data, lambda: _history_view(found))
             return
-        data = api.get("/api/metrics", flat="true" if flat else None)
-        if as_json:
+        data = client.get("/api/metrics", flat="true" if flat else None)
+        if api.as_json:
             emit_json(data)
             return
         if flat:
-            show(False, data, lambda: _flat_view(data))
+            values = FlatMetrics.model_validate(data)
+            make_console().print(_flat_view(values))
             return
-        recent = api.get("/api/metrics/recent")
-        levels = Levels.from_config(api.get("/api/config"))
-    make_console().print(metrics_view(data, recent, time.time(), levels))
+        sample = MetricsSample.model_validate(data)
+        recent = RecentPoints.model_validate(client.get("/api/metrics/recent"))
+        levels = Levels.from_config(ConfigReply.model_validate(client.get("/api/config")))
+    make_console().print(metrics_view(sample, recent, time.time(), levels))
 
 
-def _flat_view(data: Any) -> RenderableType:
+def _flat_view(data: FlatMetrics) -> RenderableType:
     from watchkeeper.cli._format import kv_grid
 
-    values = data.get("metrics") or {}
-    return kv_grid((str(k), f"{v:g}") for k, v in sorted(values.items()))
+    return kv_grid((str(k), f"{v:g}") for k, v in sorted(data.metrics.items()))
 
 
-def _history_view(data: Any) -> RenderableType:
+def _history_view(data: MetricHistory) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
     from watchkeeper.cli._format import clock, plain, sparkline
 
-    points = [p for p in data.get("points") or [] if isinstance(p, dict)]
-    avg = [p.get("avg") for p in points]
+    points = data.points
     head = Text.assemble(
-        plain(data.get("metric"), "bold"),
-        f" from {clock(data.get('start'))} to {clock(data.get('end'))}, "
-        f"{len(points)} points of {data.get('step', 0):g}s",
+        plain(data.metric, "bold"),
+        f" from {clock(data.start)} to {clock(data.end)}, {len(points)} points of {data.step:g}s",
     )
     if not points:
         return Group(head, Text("No data in that range.", style="dim"))
-    lows = [p["min"] for p in points if isinstance(p.get("min"), (int, float))]
-    highs = [p["max"] for p in points if isinstance(p.get("max"), (int, float))]
-    known = [a for a in avg if isinstance(a, (int, float))]
+    avg = [p.avg for p in points]
     stats = Text(
-        f"min {min(lows, default=0):.4g} · avg {sum(known) / max(1, len(known)):.4g} · "
-        f"max {max(highs, default=0):.4g}"
+        f"min {min(p.min for p in points):.4g} · avg {sum(avg) / len(avg):.4g} · "
+        f"max {max(p.max for p in points):.4g}"
     )
-    return Group(head, sparkline(avg, 80), stats)
+    return Group(head, sparkline(list(avg), 80), stats)
 
 
+@api_command()
 def alerts(
+    api: ApiOptions,
     range_: Annotated[
         str | None, typer.Option("--range", help="Also stored alerts of this span, e.g. 24h.")
     ] = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """Alerts firing now (and, with --range, their history)."""
     from watchkeeper.cli.reports import alerts_table
+    from watchkeeper.web.responses import AlertsReply
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get("/api/alerts", range=range_)
-    show(as_json, data, lambda: alerts_table(data, time.time()))
+    with api.session() as client:
+        data = client.get("/api/alerts", range=range_)
+    reply = AlertsReply.model_validate(data)
+    api.show(data, lambda: alerts_table(reply, time.time()))
 
 
+@api_command()
 def analysis(
+    api: ApiOptions,
     history: Annotated[
         int, typer.Option("--history", min=0, max=200, help="Also this many stored analyses.")
     ] = 0,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """The latest analyses, the LLM's reasoning and recommendations, and its status."""
     from watchkeeper.cli.reports import analysis_view
+    from watchkeeper.web.responses import AlertsReply, AnalysisReply
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get("/api/analysis", history=history or None)
-        firing = None if as_json else api.get("/api/alerts")
-    show(as_json, data, lambda: analysis_view(data, firing, time.time()))
+    with api.session() as client:
+        data = client.get("/api/analysis", history=history or None)
+        firing = None if api.as_json else AlertsReply.model_validate(client.get("/api/alerts"))
+    reply = AnalysisReply.model_validate(data)
+    api.show(data, lambda: analysis_view(reply, firing, time.time()))
 
 
+@api_command()
 def actions(
+    api: ApiOptions,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Audit records to show.")] = 15,
     target: Annotated[
         str | None, typer.Option("--target", help="Only the audit of this target.")
     ] = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """Remediation: mode, actions awaiting approval, the audit trail, success rates."""
     from watchkeeper.cli.reports import remediation_view
+    from watchkeeper.web.responses import RemediationReply
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get("/api/remediation", limit=limit, target=target)
-    show(as_json, data, lambda: remediation_view(data, time.time(), limit=limit))
+    with api.session() as client:
+        data = client.get("/api/remediation", limit=limit, target=target)
+    reply = RemediationReply.model_validate(data)
+    api.show(data, lambda: remediation_view(reply, time.time(), limit=limit))
 
 
+@api_command()
 def bus(
+    api: ApiOptions,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Recent messages to show.")] = 20,
     pattern: Annotated[str, typer.Option(help="Topic pattern, e.g. 'alert.*'.")] = "#",
     payload: Annotated[bool, typer.Option("--payload", help="With payloads (JSON).")] = False,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """The message bus: traffic per topic, subscribers, the latest messages."""
     from watchkeeper.cli.control_views import bus_view
+    from watchkeeper.web.responses import BusReply
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get(
+    with api.session() as client:
+        data = client.get(
             "/api/bus", limit=limit, pattern=pattern, payload="true" if payload else None
         )
-    show(as_json, data, lambda: bus_view(data, time.time()))
+    reply = BusReply.model_validate(data)
+    api.show(data, lambda: bus_view(reply, time.time()))
 
 
-def config_remote(
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
-) -> None:
+@api_command()
+def config_remote(api: ApiOptions) -> None:
     """The configuration the running system uses (secrets masked)."""
     from watchkeeper.cli.control_views import config_view
+    from watchkeeper.web.responses import ConfigReply
 
-    with api_session(url, token, config, timeout) as api:
-        data = api.get("/api/config")
-    show(as_json, data, lambda: config_view(data))
+    with api.session() as client:
+        data = client.get("/api/config")
+    reply = ConfigReply.model_validate(data)
+    api.show(data, lambda: config_view(reply))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,16 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from watchkeeper.cli._common import (
-    ConfigOption,
-    TimeoutOption,
-    TokenOption,
-    UrlOption,
-    api_session,
-    fail,
-    make_console,
-    settings_for,
-)
+from watchkeeper.cli._common import ApiOptions, api_command, fail, make_console, settings_for
 
 if TYPE_CHECKING:
     from watchkeeper.cli.client import ApiClient
@@ -28,36 +19,32 @@ if TYPE_CHECKING:
 __all__ = ["cli", "watch"]
 
 
+@api_command(json_help="Follow the event stream as JSON lines.")
 def watch(
+    api: ApiOptions,
     every: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Draw one picture and exit.")] = False,
     count: Annotated[
         int | None, typer.Option(min=1, help="With --json: stop after this many events.")
     ] = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Follow the event stream as JSON lines.")
-    ] = False,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """The live view: refreshes in place until q or Ctrl-C."""
     from watchkeeper.cli.live import dashboard, fetch_live, run_live
     from watchkeeper.cli.views import Levels
+    from watchkeeper.web.responses import ConfigReply
 
-    with api_session(url, token, config, timeout) as api:
-        if as_json:
-            _follow(api, count)
+    with api.session() as client:
+        if api.as_json:
+            _follow(client, count)
             return
-        levels = Levels.from_config(api.get("/api/config"))
+        levels = Levels.from_config(ConfigReply.model_validate(client.get("/api/config")))
         if once:
-            data = fetch_live(api, None, time.time())
+            data = fetch_live(client, None, time.time())
             if data.error:
                 fail(data.error, data.error_code or 3)
-            make_console().print(dashboard(data, time.time(), url=api.url, levels=levels))
+            make_console().print(dashboard(data, time.time(), url=client.url, levels=levels))
             return
-        run_live(api, make_console(), every=every, levels=levels)
+        run_live(client, make_console(), every=every, levels=levels)
 
 
 def _follow(api: ApiClient, count: int | None) -> None:
@@ -73,15 +60,13 @@ def _follow(api: ApiClient, count: int | None) -> None:
         return
 
 
+@api_command(json_help=None)
 def cli(
-    url: UrlOption = None,
-    token: TokenOption = None,
+    api: ApiOptions,
     local: Annotated[
         bool, typer.Option("--local", help="Always start watchkeeper inside this process.")
     ] = False,
     every: Annotated[float, typer.Option(min=0.2, help="Live Monitoring refresh, s.")] = 2.0,
-    timeout: TimeoutOption = 10.0,
-    config: ConfigOption = None,
 ) -> None:
     """The interactive menu. Without a running watchkeeper, starts one in this process."""
     from rich.text import Text
@@ -90,17 +75,17 @@ def cli(
     from watchkeeper.cli.local import LocalSystem, running_without_web
     from watchkeeper.cli.menu import Menu
 
-    settings, path = settings_for(config)
+    settings, path = settings_for(api.config)
     try:
-        endpoint = resolve_endpoint(url=url, token=token, settings=settings)
+        endpoint = resolve_endpoint(url=api.url, token=api.token, settings=settings)
     except ApiError as exc:
         fail(exc.message, exc.exit_code)
     out = make_console()
-    with ApiClient(endpoint, timeout=timeout) as probe:
+    with ApiClient(endpoint, timeout=api.timeout) as probe:
         answering = not local and probe.healthy()
     if answering:
-        with ApiClient(endpoint, timeout=timeout) as api:
-            Menu(api, out, every=every).run()
+        with ApiClient(endpoint, timeout=api.timeout) as client:
+            Menu(client, out, every=every).run()
         return
     if endpoint.url_explicit and not local:
         fail(
@@ -124,11 +109,11 @@ def cli(
             local_endpoint = system.start()
         except ApiError as exc:
             fail(exc.message, exc.exit_code)
-        with ApiClient(local_endpoint, timeout=timeout) as api:
+        with ApiClient(local_endpoint, timeout=api.timeout) as client:
             note = (
                 f"In-process watchkeeper ({why}): it runs inside this menu and stops when you quit."
             )
-            Menu(api, out, note=note, every=every).run()
+            Menu(client, out, note=note, every=every).run()
     finally:
         # Whatever ended the menu (Quit, Ctrl-C, an error), the system must not outlive it.
         if system.running:

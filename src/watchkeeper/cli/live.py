@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
@@ -37,7 +37,6 @@ from watchkeeper.cli._format import (
     duration,
     human_rate,
     kv_grid,
-    num,
     plain,
     sparkline,
     state_style,
@@ -46,6 +45,9 @@ from watchkeeper.cli.client import ApiClient, ApiError
 from watchkeeper.cli.control_views import activity_table
 from watchkeeper.cli.reports import alerts_table
 from watchkeeper.cli.views import Levels
+from watchkeeper.model.snapshot import SystemSnapshot
+from watchkeeper.storage.models import ActivityEntry
+from watchkeeper.web.responses import ActivityReply, AlertsReply, RecentPoints
 
 __all__ = ["KeyReader", "LiveData", "dashboard", "fetch_live", "run_live"]
 
@@ -56,10 +58,10 @@ _QUIT_KEYS = {"q", "Q", "\x1b"}
 class LiveData:
     """What one refresh got; ``error`` is set (and the rest kept) when it failed."""
 
-    system: Mapping[str, Any] | None = None
-    recent: Mapping[str, Any] | None = None
-    alerts: Mapping[str, Any] | None = None
-    activity: Sequence[Any] = field(default_factory=list)
+    system: SystemSnapshot | None = None
+    recent: RecentPoints | None = None
+    alerts: AlertsReply | None = None
+    activity: Sequence[ActivityEntry] = field(default_factory=list)
     error: str | None = None
     refreshed_at: float | None = None
     frames: int = 0
@@ -70,10 +72,10 @@ def fetch_live(api: ApiClient, previous: LiveData | None, now: float) -> LiveDat
     """One refresh's worth of reads; on failure the previous data stays, with the error."""
     base = previous or LiveData()
     try:
-        system = api.get("/api/system")
-        recent = api.get("/api/metrics/recent")
-        alerts = api.get("/api/alerts")
-        activity = api.get("/api/activity", limit=8, source="memory")
+        system = SystemSnapshot.model_validate(api.get("/api/system"))
+        recent = RecentPoints.model_validate(api.get("/api/metrics/recent"))
+        alerts = AlertsReply.model_validate(api.get("/api/alerts"))
+        activity = ActivityReply.model_validate(api.get("/api/activity", limit=8, source="memory"))
     except ApiError as exc:
         return LiveData(
             base.system,
@@ -85,15 +87,11 @@ def fetch_live(api: ApiClient, previous: LiveData | None, now: float) -> LiveDat
             base.frames + 1,
             exc.exit_code,
         )
-    items = activity.get("items") if isinstance(activity, Mapping) else None
-    return LiveData(system, recent, alerts, items or [], None, now, base.frames + 1)
+    return LiveData(system, recent, alerts, activity.items, None, now, base.frames + 1)
 
 
-def _column(recent: Mapping[str, Any] | None, name: str) -> list[float | None]:
-    values = (recent or {}).get(name)
-    if not isinstance(values, list):
-        return []
-    return [float(v) if isinstance(v, (int, float)) else None for v in values]
+def _column(recent: RecentPoints | None, name: str) -> list[float | None]:
+    return recent.column(name) if recent is not None else []
 
 
 def _last(values: list[float | None]) -> float | None:
@@ -108,7 +106,7 @@ def _total(a: list[float | None], b: list[float | None]) -> list[float | None]:
     ]
 
 
-def _resources(recent: Mapping[str, Any] | None, levels: Levels) -> Panel:
+def _resources(recent: RecentPoints | None, levels: Levels) -> Panel:
     cpu, memory = _column(recent, "cpu"), _column(recent, "memory")
     swap, disk = _column(recent, "swap"), _column(recent, "disk_used")
     read, write = _column(recent, "disk_read"), _column(recent, "disk_write")
@@ -142,22 +140,17 @@ def _resources(recent: Mapping[str, Any] | None, levels: Levels) -> Panel:
     return Panel(grid, title="Resources")
 
 
-def _agents(system: Mapping[str, Any] | None, now: float) -> Panel:
+def _agents(system: SystemSnapshot | None, now: float) -> Panel:
     table = Table.grid(padding=(0, 2))
     for _ in range(4):
         table.add_column(no_wrap=True)
-    agents = (system or {}).get("agents")
-    for name, health in (agents or {}).items() if isinstance(agents, Mapping) else ():
-        h = health if isinstance(health, Mapping) else {}
-        errors = int(num(h, "errors") or 0)
+    for name, h in system.agents.items() if system is not None else ():
+        state = str(h.state)
         table.add_row(
             plain(name, "bold"),
-            plain(h.get("state"), state_style(h.get("state"))),
-            Text(
-                f"{int(num(h, 'checks') or 0)} checks, {errors} errors",
-                style="red" if errors else "",
-            ),
-            Text(ago(num(h, "last_check"), now), style="dim"),
+            plain(state, state_style(state)),
+            Text(f"{h.checks} checks, {h.errors} errors", style="red" if h.errors else ""),
+            Text(ago(h.last_check, now), style="dim"),
         )
     return Panel(table, title="Agents")
 
@@ -202,30 +195,30 @@ def dashboard(
     """The live screen for ``data`` (pure: no requests, no clock reads). With ``fit``,
     the alerts and the activity feed shrink to what the terminal's height leaves."""
     levels = levels or Levels()
-    system = data.system or {}
-    health = system.get("health") if isinstance(system.get("health"), Mapping) else {}
-    status = (health or {}).get("status") or system.get("status")
-    score = num(health, "score")
+    system = data.system
+    health = system.health if system is not None else None
+    status = health.status if health is not None else (system.status if system else None)
+    score = health.score if health is not None else None
+    state = system.state if system is not None else DASH
     head = Text("Live Monitoring", style="bold")
     head.append(" · ")
     head.append_text(plain(url, "dim"))
     head.append(" · ")
-    head.append_text(plain(system.get("state", DASH), state_style(system.get("state"))))
+    head.append_text(plain(state, state_style(state)))
     head.append(" · health ")
     head.append_text(plain(status, state_style(status)))
     if score is not None:
         head.append(f" {score:.0f}/100", style=state_style(status))
-    head.append(f" · up {duration(num(system, 'uptime_s'))}")
+    head.append(f" · up {duration(system.uptime_s if system is not None else None)}")
     head.append(f" · refreshed {clock(data.refreshed_at)} (#{data.frames})", style="dim")
     parts: list[RenderableType] = [head]
     if hint:
         parts.append(Text(hint, style="dim"))
     if data.error:
         parts.append(Text(f"! {data.error} — showing the last data; retrying", style="bold red"))
-    reasons = (health or {}).get("reasons")
-    if isinstance(reasons, list) and reasons:
-        parts.append(kv_grid([("Health", plain("; ".join(map(str, reasons)), "yellow"))]))
-    comment = ((system.get("details") or {}).get("sensor") or {}).get("comment")
+    if health is not None and health.reasons:
+        parts.append(kv_grid([("Health", plain("; ".join(health.reasons), "yellow"))]))
+    comment = system.sensor().comment if system is not None else None
     if comment:
         parts.append(plain(comment, "italic"))
     parts.append(
@@ -244,16 +237,17 @@ def dashboard(
     return Group(*parts, *(make(most) for make, most, _ in optional))
 
 
-def _alerts_line(alerts: Mapping[str, Any]) -> Text:
+def _alerts_line(alerts: AlertsReply) -> Text:
     """The firing alerts in one line, for a screen too short for their table."""
-    firing = [a for a in alerts.get("firing") or [] if isinstance(a, Mapping)]
+    firing = alerts.firing
     if not firing:
         return Text("No alerts firing.", style="green")
     worst = firing[0]
+    severity = str(worst.severity)
     line = Text(f"{len(firing)} alert(s) firing; worst: ", style="bold")
-    line.append_text(plain(worst.get("severity"), state_style(worst.get("severity"))))
+    line.append_text(plain(severity, state_style(severity)))
     line.append(" ")
-    line.append_text(plain(worst.get("summary"), limit=120))
+    line.append_text(plain(worst.summary, limit=120))
     return line
 
 

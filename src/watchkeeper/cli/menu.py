@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from pydantic import TypeAdapter
 from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from watchkeeper import __version__
-from watchkeeper.cli._format import duration, field, plain, state_style
+from watchkeeper.cli._format import duration, plain, state_style
 from watchkeeper.cli._prompt import Back, Prompter
 from watchkeeper.cli.client import ApiClient, ApiError
 from watchkeeper.cli.control_views import bus_view, config_view
@@ -37,6 +38,20 @@ from watchkeeper.cli.menu_commands import SendCommands
 from watchkeeper.cli.metrics_view import metrics_view
 from watchkeeper.cli.reports import analysis_view, remediation_view
 from watchkeeper.cli.views import Levels, agent_view, agents_table, system_view
+from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.snapshot import AgentHealth, SystemSnapshot
+from watchkeeper.web.responses import (
+    AgentDetail,
+    AlertsReply,
+    AnalysisReply,
+    BusReply,
+    ConfigPatchReply,
+    ConfigReply,
+    RecentPoints,
+    RemediationReply,
+)
+
+_AGENTS = TypeAdapter(dict[str, AgentHealth])
 
 __all__ = ["MENU_ITEMS", "Menu"]
 
@@ -91,20 +106,20 @@ class Menu(Prompter):
         line.append(" · ")
         line.append_text(plain(self.api.url, "cyan"))
         try:
-            system = self.api.get("/api/system")
+            system = self.api.read("/api/system", SystemSnapshot)
         except ApiError as exc:
             line.append("\n")
             line.append_text(plain(exc.message, "bold red"))
         else:
-            status = field(system, "health", "status") or system.get("status")
+            health = system.health
+            status = health.status if health is not None else system.status
             line.append(" · ")
-            line.append_text(plain(system.get("state"), state_style(system.get("state"))))
+            line.append_text(plain(system.state, state_style(system.state)))
             line.append(" · health ")
             line.append_text(plain(status, state_style(status)))
-            score = field(system, "health", "score")
-            if isinstance(score, (int, float)):
-                line.append(f" {score:.0f}/100", style=state_style(status))
-            line.append(f" · up {duration(system.get('uptime_s'))}")
+            if health is not None and health.score is not None:
+                line.append(f" {health.score:.0f}/100", style=state_style(status))
+            line.append(f" · up {duration(system.uptime_s)}")
         if self.note:
             line.append("\n")
             line.append_text(plain(self.note, "yellow"))
@@ -127,7 +142,7 @@ class Menu(Prompter):
         """Until 0, q, Ctrl-C or end of input at the menu."""
         config = None
         with contextlib.suppress(ApiError):  # without it the bars keep default levels
-            config = self.api.get("/api/config")
+            config = self.api.read("/api/config", ConfigReply)
         self.levels = Levels.from_config(config)
         while True:
             self.draw()
@@ -164,52 +179,52 @@ class Menu(Prompter):
 
     def system_status(self) -> None:
         self._title("1 System Status")
-        self.console.print(system_view(self.api.get("/api/system"), self.clock()))
+        self.console.print(system_view(self.api.read("/api/system", SystemSnapshot), self.clock()))
         self.pause()
 
     def agent_details(self) -> None:
         self._title("2 Agent Details")
-        agents = self.api.get("/api/agents")
+        agents = _AGENTS.validate_python(self.api.get("/api/agents"))
         self.console.print(agents_table(agents, self.clock()))
-        names = list(agents) if isinstance(agents, Mapping) else []
+        names = list(agents)
         if not names:
             self.pause()
             return
         name = self.pick("Inspect one agent", [(n, plain(n, "bold")) for n in names])
-        body = self.api.get(f"/api/agents/{name}")
+        body = self.api.read(f"/api/agents/{name}", AgentDetail)
         self.console.print(agent_view(name, body, self.clock()))
         self.pause()
 
     def system_metrics(self) -> None:
         self._title("3 System Metrics")
-        metrics = self.api.get_optional("/api/metrics")
-        recent = self.api.get("/api/metrics/recent")
+        metrics = self.api.read_optional("/api/metrics", MetricsSample)
+        recent = self.api.read("/api/metrics/recent", RecentPoints)
         self.console.print(metrics_view(metrics, recent, self.clock(), self.levels))
         self.pause()
 
     def analysis_results(self) -> None:
         self._title("4 Analysis Results")
-        analysis = self.api.get("/api/analysis")
-        alerts = self.api.get("/api/alerts")
+        analysis = self.api.read("/api/analysis", AnalysisReply)
+        alerts = self.api.read("/api/alerts", AlertsReply)
         self.console.print(analysis_view(analysis, alerts, self.clock()))
         self.pause()
 
     def remediation_status(self) -> None:
         self._title("5 Remediation Status")
-        body = self.api.get("/api/remediation")
+        body = self.api.read("/api/remediation", RemediationReply)
         self.console.print(remediation_view(body, self.clock()))
-        if body.get("pending"):
+        if body.pending:
             self.console.print(Text("Approve or reject them in 8 Send Commands.", style="yellow"))
         self.pause()
 
     def message_bus(self) -> None:
         self._title("6 Message Bus")
-        self.console.print(bus_view(self.api.get("/api/bus", limit=15), self.clock()))
+        self.console.print(bus_view(self.api.read("/api/bus", BusReply, limit=15), self.clock()))
         self.pause()
 
     def configuration(self) -> None:
         self._title("7 Configuration")
-        self.console.print(config_view(self.api.get("/api/config")))
+        self.console.print(config_view(self.api.read("/api/config", ConfigReply)))
         while True:
             answer = self.ask("Change a live setting, KEY=VALUE (Enter to go back): ")
             if not answer:
@@ -231,11 +246,10 @@ class Menu(Prompter):
             except ApiError as exc:
                 self.console.print(plain(exc.message, "red"))
                 continue
-            change = result.get("change") if isinstance(result, Mapping) else None
-            previous = field(change, "previous") or {}
-            for name, new in (field(change, "changes") or {}).items():
+            change = ConfigPatchReply.model_validate(result).change
+            for name, new in change.changes.items():
                 self.console.print(
-                    plain(f"changed {name}: {previous.get(name)!r} → {new!r}", "green")
+                    plain(f"changed {name}: {change.previous.get(name)!r} → {new!r}", "green")
                 )
 
     def send_commands(self) -> None:

@@ -10,16 +10,21 @@ actions and their parameters from ``/api/remediation``, pending approvals likewi
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
+from pydantic import TypeAdapter
 from rich.text import Text
 
-from watchkeeper.cli._format import field, plain, state_style
+from watchkeeper.cli._format import plain, state_style
 from watchkeeper.cli._prompt import Back, Choice, Prompter
 from watchkeeper.cli.client import ApiClient
 from watchkeeper.cli.control_views import command_view
 from watchkeeper.cli.params import RISKY_COMMANDS, add_process_identity
+from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.snapshot import AgentHealth
+from watchkeeper.web.responses import AgentDetail, CommandAnswer, RemediationReply
+
+_AGENTS = TypeAdapter(dict[str, AgentHealth])
 
 __all__ = ["COMMAND_HELP", "SendCommands"]
 
@@ -51,10 +56,10 @@ class SendCommands:
         self.pause = prompter.pause
 
     def run(self) -> None:
-        agents = self.api.get("/api/agents")
-        names = sorted(agents) if isinstance(agents, Mapping) else []
+        agents = _AGENTS.validate_python(self.api.get("/api/agents"))
+        names = sorted(agents)
         targets: list[Choice] = [("all", Text("all", style="bold"), Text("every agent"))]
-        targets += [(n, plain(n, "bold"), plain(field(agents, n, "state"))) for n in names]
+        targets += [(n, plain(n, "bold"), plain(str(agents[n].state))) for n in names]
         target = self.pick("Target", targets)
         commands = self._commands_of(target, names)
         command = self.pick(
@@ -67,11 +72,11 @@ class SendCommands:
             self.pause()
             return
         result = self.api.command(command, target, params)
-        self.console.print(command_view(result.body))
-        for reply in (result.body.get("replies") or {}).values():
-            record = reply.get("record") if isinstance(reply, Mapping) else None
-            if isinstance(record, Mapping) and record.get("outcome") == "running":
-                self._follow(str(record.get("id")))
+        answer = CommandAnswer.model_validate(result.body)
+        self.console.print(command_view(answer))
+        for reply in answer.replies.values():
+            if reply.record is not None and reply.record.outcome == "running":
+                self._follow(reply.record.id)
         self.pause()
 
     def _follow(self, record_id: str, timeout: float = 20.0) -> None:
@@ -79,20 +84,19 @@ class SendCommands:
         with self.console.status("Waiting for the action to finish…"):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                audit = self.api.get("/api/remediation", limit=100).get("audit") or []
+                audit = self.api.read("/api/remediation", RemediationReply, limit=100).audit
                 done = [
                     r
                     for r in audit
-                    if isinstance(r, Mapping)
-                    and r.get("id") == record_id
-                    and r.get("outcome") not in ("running", "pending")
+                    if r.id == record_id and r.outcome not in ("running", "pending")
                 ]
                 if done:
                     final = done[-1]
+                    outcome = str(final.outcome)
                     line = Text("Finished: ")
-                    line.append_text(plain(final.get("outcome"), state_style(final.get("outcome"))))
+                    line.append_text(plain(outcome, state_style(outcome)))
                     line.append(" — ")
-                    line.append_text(plain(final.get("detail")))
+                    line.append_text(plain(final.detail))
                     self.console.print(line)
                     return
                 time.sleep(0.3)
@@ -100,8 +104,8 @@ class SendCommands:
 
     def _commands_of(self, target: str, names: list[str]) -> list[str]:
         if target != "all":
-            return [str(c) for c in self.api.get(f"/api/agents/{target}").get("commands") or []]
-        sets = [set(self.api.get(f"/api/agents/{n}").get("commands") or []) for n in names]
+            return list(self.api.read(f"/api/agents/{target}", AgentDetail).commands)
+        sets = [set(self.api.read(f"/api/agents/{n}", AgentDetail).commands) for n in names]
         common = set.intersection(*sets) if sets else set()
         return [c for c in COMMAND_HELP if c in common] + sorted(common - set(COMMAND_HELP))
 
@@ -110,7 +114,7 @@ class SendCommands:
         if command == "run_action":
             return self._run_action_params()
         if command in ("approve", "reject"):
-            pending = self.api.get("/api/remediation").get("pending") or []
+            pending = self.api.read("/api/remediation", RemediationReply).pending
             if not pending:
                 self.console.print(Text("Nothing awaits approval.", style="yellow"))
                 raise Back
@@ -118,33 +122,26 @@ class SendCommands:
                 "Awaiting approval",
                 [
                     (
-                        str(p.get("id")),
-                        Text.assemble(
-                            plain(p.get("action"), "cyan"), " on ", plain(p.get("target"))
-                        ),
-                        plain(f"{p.get('id')}: {p.get('reason')}", limit=80),
+                        p.id,
+                        Text.assemble(plain(p.action, "cyan"), " on ", plain(p.target)),
+                        plain(f"{p.id}: {p.reason}", limit=80),
                     )
                     for p in pending
-                    if isinstance(p, Mapping)
                 ],
             )
-            found = next(
-                p for p in pending if isinstance(p, Mapping) and str(p.get("id")) == chosen
-            )
+            found = next(p for p in pending if p.id == chosen)
             question = Text(f"{command.capitalize()} ")
-            question.append_text(plain(found.get("action"), "bold cyan"))
+            question.append_text(plain(found.action, "bold cyan"))
             question.append(" on ")
-            question.append_text(plain(found.get("target"), "bold"))
-            question.append(f" ({found.get('risk')} risk, id {chosen})?")
+            question.append_text(plain(found.target, "bold"))
+            question.append(f" ({found.risk} risk, id {chosen})?")
             return {"id": chosen}, question
         if command == "reset_giveup":
-            given = self.api.get("/api/remediation").get("given_up") or []
+            given = self.api.read("/api/remediation", RemediationReply).given_up
             if not given:
                 self.console.print(Text("Nothing has been given up on.", style="yellow"))
                 raise Back
-            chosen = self.pick(
-                "Given up on", [(str(g.get("target")), plain(g.get("target"))) for g in given]
-            )
+            chosen = self.pick("Given up on", [(g.target, plain(g.target)) for g in given])
             question = Text("Try ")
             question.append_text(plain(chosen, "bold"))
             question.append(" again?")
@@ -152,34 +149,29 @@ class SendCommands:
         return {}, summary
 
     def _run_action_params(self) -> tuple[dict[str, Any], Text]:
-        actions = [a for a in self.api.get("/api/remediation").get("actions") or []]
-        info = {str(a.get("name")): a for a in actions if isinstance(a, Mapping)}
+        actions = self.api.read("/api/remediation", RemediationReply).actions
+        info = {a.name: a for a in actions}
         name = self.pick(
             "Action",
             [
-                (
-                    n,
-                    plain(n, "bold"),
-                    plain(f"{a.get('risk')} · {a.get('target_kind')} · {a.get('description')}"),
-                )
+                (n, plain(n, "bold"), plain(f"{a.risk} · {a.target_kind} · {a.description}"))
                 for n, a in info.items()
             ],
         )
-        kind = info[name].get("target_kind")
-        target = self._target_of_kind(str(kind))
+        target = self._target_of_kind(info[name].target_kind)
         extra: dict[str, Any] = {}
-        for param in info[name].get("params") or []:
-            label = f"{param.get('name')} ({param.get('type')}, {param.get('description')})"
-            default = param.get("default")
+        for param in info[name].params:
+            label = f"{param.name} ({param.type}, {param.description})"
+            default = param.default
             while True:
                 raw = self.ask(f"{label} [{'' if default is None else default}]: ")
                 if not raw:
                     break
                 try:
-                    extra[str(param.get("name"))] = _convert(raw, str(param.get("type")))
+                    extra[param.name] = _convert(raw, param.type)
                     break
                 except ValueError:
-                    self.console.print(plain(f"{raw!r} is not a {param.get('type')}", "red"))
+                    self.console.print(plain(f"{raw!r} is not a {param.type}", "red"))
         params: dict[str, Any] = {"action": name, "params": extra, "reason": "asked from the menu"}
         if target is not None:
             params["target"] = target
@@ -189,7 +181,7 @@ class SendCommands:
         if target is not None:
             question.append(" on ")
             question.append_text(plain(target, "bold"))
-        risk = info[name].get("risk")
+        risk = info[name].risk
         question.append_text(
             plain(f" (risk: {risk})", state_style("critical" if risk == "dangerous" else "warning"))
         )
@@ -200,19 +192,16 @@ class SendCommands:
         if kind == "none":
             return None
         if kind == "service":
-            metrics = self.api.get_optional("/api/metrics") or {}
-            services = [s for s in metrics.get("services") or [] if isinstance(s, Mapping)]
+            sample = self.api.read_optional("/api/metrics", MetricsSample)
+            services = sample.services if sample is not None else []
             if services:
                 return self.pick(
                     "Service",
-                    [
-                        (str(s.get("name")), plain(s.get("name"), "bold"), plain(s.get("state")))
-                        for s in services
-                    ],
+                    [(s.name, plain(s.name, "bold"), plain(str(s.state))) for s in services],
                 )
         if kind == "process":
-            metrics = self.api.get_optional("/api/metrics") or {}
-            top = field(metrics, "processes", "top_cpu") or []
+            sample = self.api.read_optional("/api/metrics", MetricsSample)
+            top = sample.processes.top_cpu if sample and sample.processes else ()
             if top:
                 from watchkeeper.cli.metrics_view import processes_table
 

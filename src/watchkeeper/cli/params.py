@@ -13,10 +13,12 @@ id) are strings: guessing "4242 is a number" would make the server refuse them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from watchkeeper.cli.client import ApiClient, ApiError, is_loopback_url
+from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.web.responses import RemediationReply
 
 __all__ = ["RISKY_COMMANDS", "add_process_identity", "parse_params"]
 
@@ -58,16 +60,13 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     return params
 
 
-def _from_sample(metrics: Mapping[str, Any] | None, pid: int) -> float | None:
-    procs = metrics.get("processes") if isinstance(metrics, Mapping) else None
-    if not isinstance(procs, Mapping):
+def _from_sample(sample: MetricsSample | None, pid: int) -> float | None:
+    procs = sample.processes if sample is not None else None
+    if procs is None:
         return None
-    for key in ("top_cpu", "top_memory"):
-        for proc in procs.get(key) or []:
-            if isinstance(proc, Mapping) and proc.get("pid") == pid:
-                created = proc.get("create_time")
-                if isinstance(created, (int, float)):
-                    return float(created)
+    for proc in (*procs.top_cpu, *procs.top_memory):
+        if proc.pid == pid:
+            return proc.create_time
     return None
 
 
@@ -94,12 +93,12 @@ def add_process_identity(api: ApiClient, params: dict[str, Any]) -> dict[str, An
         return params
     if isinstance(inner, dict) and "create_time" in inner:
         return params
-    actions = (api.get_optional("/api/remediation") or {}).get("actions") or []
-    kinds = {a.get("name"): a.get("target_kind") for a in actions if isinstance(a, Mapping)}
-    if kinds.get(params.get("action")) != "process":
+    remediation = api.read_optional("/api/remediation", RemediationReply)
+    kinds = {a.name: a.target_kind for a in remediation.actions} if remediation else {}
+    if kinds.get(str(params.get("action"))) != "process":
         return params
     pid = int(target)
-    created = _from_sample(api.get_optional("/api/metrics"), pid)
+    created = _from_sample(api.read_optional("/api/metrics", MetricsSample), pid)
     if created is None and is_loopback_url(api.url):
         created = _from_this_host(pid)
     if created is None:

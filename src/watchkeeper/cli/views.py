@@ -1,10 +1,10 @@
 """How the running system looks in a terminal: status and agents.
 
-Each function turns the JSON one API endpoint returns into a rich renderable, and does
+Each function turns the model of one API answer into a rich renderable, and does
 nothing else (no requests, no printing), so the menu, the subcommands and the live view
 share them and a test can render them to text::
 
-    console.print(system_view(api.get("/api/system"), now=time.time()))
+    console.print(system_view(SystemSnapshot.model_validate(data), now=time.time()))
 
 ``now`` is passed in rather than read, so ages ("12s ago") are reproducible. Every string
 that came from the host goes through :func:`~watchkeeper.cli._format.plain`.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -29,13 +29,15 @@ from watchkeeper.cli._format import (
     ago,
     clock,
     duration,
-    field,
     kv_grid,
     new_table,
-    num,
     plain,
     state_style,
 )
+
+if TYPE_CHECKING:
+    from watchkeeper.model.snapshot import AgentHealth, SystemSnapshot
+    from watchkeeper.web.responses import AgentDetail, ConfigReply
 
 __all__ = ["Levels", "agent_view", "agents_table", "system_view"]
 
@@ -50,13 +52,14 @@ class Levels:
     swap: tuple[float, float] = (50.0, 80.0)
 
     @classmethod
-    def from_config(cls, config: Any) -> Levels:
+    def from_config(cls, config: ConfigReply | None) -> Levels:
         """From ``GET /api/config``'s ``settings.thresholds``; defaults where absent."""
-        t = field(config, "settings", "thresholds")
+        found = config.settings["thresholds"] if config is not None else None
+        t: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         base = cls()
 
         def pair(name: str, default: tuple[float, float]) -> tuple[float, float]:
-            warn, crit = num(t, f"{name}_warning"), num(t, f"{name}_critical")
+            warn, crit = _number(t, f"{name}_warning"), _number(t, f"{name}_critical")
             return (warn or default[0], crit or default[1])
 
         return cls(
@@ -67,84 +70,81 @@ class Levels:
         )
 
 
+def _number(table: Mapping[str, Any], key: str) -> float | None:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def _state(value: Any) -> Text:
     return plain(value, state_style(value))
 
 
 # -- system -----------------------------------------------------------------------------------
-def system_view(system: Mapping[str, Any], now: float) -> RenderableType:
+def system_view(system: SystemSnapshot, now: float) -> RenderableType:
     """Menu 1, ``watchkeeper status``: the whole system at a glance."""
-    health = field(system, "health") or {}
-    score = num(health, "score")
-    status = health.get("status") if isinstance(health, Mapping) else None
-    reasons = health.get("reasons") if isinstance(health, Mapping) else None
+    health = system.health
+    status = health.status if health is not None else None
     state = Text()
-    state.append_text(_state(system.get("state")))
+    state.append_text(_state(system.state))
     state.append(" · agents ")
-    state.append_text(_state(system.get("status")))
+    state.append_text(_state(system.status))
     score_text = Text()
-    if score is not None:
-        score_text.append(f"{score:.0f}/100 ", style=state_style(status))
+    if health is not None and health.score is not None:
+        score_text.append(f"{health.score:.0f}/100 ", style=state_style(status))
     score_text.append_text(_state(status))
-    details = field(system, "details") or {}
-    analyzer = details.get("analyzer") if isinstance(details, Mapping) else None
-    remediator = details.get("remediator") if isinstance(details, Mapping) else None
-    bus = field(system, "bus") or {}
+    bus = system.bus
     rows: list[tuple[str, Text | str]] = [
         ("State", state),
         ("Health", score_text),
     ]
-    if isinstance(reasons, list) and reasons:
-        rows.append(("Why", plain("; ".join(str(r) for r in reasons))))
+    if health is not None and health.reasons:
+        rows.append(("Why", plain("; ".join(health.reasons))))
     rows += [
-        ("Version", f"{system.get('version', DASH)} (pid {system.get('pid', DASH)})"),
-        (
-            "Uptime",
-            f"{duration(num(system, 'uptime_s'))} (since {clock(num(system, 'started_at'))})",
-        ),
-        ("Config", plain(system.get("config_file") or "built-in defaults")),
+        ("Version", f"{system.version} (pid {system.pid})"),
+        ("Uptime", f"{duration(system.uptime_s)} (since {clock(system.started_at)})"),
+        ("Config", plain(system.config_file or "built-in defaults")),
     ]
-    comment = field(details, "sensor", "comment")
+    comment = system.sensor().comment
     if comment:
         rows.append(("Sensor says", plain(comment, "italic")))
-    if isinstance(analyzer, Mapping):
+    analyzer = system.analyzer()
+    if analyzer is not None:
         rows.append(
             (
                 "Analyzer",
                 plain(
-                    f"verdict {analyzer.get('verdict', DASH)} · "
-                    f"{analyzer.get('firing', 0)} alert(s) firing · {analyzer.get('llm', DASH)}"
+                    f"verdict {analyzer.verdict or DASH} · "
+                    f"{analyzer.firing} alert(s) firing · {analyzer.llm or DASH}"
                 ),
             )
         )
-    if isinstance(remediator, Mapping):
-        given_up = remediator.get("given_up") or []
+    remediator = system.remediator()
+    if remediator is not None:
+        given_up = remediator.given_up
         rows.append(
             (
                 "Remediator",
                 plain(
-                    f"mode {remediator.get('mode', DASH)} · {remediator.get('running', 0)} "
-                    f"running · {remediator.get('pending', 0)} awaiting approval"
-                    + (f" · gave up on {', '.join(map(str, given_up))}" if given_up else "")
+                    f"mode {remediator.mode or DASH} · {remediator.running} "
+                    f"running · {remediator.pending} awaiting approval"
+                    + (f" · gave up on {', '.join(given_up)}" if given_up else "")
                 ),
             )
         )
     rows.append(
         (
             "Bus",
-            f"{bus.get('published', 0)} published · {bus.get('delivered', 0)} delivered · "
-            f"{bus.get('dropped', 0)} dropped · {bus.get('subscribers', 0)} subscribers",
+            f"{bus.published} published · {bus.delivered} delivered · "
+            f"{bus.dropped} dropped · {bus.subscribers} subscribers",
         )
     )
     panel = Panel(kv_grid(rows), title="System Status", border_style=state_style(status) or "none")
-    agents = system.get("agents")
-    parts: list[RenderableType] = [panel]
-    if isinstance(agents, Mapping):
-        parts.append(agents_table(agents, now))
-    return Group(*parts)
+    return Group(panel, agents_table(system.agents, now))
 
 
-def agents_table(agents: Mapping[str, Any], now: float) -> RenderableType:
+def agents_table(agents: Mapping[str, AgentHealth], now: float) -> RenderableType:
     """Menu 2, ``watchkeeper agents``: one row per agent, then any agent's last error."""
     table = new_table(
         "Agents",
@@ -159,56 +159,49 @@ def agents_table(agents: Mapping[str, Any], now: float) -> RenderableType:
         ],
     )
     problems: list[RenderableType] = []
-    for name, health in agents.items():
-        h = health if isinstance(health, Mapping) else {}
-        errors = int(num(h, "errors") or 0)
-        restarts = int(num(h, "restarts") or 0)
+    for name, h in agents.items():
         table.add_row(
             plain(name, "bold"),
-            _state(h.get("state")),
-            Text(duration(num(h, "uptime_s"))),
-            Text(str(int(num(h, "checks") or 0))),
-            Text(str(errors), style="red" if errors else ""),
-            Text(str(restarts), style="yellow" if restarts else ""),
-            Text(ago(num(h, "last_check"), now)),
+            _state(h.state),
+            Text(duration(h.uptime_s)),
+            Text(str(h.checks)),
+            Text(str(h.errors), style="red" if h.errors else ""),
+            Text(str(h.restarts), style="yellow" if h.restarts else ""),
+            Text(ago(h.last_check, now)),
         )
         # Errors are shown whole, under the table: cut to fit a column they say nothing.
-        for label, key, style in (
-            ("last error", "last_error", "red"),
-            ("restarted because", "last_restart_reason", "yellow"),
+        for label, text, style in (
+            ("last error", h.last_error, "red"),
+            ("restarted because", h.last_restart_reason, "yellow"),
         ):
-            if h.get(key):
+            if text:
                 problems.append(
-                    Text.assemble(plain(name, "bold"), f" {label}: ", plain(h[key], style))
+                    Text.assemble(plain(name, "bold"), f" {label}: ", plain(text, style))
                 )
     return Group(table, *problems) if problems else table
 
 
-def agent_view(name: str, body: Mapping[str, Any], now: float) -> RenderableType:
+def agent_view(name: str, body: AgentDetail, now: float) -> RenderableType:
     """One agent (``GET /api/agents/{name}``): health, its own status, its commands."""
-    h = body.get("health") or {}
-    took = num(h, "last_duration_ms")
+    h = body.health
+    took = h.last_duration_ms
     rows: list[tuple[str, Text | str]] = [
-        ("State", _state(h.get("state"))),
-        ("Kind", plain(h.get("kind"))),
-        ("Interval", f"{num(h, 'interval') or 0:g} s"),
-        ("Started", f"{clock(num(h, 'started_at'))} (up {duration(num(h, 'uptime_s'))})"),
-        ("Checks", f"{int(num(h, 'checks') or 0)}, last {ago(num(h, 'last_check'), now)}"),
+        ("State", _state(h.state)),
+        ("Kind", plain(h.kind)),
+        ("Interval", f"{h.interval:g} s"),
+        ("Started", f"{clock(h.started_at)} (up {duration(h.uptime_s)})"),
+        ("Checks", f"{h.checks}, last {ago(h.last_check, now)}"),
         ("Last check took", DASH if took is None else f"{took:.1f} ms"),
-        (
-            "Errors",
-            f"{int(num(h, 'errors') or 0)} ({int(num(h, 'consecutive_errors') or 0)} in a row)",
-        ),
-        ("Last error", plain(h.get("last_error"), "red")),
-        ("Restarts", f"{int(num(h, 'restarts') or 0)}"),
-        ("Restart reason", plain(h.get("last_restart_reason"))),
-        ("Commands", plain(", ".join(str(c) for c in body.get("commands") or []))),
+        ("Errors", f"{h.errors} ({h.consecutive_errors} in a row)"),
+        ("Last error", plain(h.last_error, "red")),
+        ("Restarts", f"{h.restarts}"),
+        ("Restart reason", plain(h.last_restart_reason)),
+        ("Commands", plain(", ".join(body.commands))),
     ]
     parts: list[RenderableType] = [
-        Panel(kv_grid(rows), title=Text(f"Agent {name}"), border_style=state_style(h.get("state")))
+        Panel(kv_grid(rows), title=Text(f"Agent {name}"), border_style=state_style(h.state))
     ]
-    status = body.get("status")
-    if status:
+    if body.status:
         # Pretty shows values through repr(): never markup, control characters escaped.
-        parts.append(Panel(Pretty(status, max_length=12, max_string=160), title="Status"))
+        parts.append(Panel(Pretty(body.status, max_length=12, max_string=160), title="Status"))
     return Group(*parts)

@@ -22,9 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "AgentHealth",
     "AgentState",
+    "AnalyzerDetails",
     "BusCounters",
+    "HealthScore",
+    "RemediatorDetails",
     "SensorDetails",
     "ServiceBrief",
+    "StatusHeader",
     "SystemSnapshot",
 ]
 
@@ -86,6 +90,34 @@ class SensorDetails(BaseModel):
     comment: str | None = None
 
 
+class AnalyzerDetails(BaseModel):
+    """The analyzer's entry of ``snapshot.details`` (the parts the CLI shows)."""
+
+    verdict: str | None = None
+    firing: int = 0
+    llm: str | None = None
+
+
+class RemediatorDetails(BaseModel):
+    """The remediator's entry of ``snapshot.details`` (the parts the CLI shows)."""
+
+    mode: str | None = None
+    running: int = 0
+    pending: int = 0
+    given_up: list[str] = Field(default_factory=list)
+
+
+class HealthScore(BaseModel):
+    """The 0-100 health score the web adds to the snapshot, and who computed it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    score: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+    source: str | None = None
+
+
 class SystemSnapshot(BaseModel):
     """The whole system at one moment; ``health`` is added by the web (the 0-100 score).
 
@@ -107,12 +139,46 @@ class SystemSnapshot(BaseModel):
     config_file: str | None
     details: dict[str, Any] = Field(default_factory=dict)
     plugins: dict[str, Any] | None = None
-    health: dict[str, Any] | None = None
+    health: HealthScore | None = None
 
     def sensor(self) -> SensorDetails:
         """The sensor's details, typed; empty when there is no sensor or it reported an
         error instead. ``snapshot.sensor().services`` lists the watched services."""
-        found = self.details.get("sensor")
-        if not isinstance(found, dict) or "error" in found:
-            return SensorDetails()
-        return SensorDetails.model_validate(found)
+        return _sensor(self.details)
+
+    def analyzer(self) -> AnalyzerDetails | None:
+        """The analyzer's details, or None when it is off or its status broke."""
+        found = self._details_of("analyzer")
+        return None if found is None else AnalyzerDetails.model_validate(found)
+
+    def remediator(self) -> RemediatorDetails | None:
+        """The remediator's details, or None when it is off or its status broke."""
+        found = self._details_of("remediator")
+        return None if found is None else RemediatorDetails.model_validate(found)
+
+    def _details_of(self, name: str) -> dict[str, Any] | None:
+        return _details_of(self.details, name)
+
+
+class StatusHeader(BaseModel):
+    """What a reader of someone else's status file needs: is its writer running, which
+    process is it, how fresh is the file. Read this rather than the whole snapshot when
+    the file may come from another version (``watchkeeper.status.read_status``)."""
+
+    state: str
+    pid: int = 0
+    updated_at: float = 0.0
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def sensor(self) -> SensorDetails:
+        """The sensor's details, as :meth:`SystemSnapshot.sensor`."""
+        return _sensor(self.details)
+
+
+def _details_of(details: dict[str, Any], name: str) -> dict[str, Any] | None:
+    found = details.get(name)
+    return found if isinstance(found, dict) and "error" not in found else None
+
+
+def _sensor(details: dict[str, Any]) -> SensorDetails:
+    return SensorDetails.model_validate(_details_of(details, "sensor") or {})

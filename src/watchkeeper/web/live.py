@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from watchkeeper.model.snapshot import SystemSnapshot
+from watchkeeper.model.snapshot import HealthScore, SystemSnapshot
 from watchkeeper.web.feed import chart_point, describe, sse_frame
 from watchkeeper.web.sources import Sources
 
@@ -146,7 +146,8 @@ class LiveHub:
 
     def system(self) -> SystemSnapshot:
         """The orchestrator's snapshot plus the health score."""
-        return self.orchestrator.snapshot().model_copy(update={"health": self.health()})
+        health = HealthScore.model_validate(self.health())
+        return self.orchestrator.snapshot().model_copy(update={"health": health})
 
     def system_body(self, max_age: float = 1.0) -> bytes:
         now = self._monotonic()

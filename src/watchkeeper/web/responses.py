@@ -22,6 +22,7 @@ from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import BusStats
 from watchkeeper.model.actions import ActionInfo, ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.events import AgentReply, ConfigChange
 from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (
@@ -33,18 +34,23 @@ from watchkeeper.storage.models import (
 
 __all__ = [
     "ActivityReply",
+    "AgentAnswer",
     "AgentDetail",
     "AlertsReply",
     "AnalysisReply",
     "BusMessage",
     "BusReply",
+    "CommandAnswer",
+    "ConfigPatchReply",
     "ConfigReply",
     "FlatMetrics",
     "GivenUp",
+    "LiveRates",
     "LlmState",
     "MetricHistory",
     "MetricNames",
     "MetricSpecs",
+    "RateRow",
     "RecentPoints",
     "RemediationReply",
     "WebStats",
@@ -153,6 +159,22 @@ class GivenUp(BaseModel):
     reason: str
 
 
+class RateRow(BaseModel):
+    """Finished attempts of one action or target since the remediator started."""
+
+    attempts: int
+    succeeded: int
+    failed: int
+    rate: float | None
+
+
+class LiveRates(BaseModel):
+    """The running remediator's success rates, by action name and by target."""
+
+    by_action: dict[str, RateRow]
+    by_target: dict[str, RateRow]
+
+
 class RemediationReply(BaseModel):
     """``/api/remediation``: the mode, declared actions, approvals, audit, success rates.
 
@@ -164,7 +186,7 @@ class RemediationReply(BaseModel):
     actions: list[ActionInfo]
     pending: list[ActionRecord]
     audit: list[ActionRecord]
-    success_rates: SuccessRates | dict[str, Any] | None
+    success_rates: LiveRates | SuccessRates | None
     given_up: list[GivenUp]
     status: dict[str, Any] | None
     source: Literal["remediator", "storage", "none"]
@@ -207,3 +229,41 @@ class ConfigReply(BaseModel):
     settings: dict[str, Any]
     live_sections: list[str]
     file: str | None
+
+
+class ConfigPatchReply(BaseModel):
+    """``PATCH /api/config``: the change as applied (and whether it was written)."""
+
+    change: ConfigChange
+
+
+class AgentAnswer(AgentReply):
+    """One agent's reply to a command, as the CLI reads it: ``record`` when the command
+    ran or decided an action (``run_action``, ``approve``, ``reject``), ``health`` for
+    ``health_check``, ``state`` for ``pause``/``resume``/``restart``, ``actions`` for
+    ``list_actions``; other commands' fields stay in :meth:`rest`."""
+
+    record: ActionRecord | None = None
+    health: AgentHealth | None = None
+    state: str | None = None
+    actions: list[ActionInfo] | None = None
+    timeout: bool = False
+
+    def rest(self) -> dict[str, Any]:
+        """What else the command answered (its own result fields)."""
+        return dict(self.model_extra or {})
+
+
+class CommandAnswer(BaseModel):
+    """``POST /api/command`` (200, 409 or 504): each asked agent's reply by name;
+    ``detail`` says what went wrong when not ``ok``."""
+
+    ok: bool
+    command: str
+    target: str
+    replies: dict[str, AgentAnswer]
+    detail: str | None = None
+
+    def outcomes(self) -> list[str]:
+        """The outcomes of the actions the replies carry (``succeeded``, ``refused``...)."""
+        return [str(r.record.outcome) for r in self.replies.values() if r.record is not None]
