@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import BusStats
+from watchkeeper.live_config import ConfigChange
 from watchkeeper.model.actions import ActionInfo, ActionRecord
 from watchkeeper.model.alerts import Alert
-from watchkeeper.model.events import AgentReply, ConfigChange
 from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (
@@ -237,11 +237,18 @@ class ConfigPatchReply(BaseModel):
     change: ConfigChange
 
 
-class AgentAnswer(AgentReply):
+class AgentAnswer(BaseModel):
     """One agent's reply to a command, as the CLI reads it: ``record`` when the command
     ran or decided an action (``run_action``, ``approve``, ``reject``), ``health`` for
     ``health_check``, ``state`` for ``pause``/``resume``/``restart``, ``actions`` for
     ``list_actions``; other commands' fields stay in :meth:`rest`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ok: bool
+    agent: str
+    command: str
+    error: str | None = None
 
     record: ActionRecord | None = None
     health: AgentHealth | None = None
