@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from watchkeeper.config.sections import resolve_host
 from watchkeeper.llm import (
     IncidentBrief,
     OllamaAdvisor,
     build_schema,
-    resolve_host,
 )
 from watchkeeper.testing.fake_ollama import (
     FAKE_VERSION,

@@ -9,14 +9,18 @@ there rather than building one on its own::
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from watchkeeper.model.secret import SecretText
 
 __all__ = [
+    "DEFAULT_OLLAMA_HOST",
     "MIN_BACKOFF",
     "MIN_INTERVAL",
     "MIN_TIMEOUT",
@@ -32,6 +36,7 @@ __all__ = [
     "StorageSettings",
     "Thresholds",
     "WebSettings",
+    "resolve_host",
 ]
 
 #: Floors, in seconds. The shortest interval of any loop (agents' checks, the status file,
@@ -184,6 +189,39 @@ class RemediationSettings(_Section):
         return value
 
 
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+def resolve_host(host: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The base URL the official client will use for ``host``.
+
+    Same rules as the client: the argument, else ``OLLAMA_HOST``, else
+    ``http://127.0.0.1:11434``; a bare host gets ``http://`` and port 11434, an explicit
+    scheme without a port gets 80/443. ``resolve_host("10.0.0.5")`` ->
+    ``"http://10.0.0.5:11434"``.
+    """
+    env = os.environ if environ is None else environ
+    raw = (host or env.get("OLLAMA_HOST") or "").strip()
+    if not raw:
+        return DEFAULT_OLLAMA_HOST
+    scheme, has_scheme, _ = raw.partition("://")
+    default_port = 11434
+    if has_scheme:
+        default_port = 443 if scheme.lower() == "https" else 80
+    else:
+        raw = f"http://{raw}"
+    parts = urlsplit(raw)
+    hostname = parts.hostname or "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = default_port
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{hostname}:{port}{path}"
+
+
 class OllamaSettings(_Section):
     enabled: bool = True
     url: str = "http://localhost:11434"
@@ -203,8 +241,6 @@ class OllamaSettings(_Section):
     def _url_has_scheme(cls, value: str) -> str:
         # Read exactly as Ollama's own tools read OLLAMA_HOST: a bare host gets http:// and
         # port 11434; an explicit scheme without a port gets 80/443.
-        from watchkeeper.llm.results import resolve_host
-
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")

@@ -34,7 +34,7 @@ from watchkeeper.llm.prompt import (
     estimate_tokens,
     fit_brief,
 )
-from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult, resolve_host
+from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult
 from watchkeeper.llm.schema import (
     AnalysisReply,
     FindingNote,
@@ -67,6 +67,5 @@ __all__ = [
     "call_deadline",
     "estimate_tokens",
     "fit_brief",
-    "resolve_host",
     "validate_reply",
 ]

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from watchkeeper.config.sections import resolve_host
 from watchkeeper.llm._breaker import CircuitBreaker
 from watchkeeper.llm._errors import Failure, ReplyRefused, classify, model_missing_reason
 from watchkeeper.llm.brief import IncidentBrief
@@ -47,7 +48,7 @@ from watchkeeper.llm.prompt import (
     build_schema,
     fit_brief,
 )
-from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult, resolve_host
+from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult
 from watchkeeper.llm.schema import ReplyInvalid, validate_reply
 
 if TYPE_CHECKING:

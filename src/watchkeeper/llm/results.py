@@ -6,18 +6,13 @@ stored, and be rendered by the web UI and the CLI without knowing about Ollama.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.llm.schema import AnalysisReply
 
-__all__ = ["DEFAULT_HOST", "AdvisorStats", "LLMHealth", "LLMResult", "resolve_host"]
-
-DEFAULT_HOST = "http://127.0.0.1:11434"
+__all__ = ["AdvisorStats", "LLMHealth", "LLMResult"]
 
 
 class LLMResult(BaseModel):
@@ -87,33 +82,3 @@ class AdvisorStats(BaseModel):
     refused_by_breaker: int = 0
     breaker_opened: int = 0
     dropped_recommendations: int = 0
-
-
-def resolve_host(host: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The base URL the official client will use for ``host``.
-
-    Same rules as the client: the argument, else ``OLLAMA_HOST``, else
-    ``http://127.0.0.1:11434``; a bare host gets ``http://`` and port 11434, an explicit
-    scheme without a port gets 80/443. ``resolve_host("10.0.0.5")`` ->
-    ``"http://10.0.0.5:11434"``.
-    """
-    env = os.environ if environ is None else environ
-    raw = (host or env.get("OLLAMA_HOST") or "").strip()
-    if not raw:
-        return DEFAULT_HOST
-    scheme, has_scheme, _ = raw.partition("://")
-    default_port = 11434
-    if has_scheme:
-        default_port = 443 if scheme.lower() == "https" else 80
-    else:
-        raw = f"http://{raw}"
-    parts = urlsplit(raw)
-    hostname = parts.hostname or "127.0.0.1"
-    if ":" in hostname:
-        hostname = f"[{hostname}]"
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        port = default_port
-    path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{hostname}:{port}{path}"
