@@ -24,12 +24,13 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
-from watchkeeper.analysis.advice import AdviceGate, AnalysisResult, consult
+from watchkeeper.analysis.advice import AdviceGate, consult
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 

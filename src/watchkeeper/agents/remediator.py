@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
-from watchkeeper.analysis.advice import AnalysisResult
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry

@@ -14,13 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from pydantic import BaseModel, Field
 
 from watchkeeper.llm import (
     PROMPT_VERSION,
@@ -34,11 +31,11 @@ from watchkeeper.llm import (
 )
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
+from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.metrics import MetricsSample
 
 __all__ = [
     "AdviceGate",
-    "AnalysisResult",
     "IdMap",
     "build_brief",
     "consult",
@@ -48,28 +45,6 @@ __all__ = [
 
 _MB = 1024 * 1024
 _MAX_PROCS = 8
-
-
-class AnalysisResult(BaseModel):
-    """One analysis, published on ``analysis.result``: from the rules or from a model."""
-
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
-    at: float
-    trigger: Literal["alert", "analyze_now"]
-    source: str  # "rules" or the model's name
-    verdict: str
-    summary: str
-    alert_ids: list[str] = Field(default_factory=list)
-    fingerprints: list[str] = Field(default_factory=list)
-    explanations: dict[str, str] = Field(default_factory=dict)  # alert id → model's words
-    recommended: list[SuggestedAction] = Field(default_factory=list)
-    dropped: list[str] = Field(default_factory=list)
-    fallback_reason: str | None = None
-    latency_s: float | None = None
-    prompt_chars: int | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cached: bool = False
 
 
 @dataclass

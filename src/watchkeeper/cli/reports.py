@@ -29,9 +29,9 @@ from watchkeeper.cli._format import (
 from watchkeeper.web.responses import LiveRates
 
 if TYPE_CHECKING:
-    from watchkeeper.analysis.advice import AnalysisResult
     from watchkeeper.model.actions import ActionInfo, ActionRecord
     from watchkeeper.model.alerts import Alert
+    from watchkeeper.model.analysis import AnalysisResult
     from watchkeeper.web.responses import AlertsReply, AnalysisReply, RemediationReply
 
 __all__ = ["alerts_table", "analysis_view", "remediation_view"]

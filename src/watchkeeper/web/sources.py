@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from watchkeeper.agents.base import BaseAgent
-    from watchkeeper.analysis.advice import AnalysisResult
     from watchkeeper.model.alerts import Alert
+    from watchkeeper.model.analysis import AnalysisResult
     from watchkeeper.model.metrics import MetricsSample
     from watchkeeper.orchestrator import Orchestrator
     from watchkeeper.storage import Storage
