@@ -1,4 +1,5 @@
-"""The in-memory bus: ordering, wildcards, request/reply, bounded queues, stats."""
+"""The in-memory bus: ordering, wildcards, request/reply, bounded queues, stats, and the
+typed topics it insists on."""
 
 from __future__ import annotations
 
@@ -8,12 +9,75 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from watchkeeper.bus import InMemoryBus, Message, RequestTimeout, topic_matches
+from watchkeeper.bus import (
+    InMemoryBus,
+    Message,
+    RequestTimeout,
+    Topic,
+    TopicRegistry,
+    UnknownTopic,
+    WrongPayload,
+    topic_matches,
+)
+from watchkeeper.model.events import AgentStateChange, Command, SystemStarted
+from watchkeeper.model.topics import (
+    AGENT_RESTARTED,
+    BUILTIN,
+    COMMAND,
+    METRICS_SAMPLE,
+    SYSTEM_STARTED,
+    adopt,
+    command_for,
+)
 
 
 class Reading(BaseModel):
     value: float
     unit: str
+
+
+class I(BaseModel):  # noqa: E742 -- the tests' one-field payloads
+    i: int = 0
+
+
+class N(BaseModel):
+    n: int = 0
+
+
+class Empty(BaseModel):
+    pass
+
+
+class X(BaseModel):
+    x: int
+
+
+class Result(BaseModel):
+    result: int
+
+
+class Pong(BaseModel):
+    pong: bool
+
+
+def _bus(**kwargs: object) -> InMemoryBus:
+    """A bus that knows only these tests' topics."""
+    topics = TopicRegistry(
+        [
+            Topic("metrics.sample", I),
+            Topic("tick", I),
+            Topic("alert.*", N),
+            Topic("alert.firing.extra", N),
+            Topic("reading", Reading),
+            Topic("math.double", X, reply=Result),
+            Topic("nobody.here", Empty),
+            Topic("a.*", Empty),
+            Topic("b.z", Empty),
+            Topic("ping", Empty, reply=Pong),
+            Topic("x", Empty),
+        ]
+    )
+    return InMemoryBus(topics=topics, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -38,11 +102,11 @@ def test_topic_matching(pattern: str, topic: str, expected: bool) -> None:
 
 
 async def test_each_subscriber_gets_messages_in_publish_order() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     first = bus.subscribe("metrics.*", name="first")
     second = bus.subscribe("#", name="second")
     for i in range(50):
-        await bus.publish("metrics.sample", {"i": i}, sender="test")
+        await bus.publish("metrics.sample", I(i=i), sender="test")
     got_first = [(await first.get()).payload["i"] for _ in range(50)]
     got_second = [(await second.get()).payload["i"] for _ in range(50)]
     assert got_first == list(range(50))
@@ -50,40 +114,40 @@ async def test_each_subscriber_gets_messages_in_publish_order() -> None:
 
 
 async def test_wildcards_route_only_matching_topics() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     alerts = bus.subscribe("alert.*", name="alerts")
     everything = bus.subscribe("#", name="all")
-    await bus.publish("alert.firing", {"n": 1}, sender="t")
-    await bus.publish("metrics.sample", {"n": 2}, sender="t")
-    await bus.publish("alert.resolved", {"n": 3}, sender="t")
-    await bus.publish("alert.firing.extra", {"n": 4}, sender="t")
+    await bus.publish("alert.firing", N(n=1), sender="t")
+    await bus.publish("metrics.sample", I(i=2), sender="t")
+    await bus.publish("alert.resolved", N(n=3), sender="t")
+    await bus.publish("alert.firing.extra", N(n=4), sender="t")
     assert [m.payload["n"] for m in [alerts.get_nowait(), alerts.get_nowait()] if m] == [1, 3]
     assert alerts.get_nowait() is None
     assert everything.qsize() == 4
 
 
 async def test_payload_models_round_trip_through_json() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     sub = bus.subscribe("reading", name="r")
     sent = await bus.publish("reading", Reading(value=1.5, unit="%"), sender="sensor")
     received = await sub.get()
     assert received is sent
-    wire = json.loads(received.model_dump_json())
-    again = Message.model_validate(wire)
+    wire = json.loads(json.dumps(received.to_dict()))
+    again = Message.from_dict(wire)
     assert again.parse(Reading) == Reading(value=1.5, unit="%")
     assert again.sender == "sensor" and again.id == sent.id
 
 
 async def test_request_gets_the_reply_with_the_same_correlation_id() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     service = bus.subscribe("math.double", name="doubler")
 
     async def serve() -> None:
         request = await service.get()
-        await bus.reply(request, {"result": request.payload["x"] * 2}, sender="doubler")
+        await bus.reply(request, Result(result=request.payload["x"] * 2), sender="doubler")
 
     server = asyncio.create_task(serve())
-    reply = await bus.request("math.double", {"x": 21}, sender="asker", timeout=2)
+    reply = await bus.request("math.double", X(x=21), sender="asker", timeout=2)
     await server
     assert reply.payload == {"result": 42}
     assert reply.correlation_id is not None
@@ -91,18 +155,18 @@ async def test_request_gets_the_reply_with_the_same_correlation_id() -> None:
 
 
 async def test_request_times_out_when_nobody_answers() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     with pytest.raises(RequestTimeout, match=r"nobody\.here"):
-        await bus.request("nobody.here", {}, sender="asker", timeout=0.05)
+        await bus.request("nobody.here", Empty(), sender="asker", timeout=0.05)
     assert bus.stats().pending_requests == 0
 
 
 async def test_slow_subscriber_is_bounded_and_its_drops_are_counted() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     slow = bus.subscribe("tick", name="slow", maxsize=10)
     fast = bus.subscribe("tick", name="fast", maxsize=1000)
     for i in range(100):
-        await bus.publish("tick", {"i": i}, sender="t")
+        await bus.publish("tick", I(i=i), sender="t")
     # The slow one keeps only the newest ten; the fast one has them all.
     assert slow.qsize() == 10
     assert [slow.get_nowait().payload["i"] for _ in range(10)] == list(range(90, 100))  # type: ignore[union-attr]
@@ -114,7 +178,7 @@ async def test_slow_subscriber_is_bounded_and_its_drops_are_counted() -> None:
 
 
 async def test_a_blocked_consumer_does_not_block_publishers_or_others() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     bus.subscribe("tick", name="never-reads", maxsize=5)
     reader = bus.subscribe("tick", name="reader", maxsize=5000)
     received: list[int] = []
@@ -125,16 +189,16 @@ async def test_a_blocked_consumer_does_not_block_publishers_or_others() -> None:
 
     consumer = asyncio.create_task(consume())
     for i in range(2000):
-        await bus.publish("tick", {"i": i}, sender="t")
+        await bus.publish("tick", I(i=i), sender="t")
     await asyncio.wait_for(consumer, 5)
     assert received == list(range(2000))
 
 
 async def test_stats_history_and_unsubscribe() -> None:
-    bus = InMemoryBus(history_size=3)
+    bus = _bus(history_size=3)
     sub = bus.subscribe("a.*", name="a")
     for topic in ("a.x", "a.y", "b.z", "a.x"):
-        await bus.publish(topic, {}, sender="t")
+        await bus.publish(topic, Empty(), sender="t")
     stats = bus.stats()
     assert stats.topics == {"a.x": 2, "a.y": 1, "b.z": 1}
     assert stats.published == 4
@@ -142,30 +206,104 @@ async def test_stats_history_and_unsubscribe() -> None:
     assert [m.topic for m in bus.history()] == ["a.y", "b.z", "a.x"]
     assert [m.topic for m in bus.history(pattern="a.*")] == ["a.y", "a.x"]
     sub.close()
-    await bus.publish("a.x", {}, sender="t")
+    await bus.publish("a.x", Empty(), sender="t")
     assert bus.stats().subscribers == []
 
 
 async def test_reply_topics_do_not_grow_the_stats() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     service = bus.subscribe("ping", name="pong")
 
     async def serve() -> None:
         async for request in service:
-            await bus.reply(request, {"pong": True}, sender="pong")
+            await bus.reply(request, Pong(pong=True), sender="pong")
 
     server = asyncio.create_task(serve())
     for _ in range(20):
-        await bus.request("ping", {}, sender="t", timeout=1)
+        await bus.request("ping", Empty(), sender="t", timeout=1)
     service.close()
     await server
     assert set(bus.stats().topics) == {"ping", "_reply.*"}
 
 
 async def test_get_times_out_and_closed_iteration_ends() -> None:
-    bus = InMemoryBus()
+    bus = _bus()
     sub = bus.subscribe("x", name="x")
     with pytest.raises(TimeoutError):
         await sub.get(timeout=0.01)
     with pytest.raises(ValueError):
         bus.subscribe("bad..pattern", name="bad")
+
+
+# -- typed topics ------------------------------------------------------------------------------
+async def test_an_unknown_topic_or_a_wrong_model_is_refused_at_once() -> None:
+    bus = _bus()
+    seen = bus.subscribe("#", name="all")
+    with pytest.raises(UnknownTopic, match=r"no\.such"):
+        await bus.publish("no.such", Empty(), sender="t")
+    with pytest.raises(WrongPayload, match="carries I, not N"):
+        await bus.publish("tick", N(n=1), sender="t")
+    with pytest.raises(WrongPayload, match="not dict"):
+        await bus.publish("tick", {"i": 1}, sender="t")  # type: ignore[type-var]
+    assert seen.qsize() == 0 and bus.stats().published == 0
+
+
+async def test_a_wildcard_subscriber_gets_each_topics_own_model() -> None:
+    bus = InMemoryBus()
+    sub = bus.subscribe("#", name="all")
+    await bus.publish(SYSTEM_STARTED, SystemStarted(version="1.2"), sender="t")
+    await bus.publish("agent.paused", AgentStateChange(agent="p", state="paused"), sender="t")
+    first, second = sub.get_nowait(), sub.get_nowait()
+    assert first is not None and second is not None
+    assert first.value == SystemStarted(version="1.2")
+    assert SYSTEM_STARTED.read(first).version == "1.2"
+    assert isinstance(second.value, AgentStateChange)
+    # Built from JSON (as a networked bus would), the value is parsed by its topic's model.
+    again = Message.from_dict(json.loads(json.dumps(first.to_dict())))
+    assert again.value == first.value and again.payload == {"version": "1.2"}
+
+
+async def test_a_reply_must_be_the_request_topics_reply_model() -> None:
+    bus = _bus()
+    service = bus.subscribe("math.double", name="doubler")
+    asking = asyncio.create_task(bus.request("math.double", X(x=1), sender="t", timeout=1))
+    request = await service.get(timeout=1)
+    with pytest.raises(WrongPayload, match="Result"):
+        await bus.reply(request, Pong(pong=True), sender="doubler")
+    await bus.reply(request, Result(result=2), sender="doubler")
+    assert (await asking).parse(Result).result == 2
+
+
+def test_every_builtin_topic_has_a_model_and_one_name() -> None:
+    names = [topic.name for topic in BUILTIN]
+    assert len(names) == len(set(names))
+    assert all(issubclass(topic.model, BaseModel) for topic in BUILTIN)
+    assert BUILTIN.resolve("metrics.sample") is METRICS_SAMPLE
+    assert BUILTIN.resolve("agent.restarted") is AGENT_RESTARTED  # exact beats agent.*
+    assert BUILTIN.resolve("command.sensor").reply is COMMAND.reply
+    assert command_for("sensor").name == "command.sensor"
+    assert "command.sensor.extra" not in BUILTIN
+    with pytest.raises(ValueError, match="takes 1"):
+        COMMAND.at("a", "b")
+
+
+async def test_a_plugin_topic_is_declared_by_its_first_publish_outside_ours() -> None:
+    bus = InMemoryBus()
+    beat = adopt(bus.topics, "heartbeat.beat", N(n=1))
+    await bus.publish(beat, N(n=1), sender="plugin")
+    assert adopt(bus.topics, "heartbeat.beat", N(n=2)) is bus.topics.get("heartbeat.beat")
+    with pytest.raises(WrongPayload):
+        await bus.publish("heartbeat.beat", Empty(), sender="plugin")
+    with pytest.raises(UnknownTopic, match="not one of watchkeeper's"):
+        adopt(bus.topics, "alert.sneaky", N())
+    with pytest.raises(ValueError, match="carries"):
+        bus.topics.add(Topic("heartbeat.beat", Empty))
+    assert "heartbeat.beat" not in BUILTIN  # each bus declares for itself
+
+
+async def test_commands_are_typed_requests() -> None:
+    bus = InMemoryBus()
+    sub = bus.subscribe("command.*", name="agent")
+    await bus.publish(command_for("sensor"), Command(command="pause"), sender="t")
+    message = sub.get_nowait()
+    assert message is not None and message.parse(Command).command == "pause"

@@ -1,18 +1,10 @@
-"""The message bus: how agents talk without calling each other.
+"""The in-process asyncio bus: :class:`InMemoryBus` and its bounded subscriptions.
 
-Topics are dot-separated words (``metrics.sample``, ``alert.firing``). A subscription
-pattern matches word by word: ``*`` stands for exactly one word and ``#`` for any number
-of trailing words (``alert.*``, ``command.#``, ``#``)::
+Delivery is synchronous into each subscriber's queue, so ordering per subscriber is the
+publish order, and ``publish`` never waits on a slow consumer::
 
-    sub = bus.subscribe("alert.*", name="notifier")
-    await bus.publish("alert.firing", alert, sender="analyzer")
-    message = await sub.get()
-
-Every subscriber has its own bounded queue. A subscriber that falls behind loses its
-*oldest* messages (a monitor cares about the latest state), never blocks the publisher or
-the other subscribers, and the loss is counted in its stats. Messages are pydantic models
-whose payload is plain JSON data, so a networked backend can replace ``InMemoryBus``
-without any agent changing.
+    bus = InMemoryBus()
+    await bus.publish(METRICS_SAMPLE, sample, sender="sensor")
 """
 
 from __future__ import annotations
@@ -22,23 +14,22 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from watchkeeper.model.envelope import Message, Topic, TopicRegistry, WrongPayload, topic_matches
 
 __all__ = [
-    "Bus",
     "BusStats",
     "InMemoryBus",
-    "Message",
     "RequestTimeout",
     "SubscriberStats",
     "Subscription",
-    "topic_matches",
 ]
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T", bound=BaseModel)
 REPLY_PREFIX = "_reply."
 
 
@@ -46,42 +37,8 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class Message(BaseModel):
-    """One message on the bus. ``payload`` is JSON data; ``parse`` gives it a type back."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str = Field(default_factory=_new_id)
-    topic: str
-    sender: str
-    timestamp: float = Field(default_factory=time.time)
-    correlation_id: str | None = None
-    reply_to: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-    def parse(self, model: type[ModelT]) -> ModelT:
-        """The payload as ``model``: ``sample = message.parse(MetricsSample)``."""
-        return model.model_validate(self.payload)
-
-
 class RequestTimeout(TimeoutError):
     """No reply came within the request's timeout."""
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    """Whether ``topic`` falls under ``pattern`` (``*`` one word, ``#`` the rest)."""
-    if pattern in ("#", topic):
-        return True
-    pwords = pattern.split(".")
-    twords = topic.split(".")
-    for index, word in enumerate(pwords):
-        if word == "#":
-            return True
-        if index >= len(twords):
-            return False
-        if word != "*" and word != twords[index]:
-            return False
-    return len(pwords) == len(twords)
 
 
 class SubscriberStats(BaseModel):
@@ -192,43 +149,12 @@ class Subscription:
         )
 
 
-class Bus(Protocol):
-    """What agents may rely on; ``InMemoryBus`` is the in-process backend."""
-
-    async def publish(
-        self,
-        topic: str,
-        payload: BaseModel | Mapping[str, Any] | None = None,
-        *,
-        sender: str,
-        correlation_id: str | None = None,
-    ) -> Message: ...
-
-    def subscribe(self, pattern: str, *, name: str, maxsize: int = 1000) -> Subscription: ...
-
-    async def request(
-        self,
-        topic: str,
-        payload: BaseModel | Mapping[str, Any] | None = None,
-        *,
-        sender: str,
-        timeout: float = 5.0,
-    ) -> Message: ...
-
-    async def reply(
-        self, request: Message, payload: BaseModel | Mapping[str, Any] | None, *, sender: str
-    ) -> Message | None: ...
-
-    def stats(self) -> BusStats: ...
-
-    def history(self, limit: int = 100, pattern: str = "#") -> list[Message]: ...
-
-
 class InMemoryBus:
     """The in-process asyncio bus.
 
-    Delivery is synchronous into each subscriber's queue, so ordering per subscriber is the
-    publish order, and ``publish`` never waits on a slow consumer.
+    ``topics`` is the registry of topics it accepts (a copy of watchkeeper's own,
+    :data:`watchkeeper.model.topics.BUILTIN`, unless given); declare more with
+    ``bus.topics.add(Topic(...))``.
     """
 
     def __init__(
@@ -236,7 +162,13 @@ class InMemoryBus:
         *,
         history_size: int = 500,
         clock: Callable[[], float] = time.monotonic,
+        topics: TopicRegistry | None = None,
     ) -> None:
+        if topics is None:
+            from watchkeeper.model.topics import BUILTIN
+
+            topics = BUILTIN.copy()
+        self._topics = topics
         self._subs: list[Subscription] = []
         self._route_cache: dict[str, list[Subscription]] = {}
         self._history: deque[Message] = deque(maxlen=history_size)
@@ -248,6 +180,11 @@ class InMemoryBus:
         self._dropped = 0
         self._clock = clock
         self._seq = itertools.count()
+
+    @property
+    def topics(self) -> TopicRegistry:
+        """The topics this bus accepts."""
+        return self._topics
 
     # -- subscribing -------------------------------------------------------------------
     def subscribe(self, pattern: str, *, name: str, maxsize: int = 1000) -> Subscription:
@@ -275,30 +212,27 @@ class InMemoryBus:
         return routes
 
     # -- publishing --------------------------------------------------------------------
-    @staticmethod
-    def _payload(payload: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
-        if payload is None:
-            return {}
-        if isinstance(payload, BaseModel):
-            return payload.model_dump(mode="json")
-        return dict(payload)
-
     async def publish(
         self,
-        topic: str,
-        payload: BaseModel | Mapping[str, Any] | None = None,
+        topic: Topic[T] | str,
+        value: T,
         *,
         sender: str,
         correlation_id: str | None = None,
         reply_to: str | None = None,
     ) -> Message:
-        """Publish and return the message as delivered."""
+        """Publish ``value`` on ``topic`` and return the message as delivered.
+
+        Raises :class:`UnknownTopic` for a topic this bus does not know and
+        :class:`WrongPayload` for a value that is not the topic's model.
+        """
+        name = self._topics.check(topic, value).name
         message = Message(
-            topic=topic,
+            topic=name,
             sender=sender,
+            value=value,
             correlation_id=correlation_id,
             reply_to=reply_to,
-            payload=self._payload(payload),
         )
         self.deliver(message)
         return message
@@ -329,8 +263,8 @@ class InMemoryBus:
     # -- request / reply ---------------------------------------------------------------
     async def request(
         self,
-        topic: str,
-        payload: BaseModel | Mapping[str, Any] | None = None,
+        topic: Topic[T] | str,
+        value: T,
         *,
         sender: str,
         timeout: float = 5.0,
@@ -339,10 +273,11 @@ class InMemoryBus:
         correlation_id = _new_id()
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
+        name = topic if isinstance(topic, str) else topic.name
         try:
             await self.publish(
                 topic,
-                payload,
+                value,
                 sender=sender,
                 correlation_id=correlation_id,
                 reply_to=REPLY_PREFIX + correlation_id,
@@ -350,19 +285,31 @@ class InMemoryBus:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                raise RequestTimeout(f"no reply on {topic!r} within {timeout:g}s") from None
+                raise RequestTimeout(f"no reply on {name!r} within {timeout:g}s") from None
         finally:
             self._pending.pop(correlation_id, None)
 
-    async def reply(
-        self, request: Message, payload: BaseModel | Mapping[str, Any] | None, *, sender: str
-    ) -> Message | None:
-        """Answer ``request`` if it asked for a reply; returns the reply or None."""
+    async def reply(self, request: Message, value: BaseModel, *, sender: str) -> Message | None:
+        """Answer ``request`` if it asked for a reply; returns the reply or None.
+
+        ``value`` must be the request topic's reply model when the topic declares one.
+        """
         if not request.reply_to:
             return None
-        return await self.publish(
-            request.reply_to, payload, sender=sender, correlation_id=request.correlation_id
+        topic = self._topics.get(request.topic)
+        expected = topic.reply if topic is not None and topic.reply is not None else BaseModel
+        if not isinstance(value, expected):
+            raise WrongPayload(
+                f"a reply on {request.topic!r} is {expected.__name__}, not {type(value).__name__}"
+            )
+        message = Message(
+            topic=request.reply_to,
+            sender=sender,
+            value=value,
+            correlation_id=request.correlation_id,
         )
+        self.deliver(message)
+        return message
 
     # -- looking at it -----------------------------------------------------------------
     def history(self, limit: int = 100, pattern: str = "#") -> list[Message]:
