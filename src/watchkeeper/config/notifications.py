@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 SeverityName = Literal["info", "warning", "critical"]
-SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+"""A :class:`~watchkeeper.model.alerts.Severity` as the config file writes it."""
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")

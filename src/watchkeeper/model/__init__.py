@@ -2,9 +2,9 @@
 
 Everything above imports from here; this package imports nothing else of watchkeeper,
 so a type defined here can be used anywhere without creating a cycle. Submodules by
-concern: :mod:`.alerts` (alerts, severities, what an action targets), :mod:`.actions`
-(action declarations, requests, results and audit records, the one risk vocabulary),
-:mod:`.metrics` (samples and metric declarations), :mod:`.services` (service state,
+concern: :mod:`.alerts` (alerts, severities, what an action targets), :mod:`.analysis`
+(what an analysis concluded), :mod:`.actions` (action declarations, requests, results
+and audit records, the one risk vocabulary), :mod:`.metrics` (samples and metric declarations), :mod:`.services` (service state,
 status and events), :mod:`.activity` (activity-log severities), :mod:`.text` (cleaning
 untrusted text), :mod:`.secret` (secret settings) and :mod:`.datacheck` (bounded JSON);
 the bus topics and the system snapshot have their own modules here too.
@@ -44,6 +44,7 @@ from watchkeeper.model.alerts import (
     TargetKind,
     fingerprint_of,
 )
+from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.metrics import (
     SERVICE_METRIC_SPECS,
     TCP_STATES,
@@ -103,6 +104,7 @@ __all__ = [
     "ActivitySeverity",
     "Alert",
     "AlertState",
+    "AnalysisResult",
     "BatteryStatus",
     "CpuMetrics",
     "DiskIO",

@@ -27,7 +27,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from watchkeeper.config.notifications import SEVERITY_RANK as NAME_RANK
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.notify._grouping import AlertGrouper, Outgoing
@@ -133,7 +132,9 @@ class Notifier:
         """The channels a notice of ``severity`` goes to."""
         rank = SEVERITY_RANK[severity]
         return frozenset(
-            name for name in self._lanes if rank >= NAME_RANK[self.settings.min_severity(name)]
+            name
+            for name in self._lanes
+            if rank >= SEVERITY_RANK[Severity(self.settings.min_severity(name))]
         )
 
     # -- life ---------------------------------------------------------------------------
