@@ -4,10 +4,11 @@ Everything above imports from here; this package imports nothing else of watchke
 so a type defined here can be used anywhere without creating a cycle. Submodules by
 concern: :mod:`.alerts` (alerts, severities, what an action targets), :mod:`.analysis`
 (what an analysis concluded), :mod:`.actions` (action declarations, requests, results
-and audit records, the one risk vocabulary), :mod:`.metrics` (samples and metric declarations), :mod:`.services` (service state,
-status and events), :mod:`.activity` (activity-log severities), :mod:`.text` (cleaning
-untrusted text), :mod:`.secret` (secret settings) and :mod:`.datacheck` (bounded JSON);
-the bus topics and the system snapshot have their own modules here too.
+and audit records, the one risk vocabulary), :mod:`.metrics` (samples and metric
+declarations), :mod:`.services` (service state, status and events), :mod:`.activity`
+(activity-log severities), :mod:`.text` (cleaning untrusted text), :mod:`.secret`
+(secret settings) and :mod:`.datacheck` (bounded JSON); the bus topics and the system
+snapshot have their own modules here too.
 
 The common names are importable from the package itself::
 
