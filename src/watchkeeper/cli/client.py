@@ -34,16 +34,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BaseModel
 
 from watchkeeper.model.secret import secret_value
 from watchkeeper.web.hosts import is_loopback_host
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from watchkeeper.config import Settings
 
-M = TypeVar("M", bound="BaseModel")
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "EXIT_CODES",
@@ -196,14 +195,25 @@ def _server_message(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip()[:200] or response.reason_phrase
     if isinstance(body, dict):
-        for key in ("message", "detail"):
-            value = body.get(key)
+        problem = _Problem.model_validate(body)
+        for value in (problem.message, problem.detail):
             if isinstance(value, str) and value:
                 return value
-        detail = body.get("detail")
-        if isinstance(detail, list):
-            return "; ".join(str(item.get("msg", item)) for item in detail if item)
+        if isinstance(problem.detail, list):
+            return "; ".join(_issue_text(item) for item in problem.detail if item)
     return str(body)[:200]
+
+
+class _Problem(BaseModel):
+    """An error answer, read leniently (it may come from a server that is not watchkeeper):
+    ``{"detail": "..."}``, FastAPI's ``{"detail": [{"msg": ...}, ...]}`` or ``message``."""
+
+    message: Any = None
+    detail: Any = None
+
+
+def _issue_text(item: Any) -> str:
+    return str(item["msg"]) if isinstance(item, dict) and "msg" in item else str(item)
 
 
 def _names_something(response: httpx.Response) -> bool:
@@ -213,7 +223,7 @@ def _names_something(response: httpx.Response) -> bool:
         body = response.json()
     except ValueError:
         return False
-    detail = body.get("detail") if isinstance(body, dict) else None
+    detail = _Problem.model_validate(body).detail if isinstance(body, dict) else None
     return isinstance(detail, str) and detail != "Not Found"
 
 
