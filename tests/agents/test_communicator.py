@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from watchkeeper.agents.base import AgentContext
 from watchkeeper.agents.communicator import CommunicatorAgent
@@ -24,9 +25,9 @@ from watchkeeper.config import Settings
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity, fingerprint_of
+from watchkeeper.model.events import AgentRestart
 from watchkeeper.notify.health import HealthTracker, score_band
 from watchkeeper.storage import Storage
-from watchkeeper.supervisor import AgentRestart
 
 
 class SettingsWithNotifications(Settings):
@@ -128,6 +129,8 @@ class Harness:
             await self.owned.close()
 
     async def send(self, topic: str, payload: Any, sender: str = "test") -> Message:
+        if not isinstance(payload, BaseModel):  # test data written as JSON
+            payload = self.bus.topics.resolve(topic).model.model_validate(payload)
         return await self.bus.publish(topic, payload, sender=sender)
 
     def health_changes(self) -> list[dict[str, Any]]:
@@ -233,6 +236,8 @@ async def test_everything_is_stored_logged_and_told(
     await h.send(
         "analysis.result",
         {
+            "at": NOW,
+            "trigger": "alert",
             "source": "mistral",
             "latency_s": 1.5,
             "prompt_chars": 2048,
@@ -241,7 +246,16 @@ async def test_everything_is_stored_logged_and_told(
         },
         sender="analyzer",
     )
-    await h.send("config.changed", {"actor": "api", "changes": {"thresholds.cpu_warning": 80}})
+    await h.send(
+        "config.changed",
+        {
+            "actor": "api",
+            "changes": {"thresholds.cpu_warning": 80},
+            "previous": {},
+            "persisted": False,
+            "path": None,
+        },
+    )
     await h.send(
         "alert.resolved", alert(severity=Severity.CRITICAL, resolved=True), sender="analyzer"
     )

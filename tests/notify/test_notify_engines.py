@@ -55,10 +55,9 @@ def test_the_timeline_keeps_only_a_new_status_or_band() -> None:
     assert timeline.update() is None  # healthy at 100, as it began
     timeline.tracker.alert(make_alert(severity=Severity.CRITICAL))
     change = timeline.update()
-    assert change is not None and change.record.status == "critical"
+    assert change is not None and change.status == "critical"
     assert change.previous is not None and change.previous.score == 100
-    payload = change.payload()
-    assert payload["band"] == "fair" and payload["previous"]["status"] == "healthy"
+    assert change.band == "fair" and change.previous.status == "healthy"
     assert timeline.update() is None
     assert [r.status for r in timeline.records()] == ["healthy", "critical"]
     assert timeline.current.score == 75

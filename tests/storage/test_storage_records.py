@@ -6,10 +6,10 @@ from storage_helpers import T0, Clock, make_alert, make_record
 
 from watchkeeper.model.actions import ActionOutcome
 from watchkeeper.model.alerts import AlertState, Severity
+from watchkeeper.model.events import HealthPoint
 from watchkeeper.storage import (
     ActivityEntry,
     AgentEvent,
-    HealthRecord,
     RetentionPolicy,
     SyncStorage,
 )
@@ -150,8 +150,8 @@ def test_agent_events_analyses_health_and_baselines(db: SyncStorage) -> None:
     assert llm.data == analysis
     assert (rules.model, rules.latency_s) == ("rules", None)
 
-    db.record_health(HealthRecord(ts=T0, status="degraded", score=80, reasons=["1 warning"]))
-    db.record_health(HealthRecord(ts=T0 + 5, status="healthy", score=100))
+    db.record_health(HealthPoint(ts=T0, status="degraded", score=80, reasons=["1 warning"]))
+    db.record_health(HealthPoint(ts=T0 + 5, status="healthy", score=100))
     assert [h.status for h in db.health_history()] == ["degraded", "healthy"]
     assert db.health_history(start=T0 + 1)[0].score == 100
 

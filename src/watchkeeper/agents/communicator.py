@@ -33,22 +33,29 @@ from watchkeeper.bus import Message
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, AlertState, Severity
+from watchkeeper.model.events import (
+    AgentRestart,
+    AgentStateChange,
+    ConfigChange,
+    HealthPoint,
+    LlmStatus,
+    SystemStarted,
+)
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
+from watchkeeper.model.topics import HEALTH_CHANGED
 from watchkeeper.notify import ChannelRegistry, NotificationChannel, Notifier
 from watchkeeper.notify.activity import ActivityLines, Line
 from watchkeeper.notify.announcer import Announcer
 from watchkeeper.notify.base import Notification
 from watchkeeper.notify.health import HealthTimeline, HealthTracker
-from watchkeeper.storage import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy, Storage
+from watchkeeper.storage import ActivityEntry, AgentEvent, RetentionPolicy, Storage
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.recorder import Recorder
-from watchkeeper.supervisor import AgentRestart
 
 __all__ = ["CommunicatorAgent"]
 
-_SAMPLE_FIELDS = frozenset(MetricsSample.model_fields)
 _LEVELS = {"warning": logging.WARNING, "critical": logging.ERROR}
 
 
@@ -111,12 +118,12 @@ class CommunicatorAgent(BaseAgent):
         return self.timeline.tracker
 
     @property
-    def latest_health(self) -> HealthRecord:
+    def latest_health(self) -> HealthPoint:
         """The health right now: status, 0-100 score and the reasons for it."""
         return self.timeline.current
 
     @property
-    def health_timeline(self) -> list[HealthRecord]:
+    def health_timeline(self) -> list[HealthPoint]:
         """Health changes since start, oldest first (the last 500; storage has more)."""
         return self.timeline.records()
 
@@ -183,9 +190,9 @@ class CommunicatorAgent(BaseAgent):
         change = self.timeline.update()
         if change is None:
             return
-        await self.publish("health.changed", change.payload())
-        await self.recorder.health(change.record)
-        await self._activity(None, self.lines.health(change.record), kind="health.changed")
+        await self.publish(HEALTH_CHANGED, change)
+        await self.recorder.health(change)
+        await self._activity(None, self.lines.health(change), kind="health.changed")
 
     async def _notified(self, notice: Notification) -> None:
         if notice.alert is not None:
@@ -197,13 +204,10 @@ class CommunicatorAgent(BaseAgent):
 
     # -- handlers -----------------------------------------------------------------------
     async def _on_sample(self, message: Message) -> None:
-        payload = message.payload
-        sample = MetricsSample.model_validate(
-            {key: value for key, value in payload.items() if key in _SAMPLE_FIELDS}
-        )
+        sample = message.parse(MetricsSample)
         await self.recorder.sample(sample)
-        services = payload.get("services")
-        if isinstance(services, list) and self.tracker.services(services):
+        services = [status.model_dump(mode="json") for status in sample.services]
+        if self.tracker.services(services):
             await self._health_changed()
 
     async def _on_alert(self, message: Message) -> None:
@@ -227,7 +231,9 @@ class CommunicatorAgent(BaseAgent):
         await self._health_changed()
 
     async def _on_remediation(self, message: Message) -> None:
-        record = message.parse(ActionRecord)
+        record = message.value
+        if not isinstance(record, ActionRecord):
+            return  # remediation.escalated and .gave_up reach people through their alerts
         await self.recorder.action(record)
         suffix = message.topic.partition(".")[2]
         outcome = suffix if suffix == "gave_up" else record.outcome.value
@@ -262,8 +268,8 @@ class CommunicatorAgent(BaseAgent):
             await self._health_changed()
 
     async def _on_llm_status(self, message: Message) -> None:
-        payload = message.payload
-        line = self.lines.llm_status(str(payload.get("status", "")), bool(payload.get("ok")))
+        status = message.parse(LlmStatus)
+        line = self.lines.llm_status(status.status, status.ok)
         # The analyzer logs it already; keep it in the searchable activity only.
         await self._activity(message, line, logged=True)
 
@@ -273,13 +279,15 @@ class CommunicatorAgent(BaseAgent):
 
     async def _on_config(self, message: Message) -> None:
         self.notifier  # noqa: B018 -- follows a change of [notifications] at once
-        data = message.payload
-        line = self.lines.config_changed(str(data.get("actor", "?")), data.get("changes"))
+        change = message.parse(ConfigChange)
+        line = self.lines.config_changed(change.actor, change.changes)
         await self._activity(message, line)
 
     async def _on_system(self, message: Message) -> None:
         suffix = message.topic.partition(".")[2]
-        line = self.lines.system(suffix, str(message.payload.get("version", "?")))
+        started = message.value
+        version = started.version if isinstance(started, SystemStarted) else "?"
+        line = self.lines.system(suffix, version)
         event = AgentEvent(ts=message.timestamp, agent="system", kind=suffix, data=message.payload)
         await self.recorder.agent_event(event)
         await self._activity(message, line, agent="system", logged=True)
@@ -308,8 +316,6 @@ _DEFAULT = NotificationSettings()
 
 def _agent_event(message: Message, kind: str) -> tuple[str, str, str]:
     """(agent, state, cleaned detail) of an ``agent.<kind>`` message from a plugin."""
-    payload = message.payload
-    agent = str(payload.get("agent") or payload.get("name") or message.sender)
-    state = payload.get("state")
-    detail = clean(str(payload.get("reason") or payload.get("detail") or ""), NOTIFICATION, 200)
-    return agent, str(state) if state else kind, detail
+    event = message.parse(AgentStateChange)
+    detail = clean(event.detail, NOTIFICATION, 200)
+    return event.agent or message.sender, event.state or kind, detail

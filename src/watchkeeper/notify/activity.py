@@ -19,6 +19,7 @@ from typing import Any
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.events import HealthPoint
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.phrases import (
@@ -29,7 +30,6 @@ from watchkeeper.notify.phrases import (
     speak,
 )
 from watchkeeper.personality import say
-from watchkeeper.storage.models import HealthRecord
 
 __all__ = ["ActionLine", "ActivityLines", "Line"]
 
@@ -128,7 +128,7 @@ class ActivityLines:
             return Line(self.say("system_stopped"))
         return Line(self.say("system_event", kind=kind))
 
-    def health(self, record: HealthRecord) -> Line:
+    def health(self, record: HealthPoint) -> Line:
         """The health moved to a new status or score band."""
         reasons = "; ".join(record.reasons)
         event = "health_changed" if reasons else "health_ok"

@@ -1,8 +1,9 @@
 """The health score: a 0-100 number and a status, with the reasons behind them.
 
 ``HealthTracker`` is fed what the team hears (alerts, agent states and restarts, critical
-services) and ``evaluate(now)`` gives the current ``HealthRecord``; ``HealthTimeline``
-keeps the changes worth telling (a new status or score band) for ``health.changed``::
+services) and ``evaluate(now)`` gives the current ``HealthPoint``; ``HealthTimeline``
+keeps the changes worth telling (a new status or score band) as the ``HealthChange`` that
+``health.changed`` carries::
 
     timeline = HealthTimeline(HealthTracker(), clock=time.time)
     timeline.tracker.alert(alert)
@@ -15,15 +16,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.model.alerts import Alert, AlertState, Severity
+from watchkeeper.model.events import HealthChange, HealthPoint
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
-from watchkeeper.storage import HealthRecord
 
-__all__ = ["HealthChange", "HealthTimeline", "HealthTracker", "score_band"]
+__all__ = ["HealthTimeline", "HealthTracker", "score_band"]
 
 _UP_STATES = {"running", "starting"}
 
@@ -96,7 +96,7 @@ class HealthTracker:
                 degraded.append(f"agent {agent} unsteady ({recent} recent restart(s))")
         return failed, degraded
 
-    def evaluate(self, now: float) -> HealthRecord:
+    def evaluate(self, now: float) -> HealthPoint:
         """The health at ``now``. From 100, each term capped: 25 per firing critical alert
         (max 60), 10 per warning (max 30), 2 per info (max 6); 15 per failed agent and 5
         per degraded or recently restarted one (together max 30); 30 per critical service
@@ -129,22 +129,7 @@ class HealthTracker:
             status = "degraded"
         else:
             status = "healthy"
-        return HealthRecord(ts=now, status=status, score=score, reasons=reasons)
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """A step of the health timeline: the new record and the one it replaced."""
-
-    record: HealthRecord
-    previous: HealthRecord | None
-
-    def payload(self) -> dict[str, Any]:
-        """What ``health.changed`` carries: the record, its band and the previous record."""
-        data = self.record.model_dump(mode="json")
-        data["band"] = score_band(self.record.score)
-        data["previous"] = self.previous.model_dump(mode="json") if self.previous else None
-        return data
+        return HealthPoint(ts=now, status=status, score=score, reasons=reasons)
 
 
 class HealthTimeline:
@@ -160,10 +145,10 @@ class HealthTimeline:
     ) -> None:
         self.tracker = tracker
         self._clock = clock
-        self._timeline: deque[HealthRecord] = deque(maxlen=maxlen)
-        self.current = HealthRecord(ts=clock(), status="healthy", score=100)
+        self._timeline: deque[HealthPoint] = deque(maxlen=maxlen)
+        self.current = HealthPoint(ts=clock(), status="healthy", score=100)
 
-    def records(self) -> list[HealthRecord]:
+    def records(self) -> list[HealthPoint]:
         """The kept changes, oldest first."""
         return list(self._timeline)
 
@@ -183,4 +168,5 @@ class HealthTimeline:
         ):
             return None
         self._timeline.append(record)
-        return HealthChange(record, previous)
+        band = score_band(record.score)
+        return HealthChange(**dict(record), band=band, previous=previous)

@@ -7,13 +7,13 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from watchkeeper.model.events import HealthPoint
 from watchkeeper.storage._db import DbBase, guarded, to_json
 from watchkeeper.storage.models import (
     SEVERITY_ORDER,
     ActivityEntry,
     AgentEvent,
     AnalysisRecord,
-    HealthRecord,
     RetentionPolicy,
 )
 
@@ -113,7 +113,8 @@ class EventsMixin(DbBase):
         return out
 
     @guarded
-    def record_health(self, record: HealthRecord) -> None:
+    def record_health(self, record: HealthPoint) -> None:
+        """Keep one change of the health timeline (its status, score and reasons)."""
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO health (ts, status, score, reasons) VALUES (?, ?, ?, ?)",
@@ -123,14 +124,14 @@ class EventsMixin(DbBase):
     @guarded
     def health_history(
         self, start: float | None = None, end: float | None = None, limit: int = 1000
-    ) -> list[HealthRecord]:
+    ) -> list[HealthPoint]:
         """Health changes in the window, oldest first (the most recent ``limit`` of them)."""
         sql, args = self._window("health", None, None, start, end)
         rows = self._db().execute(
             f"SELECT ts, status, score, reasons {sql} ORDER BY ts DESC LIMIT ?", (*args, limit)
         )
         out = [
-            HealthRecord(ts=r[0], status=r[1], score=r[2], reasons=json.loads(r[3])) for r in rows
+            HealthPoint(ts=r[0], status=r[1], score=r[2], reasons=json.loads(r[3])) for r in rows
         ]
         out.reverse()
         return out

@@ -6,7 +6,7 @@ Alerts and audit records come back as the bus's own models (:class:`Alert`,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,8 +17,6 @@ __all__ = [
     "AgentEvent",
     "AlertTransition",
     "AnalysisRecord",
-    "HealthRecord",
-    "HealthStatus",
     "MaintenanceReport",
     "MetricPoint",
     "RetentionPolicy",
@@ -27,7 +25,6 @@ __all__ = [
     "SuccessRates",
 ]
 
-HealthStatus = Literal["healthy", "degraded", "critical"]
 
 #: Order of activity severities, for "at least this severe" searches.
 SEVERITY_ORDER: dict[str, int] = {"debug": 0, "info": 1, "warning": 2, "critical": 3}
@@ -103,15 +100,6 @@ class AnalysisRecord(_Row):
     verdict: str | None = None
     summary: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
-
-
-class HealthRecord(_Row):
-    """The system's health at one moment: a status, a 0-100 score and why."""
-
-    ts: float
-    status: HealthStatus
-    score: int = Field(ge=0, le=100)
-    reasons: list[str] = Field(default_factory=list)
 
 
 class SuccessRate(_Row):

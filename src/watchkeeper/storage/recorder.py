@@ -19,10 +19,11 @@ from typing import Any
 
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.events import HealthPoint
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.facade import Storage
-from watchkeeper.storage.models import ActivityEntry, AgentEvent, HealthRecord, RetentionPolicy
+from watchkeeper.storage.models import ActivityEntry, AgentEvent, RetentionPolicy
 
 __all__ = ["Recorder"]
 
@@ -114,7 +115,7 @@ class Recorder:
         if self.storage.is_open:
             await self.storage.log_activity(entry)
 
-    async def health(self, record: HealthRecord) -> None:
+    async def health(self, record: HealthPoint) -> None:
         """Keep a change of the health timeline."""
         if self.storage.is_open:
             await self.storage.record_health(record)
