@@ -8,18 +8,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import load_settings
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.events import Command
 from watchkeeper.model.snapshot import AgentState
 from watchkeeper.supervisor import Supervisor
 
 
+class Tick(BaseModel):
+    n: int
+
+
 class Counter(BaseAgent):
     async def _perform_check(self) -> None:
-        await self.publish(f"tick.{self.name}", {"n": self.checks})
+        await self.publish(f"tick.{self.name}", Tick(n=self.checks))
 
 
 class Crasher(BaseAgent):
@@ -153,27 +159,27 @@ async def test_commands_over_the_bus(store: ConfigStore) -> None:
     async with supervised(store, agent):
         await wait_until(lambda: agent.state is AgentState.RUNNING)
         reply = await ctx.bus.request(
-            "command.counter", {"command": "health_check"}, sender="t", timeout=2
+            "command.counter", Command(command="health_check"), sender="t", timeout=2
         )
         assert reply.payload["ok"] is True
         assert reply.payload["health"]["name"] == "counter"
 
-        reply = await ctx.bus.request("command.counter", {"command": "pause"}, sender="t")
+        reply = await ctx.bus.request("command.counter", Command(command="pause"), sender="t")
         assert reply.payload["state"] == "paused"
         paused_at = agent.checks
         await asyncio.sleep(0.3)
         assert agent.checks == paused_at
         assert agent.health().state is AgentState.PAUSED
 
-        await ctx.bus.request("command.all", {"command": "resume"}, sender="t")
+        await ctx.bus.request("command.all", Command(command="resume"), sender="t")
         await wait_until(lambda: agent.checks > paused_at)
 
-        reply = await ctx.bus.request("command.counter", {"command": "restart"}, sender="t")
+        reply = await ctx.bus.request("command.counter", Command(command="restart"), sender="t")
         assert reply.payload["state"] == "restarting"
         await wait_until(lambda: agent.restarts == 1 and agent.state is AgentState.RUNNING)
         assert agent.last_restart_reason == "restart requested"
 
-        reply = await ctx.bus.request("command.counter", {"command": "dance"}, sender="t")
+        reply = await ctx.bus.request("command.counter", Command(command="dance"), sender="t")
         assert reply.payload["ok"] is False
         assert "no command 'dance'" in reply.payload["error"]
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from watchkeeper.bus import Bus
 from watchkeeper.config import (
@@ -38,9 +38,11 @@ from watchkeeper.config import (
     read_toml,
 )
 from watchkeeper.model.datacheck import data_problem
+from watchkeeper.model.events import ConfigChange
 from watchkeeper.model.secret import restore_masked, reveal
+from watchkeeper.model.topics import CONFIG_CHANGED
 
-__all__ = ["LIVE_SECTIONS", "ConfigChange", "ConfigStore"]
+__all__ = ["LIVE_SECTIONS", "ConfigStore"]
 
 log = logging.getLogger("watchkeeper.config")
 
@@ -79,14 +81,6 @@ def _needs_restart(key: str) -> bool:
         return True
     # Which agents exist is decided when the system starts.
     return parts[0] == "agents" and len(parts) == 3 and parts[2] == "enabled"
-
-
-class ConfigChange(BaseModel):
-    actor: str
-    changes: dict[str, Any]
-    previous: dict[str, Any]
-    persisted: bool
-    path: str | None
 
 
 def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -222,5 +216,5 @@ class ConfigStore:
                 path=str(path) if path else None,
             )
             if self._bus is not None:
-                await self._bus.publish("config.changed", change, sender="config")
+                await self._bus.publish(CONFIG_CHANGED, change, sender="config")
             return change

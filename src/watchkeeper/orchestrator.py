@@ -31,7 +31,9 @@ from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.logs import RepeatedProblem
+from watchkeeper.model.events import SystemStarted, SystemStopped
 from watchkeeper.model.snapshot import AgentState, BusCounters, SystemSnapshot
+from watchkeeper.model.topics import SERVICE_TOPICS, SYSTEM_STARTED, SYSTEM_STOPPED
 from watchkeeper.personality import say
 from watchkeeper.status import STATUS_FILE, write_json_atomic
 from watchkeeper.supervisor import Supervisor
@@ -264,7 +266,7 @@ class Orchestrator:
 
     # -- services ---------------------------------------------------------------------------
     async def _service_event(self, event: Any) -> None:
-        await self.bus.publish(f"service.{event.kind}", event, sender="sensor")
+        await self.bus.publish(SERVICE_TOPICS[event.kind], event, sender="sensor")
 
     def build_service_managers(self) -> None:
         """Create the service managers from ``[[services]]`` (no I/O yet)."""
@@ -316,7 +318,8 @@ class Orchestrator:
                 data_dir=self.settings.data_dir,
             ),
         )
-        await self.bus.publish("system.started", {"version": __version__}, sender="orchestrator")
+        started = SystemStarted(version=__version__)
+        await self.bus.publish(SYSTEM_STARTED, started, sender="orchestrator")
         try:
             await self._open_storage()
             await self._start_services()
@@ -334,7 +337,7 @@ class Orchestrator:
                 await asyncio.wait_for(self.storage.close(), 30)
             self.state = "stopped"
             with contextlib.suppress(Exception):
-                await self.bus.publish("system.stopped", {}, sender="orchestrator")
+                await self.bus.publish(SYSTEM_STOPPED, SystemStopped(), sender="orchestrator")
             self.write_status()
             uptime = self.clock() - (self.started_at or self.clock())
             log.info("%s", say("system_stop", self.settings.personality, uptime=uptime))

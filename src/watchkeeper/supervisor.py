@@ -16,23 +16,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from pydantic import BaseModel
-
 from watchkeeper.agents.base import AgentCrashed, BaseAgent, RestartRequested
 from watchkeeper.bus import Bus
+from watchkeeper.model.events import AgentRestart
 from watchkeeper.model.snapshot import AgentState
+from watchkeeper.model.topics import AGENT_RESTARTED
 from watchkeeper.personality import say
 
-__all__ = ["AgentRestart", "Supervisor"]
+__all__ = ["Supervisor"]
 
 log = logging.getLogger("watchkeeper.supervisor")
-
-
-class AgentRestart(BaseModel):
-    agent: str
-    reason: str
-    restarts: int
-    backoff_s: float
 
 
 class Supervisor:
@@ -123,7 +116,7 @@ class Supervisor:
             )
             with contextlib.suppress(Exception):
                 await self.bus.publish(
-                    "agent.restarted",
+                    AGENT_RESTARTED,
                     AgentRestart(
                         agent=agent.name,
                         reason=reason,

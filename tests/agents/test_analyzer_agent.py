@@ -16,6 +16,7 @@ from watchkeeper.agents.base import AgentContext
 from watchkeeper.bus import InMemoryBus
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.events import Command
 from watchkeeper.supervisor import Supervisor
 from watchkeeper.testing.fake_ollama import FakeOllama
 from watchkeeper.testing.scenarios import Scenario, build_samples, scripted_model
@@ -109,7 +110,7 @@ async def test_rules_work_while_ollama_is_away_and_it_comes_back_by_itself(
         await until(lambda: agent.llm_available, timeout=10)
         assert agent.llm_status.startswith("llm: mistral ok")
         reply = await bus.request(
-            "command.analyzer", {"command": "analyze_now"}, sender="t", timeout=10
+            "command.analyzer", Command(command="analyze_now"), sender="t", timeout=10
         )
         analysis = reply.payload["analysis"]
         assert analysis["source"] == "mistral"
@@ -119,7 +120,7 @@ async def test_rules_work_while_ollama_is_away_and_it_comes_back_by_itself(
         assert analysis["prompt_chars"] > 0 and analysis["latency_s"] >= 0
     # Gone again: the next consultation falls back to the rules and says why.
     reply = await bus.request(
-        "command.analyzer", {"command": "analyze_now"}, sender="t", timeout=10
+        "command.analyzer", Command(command="analyze_now"), sender="t", timeout=10
     )
     fallback = reply.payload["analysis"]
     assert fallback["source"] == "rules"

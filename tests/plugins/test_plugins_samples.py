@@ -19,6 +19,7 @@ from plugin_helpers import SAMPLES, build, eventually, running
 from watchkeeper.agents.base import AgentContext
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
+from watchkeeper.model.events import AgentRestart
 from watchkeeper.orchestrator import Orchestrator
 
 REMEDIATION = "sample_remediation_plugin"
@@ -226,7 +227,7 @@ async def test_the_heartbeat_agent_beats_and_hears_restarts(tmp_path: Path) -> N
         first = await beats.get(timeout=5)
         await orch.bus.publish(
             "agent.restarted",
-            {"agent": "x", "reason": "test", "restarts": 1, "backoff_s": 0},
+            AgentRestart(agent="x", reason="test", restarts=1, backoff_s=0),
             sender="supervisor",
         )
         heard = await eventually(

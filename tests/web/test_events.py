@@ -11,10 +11,23 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 from web_helpers import LiveServer
 
+from watchkeeper.bus import Topic
 from watchkeeper.web.feed import chart_point, describe
 from watchkeeper.web.live import EventClient, LiveHub, TooManyClients
+
+
+class Flood(BaseModel):
+    """The tests' own ``system.flood``: a big message, many times."""
+
+    n: int
+    blob: str
+
+
+class Marker(BaseModel):
+    """The tests' own ``system.marker``: the end of the flood."""
 
 
 def events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
@@ -78,11 +91,13 @@ def test_a_slow_client_never_slows_the_daemon(server: LiveServer) -> None:
     assert server.orchestrator is not None
     bus = server.orchestrator.bus
     blob = "x" * 20_000
+    flood_topic = bus.topics.add(Topic("system.flood", Flood))
+    marker = bus.topics.add(Topic("system.marker", Marker))
 
     async def flood() -> float:
         started = time.perf_counter()
         for index in range(400):
-            await bus.publish("system.flood", {"n": index, "blob": blob}, sender="test")
+            await bus.publish(flood_topic, Flood(n=index, blob=blob), sender="test")
             if index % 20 == 0:
                 await asyncio.sleep(0)  # let the hub and the writers run, as a real load would
         return time.perf_counter() - started
@@ -96,7 +111,7 @@ def test_a_slow_client_never_slows_the_daemon(server: LiveServer) -> None:
             first(stream, "status")
             took = server.call(flood)
             assert took < 2.0  # publishing never waited on a client
-            server.call(lambda: bus.publish("system.marker", {}, sender="test"))
+            server.call(lambda: bus.publish(marker, Marker(), sender="test"))
             started = time.monotonic()
             while True:
                 event = first(stream, "system", timeout=5)

@@ -31,7 +31,16 @@ from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
+from watchkeeper.model.events import Escalation, LlmStatus
 from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.services import ServiceEvent
+from watchkeeper.model.topics import (
+    ALERT_TOPICS,
+    ANALYSIS_LLM_STATUS,
+    ANALYSIS_RESULT,
+    METRICS_SAMPLE,
+    REMEDIATION_ESCALATED,
+)
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 
 if TYPE_CHECKING:
@@ -105,9 +114,10 @@ class AnalyzerAgent(BaseAgent):
         self.analysis_ms: float | None = None
         self.llm_calls = 0
         self.llm_fallbacks = 0
-        self.on("metrics.sample", self._on_sample, maxsize=4)
+        self.on(METRICS_SAMPLE.name, self._on_sample, maxsize=4)
         self.on("service.*", self._on_service_event, maxsize=200)
-        self.on("remediation.failed", self._on_remediation_failed, maxsize=100)
+        # Remediation's one escalation: the pipeline has nothing left to try (not each failure).
+        self.on(REMEDIATION_ESCALATED.name, self._on_remediation_escalated, maxsize=100)
 
     # -- life ------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -193,7 +203,7 @@ class AnalyzerAgent(BaseAgent):
             else:
                 log.warning("%s; analysing with rules only until it answers", health.status_line)
             await self.publish(
-                "analysis.llm_status", {"ok": health.ok, "status": health.status_line}
+                ANALYSIS_LLM_STATUS, LlmStatus(ok=health.ok, status=health.status_line)
             )
         return self.llm_status
 
@@ -252,12 +262,11 @@ class AnalyzerAgent(BaseAgent):
         await self._announce(transitions)
 
     async def _on_service_event(self, message: Message) -> None:
-        payload = message.payload
-        kind = payload.get("kind")
-        name = str(payload.get("name", ""))
+        event = message.parse(ServiceEvent)
+        kind, name = event.kind, event.name
         critical = any(s.name == name and s.critical for s in self.settings.services)
         if kind == "exited":
-            state, detail = "failed", str(payload.get("detail") or "exited")
+            state, detail = "failed", event.detail or "exited"
         elif kind in ("started", "healthy"):
             state, detail = "running", ""
         else:
@@ -269,18 +278,16 @@ class AnalyzerAgent(BaseAgent):
             detail=detail,
             healthy=None,
             probe_detail=None,
-            last_exit_code=payload.get("exit_code"),
-            last_exit_signal=payload.get("exit_signal"),
+            last_exit_code=event.exit_code,
+            last_exit_signal=event.exit_signal,
         )
         await self._announce(self.engine.observe_service(status, self.ctx.clock()))
 
-    async def _on_remediation_failed(self, message: Message) -> None:
-        payload = message.payload
+    async def _on_remediation_escalated(self, message: Message) -> None:
+        """Remediation ran out of candidates: the alert it was for escalates, once."""
+        escalation = message.parse(Escalation)
         transition = self.engine.remediation_failed(
-            payload.get("alert_id"),
-            payload.get("fingerprint"),
-            self.ctx.clock(),
-            str(payload.get("detail", "")),
+            escalation.alert_id, escalation.fingerprint, self.ctx.clock(), escalation.detail
         )
         if transition is not None:
             await self._announce([transition])
@@ -290,7 +297,7 @@ class AnalyzerAgent(BaseAgent):
             return
         firing: list[Alert] = []
         for transition in transitions:
-            await self.publish(f"alert.{transition.kind}", transition.alert)
+            await self.publish(ALERT_TOPICS[transition.kind], transition.alert)
             if transition.kind in ("firing", "escalated"):
                 firing.append(transition.alert)
         if firing:
@@ -309,7 +316,7 @@ class AnalyzerAgent(BaseAgent):
 
     async def _publish_analysis(self, result: AnalysisResult) -> None:
         self.latest_analysis = result
-        await self.publish("analysis.result", result)
+        await self.publish(ANALYSIS_RESULT, result)
 
     def _rules_summary(self) -> str:
         firing = self.engine.firing()

@@ -6,7 +6,7 @@ heartbeat for the supervisor, answers the standard commands (``health_check``, `
 
     class DiskWatcher(BaseAgent):
         async def _perform_check(self) -> None:
-            await self.publish("disk.checked", {"ok": True})
+            await self.publish("disk.checked", DiskChecked(ok=True))
 
 A check that raises is counted and logged; the agent turns ``degraded`` and carries on.
 After ``max_consecutive_errors`` failures in a row the loop gives up and raises
@@ -22,12 +22,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from watchkeeper.bus import Bus, Message
+from watchkeeper.bus import Bus, Message, Topic
+from watchkeeper.model.events import AgentReply, Command
 from watchkeeper.model.snapshot import AgentHealth, AgentState
+from watchkeeper.model.topics import COMMAND_ALL, CONFIG_CHANGED, adopt, command_for
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 Handler = Callable[[Message], Awaitable[None]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class AgentCrashed(RuntimeError):
@@ -142,10 +145,16 @@ class BaseAgent:
         """
         self._handlers.append((pattern, handler, maxsize))
 
-    async def publish(
-        self, topic: str, payload: BaseModel | Mapping[str, Any] | None = None
-    ) -> Message:
-        return await self.ctx.bus.publish(topic, payload, sender=self.name)
+    async def publish(self, topic: Topic[ModelT] | str, value: ModelT) -> Message:
+        """Publish ``value`` on ``topic`` as this agent: ``await self.publish(TOPIC, model)``.
+
+        A plugin agent may name a topic of its own (``"heartbeat.beat"``): its first
+        publish declares it with the value's model (see :func:`topics.adopt`).
+        """
+        bus = self.ctx.bus
+        if isinstance(topic, str):
+            topic = adopt(bus.topics, topic, value)
+        return await bus.publish(topic, value, sender=self.name)
 
     def wake(self) -> None:
         """Run the next check now instead of waiting for the interval."""
@@ -190,9 +199,9 @@ class BaseAgent:
         self.check_started = None
         bus = self.ctx.bus
         subs = [
-            bus.subscribe(f"command.{self.name}", name=f"{self.name}:commands", maxsize=100),
-            bus.subscribe("command.all", name=f"{self.name}:commands-all", maxsize=100),
-            bus.subscribe("config.changed", name=f"{self.name}:config", maxsize=10),
+            bus.subscribe(command_for(self.name).name, name=f"{self.name}:commands", maxsize=100),
+            bus.subscribe(COMMAND_ALL.name, name=f"{self.name}:commands-all", maxsize=100),
+            bus.subscribe(CONFIG_CHANGED.name, name=f"{self.name}:config", maxsize=10),
         ]
         handler_subs = [
             (bus.subscribe(pattern, name=f"{self.name}:{pattern}", maxsize=size), handler)
@@ -293,15 +302,19 @@ class BaseAgent:
     async def _serve_commands(self, sub: Any) -> None:
         async for message in sub:
             reply = await self.execute_command(message)
-            await self.ctx.bus.reply(message, reply, sender=self.name)
+            await self.ctx.bus.reply(message, AgentReply.model_validate(reply), sender=self.name)
             if self._restart_requested:
                 self._wake.set()
 
     async def execute_command(self, message: Message) -> dict[str, Any]:
-        command = str(message.payload.get("command", ""))
-        params = message.payload.get("params") or {}
         try:
-            result = await self._dispatch(command, params if isinstance(params, dict) else {})
+            asked = message.parse(Command)
+        except ValidationError as exc:
+            error = f"not a command: {exc.errors()[0]['msg']}"
+            return {"ok": False, "agent": self.name, "command": "", "error": error}
+        command = asked.command
+        try:
+            result = await self._dispatch(command, asked.params)
         except CommandError as exc:
             return {"ok": False, "agent": self.name, "command": command, "error": str(exc)}
         except Exception as exc:  # a command must never take the agent down

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
+from watchkeeper.model.topics import METRICS_SAMPLE
 
 if TYPE_CHECKING:
     from watchkeeper.collectors import CollectorRegistry, Sampler
@@ -104,7 +105,7 @@ class SensorAgent(BaseAgent):
             sample = sample.model_copy(update={"services": services})
         self.latest = sample
         self._comment(sample)
-        await self.publish("metrics.sample", sample)
+        await self.publish(METRICS_SAMPLE, sample)
         if sample.errors:
             log.debug("partial sample: %s", sample.errors)
 

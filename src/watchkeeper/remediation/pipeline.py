@@ -12,8 +12,9 @@ plugin's request) goes the same way, in this one object:
    action's timeout; blocking work runs on the pipeline's own bounded thread pool, never
    the event loop's shared one, so a slow action cannot starve sampling or storage.
 4. **verify** — the action checks its own effect; a failed check is a failed attempt.
-5. **escalate** — the alert's next (stronger) candidate, and when none is left or none may
-   run, a person (``remediation.escalated``), exactly once per failed chain.
+5. **escalate** — a failed service action again, spaced by the crash-loop backoff until
+   the guard gives up; then the alert's next (stronger) candidate; and when none is left
+   or none may run, a person (``remediation.escalated``), exactly once per failed chain.
 
 It knows no bus: whatever it has to say goes to ``emit(topic, payload)``, so a test drives
 it directly and the RemediatorAgent only subscribes, hands messages in and publishes::
@@ -22,12 +23,14 @@ it directly and the RemediatorAgent only subscribes, hands messages in and publi
     record = await pipeline.submit(ActionRequest("kill_process", "4242", "user"))
 
 **One escalation path.** A failed attempt used to be escalated twice: here (next
-candidate, then a person) and through ``remediation.failed`` → analyzer →
-``alert.escalated`` → remediator, which recomputed the candidates and tried the first,
-already failed, one again. Only this object knows which candidates were tried, which are
-left and whether the failure is final, so escalation lives here alone: the analyzer marks
-the alert escalated when it hears ``remediation.escalated`` (so people are told once),
-and the remediator does not act on ``alert.escalated`` at all — an escalation is news for
+candidate, then a person, told at every failure) and through ``remediation.failed`` →
+analyzer → ``alert.escalated`` → remediator, which recomputed the candidates and tried
+the first, already failed, one again (that second path was, unannounced, what retried a
+crash-looping service). Only this object knows which candidates were tried, which are
+left, what the crash-loop guard allows and whether the failure is final, so escalation
+lives here alone, retries included: the analyzer marks the alert escalated when it hears
+``remediation.escalated`` (so people are told once, when remediation has run out), and
+the remediator does not act on ``alert.escalated`` at all — an escalation is news for
 people, not a new proposal.
 """
 
@@ -39,8 +42,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from watchkeeper.model.actions import (
@@ -51,7 +53,9 @@ from watchkeeper.model.actions import (
     ParamError,
 )
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
+from watchkeeper.model.events import Escalation, GaveUp
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
+from watchkeeper.remediation.approvals import Approvals, PendingNotFound
 from watchkeeper.remediation.bookkeeping import (
     SuccessBook,
     attempt,
@@ -63,6 +67,7 @@ from watchkeeper.remediation.bookkeeping import (
     renewed,
 )
 from watchkeeper.remediation.policy import Decision, GiveUp, Policy
+from watchkeeper.remediation.running import ActionRunner
 
 __all__ = ["Emit", "PendingNotFound", "RemediationPipeline"]
 
@@ -72,12 +77,7 @@ log = logging.getLogger("watchkeeper.agent.remediator")
 Emit = Callable[[str, Any], Awaitable[object]]
 
 _AUDIT_KEEP = 1000
-_POOL_THREADS = 4  # blocking work of actions and their checks; they wait in turn beyond
 _STILL_UP = ("running", "starting")
-
-
-class PendingNotFound(KeyError):
-    """No action awaiting approval has that id."""
 
 
 class RemediationPipeline:
@@ -96,11 +96,8 @@ class RemediationPipeline:
         self.policy = policy or Policy()
         self.book = SuccessBook()
         self._emit = emit
-        self._pool: ThreadPoolExecutor | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._slots: asyncio.Semaphore | None = None
-        self._slots_size = 0
-        self._pending: dict[str, tuple[ActionRequest, ActionRecord]] = {}
+        self._runner = ActionRunner(actx, limit=self._max_concurrent)
+        self._approvals = Approvals()
         self._running: dict[str, ActionRequest] = {}
         self._deferred: set[tuple[str, str]] = set()
         self._candidates: dict[str, list[ActionRequest]] = {}
@@ -111,7 +108,7 @@ class RemediationPipeline:
         return self.registry.infos()
 
     def pending(self) -> list[ActionRecord]:
-        return [record for _, record in self._pending.values()]
+        return self._approvals.records()
 
     def audit(self, limit: int = 100, target: str | None = None) -> list[ActionRecord]:
         records = [r for r in self._audit if target is None or r.target == target]
@@ -126,9 +123,7 @@ class RemediationPipeline:
     # -- life --------------------------------------------------------------------------------
     def start(self) -> None:
         """Make the actions' own pool; idempotent, and again after ``close``."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="watchkeeper-action")
-            self.actx.executor = self._pool
+        self._runner.start()
 
     async def record_configured_paths(self) -> None:
         """Actions that guard configured places (the file actions) check them now, at
@@ -144,16 +139,7 @@ class RemediationPipeline:
 
     async def close(self) -> None:
         """Cancel and await every task the pipeline started, then shut its pool."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks.clear()
-        pool, self._pool = self._pool, None
-        self.actx.executor = None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        await self._runner.close()
 
     async def tick(self) -> None:
         """Periodic upkeep: give-ups whose reset timer ran out are lifted."""
@@ -178,12 +164,10 @@ class RemediationPipeline:
     async def on_resolved(self, fingerprint: str) -> None:
         """The alert is gone: its spare candidates and its approvals are no longer needed."""
         self._candidates.pop(fingerprint, None)
-        for request_id, (request, record) in list(self._pending.items()):
-            if request.fingerprint == fingerprint:
-                del self._pending[request_id]
-                await self._record(
-                    record, ActionOutcome.REJECTED, "no longer needed: the alert resolved"
-                )
+        for record in self._approvals.take_for_alert(fingerprint):
+            await self._record(
+                record, ActionOutcome.REJECTED, "no longer needed: the alert resolved"
+            )
 
     async def on_recommendations(
         self,
@@ -249,7 +233,7 @@ class RemediationPipeline:
 
     async def approve(self, request_id: str, by: str) -> ActionRecord:
         """A person said yes: the request goes through the gate again, as theirs."""
-        request, _ = self._take_pending(request_id)
+        request, _ = self._approvals.take(request_id)
         approved = dataclasses.replace(
             request, proposer="user", proposed_by=by, reason=f"approved: {request.reason}"
         )
@@ -257,7 +241,7 @@ class RemediationPipeline:
 
     async def reject(self, request_id: str, by: str) -> None:
         """A person said no: the request is recorded as rejected and forgotten."""
-        _, record = self._take_pending(request_id)
+        _, record = self._approvals.take(request_id)
         await self._record(record, ActionOutcome.REJECTED, f"rejected by {by}")
 
     async def reset_giveup(self, target: str, by: str) -> bool:
@@ -268,25 +252,18 @@ class RemediationPipeline:
         await self._giveup_cleared(target, by)
         return True
 
-    def _take_pending(self, request_id: str) -> tuple[ActionRequest, ActionRecord]:
-        entry = self._pending.pop(request_id, None)
-        if entry is None:
-            raise PendingNotFound(request_id)
-        return entry
-
     async def _refuse(self, request: ActionRequest, why: str) -> ActionRecord:
         record = self._new(request, ActionOutcome.REFUSED, why)
         await self._record(record, ActionOutcome.REFUSED, why)
         return record
 
     async def _await_approval(self, request: ActionRequest, decision: Decision) -> ActionRecord:
-        if len(self._pending) >= self.actx.settings().remediation.pending_max:
+        if len(self._approvals) >= self.actx.settings().remediation.pending_max:
             return await self._refuse(request, "too many actions awaiting approval")
-        key = Policy.key(request)
-        if any(Policy.key(r) == key for r, _ in self._pending.values()):
+        if self._approvals.holds_same(request):
             return self._new(request, ActionOutcome.PENDING, "already awaiting approval")
         record = self._new(request, ActionOutcome.PENDING, decision.reason)
-        self._pending[request.id] = (request, record)
+        self._approvals.park(request, record)
         await self._record(record, ActionOutcome.PENDING, decision.reason)
         return record
 
@@ -294,7 +271,7 @@ class RemediationPipeline:
         key = Policy.key(request)
         if key not in self._deferred:
             self._deferred.add(key)
-            self._spawn(self._retry_later(request, decision.retry_after))
+            self._runner.spawn(self._retry_later(request, decision.retry_after))
         return self._new(request, ActionOutcome.PENDING, decision.reason)
 
     async def _retry_later(self, request: ActionRequest, delay: float) -> None:
@@ -326,12 +303,12 @@ class RemediationPipeline:
         self.policy.started(request, self.actx.clock())
         self._running[request.id] = request
         record = self._new(request, ActionOutcome.RUNNING, decision.reason)
-        self._spawn(self._execute(request, action, record))
+        self._runner.spawn(self._execute(request, action, record))
         return record
 
     async def _execute(self, request: ActionRequest, action: Action, record: ActionRecord) -> None:
         try:
-            async with self._semaphore():
+            async with self._runner.slot():
                 record = record.model_copy(update={"started_at": self.actx.clock()})
                 await self._record(record, ActionOutcome.RUNNING, describe(request))
                 t0 = time.perf_counter()
@@ -360,21 +337,32 @@ class RemediationPipeline:
                 self.policy.guard.success(request.target or "", self.actx.clock())
             return
         log.debug("%s on %s failed: %s", request.action, request.target, detail)
-        if is_service and "needs privileges" not in detail:
+        retry = is_service and "needs privileges" not in detail
+        if retry:
             await self._service_failure(request.target or "", detail)
-        await self._escalate(request, detail)
+        await self._escalate(request, detail, retry=retry)
 
-    async def _escalate(self, failed: ActionRequest, detail: str) -> None:
-        """The alert's next candidate that the gate lets through, else a person, once.
+    async def _escalate(self, failed: ActionRequest, detail: str, *, retry: bool) -> None:
+        """What follows a failed attempt, in order, until something may go on:
 
-        A candidate the gate refuses is passed over; one that runs, waits for approval,
+        1. a service action for a still-open alert, again: the crash-loop guard spaces the
+           attempts (a growing backoff) and at last gives up, which refuses it;
+        2. the alert's next candidate that the gate lets through;
+        3. a person (``remediation.escalated``), once for the whole chain.
+
+        A request the gate refuses is passed over; one that runs, waits for approval,
         waits out a backoff or is a dry run carries the chain on from there."""
-        remaining = self._candidates.get(failed.fingerprint or "", [])
+        fingerprint = failed.fingerprint or ""
+        if retry and fingerprint in self._candidates:
+            again = await self.submit(renewed(failed, self.actx.clock()))
+            if again.outcome is not ActionOutcome.REFUSED:
+                return
+        remaining = self._candidates.get(fingerprint, [])
         while remaining:
             record = await self.submit(remaining.pop(0))
             if record.outcome is not ActionOutcome.REFUSED:
                 return
-        self._candidates.pop(failed.fingerprint or "", None)
+        self._candidates.pop(fingerprint, None)
         await self._emit("remediation.escalated", _escalation(failed, detail))
 
     async def _service_failure(self, name: str, why: str) -> None:
@@ -386,8 +374,8 @@ class RemediationPipeline:
     async def _gave_up(self, giveup: GiveUp) -> None:
         alert = giveup_alert(giveup, self.actx.clock())
         log.error("%s", alert.summary)
-        payload = {"target": giveup.target, "failures": giveup.failures, "reason": giveup.reason}
-        await self._emit("remediation.gave_up", payload)
+        gave_up = GaveUp(target=giveup.target, failures=giveup.failures, reason=giveup.reason)
+        await self._emit("remediation.gave_up", gave_up)
         await self._emit("alert.firing", alert)
 
     async def _giveup_cleared(self, target: str, by: str) -> None:
@@ -417,26 +405,16 @@ class RemediationPipeline:
             "remediation.started" if running else f"remediation.{outcome.value}", final
         )
 
-    # -- tasks ---------------------------------------------------------------------------------
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        size = self.actx.settings().remediation.max_concurrent_actions
-        if self._slots is None or size != self._slots_size:
-            self._slots = asyncio.Semaphore(size)
-            self._slots_size = size
-        return self._slots
+    def _max_concurrent(self) -> int:
+        return self.actx.settings().remediation.max_concurrent_actions
 
 
-def _escalation(failed: ActionRequest, detail: str) -> dict[str, Any]:
+def _escalation(failed: ActionRequest, detail: str) -> Escalation:
     """What a person is told when remediation has run out of things to try."""
-    return {
-        "action": failed.action,
-        "target": failed.target,
-        "detail": detail,
-        "alert_id": failed.alert_id,
-        "fingerprint": failed.fingerprint,
-    }
+    return Escalation(
+        action=failed.action,
+        target=failed.target,
+        detail=detail,
+        alert_id=failed.alert_id,
+        fingerprint=failed.fingerprint,
+    )

@@ -19,10 +19,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.bus import BusStats
-from watchkeeper.live_config import ConfigChange
 from watchkeeper.model.actions import ActionInfo, ActionRecord
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
+from watchkeeper.model.events import ConfigChange
 from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (

@@ -19,7 +19,9 @@ from watchkeeper.bus import RequestTimeout
 from watchkeeper.config import ConfigError
 from watchkeeper.live_config import LIVE_SECTIONS
 from watchkeeper.model.actions import ActionInfo, ParamError
+from watchkeeper.model.events import AgentReply, Command
 from watchkeeper.model.secret import MASK
+from watchkeeper.model.topics import command_for
 from watchkeeper.web.json_body import StrictJSONRoute
 from watchkeeper.web.models import (
     ApproveParams,
@@ -215,8 +217,8 @@ def build(ctx: WebContext) -> APIRouter:
             timeout = call_deadline(o.timeout, o.retry_attempts, o.retry_delay) + _ANALYSIS_SLACK
         try:
             reply = await orch.bus.request(
-                f"command.{name}",
-                {"command": command, "params": params},
+                command_for(name),
+                Command(command=command, params=params),
                 sender="web",
                 timeout=timeout,
             )
@@ -236,7 +238,7 @@ def build(ctx: WebContext) -> APIRouter:
                 "error": (f"agent {name!r} did not answer within {timeout:g}s"),
                 "timeout": True,
             }
-        return dict(reply.payload)
+        return reply.parse(AgentReply).result()
 
     @router.post(
         "/api/command",
