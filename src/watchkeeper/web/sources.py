@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from watchkeeper.agents.base import BaseAgent
     from watchkeeper.model.alerts import Alert
     from watchkeeper.model.analysis import AnalysisResult
+    from watchkeeper.model.events import HealthPoint
     from watchkeeper.model.metrics import MetricsSample
     from watchkeeper.orchestrator import Orchestrator
     from watchkeeper.storage import Storage
@@ -59,7 +60,7 @@ class RemediatorView(Protocol):
 @runtime_checkable
 class CommunicatorView(Protocol):
     @property
-    def latest_health(self) -> Any: ...
+    def latest_health(self) -> HealthPoint: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -126,5 +127,4 @@ class Sources:
         communicator = self.communicator()
         if communicator is None:
             return None
-        data = jsonable(communicator.latest_health)
-        return data if isinstance(data, dict) else None
+        return communicator.latest_health.model_dump(mode="json")
