@@ -2,7 +2,8 @@
 
 Throughput: messages per second published to N subscribers and drained by their consumer
 tasks (1 and 8 subscribers). Latency: time from ``publish`` to the consumer having the
-message in hand, p50 and p99, with a realistic small payload.
+message in hand, p50 and p99, with a realistic small payload: a model of the bench's
+own topic, as every publish carries its topic's model.
 
     python bench/bench_bus.py            # writes bench/results/bus.json
 """
@@ -17,14 +18,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, percentile, write_result
-from watchkeeper.bus import InMemoryBus
+from pydantic import BaseModel
 
-PAYLOAD = {"cpu": {"percent": 12.5}, "memory": {"percent": 41.0}, "host": "bench"}
+from _common import machine_info, percentile, write_result
+from watchkeeper.bus import InMemoryBus, Topic, TopicRegistry
+
+
+class Percent(BaseModel):
+    percent: float
+
+
+class Reading(BaseModel):
+    cpu: Percent
+    memory: Percent
+    host: str
+
+
+PAYLOAD = Reading(cpu=Percent(percent=12.5), memory=Percent(percent=41.0), host="bench")
+TOPICS = TopicRegistry([Topic("metrics.sample", Reading), Topic("probe", Reading)])
 
 
 async def throughput(subscribers: int, messages: int) -> float:
-    bus = InMemoryBus()
+    bus = InMemoryBus(topics=TOPICS.copy())
     subs = [bus.subscribe("metrics.*", name=f"s{i}", maxsize=messages) for i in range(subscribers)]
     done = asyncio.Event()
     remaining = [subscribers]
@@ -52,7 +67,7 @@ async def throughput(subscribers: int, messages: int) -> float:
 
 
 async def latency(samples: int, subscribers: int = 1) -> list[float]:
-    bus = InMemoryBus()
+    bus = InMemoryBus(topics=TOPICS.copy())
     subs = [bus.subscribe("probe", name=f"l{i}") for i in range(subscribers)]
     out: list[float] = []
     for _ in range(samples):

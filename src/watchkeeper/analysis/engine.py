@@ -4,7 +4,7 @@
 
     engine = AnalysisEngine(settings=store)
     for transition in engine.observe(sample, now):
-        await bus.publish(f"alert.{transition.kind}", transition.alert)
+        await bus.publish(ALERT_TOPICS[transition.kind], transition.alert, sender="analyzer")
 
 Layers run cheapest first: thresholds (with hysteresis and "for" durations), trends,
 baselines, then context (expected patterns cap a severity). Alerts are deduplicated by
