@@ -6,16 +6,15 @@ import email.utils
 import re
 from email.message import EmailMessage
 
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import DeliveryError, Notification
 
 __all__ = ["EmailChannel"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
 
 def _header(text: str) -> str:
     # A newline in a header would start a new header: notices carry untrusted text.
-    return _CONTROL.sub(" ", text).strip()[:200]
+    return clean(text, NOTIFICATION, 200)
 
 
 class EmailChannel:
