@@ -14,9 +14,8 @@ by the orchestrator); without one the agent holds the built-in actions.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.bus import Message
@@ -107,28 +106,6 @@ class RemediatorAgent(BaseAgent):
     async def submit(self, request: ActionRequest) -> ActionRecord:
         """Put ``request`` through the pipeline; returns its record as it stands now."""
         return await self.pipeline.submit(request)
-
-    # -- plugins in the product brief's style (watchkeeper.plugins.adapter) ------------------
-    # Hidden from mypy so it keeps flagging misspelt attributes on this class.
-    if not TYPE_CHECKING:
-
-        def __setattr__(self, name, value):
-            # The brief's plugins add an action by assigning a method onto the remediator
-            # (``remediator.clear_event_logs = self.clear_event_logs``). A new public name
-            # given a function becomes a registered action, so the policy gates it and the
-            # audit records it; a name already registered is an error, as everywhere. Every
-            # other assignment is a plain one.
-            if (
-                not name.startswith("_")
-                and (inspect.isfunction(value) or inspect.ismethod(value))
-                and "registry" in self.__dict__
-                and not hasattr(type(self), name)
-                and (name not in self.__dict__ or name in self.registry)
-            ):
-                from watchkeeper.plugins.adapter import action_from_callable
-
-                self.register_action(action_from_callable(name, value))
-            super().__setattr__(name, value)
 
     # -- life ------------------------------------------------------------------------------
     async def setup(self) -> None:
