@@ -279,9 +279,17 @@ async def _running(agent: BaseAgent) -> asyncio.Task[None]:
     return task
 
 
-async def test_a_failed_restart_is_escalated_once_and_not_retried(tmp_path: Path) -> None:
+async def test_a_failing_restart_is_retried_to_the_give_up_then_escalated_once(
+    tmp_path: Path,
+) -> None:
     broken = {"name": "broken", "argv": FAIL, "min_uptime": 0.5, "critical": True}
-    store = make_store(tmp_path, [broken], crash_loop_backoff_initial=0.1, verify_timeout=3)
+    store = make_store(
+        tmp_path,
+        [broken],
+        crash_loop_backoff_initial=0.1,
+        crash_loop_max_failures=3,
+        verify_timeout=3,
+    )
     managers = build_managers(store.current.services, None, log_dir=tmp_path / "logs")
     bus = store._bus
     assert bus is not None
@@ -312,9 +320,13 @@ async def test_a_failed_restart_is_escalated_once_and_not_retried(tmp_path: Path
                     continue
                 seen.append(message.topic)
 
-        await collect(4.0)
-        assert seen.count("remediation.started") == 1  # one restart, never a second
-        assert seen.count("remediation.failed") == 1
+        await collect(6.0)
+        # Retried with backoff until the crash-loop guard gave up, and never after it.
+        restarts = seen.count("remediation.started")
+        assert restarts >= 2 and seen.count("remediation.failed") == restarts
+        assert seen.count("remediation.gave_up") == 1
+        assert "remediation.started" not in seen[seen.index("remediation.gave_up") :]
+        # One escalation for the whole chain, then the alert is escalated once.
         assert seen.count("remediation.escalated") == 1
         assert seen.count("alert.escalated") == 1
         assert seen.index("remediation.escalated") < seen.index("alert.escalated")
