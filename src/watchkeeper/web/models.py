@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from watchkeeper.model.snapshot import HealthScore
+
 __all__ = [
     "ApproveParams",
     "CommandReply",
@@ -90,7 +92,7 @@ class HealthReport(BaseModel):
     uptime_s: float
     reasons: list[str] = []
     checks: dict[str, HealthCheck]
-    health: dict[str, Any] | None = None
+    health: HealthScore | None = None
 
 
 class ErrorBody(BaseModel):

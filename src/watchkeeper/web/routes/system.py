@@ -17,8 +17,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from watchkeeper import __version__
-from watchkeeper.model.snapshot import AgentHealth, SystemSnapshot
-from watchkeeper.web.models import ErrorBody, HealthReport
+from watchkeeper.model.snapshot import AgentHealth, HealthScore, SystemSnapshot
+from watchkeeper.web.models import ErrorBody, HealthCheck, HealthReport
 from watchkeeper.web.responses import AgentDetail
 from watchkeeper.web.routes._common import WebContext, fail, json_response
 from watchkeeper.web.sources import jsonable
@@ -34,11 +34,11 @@ STALE_INTERVALS = 3
 STALE_FLOOR_S = 5.0
 
 
-def sampling_check(ctx: WebContext) -> dict[str, Any]:
+def sampling_check(ctx: WebContext) -> HealthCheck:
     """Whether samples are fresh: the newest no older than 3 sampling intervals."""
     sensor = ctx.orchestrator.agents.get("sensor")
     if sensor is None:
-        return {"ok": None, "detail": "no sensor agent on this host"}
+        return HealthCheck(ok=None, detail="no sensor agent on this host")
     interval = float(sensor.interval)
     limit = max(STALE_INTERVALS * interval, STALE_FLOOR_S)
     latest = ctx.sources.latest_sample()
@@ -46,86 +46,86 @@ def sampling_check(ctx: WebContext) -> dict[str, Any]:
     if latest is not None:
         age = now - latest.timestamp
         if age <= limit:
-            return {"ok": True, "detail": f"newest sample {max(age, 0.0):.1f}s old"}
+            return HealthCheck(ok=True, detail=f"newest sample {max(age, 0.0):.1f}s old")
         detail = f"samples stale: the newest is {age:.0f}s old (sampling every {interval:g}s)"
     else:
         started = ctx.orchestrator.started_at
         waited = now - started if started else 0.0
         if waited <= limit:
-            return {"ok": True, "detail": "starting: no sample yet"}
+            return HealthCheck(ok=True, detail="starting: no sample yet")
         detail = f"samples stale: none yet after {waited:.0f}s (sampling every {interval:g}s)"
     state = str(sensor.state)
     if state != "running":
         detail += f"; the sensor is {state}"
-    return {"ok": False, "detail": detail}
+    return HealthCheck(ok=False, detail=detail)
 
 
-def storage_check(ctx: WebContext) -> dict[str, Any]:
+def storage_check(ctx: WebContext) -> HealthCheck:
     """Open and taking writes; "writes failing: <reason>" while the disk refuses them."""
     storage = ctx.sources.storage()
     if storage is None:
-        return {"ok": False, "detail": ctx.sources.storage_problem()}
+        return HealthCheck(ok=False, detail=ctx.sources.storage_problem())
     stats = storage.stats()
     since = stats.failing_since
     if since is None:
-        return {"ok": True, "detail": f"open; {stats.write_errors} write error(s) so far"}
+        return HealthCheck(ok=True, detail=f"open; {stats.write_errors} write error(s) so far")
     when = time.strftime("%H:%M:%S", time.localtime(since))
     kept = stats.kept_writes
     reason = stats.last_error or "unknown error"
-    return {
-        "ok": False,
-        "detail": f"writes failing since {when}: {reason}; {kept} write(s) kept in memory "
+    return HealthCheck(
+        ok=False,
+        detail=f"writes failing since {when}: {reason}; {kept} write(s) kept in memory "
         "until they can be written",
-    }
+    )
 
 
-def health_report(ctx: WebContext) -> dict[str, Any]:
+def health_report(ctx: WebContext) -> HealthReport:
     """Liveness, readiness and what each depends on, for people and load balancers."""
     orch = ctx.orchestrator
     states = {name: str(agent.state) for name, agent in orch.agents.items()}
     down = sorted(name for name, state in states.items() if state in _DOWN)
     unwell = sorted(name for name, state in states.items() if state == "degraded")
     if down:
-        agents = {"ok": False, "detail": "not running: " + ", ".join(down)}
+        agents = HealthCheck(ok=False, detail="not running: " + ", ".join(down))
     elif unwell:
-        agents = {"ok": True, "detail": "degraded: " + ", ".join(unwell)}
+        agents = HealthCheck(ok=True, detail="degraded: " + ", ".join(unwell))
     else:
-        agents = {"ok": True, "detail": f"{len(states)} agent(s) running"}
+        agents = HealthCheck(ok=True, detail=f"{len(states)} agent(s) running")
     store = storage_check(ctx)
     sampling = sampling_check(ctx)
     analyzer = ctx.sources.analyzer()
     if analyzer is None:
-        llm: dict[str, Any] = {"ok": None, "detail": "the analyzer is not running"}
+        llm = HealthCheck(ok=None, detail="the analyzer is not running")
     elif not orch.settings.ollama.enabled:
-        llm = {"ok": None, "detail": analyzer.llm_status}
+        llm = HealthCheck(ok=None, detail=analyzer.llm_status)
     else:
-        llm = {"ok": bool(analyzer.llm_available), "detail": analyzer.llm_status}
+        llm = HealthCheck(ok=bool(analyzer.llm_available), detail=analyzer.llm_status)
     checks = {"agents": agents, "storage": store, "sampling": sampling, "llm": llm}
-    reasons = [f"{name}: {c['detail']}" for name, c in checks.items() if c["ok"] is False]
+    reasons = [f"{name}: {c.detail}" for name, c in checks.items() if c.ok is False]
     if unwell:
-        reasons.append(f"agents: {agents['detail']}")
+        reasons.append(f"agents: {agents.detail}")
     running = orch.state == "running"
-    blind = sampling["ok"] is False
+    blind = sampling.ok is False
     if not running or down:
         status = "unavailable"
-    elif unwell or blind or not store["ok"] or llm["ok"] is False:
+    elif unwell or blind or not store.ok or llm.ok is False:
         status = "degraded"
     else:
         status = "ok"
     if not running:
         reasons.insert(0, f"watchkeeper is {orch.state}")
     started = orch.started_at
-    return {
-        "status": status,
-        "live": True,
-        "ready": running and not down and not blind,
-        "state": orch.state,
-        "version": __version__,
-        "uptime_s": round(ctx.clock() - started, 1) if started else 0.0,
-        "reasons": reasons,
-        "checks": checks,
-        "health": ctx.hub.health(),
-    }
+    return HealthReport(
+        status=status,
+        live=True,
+        ready=running and not down and not blind,
+        state=orch.state,
+        version=__version__,
+        uptime_s=round(ctx.clock() - started, 1) if started else 0.0,
+        reasons=reasons,
+        checks=checks,
+        health=HealthScore.model_validate(ctx.hub.health()),
+    )
 
 
 def build(ctx: WebContext) -> APIRouter:
@@ -151,7 +151,7 @@ def build(ctx: WebContext) -> APIRouter:
         ),
     ) -> Response:
         report = health_report(ctx)
-        code = 200 if probe == "live" or report["ready"] else 503
+        code = 200 if probe == "live" or report.ready else 503
         return json_response(report, code, {"cache-control": "no-store"})
 
     @router.get("/api/system", summary="The whole system snapshot", response_model=SystemSnapshot)
