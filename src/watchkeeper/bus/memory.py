@@ -10,7 +10,6 @@ publish order, and ``publish`` never waits on a slow consumer::
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 import uuid
 from collections import deque
@@ -179,7 +178,6 @@ class InMemoryBus:
         self._delivered_total = 0
         self._dropped = 0
         self._clock = clock
-        self._seq = itertools.count()
 
     @property
     def topics(self) -> TopicRegistry:
