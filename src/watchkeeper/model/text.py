@@ -35,6 +35,7 @@ Use it wherever an untrusted string crosses into text someone (or something) rea
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Zl", "Zp"})
 # Variation selectors are combining marks (Mn), not format characters, yet a run of
 # them can smuggle hidden bytes after a visible character.
 _VARIATION_SELECTORS = (range(0xFE00, 0xFE10), range(0xE0100, 0xE01F0))
+_VARIATION = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 # How much raw input is looked at per output character: NFKC may expand a character, so
 # keep some slack, but never normalise a whole megabyte log line.
 _INPUT_SLACK = 8
@@ -119,6 +121,17 @@ def _kind(char: str) -> int:
     if any(code in block for block in _VARIATION_SELECTORS):
         return _UNSAFE
     return _KEEP
+
+
+def _already_safe(text: str, profile: TextProfile) -> bool:
+    """Whether ``text`` has nothing the rule would change (checked in C, not per character).
+
+    ``isprintable`` is false for every control, format, surrogate, private-use, unassigned
+    and non-space whitespace character; only variation selectors (and, for normalising
+    profiles, any non-ASCII character) need the per-character pass besides."""
+    if text.isascii():
+        return text.isprintable()
+    return not profile.normalize and text.isprintable() and _VARIATION.search(text) is None
 
 
 def _scrub(text: str, profile: TextProfile) -> str:
@@ -163,8 +176,7 @@ def clean(text: str | bytes | None, profile: TextProfile, max_len: int | None = 
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     text = text[: limit * _INPUT_SLACK + 64]
-    # Plain printable ASCII (most names and messages) needs no per-character pass.
-    if not (text.isascii() and text.isprintable()):
+    if not _already_safe(text, profile):
         text = _scrub(text, profile)
     text = " ".join(text.split()) if profile.collapse else text.strip()
     if len(text) > limit:
