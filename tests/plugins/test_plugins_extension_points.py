@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from plugin_helpers import build, eventually, running
+from pydantic import BaseModel
 
-from watchkeeper.bus import Message
+from watchkeeper.bus import Message, Topic
 from watchkeeper.model.alerts import Alert, Severity, fingerprint_of
 from watchkeeper.orchestrator import Orchestrator
 from watchkeeper.testing.fake_ollama import FakeOllama
+
+
+class Empty(BaseModel):
+    """The payload of the tests' own ``test.tidy`` topic."""
 
 
 async def run_action(orch: Orchestrator, action: str, **params: Any) -> dict[str, Any]:
@@ -306,7 +311,8 @@ async def test_a_plugin_proposal_passes_the_policy_and_names_its_proposer(
     )
     orch = build(tmp_path, ["proposer"], directory=plugin_dir, remediation={"mode": "dry_run"})
     async with running(orch):
-        await orch.bus.publish("test.tidy", {}, sender="test")
+        tidy = orch.bus.topics.add(Topic("test.tidy", Empty))
+        await orch.bus.publish(tidy, Empty(), sender="test")
         await eventually(lambda: audit_of(orch, "tidy"))
     record = audit_of(orch, "tidy")[-1]
     assert (record.outcome, record.proposer, record.proposed_by) == (

@@ -9,8 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plugin_helpers import build, eventually, running
+from pydantic import BaseModel
 
-from watchkeeper.bus import Message
+from watchkeeper.bus import Message, Topic
+
+
+class Poke(BaseModel):
+    n: int
 
 # Registers one of everything, then fails wherever FAIL_AT says (a module constant the
 # tests rewrite per plugin file).
@@ -210,7 +215,8 @@ async def test_an_error_while_running_disables_only_that_plugin(
     write_everything(write_plugin, tmp_path, "good", None)
     orch = build(tmp_path, ["bad", "good"], directory=plugin_dir)
     async with running(orch):
-        await orch.bus.publish("test.poke", {"n": 1}, sender="test")
+        poke = orch.bus.topics.add(Topic("test.poke", Poke))
+        await orch.bus.publish(poke, Poke(n=1), sender="test")
         status = await eventually(
             lambda: (
                 (s := orch.snapshot().model_dump(mode="json")["plugins"])["bad"]["state"]
@@ -228,7 +234,7 @@ async def test_an_error_while_running_disables_only_that_plugin(
         await eventually(lambda: str(orch.agents["bad_agent"].state) == "paused")
         assert bad_stopped.read_text() == "stopped\n"
         # The good plugin still hears the bus and still has its action.
-        await orch.bus.publish("test.poke", {"n": 2}, sender="test")
+        await orch.bus.publish(poke, Poke(n=2), sender="test")
         good = orch.plugins.plugins["good"]
         await eventually(lambda: getattr(good, "pokes", None) == [1, 2])
         assert "bad" not in orch.plugins.plugins
