@@ -11,6 +11,7 @@ from notify_helpers import NOON, Clock, make_alert
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Severity
+from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.notify import Notification
 from watchkeeper.notify.activity import ActivityLines
 from watchkeeper.notify.announcer import Announcer
@@ -61,6 +62,21 @@ def test_the_timeline_keeps_only_a_new_status_or_band() -> None:
     assert timeline.update() is None
     assert [r.status for r in timeline.records()] == ["healthy", "critical"]
     assert timeline.current.score == 75
+
+
+def test_critical_services_count_from_the_sample_models() -> None:
+    tracker = HealthTracker()
+
+    def db(state: ServiceState) -> ServiceStatus:
+        return ServiceStatus(name="db", manager="process", state=state, critical=True)
+
+    cache = ServiceStatus(name="cache", manager="process", state=ServiceState.FAILED)
+    assert tracker.services([db(ServiceState.RUNNING), cache])  # db is known from now on
+    assert not tracker.services([db(ServiceState.RUNNING), cache])
+    assert tracker.services([db(ServiceState.FAILED), cache])
+    assert tracker.evaluate(NOON).reasons == ["critical service db is down"]
+    assert not tracker.services([db(ServiceState.FAILED)])
+    assert tracker.services([db(ServiceState.STARTING)])
 
 
 def test_activity_lines_follow_the_personality_as_it_is_now() -> None:

@@ -206,8 +206,7 @@ class CommunicatorAgent(BaseAgent):
     async def _on_sample(self, message: Message) -> None:
         sample = message.parse(MetricsSample)
         await self.recorder.sample(sample)
-        services = [status.model_dump(mode="json") for status in sample.services]
-        if self.tracker.services(services):
+        if self.tracker.services(sample.services):
             await self._health_changed()
 
     async def _on_alert(self, message: Message) -> None:

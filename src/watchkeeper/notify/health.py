@@ -15,12 +15,12 @@ The web uses the same formula when no communicator runs.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from watchkeeper.model.alerts import Alert, AlertState, Severity
 from watchkeeper.model.events import HealthChange, HealthPoint
-from watchkeeper.model.services import ServiceEvent
+from watchkeeper.model.services import ServiceEvent, ServiceStatus
 from watchkeeper.model.text import NOTIFICATION, clean
 
 __all__ = ["HealthTimeline", "HealthTracker", "score_band"]
@@ -67,11 +67,15 @@ class HealthTracker:
     def agent_state(self, agent: str, state: str) -> None:
         self._agent_state[agent] = state
 
-    def services(self, statuses: list[Any]) -> bool:
-        """Take the service list of a sample; True when a critical service went up/down."""
+    def services(self, statuses: Iterable[ServiceStatus | Mapping[str, Any]]) -> bool:
+        """Take the service list of a sample (its models, or their JSON from a plugin);
+        True when a critical service went up or down."""
         seen: dict[str, bool] = {}
         for status in statuses:
-            if isinstance(status, Mapping) and status.get("critical"):
+            if isinstance(status, ServiceStatus):
+                if status.critical:
+                    seen[status.name] = status.is_up
+            elif status.get("critical"):
                 seen[str(status.get("name"))] = str(status.get("state")) in _UP_STATES
         changed = seen != self._critical_services
         self._critical_services = seen
