@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from watchkeeper.bus import Message, Subscription
 from watchkeeper.collectors.base import Collector
 from watchkeeper.model.actions import ActionInfo, ActionRequest, Risk
+from watchkeeper.model.topics import adopt
 from watchkeeper.plugins.adapter import action_from_callable
 from watchkeeper.plugins.base import PluginError
 from watchkeeper.remediation.actions import Action
@@ -308,7 +309,8 @@ class PluginHost:
     async def publish(self, topic: str, payload: BaseModel) -> Message:
         """Broadcast on the bus as ``plugin:<name>``; a new message type is just a new
         topic (prefer ``<plugin>.<event>``) with a pydantic payload."""
-        return await self.bus.publish(topic, payload, sender=f"plugin:{self._plugin}")
+        known = adopt(self.bus.topics, topic, payload)
+        return await self.bus.publish(known, payload, sender=f"plugin:{self._plugin}")
 
     async def propose(
         self,

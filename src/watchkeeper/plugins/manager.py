@@ -31,7 +31,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from watchkeeper.bus import Message, Subscription
+from watchkeeper.model.events import Command
 from watchkeeper.model.text import LOG_LINE, clean
+from watchkeeper.model.topics import command_for
 from watchkeeper.plugins._discovery import find_plugin
 from watchkeeper.plugins.adapter import acting_as
 from watchkeeper.plugins.base import BasePlugin, PluginError
@@ -245,7 +247,9 @@ class PluginManager:
             agent = self._orch.agents.get(name)
             if agent is None:
                 continue
-            pause = Message(topic=f"command.{name}", sender="plugins", payload={"command": "pause"})
+            pause = Message(
+                topic=command_for(name).name, sender="plugins", value=Command(command="pause")
+            )
             with contextlib.suppress(Exception):
                 await agent.execute_command(pause)
 
