@@ -54,6 +54,14 @@ from watchkeeper.model.actions import (
 )
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
 from watchkeeper.model.events import Escalation, GaveUp
+from watchkeeper.model.topics import (
+    ALERT_FIRING,
+    ALERT_RESOLVED,
+    REMEDIATION_ESCALATED,
+    REMEDIATION_GAVE_UP,
+    REMEDIATION_OUTCOMES,
+    Topic,
+)
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.approvals import Approvals, PendingNotFound
 from watchkeeper.remediation.bookkeeping import (
@@ -73,8 +81,8 @@ __all__ = ["Emit", "PendingNotFound", "RemediationPipeline"]
 
 log = logging.getLogger("watchkeeper.agent.remediator")
 
-#: Where the pipeline says what happened: ``await emit("remediation.failed", record)``.
-Emit = Callable[[str, Any], Awaitable[object]]
+#: Where the pipeline says what happened: ``await emit(REMEDIATION_ESCALATED, escalation)``.
+Emit = Callable[[Topic[Any], Any], Awaitable[object]]
 
 _AUDIT_KEEP = 1000
 _STILL_UP = ("running", "starting")
@@ -363,7 +371,7 @@ class RemediationPipeline:
             if record.outcome is not ActionOutcome.REFUSED:
                 return
         self._candidates.pop(fingerprint, None)
-        await self._emit("remediation.escalated", _escalation(failed, detail))
+        await self._emit(REMEDIATION_ESCALATED, _escalation(failed, detail))
 
     async def _service_failure(self, name: str, why: str) -> None:
         cfg = self.actx.settings().remediation
@@ -375,11 +383,11 @@ class RemediationPipeline:
         alert = giveup_alert(giveup, self.actx.clock())
         log.error("%s", alert.summary)
         gave_up = GaveUp(target=giveup.target, failures=giveup.failures, reason=giveup.reason)
-        await self._emit("remediation.gave_up", gave_up)
-        await self._emit("alert.firing", alert)
+        await self._emit(REMEDIATION_GAVE_UP, gave_up)
+        await self._emit(ALERT_FIRING, alert)
 
     async def _giveup_cleared(self, target: str, by: str) -> None:
-        await self._emit("alert.resolved", giveup_cleared_alert(target, by, self.actx.clock()))
+        await self._emit(ALERT_RESOLVED, giveup_cleared_alert(target, by, self.actx.clock()))
 
     # -- record --------------------------------------------------------------------------------
     def _new(self, request: ActionRequest, outcome: ActionOutcome, detail: str) -> ActionRecord:
@@ -400,10 +408,7 @@ class RemediationPipeline:
             final.proposed_by or "-",
             detail,
         )
-        running = outcome is ActionOutcome.RUNNING
-        await self._emit(
-            "remediation.started" if running else f"remediation.{outcome.value}", final
-        )
+        await self._emit(REMEDIATION_OUTCOMES[outcome.value], final)
 
     def _max_concurrent(self) -> int:
         return self.actx.settings().remediation.max_concurrent_actions
