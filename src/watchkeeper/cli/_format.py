@@ -15,7 +15,6 @@ talk to a daemon of another version, and a missing field shows as "–" instead 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from watchkeeper.humanize import human_duration
+from watchkeeper.model.text import TERMINAL, clean
 
 __all__ = [
     "DASH",
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 DASH = "–"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPARKS = "▁▂▃▄▅▆▇█"
 _STATE_STYLES = {
     "running": "green",
@@ -77,10 +76,7 @@ _STATE_STYLES = {
 def plain(value: Any, style: str = "", *, limit: int | None = None) -> Text:
     """Untrusted ``value`` as literal text: no markup, no control characters."""
     text = DASH if value is None or value == "" else str(value)
-    text = _CONTROL.sub("?", text.replace("\n", " ").replace("\t", " "))
-    if limit is not None and len(text) > limit:
-        text = text[: max(1, limit - 1)] + "…"
-    return Text(text, style=style)
+    return Text(clean(text, TERMINAL, limit), style=style)
 
 
 def num(data: Mapping[str, Any] | None, key: str) -> float | None:

@@ -80,6 +80,7 @@ from watchkeeper.model.text import (
     NOTIFICATION,
     PROMPT_DATA,
     SERVICE_DETAIL,
+    TERMINAL,
     TextProfile,
     clean,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "SEVERITY_RANK",
     "STR_MAX_DEFAULT",
     "TCP_STATES",
+    "TERMINAL",
     "ActionInfo",
     "ActionOutcome",
     "ActionRecord",

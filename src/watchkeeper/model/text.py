@@ -21,6 +21,7 @@ The profiles differ only in presentation, chosen by where the text goes:
 ``LABEL``          a short name shown to people next to numbers (alerts, trends)
 ``PROMPT_DATA``    text that goes into (or comes back from) a language model
 ``NOTIFICATION``   notices that leave the host (pager, mail, chat)
+``TERMINAL``       a piece of a CLI screen (kept unstripped, so pieces can be joined)
 =================  ==================================================================
 
 Cleaning is only half of the defence against prompt injection: the prompt builder also
@@ -45,6 +46,7 @@ __all__ = [
     "NOTIFICATION",
     "PROMPT_DATA",
     "SERVICE_DETAIL",
+    "TERMINAL",
     "TextProfile",
     "clean",
 ]
@@ -71,6 +73,8 @@ class TextProfile:
     """NFKC-normalise first, so full-width and compatibility look-alikes read plainly."""
     collapse: bool = False
     """Collapse every run of whitespace into one space."""
+    strip: bool = True
+    """Strip leading and trailing whitespace (always, when collapsing)."""
     empty: str = ""
     """What a text with nothing printable left becomes."""
 
@@ -90,6 +94,7 @@ PROMPT_DATA = TextProfile(
     empty="?",
 )
 NOTIFICATION = TextProfile("notification", 300)
+TERMINAL = TextProfile("terminal", 4096, strip=False)
 
 # Cc: controls (ESC, BEL, NUL...). Cf: format characters (bidi overrides and isolates,
 # zero-width space/joiners, BOM, invisible tag characters). Co/Cn: private-use and
@@ -178,7 +183,10 @@ def clean(text: str | bytes | None, profile: TextProfile, max_len: int | None = 
     text = text[: limit * _INPUT_SLACK + 64]
     if not _already_safe(text, profile):
         text = _scrub(text, profile)
-    text = " ".join(text.split()) if profile.collapse else text.strip()
+    if profile.collapse:
+        text = " ".join(text.split())
+    elif profile.strip:
+        text = text.strip()
     if len(text) > limit:
         text = text[: max(limit - len(profile.ellipsis), 0)].rstrip() + profile.ellipsis
     return text or profile.empty
