@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from watchkeeper.web.sources import Sources, jsonable
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from watchkeeper.orchestrator import Orchestrator
     from watchkeeper.web.live import LiveHub
 
-__all__ = ["WebContext", "fail", "json_response", "parse_duration"]
+__all__ = ["WebContext", "fail", "json_response", "model_response", "parse_duration"]
 
 
 @dataclass
@@ -36,6 +37,17 @@ def json_response(
 ) -> Response:
     """Serialise ``data`` (models included) straight to bytes."""
     body = json.dumps(jsonable(data), separators=(",", ":"), ensure_ascii=False)
+    return Response(body.encode(), status_code, headers, media_type="application/json")
+
+
+def model_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A route's response model as JSON bytes, serialised once with no second validation.
+    A top-level optional field left unset (``history`` when none was asked for) stays out
+    of the answer; nested models are sent whole."""
+    unset = set(type(model).model_fields) - model.model_fields_set
+    body = model.model_dump_json(exclude=unset)
     return Response(body.encode(), status_code, headers, media_type="application/json")
 
 

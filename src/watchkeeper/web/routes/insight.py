@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.models import ErrorBody
-from watchkeeper.web.responses import ActivityReply, AlertsReply, AnalysisReply
-from watchkeeper.web.routes._common import WebContext, fail, json_response, parse_duration
+from watchkeeper.web.responses import ActivityReply, AlertsReply, AnalysisReply, LlmState
+from watchkeeper.web.routes._common import (
+    WebContext,
+    fail,
+    json_response,
+    model_response,
+    parse_duration,
+)
 
 __all__ = ["build"]
 
@@ -42,11 +48,9 @@ def build(ctx: WebContext) -> APIRouter:
         counts = {"critical": 0, "warning": 0, "info": 0}
         for alert in firing:
             counts[alert.severity.value] = counts.get(alert.severity.value, 0) + 1
-        body: dict[str, Any] = {
-            "analyzer": ctx.sources.analyzer() is not None,
-            "counts": counts,
-            "firing": firing,
-        }
+        reply = AlertsReply(
+            analyzer=ctx.sources.analyzer() is not None, counts=counts, firing=firing
+        )
         if range_ is not None:
             span = parse_duration(range_, "range", minimum=1, maximum=365 * 86400.0)
             storage = ctx.sources.storage()
@@ -54,12 +58,12 @@ def build(ctx: WebContext) -> APIRouter:
                 raise fail(503, ctx.sources.storage_problem())
             now = ctx.clock()
             try:
-                body["history"] = await storage.alerts(
+                reply.history = await storage.alerts(
                     now - span, now, None if state == "all" else state, limit
                 )
             except StorageError as exc:
                 raise fail(503, f"history is unavailable: {exc}") from None
-        return json_response(body)
+        return model_response(reply)
 
     @router.get(
         "/api/analysis",
@@ -73,34 +77,40 @@ def build(ctx: WebContext) -> APIRouter:
         the model gave, with its per-alert explanations (its reasoning) and
         recommendations. ``llm`` says whether the model is reachable and why not."""
         analyzer = ctx.sources.analyzer()
-        body: dict[str, Any] = {"analyzer": analyzer is not None}
         if analyzer is not None:
             status = getattr(analyzer, "status", None)
-            body.update(
+            ollama = ctx.orchestrator.settings.ollama
+            reply = AnalysisReply(
+                analyzer=True,
                 latest=analyzer.latest_analysis,
                 latest_llm=analyzer.latest_llm_analysis,
-                llm={
-                    "status": analyzer.llm_status,
-                    "available": analyzer.llm_available,
-                    "enabled": ctx.orchestrator.settings.ollama.enabled,
-                    "model": ctx.orchestrator.settings.ollama.model,
-                    "stats": status() if callable(status) else None,
-                },
+                llm=LlmState(
+                    status=analyzer.llm_status,
+                    available=analyzer.llm_available,
+                    enabled=ollama.enabled,
+                    model=ollama.model,
+                    stats=status() if callable(status) else None,
+                ),
             )
         else:
-            body.update(latest=None, latest_llm=None, llm={"status": "analyzer not running"})
+            reply = AnalysisReply(
+                analyzer=False,
+                latest=None,
+                latest_llm=None,
+                llm=LlmState(status="analyzer not running"),
+            )
         if history:
             storage = ctx.sources.storage()
             if storage is None:
-                body["history"] = []
-                body["history_unavailable"] = ctx.sources.storage_problem()
+                reply.history = []
+                reply.history_unavailable = ctx.sources.storage_problem()
             else:
                 try:
-                    body["history"] = await storage.analyses(limit=history)
+                    reply.history = await storage.analyses(limit=history)
                 except StorageError as exc:
-                    body["history"] = []
-                    body["history_unavailable"] = str(exc)
-        return json_response(body)
+                    reply.history = []
+                    reply.history_unavailable = str(exc)
+        return model_response(reply)
 
     @router.get(
         "/api/activity",

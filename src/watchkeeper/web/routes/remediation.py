@@ -3,15 +3,12 @@ rates and the targets the remediator has given up on."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.web.responses import RemediationReply
-from watchkeeper.web.routes._common import WebContext, json_response
-from watchkeeper.web.sources import jsonable
+from watchkeeper.web.routes._common import WebContext, model_response
 
 __all__ = ["build"]
 
@@ -31,15 +28,14 @@ def build(ctx: WebContext) -> APIRouter:
         """From the RemediatorAgent when it runs; otherwise the declared actions (the
         orchestrator's registry) and, when storage is open, the stored audit trail and
         success rates."""
-        settings = ctx.orchestrator.settings.remediation
-        body: dict[str, Any] = {
-            "mode": settings.mode,
-            "counts": dict(ctx.hub.action_counts),
-        }
+        mode = ctx.orchestrator.settings.remediation.mode
+        counts = dict(ctx.hub.action_counts)
         remediator = ctx.sources.remediator()
         if remediator is not None:
             status = getattr(remediator, "status", None)
-            body.update(
+            live = RemediationReply(
+                mode=mode,
+                counts=counts,
                 available=True,
                 actions=remediator.actions(),
                 pending=remediator.pending(),
@@ -49,25 +45,27 @@ def build(ctx: WebContext) -> APIRouter:
                 status=status() if callable(status) else None,
                 source="remediator",
             )
-            return json_response(body)
-        body.update(
+            return model_response(live)
+        reply = RemediationReply(
+            mode=mode,
+            counts=counts,
             available=False,
             actions=ctx.orchestrator.registries.actions.infos(),
             pending=[],
-            given_up=[],
-            status=None,
             audit=[],
             success_rates=None,
+            given_up=[],
+            status=None,
             source="none",
         )
         storage = ctx.sources.storage()
         if storage is not None:
             try:
-                body["audit"] = jsonable(await storage.audit(target, None, limit))
-                body["success_rates"] = jsonable(await storage.success_rates())
-                body["source"] = "storage"
+                reply.audit = await storage.audit(target, None, limit)
+                reply.success_rates = await storage.success_rates()
+                reply.source = "storage"
             except StorageError as exc:
-                body["history_unavailable"] = str(exc)
-        return json_response(body)
+                reply.history_unavailable = str(exc)
+        return model_response(reply)
 
     return router
