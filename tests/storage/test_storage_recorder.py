@@ -80,3 +80,8 @@ async def test_a_storage_that_cannot_open_is_retried_once_per_period(tmp_path: P
     now[0] = 60.0
     await recorder.upkeep(RetentionPolicy)
     assert len(failures) == 2 and not storage.is_open
+    # A second recorder of a storage whose owner already failed to open it waits a period.
+    later = Recorder(storage, monotonic=lambda: now[0], on_open_failed=failures.append)
+    await later.ensure_open()
+    await later.upkeep(RetentionPolicy)
+    assert len(failures) == 2

@@ -59,9 +59,14 @@ class Recorder:
 
     # -- upkeep -------------------------------------------------------------------------
     async def ensure_open(self) -> None:
-        """Open the storage when it is not open yet (the orchestrator usually has)."""
-        if not self.storage.is_open:
+        """Open the storage when nobody has tried yet (the orchestrator usually has); after
+        a failed try, the next one waits for :meth:`upkeep` a period later."""
+        if self.storage.is_open:
+            return
+        if self.storage.open_error is None:
             await self._open()
+        else:
+            self._next_open = self._monotonic() + self.retry_every
 
     async def _open(self) -> None:
         self._next_open = self._monotonic() + self.retry_every
