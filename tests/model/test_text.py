@@ -13,11 +13,12 @@ from watchkeeper.model.text import (
     NOTIFICATION,
     PROMPT_DATA,
     SERVICE_DETAIL,
+    TERMINAL,
     TextProfile,
     clean,
 )
 
-PROFILES = [LOG_LINE, SERVICE_DETAIL, LABEL, PROMPT_DATA, NOTIFICATION]
+PROFILES = [LOG_LINE, SERVICE_DETAIL, LABEL, PROMPT_DATA, NOTIFICATION, TERMINAL]
 UNSAFE = "\x1b\x07\x00\x7f\x9b\u200b\u200f\u202e\u2066\ufeff\ue000\U000e0041\ufe0f"
 
 
@@ -45,6 +46,10 @@ def test_notifications_lose_bidi_overrides_like_every_other_profile() -> None:
 def test_labels_drop_hidden_characters_log_lines_mark_where_they_were() -> None:
     assert clean("ss\u200bhd", LABEL) == "sshd"
     assert clean("ss\u200bhd", LOG_LINE) == "ss hd"
+
+
+def test_terminal_pieces_keep_their_edges_so_they_can_be_joined() -> None:
+    assert clean(" (risk: safe)\x1b[2J", TERMINAL) == " (risk: safe) [2J"
 
 
 def test_bytes_and_none_are_accepted() -> None:
