@@ -26,6 +26,7 @@ from watchkeeper.model.alerts import (
     SuggestedAction,
     fingerprint_of,
 )
+from watchkeeper.model.events import Escalation
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry, NeedsPrivilege
 from watchkeeper.remediation.policy import GiveUp
 
@@ -34,10 +35,12 @@ __all__ = [
     "SuccessBook",
     "attempt",
     "describe",
+    "escalation",
     "giveup_alert",
     "giveup_cleared_alert",
     "new_record",
     "order_candidates",
+    "recommended",
     "renewed",
 ]
 
@@ -213,3 +216,32 @@ def order_candidates(
 def renewed(request: ActionRequest, now: float) -> ActionRequest:
     """The same request again, as a new attempt with its own id."""
     return dataclasses.replace(request, id=uuid.uuid4().hex[:12], created_at=now)
+
+
+def recommended(
+    suggestion: SuggestedAction, source: str, alert_id: str | None, fingerprint: str | None
+) -> ActionRequest:
+    """The model's recommendation as a request, proposed by ``source`` (the model's name)."""
+    return ActionRequest(
+        action=suggestion.action,
+        target=suggestion.target,
+        target_kind=suggestion.target_kind,
+        params=dict(suggestion.params),
+        proposer="llm",
+        proposed_by=source,
+        reason=suggestion.reason,
+        alert_id=alert_id,
+        fingerprint=fingerprint,
+        confidence=suggestion.confidence,
+    )
+
+
+def escalation(failed: ActionRequest, detail: str) -> Escalation:
+    """What a person is told when remediation has run out of things to try."""
+    return Escalation(
+        action=failed.action,
+        target=failed.target,
+        detail=detail,
+        alert_id=failed.alert_id,
+        fingerprint=failed.fingerprint,
+    )

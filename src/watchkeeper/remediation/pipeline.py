@@ -53,7 +53,7 @@ from watchkeeper.model.actions import (
     ParamError,
 )
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
-from watchkeeper.model.events import Escalation, GaveUp
+from watchkeeper.model.events import GaveUp
 from watchkeeper.model.topics import (
     ALERT_FIRING,
     ALERT_RESOLVED,
@@ -68,10 +68,12 @@ from watchkeeper.remediation.bookkeeping import (
     SuccessBook,
     attempt,
     describe,
+    escalation,
     giveup_alert,
     giveup_cleared_alert,
     new_record,
     order_candidates,
+    recommended,
     renewed,
 )
 from watchkeeper.remediation.policy import Decision, GiveUp, Policy
@@ -190,20 +192,7 @@ class RemediationPipeline:
         for suggestion in suggestions:
             if suggestion.confidence < minimum:
                 continue
-            await self.submit(
-                ActionRequest(
-                    action=suggestion.action,
-                    target=suggestion.target,
-                    target_kind=suggestion.target_kind,
-                    params=dict(suggestion.params),
-                    proposer="llm",
-                    proposed_by=source,
-                    reason=suggestion.reason,
-                    alert_id=alert_id,
-                    fingerprint=fingerprint,
-                    confidence=suggestion.confidence,
-                )
-            )
+            await self.submit(recommended(suggestion, source, alert_id, fingerprint))
 
     async def on_service_exit(self, name: str, *, failed_start: bool, uptime: float) -> None:
         """A service died soon after starting: one more failure for its crash-loop guard."""
@@ -371,7 +360,7 @@ class RemediationPipeline:
             if record.outcome is not ActionOutcome.REFUSED:
                 return
         self._candidates.pop(fingerprint, None)
-        await self._emit(REMEDIATION_ESCALATED, _escalation(failed, detail))
+        await self._emit(REMEDIATION_ESCALATED, escalation(failed, detail))
 
     async def _service_failure(self, name: str, why: str) -> None:
         cfg = self.actx.settings().remediation
@@ -412,14 +401,3 @@ class RemediationPipeline:
 
     def _max_concurrent(self) -> int:
         return self.actx.settings().remediation.max_concurrent_actions
-
-
-def _escalation(failed: ActionRequest, detail: str) -> Escalation:
-    """What a person is told when remediation has run out of things to try."""
-    return Escalation(
-        action=failed.action,
-        target=failed.target,
-        detail=detail,
-        alert_id=failed.alert_id,
-        fingerprint=failed.fingerprint,
-    )
