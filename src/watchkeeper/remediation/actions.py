@@ -1,6 +1,6 @@
 """Actions: declared once, registered by name, executed only through the policy gate.
 
-An action implements three small steps; the RemediatorAgent does the rest (policy,
+An action implements three small steps; the RemediationPipeline does the rest (policy,
 concurrency, timeouts, audit)::
 
     class Touch:
@@ -24,7 +24,7 @@ against the action's declaration (``ActionInfo.check_params``) before that, so `
 and ``execute`` only ever see declared, typed, bounded values.
 
 Blocking work (a directory walk, /proc reads) goes through ``ctx.run_blocking``: it runs on
-the remediator's own bounded pool, so no action can take the threads sampling or storage
+the remediation pipeline's own bounded pool, so no action can take the threads sampling or storage
 need.
 """
 
@@ -61,7 +61,8 @@ class NeedsPrivilege(PermissionError):
 @dataclass
 class ActionContext:
     """What actions may use: settings, the service managers, the clock, and the pool
-    their blocking work runs on (``executor``; its owner, the remediator, shuts it down)."""
+    their blocking work runs on (``executor``; its owner, the pipeline's ``ActionRunner``,
+    shuts it down)."""
 
     settings: Callable[[], Settings]
     services: dict[str, Any]

@@ -1,7 +1,8 @@
-"""The remediator's bookkeeping: success records, audit records, one attempt, give-up alerts.
+"""Remediation's bookkeeping: success records, audit records, one attempt, give-up alerts,
+the requests made from proposals and the escalation a person gets.
 
-Kept apart from the agent so the agent module holds only the flow (proposals in, the gate,
-running, commands) and these pieces can be tested and reused on their own.
+Kept apart from ``RemediationPipeline`` so the pipeline holds only the flow (decide,
+record, run, verify, escalate) and these pieces can be tested and reused on their own.
 """
 
 from __future__ import annotations
