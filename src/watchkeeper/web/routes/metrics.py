@@ -23,8 +23,7 @@ from watchkeeper.web.responses import (
     MetricSpecs,
     RecentPoints,
 )
-from watchkeeper.web.routes._common import WebContext, fail, json_response, parse_duration
-from watchkeeper.web.sources import jsonable
+from watchkeeper.web.routes._common import WebContext, fail, model_response, parse_duration
 
 __all__ = ["MAX_POINTS", "build"]
 
@@ -59,7 +58,7 @@ def build(ctx: WebContext) -> APIRouter:
             sample = ctx.sources.latest_sample()
             if sample is None:
                 raise no_sample()
-            return json_response({"timestamp": sample.timestamp, "metrics": sample.flat()})
+            return model_response(FlatMetrics(timestamp=sample.timestamp, metrics=sample.flat()))
         body = ctx.hub.metrics_body()
         if body is None:
             raise no_sample()
@@ -77,7 +76,9 @@ def build(ctx: WebContext) -> APIRouter:
         columns: dict[str, list[Any]] = {"ts": [p["ts"] for p in points]}
         for name in SERIES:
             columns[name] = [p[name] for p in points]
-        return json_response({"series": list(SERIES), "points": len(points), **columns})
+        return model_response(
+            RecentPoints.model_validate({"series": list(SERIES), "points": len(points), **columns})
+        )
 
     @router.get(
         "/api/metrics/history",
@@ -124,15 +125,15 @@ def build(ctx: WebContext) -> APIRouter:
                     404,
                     f"no history for {metric!r}; /api/metrics/names lists what is stored",
                 )
-        return json_response(
-            {
-                "metric": metric,
-                "start": stop - span,
-                "end": stop,
-                "step": bucket,
-                "source": "storage",
-                "points": jsonable(points),
-            }
+        return model_response(
+            MetricHistory(
+                metric=metric,
+                start=stop - span,
+                end=stop,
+                step=bucket,
+                source="storage",
+                points=points,
+            )
         )
 
     @router.get(
@@ -149,7 +150,7 @@ def build(ctx: WebContext) -> APIRouter:
             found = await storage.metric_names(prefix)
         except StorageError as exc:
             raise fail(503, f"history is unavailable: {exc}") from None
-        return json_response({"prefix": prefix, "names": found})
+        return model_response(MetricNames(prefix=prefix, names=found))
 
     @router.get(
         "/api/metrics/specs",
@@ -163,6 +164,6 @@ def build(ctx: WebContext) -> APIRouter:
         declared = list(registry.metric_specs()) if registry is not None else []
         from watchkeeper.model.metrics import SERVICE_METRIC_SPECS
 
-        return json_response({"specs": [*declared, *SERVICE_METRIC_SPECS]})
+        return model_response(MetricSpecs(specs=[*declared, *SERVICE_METRIC_SPECS]))
 
     return router

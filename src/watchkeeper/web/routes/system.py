@@ -20,7 +20,7 @@ from watchkeeper import __version__
 from watchkeeper.model.snapshot import AgentHealth, HealthScore, SystemSnapshot
 from watchkeeper.web.models import ErrorBody, HealthCheck, HealthReport
 from watchkeeper.web.responses import AgentDetail
-from watchkeeper.web.routes._common import WebContext, fail, json_response
+from watchkeeper.web.routes._common import WebContext, fail, json_response, model_response
 from watchkeeper.web.sources import jsonable
 
 __all__ = ["build"]
@@ -188,8 +188,8 @@ def build(ctx: WebContext) -> APIRouter:
                 details = jsonable(status())
             except Exception as exc:  # a broken status must not break the page
                 details = {"error": str(exc)}
-        return json_response(
-            {"health": found.health(), "status": details, "commands": found.commands()}
+        return model_response(
+            AgentDetail(health=found.health(), status=details, commands=found.commands())
         )
 
     return router
