@@ -33,8 +33,9 @@ from watchkeeper.model.alerts import Severity
 from watchkeeper.model.metrics import MetricSpec, MetricsSample
 from watchkeeper.plugins._discovery import ENTRY_POINT_GROUP, PluginNotFound
 from watchkeeper.plugins.adapter import CallableAction, action_from_callable, current_plugin
-from watchkeeper.plugins.base import BasePlugin, PluginError
+from watchkeeper.plugins.base import BasePlugin
 from watchkeeper.plugins.compat import PluginContext
+from watchkeeper.plugins.errors import PluginError
 from watchkeeper.plugins.host import (
     Handler,
     PluginActions,

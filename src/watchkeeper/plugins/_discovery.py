@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.plugins.base import BasePlugin, PluginError
+from watchkeeper.plugins.base import BasePlugin
 from watchkeeper.plugins.compat import install_brief_alias
+from watchkeeper.plugins.errors import PluginError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -83,7 +84,7 @@ def _from_directory(name: str, directory: Path) -> Found | None:
         path, search = package, [str(package.parent)]
     else:
         return None
-    install_brief_alias(directory)
+    install_brief_alias(directory, BasePlugin)
     module_name = f"{_PREFIX}.{name}"
     for stale in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:
         del sys.modules[stale]  # a fresh import each time it is loaded
@@ -110,7 +111,7 @@ def _from_entry_point(name: str, directory: Path) -> Found | None:
         values = ", ".join(sorted(point.value for point in points))
         raise PluginError(f"several installed packages offer the plugin {name!r}: {values}")
     point = points[0]
-    install_brief_alias(directory)
+    install_brief_alias(directory, BasePlugin)
     loaded = point.load()
     dist = getattr(point, "dist", None)
     where = f"entry point {point.value}" + (f" ({dist.name} {dist.version})" if dist else "")

@@ -26,14 +26,9 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from watchkeeper.plugins.compat import PluginContext
 
-__all__ = ["BasePlugin", "ConfigT", "PluginError"]
+__all__ = ["BasePlugin", "ConfigT"]
 
 ConfigT = TypeVar("ConfigT")
-
-
-class PluginError(RuntimeError):
-    """A plugin asked for something the system cannot give (an agent that is switched
-    off, an unknown name); the message says what and why."""
 
 
 class BasePlugin(Generic[ConfigT]):

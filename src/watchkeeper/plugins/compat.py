@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.bus import Subscription
-from watchkeeper.plugins.base import BasePlugin, PluginError
+from watchkeeper.plugins.errors import PluginError
 from watchkeeper.plugins.host import Footprint, Handler, HostWiring, PluginHost
 
 if TYPE_CHECKING:
@@ -58,18 +58,19 @@ _MOVED_MODULES = {
 }
 
 
-def install_brief_alias(directory: Path) -> None:
+def install_brief_alias(directory: Path, base_class: type) -> None:
     """Make ``from plugins.base_plugin import BasePlugin`` work for any plugins directory.
 
-    That module is provided in memory (watchkeeper's own ``BasePlugin``) unless one is
-    already imported; a ``plugins`` package is provided too when none can be found, with
-    ``directory`` as its path so the brief's plugins can import their neighbours.
+    That module is provided in memory (``base_class``: watchkeeper's own ``BasePlugin``,
+    passed in by the loader) unless one is already imported; a ``plugins`` package is
+    provided too when none can be found, with ``directory`` as its path so the brief's
+    plugins can import their neighbours.
     """
     if "plugins.base_plugin" not in sys.modules:
         alias = types.ModuleType(
             "plugins.base_plugin", "watchkeeper's BasePlugin by the brief's name"
         )
-        alias.BasePlugin = BasePlugin  # type: ignore[attr-defined]
+        alias.BasePlugin = base_class  # type: ignore[attr-defined]
         alias.PluginContext = PluginContext  # type: ignore[attr-defined]
         alias.PluginError = PluginError  # type: ignore[attr-defined]
         alias.__all__ = ["BasePlugin", "PluginContext", "PluginError"]  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ from watchkeeper.collectors.base import Collector
 from watchkeeper.model.actions import ActionInfo, ActionRequest, Risk
 from watchkeeper.model.topics import adopt
 from watchkeeper.plugins.adapter import action_from_callable
-from watchkeeper.plugins.base import PluginError
+from watchkeeper.plugins.errors import PluginError
 from watchkeeper.remediation.actions import Action
 
 if TYPE_CHECKING:

@@ -36,8 +36,9 @@ from watchkeeper.model.text import LOG_LINE, clean
 from watchkeeper.model.topics import command_for
 from watchkeeper.plugins._discovery import find_plugin
 from watchkeeper.plugins.adapter import acting_as
-from watchkeeper.plugins.base import BasePlugin, PluginError
+from watchkeeper.plugins.base import BasePlugin
 from watchkeeper.plugins.compat import PluginContext
+from watchkeeper.plugins.errors import PluginError
 from watchkeeper.plugins.host import Footprint, Handler, HostWiring
 from watchkeeper.plugins.status import Phase, PluginState, PluginStatus
 
