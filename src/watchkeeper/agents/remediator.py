@@ -23,6 +23,7 @@ from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.services import ServiceEvent
+from watchkeeper.model.topics import ALERT_FIRING, ALERT_RESOLVED, ANALYSIS_RESULT, SERVICE_TOPICS
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.pipeline import PendingNotFound, RemediationPipeline
@@ -55,10 +56,10 @@ class RemediatorAgent(BaseAgent):
         self.policy = self.pipeline.policy
         self.book = self.pipeline.book
         self.registry = self.pipeline.registry
-        self.on("alert.firing", self._on_alert, maxsize=500)
-        self.on("alert.resolved", self._on_resolved, maxsize=500)
-        self.on("analysis.result", self._on_analysis, maxsize=100)
-        self.on("service.exited", self._on_service_exit, maxsize=500)
+        self.on(ALERT_FIRING.name, self._on_alert, maxsize=500)
+        self.on(ALERT_RESOLVED.name, self._on_resolved, maxsize=500)
+        self.on(ANALYSIS_RESULT.name, self._on_analysis, maxsize=100)
+        self.on(SERVICE_TOPICS["exited"].name, self._on_service_exit, maxsize=500)
 
     # -- public read-only views (web, CLI, status) -------------------------------------------
     def actions(self) -> list[ActionInfo]:
