@@ -246,6 +246,56 @@ async def test_a_resolved_alert_drops_its_spare_candidates(
     assert "alert resolved" in finished(pipeline)[-1].detail
 
 
+# -- give-ups and the model's proposals ------------------------------------------------------
+
+
+async def test_a_crash_looping_service_is_given_up_once_and_a_person_resets_it(
+    rig: tuple[RemediationPipeline, Sink, ConfigStore],
+) -> None:
+    pipeline, sink, store = rig
+    await store.update({"remediation.crash_loop_max_failures": 2})
+    for _ in range(3):
+        await pipeline.on_service_exit("web", failed_start=True, uptime=0.01)
+    (gave_up,) = sink.named("remediation.gave_up")
+    assert gave_up.target == "web" and gave_up.failures == 2
+    (alert,) = sink.named("alert.firing")
+    assert alert.rule == "remediation_gave_up" and alert.severity is Severity.CRITICAL
+    assert [g.target for g in pipeline.given_up()] == ["web"]
+    assert await pipeline.reset_giveup("web", "tester") is True
+    assert await pipeline.reset_giveup("web", "tester") is False  # nothing left to reset
+    (cleared,) = sink.named("alert.resolved")
+    assert cleared.fingerprint == alert.fingerprint and "tester" in cleared.summary
+    assert pipeline.given_up() == []
+
+
+async def test_only_confident_model_proposals_are_submitted(
+    rig: tuple[RemediationPipeline, Sink, ConfigStore], sleeper: subprocess.Popen[bytes]
+) -> None:
+    pipeline, _, _ = rig
+    created = psutil.Process(sleeper.pid).create_time()
+
+    def kill(confidence: float) -> SuggestedAction:
+        return SuggestedAction(
+            action="kill_process",
+            target=str(sleeper.pid),
+            target_kind="process",
+            params={"create_time": created},
+            confidence=confidence,
+        )
+
+    await pipeline.on_recommendations(
+        [kill(0.2)], source="mistral", alert_id="a1", fingerprint="fp1"
+    )
+    assert pipeline.audit() == [] and sleeper.poll() is None  # below min_confidence
+    await pipeline.on_recommendations(
+        [kill(0.9)], source="mistral", alert_id="a1", fingerprint="fp1"
+    )
+    (done,) = await until(lambda: finished(pipeline))
+    assert done.outcome is ActionOutcome.SUCCEEDED
+    assert (done.proposer, done.proposed_by, done.alert_id) == ("llm", "mistral", "a1")
+    assert sleeper.wait(timeout=5) is not None
+
+
 # -- approvals ---------------------------------------------------------------------------
 
 
