@@ -4,8 +4,8 @@ The product brief's plugins add an action by assigning a method onto the remedia
 
     remediator.clear_event_logs = self.clear_event_logs
 
-``RemediatorAgent`` turns such an assignment into :func:`action_from_callable`, and a
-plugin on the typed path can do the same explicitly::
+The remediator's stand-in in ``plugins/compat.py`` turns such an assignment into
+:func:`action_from_callable`, and a plugin on the typed path can do the same explicitly::
 
     system_context.actions.add(self.flush_dns, risk="safe")
 
