@@ -9,8 +9,8 @@
 Layers run cheapest first: thresholds (with hysteresis and "for" durations), trends,
 baselines, then context (expected patterns cap a severity). Alerts are deduplicated by
 fingerprint; a warning that persists past ``escalate_after`` escalates, as does an alert
-whose remediation ran out of things to try. No I/O happens here: it is a deterministic function of the
-samples, the settings and time, which is what the scenario tests rely on.
+whose remediation ran out of things to try. No I/O happens here: it is a deterministic
+function of the samples, the settings and time, which is what the scenario tests rely on.
 """
 
 from __future__ import annotations
