@@ -34,8 +34,8 @@ from watchkeeper.web.models import (
     ResetGiveUpParams,
     RunActionParams,
 )
-from watchkeeper.web.responses import BusReply, ConfigReply
-from watchkeeper.web.routes._common import WebContext, fail, json_response
+from watchkeeper.web.responses import BusReply, ConfigPatchReply, ConfigReply
+from watchkeeper.web.routes._common import WebContext, fail, json_response, model_response
 
 __all__ = ["PARAMS", "build", "masked"]
 
@@ -128,17 +128,18 @@ def build(ctx: WebContext) -> APIRouter:
     )
     async def config() -> Response:
         store = orch.store
-        return json_response(
-            {
-                "settings": masked(store.current.model_dump(mode="json")),
-                "live_sections": sorted(LIVE_SECTIONS),
-                "file": str(store.path) if store.path else None,
-            }
+        return model_response(
+            ConfigReply(
+                settings=masked(store.current.model_dump(mode="json")),
+                live_sections=sorted(LIVE_SECTIONS),
+                file=str(store.path) if store.path else None,
+            )
         )
 
     @router.patch(
         "/api/config",
         summary="Change settings on the running system",
+        response_model=ConfigPatchReply,
         responses={422: {"model": ErrorBody, "description": "a key or value is not valid"}},
     )
     async def patch_config(patch: ConfigPatch) -> Response:
@@ -149,7 +150,7 @@ def build(ctx: WebContext) -> APIRouter:
             change = await orch.store.update(patch.changes, actor="api", persist=patch.persist)
         except ConfigError as exc:
             raise fail(422, str(exc)) from None
-        return json_response({"change": change})
+        return model_response(ConfigPatchReply(change=change))
 
     # -- commands -------------------------------------------------------------------------
     def valid_targets() -> list[str]:
