@@ -296,6 +296,10 @@ async def test_a_plugin_topic_is_declared_by_its_first_publish_outside_ours() ->
         await bus.publish("heartbeat.beat", Empty(), sender="plugin")
     with pytest.raises(UnknownTopic, match="not one of watchkeeper's"):
         adopt(bus.topics, "alert.sneaky", N())
+    with pytest.raises(WrongPayload, match="not dict"):
+        adopt(bus.topics, "heartbeat.loose", {"n": 1})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pydantic model"):
+        Topic("heartbeat.loose", dict)  # type: ignore[type-var]
     with pytest.raises(ValueError, match="carries"):
         bus.topics.add(Topic("heartbeat.beat", Empty))
     assert "heartbeat.beat" not in BUILTIN  # each bus declares for itself

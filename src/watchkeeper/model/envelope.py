@@ -85,6 +85,8 @@ class Topic(Generic[T]):
         words = name.split(".")
         if not name or any(not word or word == "#" for word in words):
             raise TopicError(f"bad topic name {name!r}")
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TopicError(f"topic {name!r}: the model must be a pydantic model, not {model!r}")
         self.name = name
         self.model = model
         self.description = description

@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
-from watchkeeper.model.envelope import Topic, TopicRegistry, UnknownTopic
+from watchkeeper.model.envelope import Topic, TopicRegistry, UnknownTopic, WrongPayload
 from watchkeeper.model.events import (
     AgentReply,
     AgentRestart,
@@ -157,7 +157,7 @@ def command_for(agent: str) -> Topic[Command]:
 
 
 def _all() -> list[Topic[Any]]:
-    topics: list[Topic[Any]] = [
+    return [
         METRICS_SAMPLE,
         *ALERT_TOPICS.values(),
         ANALYSIS_RESULT,
@@ -174,7 +174,6 @@ def _all() -> list[Topic[Any]]:
         SYSTEM_STOPPED,
         COMMAND,
     ]
-    return topics
 
 
 BUILTIN = TopicRegistry(_all())
@@ -196,4 +195,8 @@ def adopt(registry: TopicRegistry, name: str, value: BaseModel) -> Topic[Any]:
         return found
     if name.partition(".")[0] in RESERVED:
         raise UnknownTopic(f"topic {name!r} is not one of watchkeeper's topics")
+    if not isinstance(value, BaseModel):
+        raise WrongPayload(
+            f"topic {name!r}: a payload is a pydantic model, not {type(value).__name__}"
+        )
     return registry.add(Topic(name, type(value), "declared by its first publish"))
