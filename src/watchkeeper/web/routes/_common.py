@@ -41,13 +41,20 @@ def json_response(
 
 
 def model_response(
-    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+    model: BaseModel,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    exclude: dict[str, Any] | None = None,
 ) -> Response:
     """A route's response model as JSON bytes, serialised once with no second validation.
     A top-level optional field left unset (``history`` when none was asked for) stays out
-    of the answer; nested models are sent whole."""
-    unset = set(type(model).model_fields) - model.model_fields_set
-    body = model.model_dump_json(exclude=unset)
+    of the answer; nested models are sent whole, less what ``exclude`` names (pydantic's
+    nested form: ``{"recent": {"__all__": {"payload"}}}``)."""
+    unset: dict[str, Any] = {
+        name: True for name in type(model).model_fields if name not in model.model_fields_set
+    }
+    body = model.model_dump_json(exclude={**unset, **(exclude or {})})
     return Response(body.encode(), status_code, headers, media_type="application/json")
 
 

@@ -34,7 +34,13 @@ from watchkeeper.web.models import (
     ResetGiveUpParams,
     RunActionParams,
 )
-from watchkeeper.web.responses import BusReply, ConfigPatchReply, ConfigReply
+from watchkeeper.web.responses import (
+    BusMessage,
+    BusReply,
+    ConfigPatchReply,
+    ConfigReply,
+    WebStats,
+)
 from watchkeeper.web.routes._common import WebContext, fail, json_response, model_response
 
 __all__ = ["PARAMS", "build", "masked"]
@@ -98,6 +104,8 @@ def build(ctx: WebContext) -> APIRouter:
     orch = ctx.orchestrator
 
     # -- the bus --------------------------------------------------------------------------
+    _NO_PAYLOAD = {"recent": {"__all__": {"payload"}}}
+
     @router.get("/api/bus", summary="Bus statistics and recent messages", response_model=BusReply)
     async def bus(
         limit: int = Query(50, ge=1, le=500),
@@ -106,19 +114,22 @@ def build(ctx: WebContext) -> APIRouter:
     ) -> Response:
         if not _PATTERN.match(pattern):
             raise fail(422, f"pattern: {pattern!r} is not a topic pattern (words, * and #)")
-        recent = []
-        for message in orch.bus.history(limit, pattern):
-            item: dict[str, Any] = {
-                "id": message.id,
-                "topic": message.topic,
-                "sender": message.sender,
-                "timestamp": message.timestamp,
-                "correlation_id": message.correlation_id,
-            }
-            if payload:
-                item["payload"] = message.payload
-            recent.append(item)
-        return json_response({"stats": orch.bus.stats(), "recent": recent, "web": ctx.hub.stats()})
+        recent = [
+            BusMessage(
+                id=message.id,
+                topic=message.topic,
+                sender=message.sender,
+                timestamp=message.timestamp,
+                correlation_id=message.correlation_id,
+                payload=message.payload if payload else None,
+            )
+            for message in orch.bus.history(limit, pattern)
+        ]
+        reply = BusReply(
+            stats=orch.bus.stats(), recent=recent, web=WebStats.model_validate(ctx.hub.stats())
+        )
+        # Without ?payload the messages carry no payload key at all, as documented.
+        return model_response(reply, exclude=None if payload else _NO_PAYLOAD)
 
     # -- configuration --------------------------------------------------------------------
     @router.get(
