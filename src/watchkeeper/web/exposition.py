@@ -117,8 +117,9 @@ class WatchkeeperCollector(Collector):
 
     def _spec_index(self) -> SpecIndex:
         if self._index is None:
-            registry = getattr(self.hub.sources.agent("sensor"), "registry", None)
-            specs = list(registry.metric_specs()) if registry is not None else []
+            orchestrator = self.hub.orchestrator
+            sampled = "collectors" not in orchestrator.unused_registries()
+            specs = list(orchestrator.registries.collectors.metric_specs()) if sampled else []
             self._index = SpecIndex([*specs, *SERVICE_METRIC_SPECS])
         return self._index
 

@@ -159,9 +159,11 @@ def build(ctx: WebContext) -> APIRouter:
     )
     async def specs() -> Response:
         """The declarations the sensor's collectors emit under (names may hold
-        ``{placeholders}``); the same ones Prometheus' HELP lines come from."""
-        registry = getattr(ctx.sources.agent("sensor"), "registry", None)
-        declared = list(registry.metric_specs()) if registry is not None else []
+        ``{placeholders}``); the same ones Prometheus' HELP lines come from. They are
+        read from the orchestrator's collector registry, plugins' collectors included."""
+        orchestrator = ctx.orchestrator
+        sampled = "collectors" not in orchestrator.unused_registries()
+        declared = list(orchestrator.registries.collectors.metric_specs()) if sampled else []
         from watchkeeper.model.metrics import SERVICE_METRIC_SPECS
 
         return model_response(MetricSpecs(specs=[*declared, *SERVICE_METRIC_SPECS]))
