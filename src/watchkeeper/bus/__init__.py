@@ -29,7 +29,6 @@ from watchkeeper.bus.memory import (
     Subscription,
 )
 from watchkeeper.model.envelope import (
-    Message,
     Topic,
     TopicError,
     TopicRegistry,
@@ -37,6 +36,7 @@ from watchkeeper.model.envelope import (
     WrongPayload,
     topic_matches,
 )
+from watchkeeper.model.message import Message
 
 __all__ = [
     "Bus",

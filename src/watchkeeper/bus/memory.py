@@ -18,7 +18,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from watchkeeper.model.envelope import Message, Topic, TopicRegistry, WrongPayload, topic_matches
+from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic_matches
+from watchkeeper.model.message import Message
 
 __all__ = [
     "BusStats",

@@ -1,10 +1,11 @@
-"""What travels on the bus: typed topics and the message envelope.
+"""What travels on the bus: typed topics.
 
 A :class:`Topic` names one kind of message and the pydantic model it carries; a
 :class:`TopicRegistry` is the set of topics one bus accepts. Publishing a name the
 registry does not know, or a value that is not the topic's model, is an error raised at
-once. A :class:`Message` carries the topic name, the sender and the model; its envelope
-(:meth:`Message.to_dict`) is plain JSON, so a bus that crosses machines can carry it::
+once. The message itself (:class:`watchkeeper.model.message.Message`) carries the topic
+name, the sender and the model; this module does not import it, so the topics can be
+declared here and the message can look its topic up there::
 
     ALERT_FIRING: Topic[Alert] = Topic("alert.firing", Alert, "an alert started or changed")
     message = await bus.publish(ALERT_FIRING, alert, sender="analyzer")
@@ -15,15 +16,13 @@ The constants of watchkeeper's own topics live in :mod:`watchkeeper.model.topics
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 __all__ = [
-    "Message",
+    "MessageLike",
     "Topic",
     "TopicError",
     "TopicRegistry",
@@ -34,6 +33,13 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
+
+
+class MessageLike(Protocol):
+    """What :meth:`Topic.read` needs of a message: a
+    :class:`~watchkeeper.model.message.Message` is one."""
+
+    def parse(self, model: type[M]) -> M: ...
 
 
 class TopicError(ValueError):
@@ -105,7 +111,7 @@ class Topic(Generic[T]):
             raise TopicError(f"{self.name!r} takes {parts.count('*')} word(s), got {words!r}")
         return Topic(name, self.model, self.description, reply=self.reply)
 
-    def read(self, message: Message) -> T:
+    def read(self, message: MessageLike) -> T:
         """The message's value as this topic's model (typed for the caller)."""
         return message.parse(self.model)
 
@@ -188,104 +194,3 @@ class TopicRegistry:
 
     def copy(self) -> TopicRegistry:
         return TopicRegistry(self)
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class Message:
-    """One message on the bus: who sent what on which topic, and when.
-
-    ``value`` is the topic's model; ``payload`` is its JSON (built once, when first
-    needed). Subscribers read ``message.value`` or, typed, ``TOPIC.read(message)`` /
-    ``message.parse(Model)``. Treat a message as immutable.
-    """
-
-    __slots__ = (
-        "_payload",
-        "_value",
-        "correlation_id",
-        "id",
-        "reply_to",
-        "sender",
-        "timestamp",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        *,
-        topic: str,
-        sender: str,
-        value: BaseModel | None = None,
-        payload: Mapping[str, Any] | None = None,
-        id: str | None = None,
-        timestamp: float | None = None,
-        correlation_id: str | None = None,
-        reply_to: str | None = None,
-    ) -> None:
-        self.topic = topic
-        self.sender = sender
-        self.id = id or _new_id()
-        self.timestamp = time.time() if timestamp is None else timestamp
-        self.correlation_id = correlation_id
-        self.reply_to = reply_to
-        self._value = value
-        self._payload = dict(payload) if payload is not None else None
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The value as JSON data (what a networked bus sends)."""
-        if self._payload is None:
-            self._payload = {} if self._value is None else self._value.model_dump(mode="json")
-        return self._payload
-
-    @property
-    def value(self) -> BaseModel:
-        """The parsed model; a message built from JSON is parsed by its topic's model."""
-        if self._value is None:
-            from watchkeeper.model.topics import BUILTIN
-
-            self._value = BUILTIN.resolve(self.topic).model.model_validate(self.payload)
-        return self._value
-
-    def parse(self, model: type[M]) -> M:
-        """The value as ``model``: ``sample = message.parse(MetricsSample)``."""
-        value = self._value
-        if isinstance(value, model):
-            return value
-        parsed = model.model_validate(self.payload)
-        if value is None:
-            self._value = parsed
-        return parsed
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON envelope: topic, sender, ids, time and the payload."""
-        return {
-            "id": self.id,
-            "topic": self.topic,
-            "sender": self.sender,
-            "timestamp": self.timestamp,
-            "correlation_id": self.correlation_id,
-            "reply_to": self.reply_to,
-            "payload": self.payload,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], model: type[BaseModel] | None = None) -> Message:
-        """A message back from its envelope; ``model`` parses the payload at once."""
-        payload = dict(data.get("payload") or {})
-        return cls(
-            topic=str(data["topic"]),
-            sender=str(data["sender"]),
-            value=model.model_validate(payload) if model is not None else None,
-            payload=payload,
-            id=str(data["id"]),
-            timestamp=float(data["timestamp"]),
-            correlation_id=data.get("correlation_id"),
-            reply_to=data.get("reply_to"),
-        )
-
-    def __repr__(self) -> str:
-        return f"Message(topic={self.topic!r}, sender={self.sender!r}, id={self.id!r})"
