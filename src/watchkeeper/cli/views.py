@@ -53,28 +53,18 @@ class Levels:
 
     @classmethod
     def from_config(cls, config: ConfigReply | None) -> Levels:
-        """From ``GET /api/config``'s ``settings.thresholds``; defaults where absent."""
-        found = config.settings["thresholds"] if config is not None else None
-        t: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        base = cls()
+        """From ``GET /api/config``'s ``settings.thresholds``; the defaults without one."""
+        if config is None:
+            return cls()
+        from watchkeeper.config import Thresholds
 
-        def pair(name: str, default: tuple[float, float]) -> tuple[float, float]:
-            warn, crit = _number(t, f"{name}_warning"), _number(t, f"{name}_critical")
-            return (warn or default[0], crit or default[1])
-
+        t = Thresholds.model_validate(config.settings["thresholds"])
         return cls(
-            cpu=pair("cpu", base.cpu),
-            memory=pair("memory", base.memory),
-            disk=pair("disk", base.disk),
-            swap=pair("swap", base.swap),
+            cpu=(t.cpu_warning, t.cpu_critical),
+            memory=(t.memory_warning, t.memory_critical),
+            disk=(t.disk_warning, t.disk_critical),
+            swap=(t.swap_warning, t.swap_critical),
         )
-
-
-def _number(table: Mapping[str, Any], key: str) -> float | None:
-    value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 def _state(value: Any) -> Text:
