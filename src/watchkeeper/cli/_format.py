@@ -6,17 +6,16 @@ which makes a rich ``Text`` (never parsed as markup, so ``[bold]`` stays literal
 control characters replaced (so an escape sequence hidden in a process name cannot move
 the cursor or recolour the screen)::
 
-    table.add_row(plain(proc["name"]), bar(proc["cpu_percent"]))
+    table.add_row(plain(proc.name), bar(proc.cpu_percent))
 
-The views read the API's JSON tolerantly with :func:`num` and :func:`field`: the CLI may
-talk to a daemon of another version, and a missing field shows as "–" instead of failing.
+The views read the API's answers through its response models (``watchkeeper.web.
+responses``); a value the model allows to be absent shows as "–".
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich import box
@@ -34,12 +33,10 @@ __all__ = [
     "bar",
     "clock",
     "duration",
-    "field",
     "human_bytes",
     "human_rate",
     "kv_grid",
     "new_table",
-    "num",
     "pct",
     "plain",
     "severity_style",
@@ -77,26 +74,6 @@ def plain(value: Any, style: str = "", *, limit: int | None = None) -> Text:
     """Untrusted ``value`` as literal text: no markup, no control characters."""
     text = DASH if value is None or value == "" else str(value)
     return Text(clean(text, TERMINAL, limit), style=style)
-
-
-def num(data: Mapping[str, Any] | None, key: str) -> float | None:
-    """``data[key]`` as a float, or None when absent or not a number."""
-    if not isinstance(data, Mapping):
-        return None
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def field(data: Any, *path: str) -> Any:
-    """``data[a][b]...`` or None when any step is missing: ``field(sys, "health", "score")``."""
-    node = data
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
 
 
 def state_style(state: Any) -> str:
