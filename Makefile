@@ -12,7 +12,7 @@ help:
 	@echo "make run    set up and start watchkeeper with the dashboard on http://127.0.0.1:8000"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  the suite without the e2e, browser and terminal runs"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   ruff, mypy and the layer contract (lint-imports)"
 	@echo "make bench  run the benchmarks (JSON results in bench/results/)"
 
 $(BIN)/python:
@@ -47,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

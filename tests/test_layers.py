@@ -3,8 +3,8 @@
 The contract lives in pyproject.toml (``[tool.importlinter]``) and ``make lint`` runs it
 with ``lint-imports``. These tests run the same contract on a copy of the package with a
 module planted in it, so they show the contract catches what it promises to catch (an
-import at the top of a module, one inside a function and one under ``if TYPE_CHECKING``)
-whatever state the real tree is in.
+import at the top of a module, one inside a function and one under ``if TYPE_CHECKING``),
+and then on the real tree, which keeps it.
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ def copy_tree(tmp_path: Path) -> Path:
     return src
 
 
-def lint_imports(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the contract on the copy in ``tmp_path`` (and only on it: no cache, no repo)."""
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"), "COLUMNS": "300"}
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """Run the contract in ``root``/pyproject.toml on the package in ``root``/src (and
+    only on it: the import path points there, and nothing is cached)."""
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "COLUMNS": "300"}
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", "pyproject.toml"],
-        cwd=tmp_path,
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
@@ -93,3 +94,9 @@ def test_a_circle_between_sibling_modules_breaks_the_contract(tmp_path: Path) ->
     assert result.returncode == 1, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "No cycles are allowed in watchkeeper.model._circle" in out
+
+
+def test_the_tree_keeps_the_contract() -> None:
+    result = lint_imports(ROOT)
+
+    assert result.returncode == 0, result.stdout + result.stderr
