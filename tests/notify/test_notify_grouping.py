@@ -54,8 +54,11 @@ class Harness:
         return out
 
 
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
 @pytest.fixture
-async def make(receiver: HttpReceiver) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+async def make(receiver: HttpReceiver) -> AsyncIterator[MakeHarness]:
     made: list[Harness] = []
 
     async def build(**options: object) -> Harness:
@@ -70,7 +73,7 @@ async def make(receiver: HttpReceiver) -> AsyncIterator[Callable[..., Awaitable[
         harness.notifier.close_channels()
 
 
-async def test_one_notice_per_fingerprint_however_often_it_fires(make) -> None:
+async def test_one_notice_per_fingerprint_however_often_it_fires(make: MakeHarness) -> None:
     h = await make(group_wait=0)
     cpu, disk = make_alert("cpu_high"), make_alert("disk_full", "/var")
     for _ in range(5):
@@ -83,7 +86,7 @@ async def test_one_notice_per_fingerprint_however_often_it_fires(make) -> None:
     assert h.notifier.stats().suppressed == 4
 
 
-async def test_group_wait_swallows_a_flap(make) -> None:
+async def test_group_wait_swallows_a_flap(make: MakeHarness) -> None:
     h = await make(group_wait=30)
     flappy, lasting = make_alert("flappy"), make_alert("lasting")
     await h.notifier.alert_firing(flappy)
@@ -97,7 +100,7 @@ async def test_group_wait_swallows_a_flap(make) -> None:
     assert h.notifier.stats().flapped == 1
 
 
-async def test_a_firing_alert_is_repeated_only_after_the_repeat_interval(make) -> None:
+async def test_a_firing_alert_is_repeated_only_after_the_repeat_interval(make: MakeHarness) -> None:
     h = await make(group_wait=0, repeat_interval="4h")
     alert = make_alert()
     await h.notifier.alert_firing(alert)
@@ -120,7 +123,7 @@ async def test_a_firing_alert_is_repeated_only_after_the_repeat_interval(make) -
     assert titles[1].startswith("STILL FIRING warning cpu_high")
 
 
-async def test_resolved_goes_to_every_channel_that_was_told(make) -> None:
+async def test_resolved_goes_to_every_channel_that_was_told(make: MakeHarness) -> None:
     h = await make(group_wait=0)
     alert = make_alert(severity=Severity.WARNING)
     await h.notifier.alert_firing(alert)
@@ -142,13 +145,15 @@ async def test_resolved_goes_to_every_channel_that_was_told(make) -> None:
     assert "after 3m 0s" in resolved["body"]
 
 
-async def test_an_unresolved_alert_of_an_unknown_fingerprint_is_ignored(make) -> None:
+async def test_an_unresolved_alert_of_an_unknown_fingerprint_is_ignored(make: MakeHarness) -> None:
     h = await make(group_wait=0)
     await h.notifier.alert_resolved(resolve(make_alert(), NOON))
     assert await h.sent() == []
 
 
-async def test_a_restart_does_not_re_notify_an_alert_people_just_heard_about(make) -> None:
+async def test_a_restart_does_not_re_notify_an_alert_people_just_heard_about(
+    make: MakeHarness,
+) -> None:
     h = await make(group_wait=0, repeat_interval="1h")
     recent, stale = make_alert("recent"), make_alert("stale")
     await h.notifier.alert_firing(recent, notified_at=NOON - 600)
@@ -159,7 +164,7 @@ async def test_a_restart_does_not_re_notify_an_alert_people_just_heard_about(mak
     assert (await h.sent())[-1] == ("all", "repeat", recent.fingerprint)
 
 
-async def test_escalated_topic_is_told_once(make) -> None:
+async def test_escalated_topic_is_told_once(make: MakeHarness) -> None:
     h = await make(group_wait=0)
     alert = make_alert()
     await h.notifier.alert_firing(alert)
@@ -173,7 +178,7 @@ async def test_escalated_topic_is_told_once(make) -> None:
 QUIET = {"start": "22:00", "end": "07:00"}
 
 
-async def test_quiet_hours_hold_non_critical_notices_until_morning(make) -> None:
+async def test_quiet_hours_hold_non_critical_notices_until_morning(make: MakeHarness) -> None:
     h = await make(group_wait=0, repeat_interval="12h", quiet_hours={**QUIET, "mode": "hold"})
     told_before = make_alert("told_before")
     await h.notifier.alert_firing(told_before)  # at noon: told at once
@@ -204,7 +209,7 @@ async def test_quiet_hours_hold_non_critical_notices_until_morning(make) -> None
     assert h.notifier.stats().held == 0
 
 
-async def test_quiet_hours_can_drop_instead(make) -> None:
+async def test_quiet_hours_can_drop_instead(make: MakeHarness) -> None:
     h = await make(group_wait=0, repeat_interval="12h", quiet_hours={**QUIET, "mode": "drop"})
     h.clock.now = NOON + 13 * HOUR  # 01:00
     warning = make_alert("warn")
@@ -220,7 +225,7 @@ async def test_quiet_hours_can_drop_instead(make) -> None:
     assert await h.sent() == [("all", "repeat", warning.fingerprint)]
 
 
-async def test_events_are_not_repeated_within_the_repeat_interval(make) -> None:
+async def test_events_are_not_repeated_within_the_repeat_interval(make: MakeHarness) -> None:
     h = await make(repeat_interval="1h")
     assert await h.notifier.event("agent:x:crash-loop", Severity.WARNING, "agent x crash-looping")
     assert not await h.notifier.event("agent:x:crash-loop", Severity.WARNING, "again")

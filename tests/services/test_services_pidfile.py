@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState
+from watchkeeper.services import ProcessServiceManager
 
 PY = sys.executable
 SLEEP = [PY, "-c", "import time; time.sleep(120)"]
@@ -24,7 +27,11 @@ def watched(pidfile: Path, **extra: Any) -> ServiceSpec:
     return ServiceSpec(name="outsider", pidfile=pidfile, **extra)
 
 
-async def test_reused_pid_is_not_mistaken_for_the_service(make_manager, spawn, tmp_path):
+async def test_reused_pid_is_not_mistaken_for_the_service(
+    make_manager: Callable[..., ProcessServiceManager],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
     stranger = spawn(SLEEP)  # a live process that is *not* the service
     pidfile = tmp_path / "svc.pid"
     pidfile.write_text(f"{stranger.pid}\n")
@@ -54,7 +61,12 @@ def is_zombie(pid: int) -> bool:
         return False
 
 
-async def test_zombie_counts_as_dead(make_manager, spawn, tmp_path, wait_until):
+async def test_zombie_counts_as_dead(
+    make_manager: Callable[..., ProcessServiceManager],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    wait_until: Callable[..., Awaitable[None]],
+) -> None:
     corpse = spawn([PY, "-c", "pass"])  # exits at once; nobody reaps it yet
     await wait_until(lambda: is_zombie(corpse.pid))
     pidfile = tmp_path / "svc.pid"
@@ -72,7 +84,13 @@ async def test_zombie_counts_as_dead(make_manager, spawn, tmp_path, wait_until):
 
 
 @pytest.mark.parametrize("use_pidfd", [True, False], ids=["pidfd", "polling"])
-async def test_adopted_exit_is_seen(make_manager, events, spawn, tmp_path, use_pidfd):
+async def test_adopted_exit_is_seen(
+    make_manager: Callable[..., ProcessServiceManager],
+    events: Any,
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    use_pidfd: bool,
+) -> None:
     outsider = spawn(SLEEP)
     pidfile = tmp_path / "svc.pid"
     pidfile.write_text(f"{outsider.pid}\n")
@@ -95,7 +113,12 @@ async def test_adopted_exit_is_seen(make_manager, events, spawn, tmp_path, use_p
     assert "unknown" in status.detail
 
 
-async def test_stop_of_adopted_process_is_stopped(make_manager, events, spawn, tmp_path):
+async def test_stop_of_adopted_process_is_stopped(
+    make_manager: Callable[..., ProcessServiceManager],
+    events: Any,
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
     outsider = spawn(SLEEP)
     pidfile = tmp_path / "svc.pid"
     pidfile.write_text(f"{outsider.pid}\n")
@@ -106,7 +129,9 @@ async def test_stop_of_adopted_process_is_stopped(make_manager, events, spawn, t
     assert events.kinds("outsider") == ["stopped"]
 
 
-async def test_pidfile_lets_a_second_manager_adopt_a_running_child(make_manager, events, tmp_path):
+async def test_pidfile_lets_a_second_manager_adopt_a_running_child(
+    make_manager: Callable[..., ProcessServiceManager], events: Any, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "svc.pid"
     spec = ServiceSpec(name="idle", argv=SLEEP, pidfile=pidfile, min_uptime=0)
     first = make_manager([spec])
@@ -129,7 +154,9 @@ async def test_pidfile_lets_a_second_manager_adopt_a_running_child(make_manager,
 @pytest.mark.parametrize(
     "content", ["", "abc\n", "-5\n", "1\n", "12 34\n", "9" * 80, "٣٤\n"], ids=repr
 )
-async def test_malformed_or_dangerous_pidfiles_are_refused(make_manager, tmp_path, content):
+async def test_malformed_or_dangerous_pidfiles_are_refused(
+    make_manager: Callable[..., ProcessServiceManager], tmp_path: Path, content: str
+) -> None:
     pidfile = tmp_path / "svc.pid"
     pidfile.write_text(content, encoding="utf-8")
     manager = make_manager([watched(pidfile)])
@@ -138,7 +165,9 @@ async def test_malformed_or_dangerous_pidfiles_are_refused(make_manager, tmp_pat
     assert "pidfile" in status.detail
 
 
-async def test_own_pid_is_refused(make_manager, tmp_path):
+async def test_own_pid_is_refused(
+    make_manager: Callable[..., ProcessServiceManager], tmp_path: Path
+) -> None:
     pidfile = tmp_path / "svc.pid"
     pidfile.write_text(f"{os.getpid()}\n")
     manager = make_manager([watched(pidfile)])

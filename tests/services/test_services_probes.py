@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psutil
 import pytest
@@ -44,7 +45,7 @@ def http_port() -> Iterator[int]:
     thread.join(timeout=5)
 
 
-async def test_tcp_probe_connects_to_a_listener():
+async def test_tcp_probe_connects_to_a_listener() -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -56,13 +57,13 @@ async def test_tcp_probe_connects_to_a_listener():
     assert f"127.0.0.1:{port}: connected" in detail
 
 
-async def test_tcp_probe_fails_on_a_closed_port(free_port):
+async def test_tcp_probe_fails_on_a_closed_port(free_port: int) -> None:
     ok, detail = await run_probe(TcpProbe(port=free_port, timeout=1))
     assert not ok
     assert f"127.0.0.1:{free_port}" in detail
 
 
-async def test_http_probe_ok_and_status_mismatch(http_port):
+async def test_http_probe_ok_and_status_mismatch(http_port: int) -> None:
     ok, detail = await run_probe(HttpProbe(url=f"http://127.0.0.1:{http_port}/ok"))
     assert ok, detail
     assert "status 200" in detail
@@ -75,7 +76,7 @@ async def test_http_probe_ok_and_status_mismatch(http_port):
     assert (await run_probe(expect_404)).ok
 
 
-async def test_http_probe_refused_and_credentials_hidden(free_port):
+async def test_http_probe_refused_and_credentials_hidden(free_port: int) -> None:
     url = f"http://admin:s3cret@127.0.0.1:{free_port}/"
     ok, detail = await run_probe(HttpProbe(url=url, timeout=1))
     assert not ok
@@ -83,7 +84,7 @@ async def test_http_probe_refused_and_credentials_hidden(free_port):
     assert f"127.0.0.1:{free_port}" in detail
 
 
-async def test_command_probe_exit_status_and_output():
+async def test_command_probe_exit_status_and_output() -> None:
     ok, detail = await run_probe(CommandProbe(argv=[PY, "-c", "print('all good')"]))
     assert ok and "exit 0: all good" in detail
 
@@ -94,14 +95,16 @@ async def test_command_probe_exit_status_and_output():
     assert "\x1b" not in detail  # control characters from untrusted output are dropped
 
 
-async def test_command_probe_is_not_a_shell(tmp_path):
+async def test_command_probe_is_not_a_shell(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     ok, _ = await run_probe(CommandProbe(argv=["echo", f"x; touch {marker}"]))
     assert ok
     assert not marker.exists()
 
 
-async def test_command_probe_timeout_kills_it_and_its_children(tmp_path, wait_until):
+async def test_command_probe_timeout_kills_it_and_its_children(
+    tmp_path: Path, wait_until: Callable[..., Awaitable[None]]
+) -> None:
     pids = tmp_path / "pids"
     script = (
         "import subprocess, sys, time, os\n"
@@ -125,12 +128,12 @@ async def test_command_probe_timeout_kills_it_and_its_children(tmp_path, wait_un
     await wait_until(child_gone, timeout=5)  # the whole process group was killed
 
 
-async def test_command_probe_missing_program(tmp_path):
+async def test_command_probe_missing_program(tmp_path: Path) -> None:
     ok, detail = await run_probe(CommandProbe(argv=[str(tmp_path / "nope")]))
     assert not ok
     assert "cannot run" in detail
 
 
-def test_clean_text_flattens_and_cuts():
+def test_clean_text_flattens_and_cuts() -> None:
     assert clean_text("a\nb\tc\x00d") == "a b c d"
     assert clean_text("x" * 500, 10) == "xxxxxxx..."

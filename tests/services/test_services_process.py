@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -38,8 +41,8 @@ def reaped(pid: int) -> bool:
 
 
 async def test_http_service_healthy_then_sigkill_reported_at_once(
-    make_manager, events, free_port, tmp_path
-):
+    make_manager: Callable[..., Any], events: Any, free_port: int, tmp_path: Path
+) -> None:
     manager = make_manager([http_service(free_port, tmp_path)])
     started = await manager.start("web")
     assert started.state is ServiceState.STARTING
@@ -65,7 +68,9 @@ async def test_http_service_healthy_then_sigkill_reported_at_once(
     assert "SIGKILL" in after.detail
 
 
-async def test_probe_that_never_passes_reports_unhealthy(make_manager, events, free_port):
+async def test_probe_that_never_passes_reports_unhealthy(
+    make_manager: Callable[..., Any], events: Any, free_port: int
+) -> None:
     spec = ServiceSpec(
         name="deaf",
         argv=SLEEP,
@@ -82,7 +87,9 @@ async def test_probe_that_never_passes_reports_unhealthy(make_manager, events, f
     assert events.kinds("deaf") == ["started", "unhealthy"]
 
 
-async def test_probe_on_demand_emits_on_change(make_manager, events, free_port, tmp_path):
+async def test_probe_on_demand_emits_on_change(
+    make_manager: Callable[..., Any], events: Any, free_port: int, tmp_path: Path
+) -> None:
     manager = make_manager([http_service(free_port, tmp_path)])
     await manager.start("web")
     await manager.wait_ready("web", timeout=15)
@@ -91,7 +98,9 @@ async def test_probe_on_demand_emits_on_change(make_manager, events, free_port, 
     assert events.kinds("web") == ["started", "healthy"]  # no change, no new event
 
 
-async def test_stop_is_reported_as_stopped_not_as_a_crash(make_manager, events):
+async def test_stop_is_reported_as_stopped_not_as_a_crash(
+    make_manager: Callable[..., Any], events: Any
+) -> None:
     manager = make_manager([ServiceSpec(name="idle", argv=SLEEP, min_uptime=0)])
     pid = (await manager.start("idle")).pid
     assert pid is not None
@@ -108,8 +117,11 @@ async def test_stop_is_reported_as_stopped_not_as_a_crash(make_manager, events):
 
 
 async def test_stop_kills_a_service_that_ignores_sigterm(
-    make_manager, events, tmp_path, wait_until
-):
+    make_manager: Callable[..., Any],
+    events: Any,
+    tmp_path: Path,
+    wait_until: Callable[..., Awaitable[None]],
+) -> None:
     ready = tmp_path / "ready"
     script = (
         "import signal, time, pathlib, sys\n"
@@ -139,8 +151,13 @@ async def test_stop_kills_a_service_that_ignores_sigterm(
     ],
 )
 async def test_exit_status_and_min_uptime(
-    make_manager, events, code, min_uptime, state, failed_start
-):
+    make_manager: Callable[..., Any],
+    events: Any,
+    code: int | None,
+    min_uptime: float,
+    state: ServiceState,
+    failed_start: bool,
+) -> None:
     argv = [PY, "-c", f"import sys; sys.exit({code})"]
     manager = make_manager([ServiceSpec(name="brief", argv=argv, min_uptime=min_uptime)])
     await manager.start("brief")
@@ -154,7 +171,9 @@ async def test_exit_status_and_min_uptime(
     assert ("failed start" in status.detail) is failed_start
 
 
-async def test_restart_gives_a_new_process_and_counts_it(make_manager, events):
+async def test_restart_gives_a_new_process_and_counts_it(
+    make_manager: Callable[..., Any], events: Any
+) -> None:
     manager = make_manager([ServiceSpec(name="idle", argv=SLEEP, min_uptime=0)])
     first = await manager.start("idle")
     second = await manager.restart("idle")
@@ -164,7 +183,9 @@ async def test_restart_gives_a_new_process_and_counts_it(make_manager, events):
     assert reaped(first.pid)
 
 
-async def test_start_of_running_service_is_a_no_op(make_manager, events):
+async def test_start_of_running_service_is_a_no_op(
+    make_manager: Callable[..., Any], events: Any
+) -> None:
     manager = make_manager([ServiceSpec(name="idle", argv=SLEEP, min_uptime=0)])
     first = await manager.start("idle")
     again = await manager.start("idle")
@@ -172,7 +193,9 @@ async def test_start_of_running_service_is_a_no_op(make_manager, events):
     assert events.kinds("idle") == ["started"]
 
 
-async def test_service_runs_in_its_own_session_and_logs_to_its_file(make_manager, events, tmp_path):
+async def test_service_runs_in_its_own_session_and_logs_to_its_file(
+    make_manager: Callable[..., Any], events: Any, tmp_path: Path
+) -> None:
     script = "import os; print('hello from svc', os.environ['WK_GREETING'], flush=True)"
     spec = ServiceSpec(
         name="talker", argv=[PY, "-c", script], env={"WK_GREETING": "hi"}, min_uptime=0
@@ -190,7 +213,9 @@ async def test_service_runs_in_its_own_session_and_logs_to_its_file(make_manager
     assert os.getsid(pid) == pid != os.getsid(0)
 
 
-async def test_errors_are_typed_and_worded(make_manager, tmp_path):
+async def test_errors_are_typed_and_worded(
+    make_manager: Callable[..., Any], tmp_path: Path
+) -> None:
     manager = make_manager(
         [
             ServiceSpec(name="ghost", argv=[str(tmp_path / "no-such-program")]),
@@ -211,11 +236,13 @@ async def test_errors_are_typed_and_worded(make_manager, tmp_path):
     assert "does not exist" in statuses["watched"].detail
 
 
-async def test_failing_event_handlers_do_not_stop_the_watcher(make_manager, caplog):
+async def test_failing_event_handlers_do_not_stop_the_watcher(
+    make_manager: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     seen: list[str] = []
     exited = asyncio.Event()
 
-    async def flaky(event):
+    async def flaky(event: Any) -> None:
         seen.append(event.kind)
         if event.kind == "exited":
             exited.set()
@@ -232,7 +259,9 @@ async def test_failing_event_handlers_do_not_stop_the_watcher(make_manager, capl
     assert "subscriber bug" in caplog.text
 
 
-async def test_aclose_stops_children_and_refuses_new_work(make_manager, events):
+async def test_aclose_stops_children_and_refuses_new_work(
+    make_manager: Callable[..., Any], events: Any
+) -> None:
     manager = make_manager([ServiceSpec(name="idle", argv=SLEEP, min_uptime=0)])
     pid = (await manager.start("idle")).pid
     await manager.aclose()
@@ -243,7 +272,12 @@ async def test_aclose_stops_children_and_refuses_new_work(make_manager, events):
     await manager.aclose()  # idempotent
 
 
-async def test_start_all_starts_and_adopts(make_manager, spawn, tmp_path, free_port):
+async def test_start_all_starts_and_adopts(
+    make_manager: Callable[..., Any],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+    free_port: int,
+) -> None:
     outsider = spawn(SLEEP)
     pidfile = tmp_path / "outsider.pid"
     pidfile.write_text(f"{outsider.pid}\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from watchkeeper.config.services import ServiceSpec
@@ -16,7 +18,7 @@ from watchkeeper.services import (
 )
 
 
-async def test_build_managers_picks_backends_by_spec(tmp_path):
+async def test_build_managers_picks_backends_by_spec(tmp_path: Path) -> None:
     specs = [
         ServiceSpec(name="web", argv=["true"]),
         ServiceSpec(name="db", manager="systemd", unit="postgresql"),
@@ -38,12 +40,12 @@ async def test_build_managers_picks_backends_by_spec(tmp_path):
             await manager.aclose()
 
 
-def test_build_managers_builds_only_what_is_used():
+def test_build_managers_builds_only_what_is_used() -> None:
     assert set(build_managers([ServiceSpec(name="web", argv=["true"])])) == {"process"}
     assert build_managers([]) == {}
 
 
-def test_duplicate_service_names_are_refused():
+def test_duplicate_service_names_are_refused() -> None:
     specs = [
         ServiceSpec(name="web", argv=["true"]),
         ServiceSpec(name="web", manager="systemd"),
@@ -52,12 +54,12 @@ def test_duplicate_service_names_are_refused():
         build_managers(specs)
 
 
-def test_invalid_unit_is_refused_at_build_time():
+def test_invalid_unit_is_refused_at_build_time() -> None:
     with pytest.raises(ValueError, match="invalid systemd unit name"):
         build_managers([ServiceSpec(name="web", manager="systemd", unit="web; reboot")])
 
 
-def test_registry_refuses_a_second_manager_with_the_same_name():
+def test_registry_refuses_a_second_manager_with_the_same_name() -> None:
     registry = ServiceManagerRegistry()
     first = registry.register(ProcessServiceManager([]))
     with pytest.raises(DuplicateManagerError):
@@ -68,6 +70,6 @@ def test_registry_refuses_a_second_manager_with_the_same_name():
         registry.get("systemd")
 
 
-def test_manager_refuses_specs_of_another_backend():
+def test_manager_refuses_specs_of_another_backend() -> None:
     with pytest.raises(ValueError, match="for manager 'systemd'"):
         ProcessServiceManager([ServiceSpec(name="db", manager="systemd")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -36,7 +37,7 @@ probe = { kind = "command", argv = ["legacy-check", "--quick"], timeout = 2 }
 """
 
 
-def test_specs_from_a_toml_config():
+def test_specs_from_a_toml_config() -> None:
     web, db, legacy = (ServiceSpec.model_validate(t) for t in tomllib.loads(CONFIG)["services"])
     assert web.manager == "process" and web.critical and web.env == {"PYTHONUNBUFFERED": "1"}
     assert isinstance(web.probe, HttpProbe) and web.probe.expect_status == 204
@@ -49,14 +50,14 @@ def test_specs_from_a_toml_config():
 
 
 @pytest.mark.parametrize("name", ["web", "nginx.service", "getty@tty1", "a", "A_b-c.d", "x" * 64])
-def test_good_names(name):
+def test_good_names(name: str) -> None:
     assert validate_service_name(name) == name
 
 
 @pytest.mark.parametrize(
     "name", ["", "-rf", "a b", "a/b", "x" * 65, "..", "naïve", "web;id", "wеb", "web\n"]
 )
-def test_bad_names(name):
+def test_bad_names(name: str) -> None:
     with pytest.raises(ValueError):
         validate_service_name(name)
     with pytest.raises(ValidationError):
@@ -87,12 +88,12 @@ def test_bad_names(name):
         {"argv": ["true"], "probe": {"kind": "command", "argv": ["x"], "shell": True}},
     ],
 )
-def test_invalid_specs_are_refused(fields):
+def test_invalid_specs_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         ServiceSpec.model_validate({"name": "svc", **fields})
 
 
-def test_specs_are_frozen():
+def test_specs_are_frozen() -> None:
     spec = ServiceSpec(name="web", argv=["true"])
     with pytest.raises(ValidationError):
         spec.name = "other"  # type: ignore[misc]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +107,12 @@ def fake(tmp_path: Path) -> FakeSystemd:
 
 
 @pytest.fixture
-async def make_systemd(fake, events):
+async def make_systemd(
+    fake: FakeSystemd, events: Any
+) -> AsyncIterator[Callable[..., SystemdServiceManager]]:
     managers: list[SystemdServiceManager] = []
 
-    def _make(specs, **kwargs):
+    def _make(specs: list[ServiceSpec], **kwargs: Any) -> SystemdServiceManager:
         kwargs.setdefault("systemctl", fake.executable)
         manager = SystemdServiceManager(specs, events, **kwargs)
         managers.append(manager)
@@ -124,7 +127,9 @@ def unit_spec(name: str = "nginx", **extra: Any) -> ServiceSpec:
     return ServiceSpec(name=name, manager="systemd", **extra)
 
 
-async def test_status_is_parsed_from_systemctl_show(fake, make_systemd):
+async def test_status_is_parsed_from_systemctl_show(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager]
+) -> None:
     # systemd started the main process 100 s ago on the monotonic clock.
     fake.set_unit(
         "nginx.service",
@@ -165,7 +170,14 @@ async def test_status_is_parsed_from_systemctl_show(fake, make_systemd):
         ({"ActiveState": "bogus", "SubState": "x"}, ServiceState.UNKNOWN, None, None),
     ],
 )  # fmt: skip
-async def test_states_and_exit_status(fake, make_systemd, props, state, code, sig):
+async def test_states_and_exit_status(
+    fake: FakeSystemd,
+    make_systemd: Callable[..., SystemdServiceManager],
+    props: dict[str, str],
+    state: ServiceState,
+    code: int | None,
+    sig: int | None,
+) -> None:
     fake.set_unit("nginx.service", **props)
     status = await make_systemd([unit_spec()]).status("nginx")
     assert status.state is state
@@ -174,7 +186,9 @@ async def test_states_and_exit_status(fake, make_systemd, props, state, code, si
         assert f"result {props['Result']}" in status.detail
 
 
-async def test_list_asks_once_for_all_units(fake, make_systemd):
+async def test_list_asks_once_for_all_units(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager]
+) -> None:
     fake.set_unit("nginx.service", ActiveState="active", SubState="running", MainPID="10")
     fake.set_unit("getty@tty1.service", ActiveState="inactive", SubState="dead")
     manager = make_systemd(
@@ -212,7 +226,7 @@ async def test_list_asks_once_for_all_units(fake, make_systemd):
         "x" * 300,
     ],
 )
-def test_unit_names_are_validated_strictly(bad, fake):
+def test_unit_names_are_validated_strictly(bad: str, fake: FakeSystemd) -> None:
     with pytest.raises(ValueError):
         validate_unit_name(bad)
     try:
@@ -236,11 +250,13 @@ def test_unit_names_are_validated_strictly(bad, fake):
         ("dev-sda1.device", "dev-sda1.device"),
     ],
 )
-def test_valid_unit_names(good, full):
+def test_valid_unit_names(good: str, full: str) -> None:
     assert validate_unit_name(good) == full
 
 
-async def test_actions_run_systemctl_with_plain_argv(fake, make_systemd, events):
+async def test_actions_run_systemctl_with_plain_argv(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager], events: Any
+) -> None:
     fake.set_unit("nginx.service", ActiveState="active", SubState="running", MainPID="100")
     manager = make_systemd([unit_spec()])
     status = await manager.restart("nginx")
@@ -259,7 +275,9 @@ async def test_actions_run_systemctl_with_plain_argv(fake, make_systemd, events)
     assert events.kinds() == ["stopped", "started"]
 
 
-async def test_permission_failures_say_so_plainly(fake, make_systemd):
+async def test_permission_failures_say_so_plainly(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager]
+) -> None:
     fake.set_unit("nginx.service", ActiveState="active", SubState="running", MainPID="100")
     fake.deny()
     manager = make_systemd([unit_spec()])
@@ -270,7 +288,9 @@ async def test_permission_failures_say_so_plainly(fake, make_systemd):
     assert caught.value.service == "nginx"
 
 
-async def test_unknown_units_and_names(fake, make_systemd):
+async def test_unknown_units_and_names(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager]
+) -> None:
     manager = make_systemd([unit_spec("ghost", unit="ghost")])
     with pytest.raises(UnknownServiceError, match="not installed"):
         await manager.start("ghost")
@@ -278,7 +298,9 @@ async def test_unknown_units_and_names(fake, make_systemd):
         await manager.status("not-configured")
 
 
-async def test_missing_systemctl_is_reported_not_raised_on_read(tmp_path, make_systemd):
+async def test_missing_systemctl_is_reported_not_raised_on_read(
+    tmp_path: Path, make_systemd: Callable[..., SystemdServiceManager]
+) -> None:
     manager = make_systemd([unit_spec()], systemctl=tmp_path / "no-systemctl")
     status = await manager.status("nginx")
     assert status.state is ServiceState.UNKNOWN
@@ -287,7 +309,9 @@ async def test_missing_systemctl_is_reported_not_raised_on_read(tmp_path, make_s
         await manager.start("nginx")
 
 
-async def test_polling_reports_a_crash_as_exited(fake, make_systemd, events):
+async def test_polling_reports_a_crash_as_exited(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager], events: Any
+) -> None:
     fake.set_unit("nginx.service", ActiveState="active", SubState="running", MainPID="100")
     manager = make_systemd([unit_spec()], poll_interval=0.05)
     await manager.list()  # baseline
@@ -308,7 +332,9 @@ async def test_polling_reports_a_crash_as_exited(fake, make_systemd, events):
     assert started.pid == 101
 
 
-async def test_probe_runs_only_for_active_units(fake, make_systemd, events):
+async def test_probe_runs_only_for_active_units(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager], events: Any
+) -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -326,7 +352,9 @@ async def test_probe_runs_only_for_active_units(fake, make_systemd, events):
         await server.wait_closed()
 
 
-async def test_a_failed_query_does_not_fake_a_restart(fake, make_systemd, events):
+async def test_a_failed_query_does_not_fake_a_restart(
+    fake: FakeSystemd, make_systemd: Callable[..., SystemdServiceManager], events: Any
+) -> None:
     fake.set_unit("nginx.service", ActiveState="active", SubState="running", MainPID="100")
     manager = make_systemd([unit_spec()])
     await manager.list()

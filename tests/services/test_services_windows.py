@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -85,10 +86,12 @@ def scm() -> FakeScm:
 
 
 @pytest.fixture
-async def make_windows(scm, events):
+async def make_windows(
+    scm: FakeScm, events: Any
+) -> AsyncIterator[Callable[..., WindowsServiceManager]]:
     managers: list[WindowsServiceManager] = []
 
-    def _make(specs, **kwargs):
+    def _make(specs: list[ServiceSpec], **kwargs: Any) -> WindowsServiceManager:
         kwargs.setdefault("scm", scm)
         manager = WindowsServiceManager(specs, events, **kwargs)
         managers.append(manager)
@@ -103,7 +106,9 @@ def win_spec(name: str = "spooler", **extra: Any) -> ServiceSpec:
     return ServiceSpec(name=name, manager="windows", **extra)
 
 
-async def test_status_mapping(scm, make_windows):
+async def test_status_mapping(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager]
+) -> None:
     scm.add("Spooler", "running", pid=42)
     scm.add("W32Time", "stopped", exit_code=0)
     scm.add("BadSvc", "stopped", exit_code=1067)
@@ -129,7 +134,9 @@ async def test_status_mapping(scm, make_windows):
     assert "not installed" in statuses["absent"].detail
 
 
-async def test_start_waits_until_running_and_stop_until_stopped(scm, make_windows, events):
+async def test_start_waits_until_running_and_stop_until_stopped(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager], events: Any
+) -> None:
     scm.add("Spooler", "stopped")
     manager = make_windows([win_spec(unit="Spooler")])
     started = await manager.start("spooler")
@@ -143,7 +150,9 @@ async def test_start_waits_until_running_and_stop_until_stopped(scm, make_window
     assert again.state is ServiceState.STOPPED
 
 
-async def test_restart(scm, make_windows, events):
+async def test_restart(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager], events: Any
+) -> None:
     scm.add("Spooler", "running", pid=42)
     manager = make_windows([win_spec(unit="Spooler")])
     status = await manager.restart("spooler")
@@ -151,7 +160,9 @@ async def test_restart(scm, make_windows, events):
     assert [(e.kind, e.pid) for e in events.events] == [("stopped", 42), ("started", 901)]
 
 
-async def test_access_denied_needs_administrator(scm, make_windows):
+async def test_access_denied_needs_administrator(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager]
+) -> None:
     scm.add("Spooler", "running", pid=42)
     scm.denied = True
     manager = make_windows([win_spec(unit="Spooler")])
@@ -160,7 +171,7 @@ async def test_access_denied_needs_administrator(scm, make_windows):
     assert "stopping Windows service Spooler" in str(caught.value)
 
 
-async def test_unknown_service(make_windows):
+async def test_unknown_service(make_windows: Callable[..., WindowsServiceManager]) -> None:
     manager = make_windows([win_spec(unit="NoSuchSvc")])
     with pytest.raises(UnknownServiceError, match="not installed"):
         await manager.start("spooler")
@@ -168,7 +179,9 @@ async def test_unknown_service(make_windows):
         await manager.status("other")
 
 
-async def test_start_that_never_finishes_times_out(scm, make_windows):
+async def test_start_that_never_finishes_times_out(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager]
+) -> None:
     scm.add("Slow", "stopped")
     scm.stuck = True
     manager = make_windows([win_spec(unit="Slow", start_timeout=0.3)])
@@ -176,7 +189,9 @@ async def test_start_that_never_finishes_times_out(scm, make_windows):
         await manager.start("spooler")
 
 
-async def test_polling_reports_a_crash_as_exited(scm, make_windows, events):
+async def test_polling_reports_a_crash_as_exited(
+    scm: FakeScm, make_windows: Callable[..., WindowsServiceManager], events: Any
+) -> None:
     scm.add("Spooler", "running", pid=42)
     manager = make_windows([win_spec(unit="Spooler")], poll_interval=0.05)
     await manager.list()
@@ -188,18 +203,20 @@ async def test_polling_reports_a_crash_as_exited(scm, make_windows, events):
 
 
 @pytest.mark.parametrize("bad", ["a/b", "a\\b", "-x", " lead", "trail ", "sp;ool", "ѕpooler", ""])
-def test_windows_service_names_are_validated(bad, scm):
+def test_windows_service_names_are_validated(bad: str, scm: FakeScm) -> None:
     with pytest.raises(ValueError):
         validate_windows_service_name(bad)
 
 
-def test_valid_windows_service_names():
+def test_valid_windows_service_names() -> None:
     for good in ("Spooler", "W32Time", "MSSQL$SQLEXPRESS", "Some Service", "wuauserv"):
         assert validate_windows_service_name(good) == good
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="checks the behaviour away from Windows")
-async def test_real_scm_api_says_it_needs_windows(make_windows):
+async def test_real_scm_api_says_it_needs_windows(
+    make_windows: Callable[..., WindowsServiceManager],
+) -> None:
     from watchkeeper.services._scm_ctypes import Win32ScmApi
 
     manager = make_windows([win_spec(unit="Spooler")], scm=Win32ScmApi())

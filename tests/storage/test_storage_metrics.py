@@ -7,6 +7,7 @@ import math
 import random
 import sqlite3
 import statistics
+from pathlib import Path
 from typing import Any
 
 from storage_helpers import T0, Clock
@@ -118,7 +119,7 @@ def test_raw_retention_deletes_only_what_is_due(db: SyncStorage, clock: Clock) -
     assert sum(p.count for p in minutes) == 2 * 3600 // 5
 
 
-def test_aggregate_retention_deletes_only_what_is_due(tmp_path, clock: Clock) -> None:
+def test_aggregate_retention_deletes_only_what_is_due(tmp_path: Path, clock: Clock) -> None:
     policy = RetentionPolicy(raw_hours=1, aggregate_days=2)
     with SyncStorage(tmp_path / "w.db", clock=clock, retention=policy) as db:
         write_series(db, T0, 4 * 3600, 60)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from storage_helpers import T0, Clock, make_alert, make_record
 
 from watchkeeper.model.actions import ActionOutcome
@@ -164,7 +166,7 @@ def test_agent_events_analyses_health_and_baselines(db: SyncStorage) -> None:
     }
 
 
-def test_event_retention_deletes_only_what_is_due(tmp_path, clock: Clock) -> None:
+def test_event_retention_deletes_only_what_is_due(tmp_path: Path, clock: Clock) -> None:
     policy = RetentionPolicy(events_days=10, audit_days=20)
     with SyncStorage(tmp_path / "w.db", clock=clock, retention=policy) as db:
         for day in range(0, 30, 5):
