@@ -17,6 +17,7 @@ from watchkeeper.bus import Message, Topic
 class Poke(BaseModel):
     n: int
 
+
 # Registers one of everything, then fails wherever FAIL_AT says (a module constant the
 # tests rewrite per plugin file).
 EVERYTHING = """
