@@ -55,6 +55,19 @@ def test_no_bus_payload_is_read_as_a_dict(part: str) -> None:
     assert offenders == []
 
 
+def test_the_web_feed_reads_models_not_payload_dicts() -> None:
+    """``web/feed.py`` words and charts bus messages from their models: it calls no
+    ``.get(`` at all (its old payload dicts went by another name than ``payload``, so the
+    check above could not see them) and never reads a message's ``.payload``."""
+    path = SRC / "web" / "feed.py"
+    offenders = [
+        f"{path.relative_to(SRC)}:{node.lineno}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("get", "payload")
+    ]
+    assert offenders == []
+
+
 def test_every_builtin_topic_lives_in_a_reserved_namespace() -> None:
     assert {topic.name.partition(".")[0] for topic in BUILTIN} <= RESERVED
     assert all(topic.description for topic in BUILTIN)

@@ -15,6 +15,18 @@ from pydantic import BaseModel
 from web_helpers import LiveServer
 
 from watchkeeper.bus import Topic
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
+from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.metrics import (
+    CpuMetrics,
+    DiskIO,
+    DiskMetrics,
+    FilesystemUsage,
+    InterfaceRates,
+    MemoryMetrics,
+    MetricsSample,
+    NetworkMetrics,
+)
 from watchkeeper.web.feed import chart_point, describe
 from watchkeeper.web.live import EventClient, LiveHub, TooManyClients
 
@@ -153,21 +165,37 @@ async def test_the_hub_caps_its_clients(server: LiveServer) -> None:
 
 
 def test_chart_points_and_activity_lines() -> None:
-    sample = {
-        "timestamp": 100.0,
-        "cpu": {"percent": 12.345},
-        "memory": {"percent": 50.0, "swap_percent": 1.0},
-        "disks": {
-            "filesystems": [{"percent": 40.0}, {"percent": 91.5}],
-            "io": [{"read_bytes_per_s": 10.0, "write_bytes_per_s": None}, {"read_bytes_per_s": 5}],
-        },
-        "network": {
-            "interfaces": [
-                {"name": "lo", "rx_bytes_per_s": 1e9, "tx_bytes_per_s": 1e9},
-                {"name": "eth0", "rx_bytes_per_s": 300.0, "tx_bytes_per_s": 200.0},
-            ]
-        },
-    }
+    fs = {"device": "/dev/sda1", "fstype": "ext4", "total_bytes": 100, "used_bytes": 40}
+    sample = MetricsSample(
+        timestamp=100.0,
+        host="test",
+        cpu=CpuMetrics(count=1, percent=12.345),
+        memory=MemoryMetrics(
+            total_bytes=100,
+            available_bytes=50,
+            used_bytes=50,
+            percent=50.0,
+            swap_total_bytes=100,
+            swap_used_bytes=1,
+            swap_percent=1.0,
+        ),
+        disks=DiskMetrics(
+            filesystems=(
+                FilesystemUsage(mount="/", free_bytes=60, percent=40.0, **fs),
+                FilesystemUsage(mount="/srv", free_bytes=8, percent=91.5, **fs),
+            ),
+            io=(
+                DiskIO(device="sda", read_bytes_per_s=10.0, write_bytes_per_s=None),
+                DiskIO(device="sdb", read_bytes_per_s=5),
+            ),
+        ),
+        network=NetworkMetrics(
+            interfaces=(
+                InterfaceRates(name="lo", rx_bytes_per_s=1e9, tx_bytes_per_s=1e9),
+                InterfaceRates(name="eth0", rx_bytes_per_s=300.0, tx_bytes_per_s=200.0),
+            )
+        ),
+    )
     point = chart_point(sample)
     assert point == {
         "ts": 100.0,
@@ -180,14 +208,30 @@ def test_chart_points_and_activity_lines() -> None:
         "net_tx": 200.0,
         "disk_used": 91.5,
     }
-    assert chart_point({"timestamp": 1.0})["cpu"] is None
-    line = describe(
-        "alert.firing", {"severity": "critical", "summary": "disk\nfull", "subject": "/"}
+    assert chart_point(MetricsSample(timestamp=1.0, host="test"))["cpu"] is None
+    alert = Alert(
+        id="a1",
+        fingerprint="f1",
+        rule="disk_full",
+        severity=Severity.CRITICAL,
+        subject="/",
+        summary="disk\nfull",
+        started_at=1.0,
+        updated_at=1.0,
     )
+    line = describe("alert.firing", alert)
     assert line == ("critical", "alert firing: disk full", "/")
-    assert describe("remediation.failed", {"action": "kill_process", "target": "42"}) == (
+    record = ActionRecord(
+        id="r1",
+        action="kill_process",
+        target="42",
+        proposer="rule",
+        outcome=ActionOutcome.FAILED,
+        created_at=1.0,
+    )
+    assert describe("remediation.failed", record) == (
         "warning",
         "action kill_process on 42: failed",
         "42",
     )
-    assert describe("metrics.sample", {}) is None
+    assert describe("metrics.sample", MetricsSample(timestamp=1.0, host="test")) is None

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.model.snapshot import HealthScore, SystemSnapshot
+from watchkeeper.model.topics import METRICS_SAMPLE
 from watchkeeper.web.feed import chart_point, describe, sse_frame
 from watchkeeper.web.sources import Sources
 
@@ -261,17 +262,16 @@ class LiveHub:
         if event is None:
             return
         self.messages_seen += 1
-        payload = message.payload
         extra: dict[str, Any] = {}
         if event == "sample":
-            point = chart_point(payload)
+            point = chart_point(METRICS_SAMPLE.read(message))
             self._points.append(point)
             extra["point"] = point
         else:
             if event == "action":
                 outcome = message.topic.partition(".")[2] or "unknown"
                 self.action_counts[outcome] = self.action_counts.get(outcome, 0) + 1
-            line = describe(message.topic, payload)
+            line = describe(message.topic, message.value)
             if line is not None:
                 severity, text, subject = line
                 item = {
@@ -285,14 +285,19 @@ class LiveHub:
                 self._activity.append(item)
                 extra["activity"] = item
         if self._clients:
-            data = {"topic": message.topic, "ts": message.timestamp, "data": payload, **extra}
+            data = {
+                "topic": message.topic,
+                "ts": message.timestamp,
+                "data": message.payload,
+                **extra,
+            }
             self._broadcast(sse_frame(event, data))
 
     def seed(self) -> None:
         """Start the chart from the sensor's latest sample, if there is one."""
         sample = self.sources.latest_sample()
         if sample is not None and not self._points:
-            self._points.append(chart_point(sample.model_dump(mode="json")))
+            self._points.append(chart_point(sample))
 
     async def run(self) -> None:
         """Follow the bus until cancelled."""
