@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.model.alerts import SuggestedAction
 
@@ -19,7 +19,11 @@ __all__ = ["AnalysisResult"]
 
 
 class AnalysisResult(BaseModel):
-    """One analysis, published on ``analysis.result``: from the rules or from a model."""
+    """One analysis, published on ``analysis.result``: from the rules or from a model.
+
+    Frozen: every subscriber on the bus receives this same instance."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     at: float
