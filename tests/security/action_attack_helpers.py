@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 import psutil
+from daemon_harness import free_port
 
 T = TypeVar("T")
 
@@ -95,12 +95,6 @@ def kernel_thread() -> psutil.Process:
         if not proc.name().startswith("kworker"):
             return proc
     raise AssertionError("no kernel thread found under kthreadd")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

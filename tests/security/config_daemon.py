@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,12 +24,7 @@ from typing import Any
 
 import httpx
 import tomli_w
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from daemon_harness import free_port, stop_process
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -206,11 +199,5 @@ class ConfigDaemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)

@@ -14,8 +14,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,12 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from daemon_harness import free_port, stop_process
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -151,13 +144,7 @@ class Daemon:
         if self.proc is None:
             return 0
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc, timeout=20)
         return proc.returncode
 
     def __enter__(self) -> Daemon:

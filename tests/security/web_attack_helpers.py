@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,12 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from daemon_harness import free_port, stop_process
 
 
 def _toml(value: Any) -> str:
@@ -121,15 +115,8 @@ class WebDaemon:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("watchkeeper did not stop on SIGTERM") from None
+        if self.proc is not None and not stop_process(self.proc, timeout=15):
+            raise AssertionError("watchkeeper did not stop on SIGTERM")
 
     def rss_kb(self) -> int:
         """The daemon's resident memory (VmRSS), in KiB."""
