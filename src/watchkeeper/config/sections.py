@@ -288,6 +288,20 @@ class AnalyzerSettings(_Section):
     load_climb_per_hour: float = Field(2.0, gt=0, description="per-core load rise per hour")
     baseline_min_samples: int = Field(120, ge=10)
     baseline_sigma: float = Field(6.0, gt=0, description="robust deviations that are anomalous")
+    window_seconds: float = Field(
+        120.0, gt=0, description="intermittent conditions are judged over this window"
+    )
+    window_fire_share: float = Field(
+        0.5, gt=0, le=1, description="share of the window above the line that fires"
+    )
+    window_clear_share: float = Field(
+        0.2, ge=0, lt=1, description="and the share under which it clears again"
+    )
+    flap_window: float = Field(600.0, gt=0, description="seconds in which state changes count")
+    flap_changes: int = Field(3, ge=2, description="this many changes in the window: flapping")
+    stuck_starting_seconds: float = Field(
+        120.0, gt=0, description="a service still starting after this long is stuck"
+    )
     expected: list[ExpectedPattern] = Field(
         default_factory=lambda: [ExpectedPattern(process="*backup*", hours=(0, 6))]
     )
@@ -302,6 +316,8 @@ class AnalyzerSettings(_Section):
         for low, high in pairs:
             if getattr(self, low) >= getattr(self, high):
                 raise ValueError(f"{low} must be below {high}")
+        if self.window_clear_share >= self.window_fire_share:
+            raise ValueError("window_clear_share must be below window_fire_share")
         if self.disk_fill_critical_hours >= self.disk_fill_warning_hours:
             raise ValueError("disk_fill_critical_hours must be below disk_fill_warning_hours")
         return self

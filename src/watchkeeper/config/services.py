@@ -146,6 +146,14 @@ class ServiceSpec(_Frozen):
     stop_timeout: float = Field(default=10.0, gt=0, le=_MAX_TIMEOUT)
     min_uptime: float = Field(default=1.0, ge=0, le=_MAX_TIMEOUT)
     unit: str | None = Field(default=None, min_length=1, max_length=256)
+    depends_on: list[str] = Field(
+        default_factory=list, max_length=64, description="services this one needs to work"
+    )
+    paths: list[Path] = Field(
+        default_factory=list,
+        max_length=64,
+        description="where it keeps data or logs: a full filesystem there explains its failure",
+    )
 
     @field_validator("name")
     @classmethod
@@ -166,6 +174,19 @@ class ServiceSpec(_Frozen):
             if "\x00" in value:
                 raise ValueError(f"environment variable {key} must not contain NUL")
         return env
+
+    @field_validator("depends_on")
+    @classmethod
+    def _depends_on(cls, names: list[str]) -> list[str]:
+        return [validate_service_name(name) for name in names]
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, paths: list[Path]) -> list[Path]:
+        for path in paths:
+            if not path.is_absolute():
+                raise ValueError(f"paths: {str(path)!r} must be absolute")
+        return paths
 
     @field_validator("unit")
     @classmethod

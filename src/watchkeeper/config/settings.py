@@ -91,6 +91,14 @@ class Settings(BaseSettings):
             if spec.name in seen:
                 raise ValueError(f"service {spec.name!r} is defined twice")
             seen.add(spec.name)
+        for spec in self.services:
+            for needed in spec.depends_on:
+                if needed == spec.name:
+                    raise ValueError(f"service {spec.name!r} cannot depend on itself")
+                if needed not in seen:
+                    raise ValueError(
+                        f"service {spec.name!r} depends on {needed!r}, which is not configured"
+                    )
         return self
 
     @classmethod

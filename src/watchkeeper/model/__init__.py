@@ -3,7 +3,8 @@
 Everything above imports from here; this package imports nothing else of watchkeeper,
 so a type defined here can be used anywhere without creating a cycle. Submodules by
 concern: :mod:`.alerts` (alerts, severities, what an action targets), :mod:`.analysis`
-(what an analysis concluded), :mod:`.actions` (action declarations, requests, results
+(what an analysis concluded), :mod:`.incidents` (correlated alerts as one problem),
+:mod:`.actions` (action declarations, requests, results
 and audit records, the one risk vocabulary), :mod:`.metrics` (samples and metric
 declarations), :mod:`.services` (service state, status and events), :mod:`.activity`
 (activity-log severities), :mod:`.text` (cleaning untrusted text), :mod:`.secret`
@@ -46,6 +47,7 @@ from watchkeeper.model.alerts import (
     fingerprint_of,
 )
 from watchkeeper.model.analysis import AnalysisResult
+from watchkeeper.model.incidents import Incident, IncidentMember, IncidentState
 from watchkeeper.model.metrics import (
     SERVICE_METRIC_SPECS,
     TCP_STATES,
@@ -63,6 +65,7 @@ from watchkeeper.model.metrics import (
     MetricSpec,
     MetricsSample,
     NetworkMetrics,
+    ProcessGroup,
     ProcessInfo,
     ProcessMetrics,
     SystemMetrics,
@@ -117,6 +120,9 @@ __all__ = [
     "FilesystemUsage",
     "GpuDevice",
     "GpuMetrics",
+    "Incident",
+    "IncidentMember",
+    "IncidentState",
     "InterfaceRates",
     "MemoryMetrics",
     "MetricCatalog",
@@ -126,6 +132,7 @@ __all__ = [
     "ParamError",
     "ParamInfo",
     "ParamValue",
+    "ProcessGroup",
     "ProcessInfo",
     "ProcessMetrics",
     "Proposer",

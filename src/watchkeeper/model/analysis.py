@@ -33,6 +33,7 @@ class AnalysisResult(BaseModel):
     summary: str
     alert_ids: list[str] = Field(default_factory=list)
     fingerprints: list[str] = Field(default_factory=list)
+    incident_id: str | None = None  # the incident this analysis is about, when one
     explanations: dict[str, str] = Field(default_factory=dict)  # alert id → model's words
     recommended: list[SuggestedAction] = Field(default_factory=list)
     dropped: list[str] = Field(default_factory=list)

@@ -189,6 +189,10 @@ class MemoryMetrics(_Family):
     swap_percent: float
     swap_in_bytes_per_s: float | None = None
     swap_out_bytes_per_s: float | None = None
+    cached_bytes: int | None = Field(None, description="page cache (reclaimable)")
+    buffers_bytes: int | None = None
+    slab_bytes: int | None = Field(None, description="kernel slab, reclaimable or not")
+    shared_bytes: int | None = Field(None, description="shmem and tmpfs (not reclaimable)")
 
     def add_flat(self, out: dict[str, float]) -> None:
         for field, value in self:
@@ -295,6 +299,25 @@ class ProcessInfo(_Frozen):
     open_files: int | None = None
     create_time: float = Field(description="unix time the process started")
     age_seconds: float
+    ppid: int | None = Field(None, description="parent pid, when readable")
+    kernel_thread: bool = Field(False, description="a kernel thread (kthreadd's child)")
+
+
+class ProcessGroup(_Frozen):
+    """The CPU of one job: a parent's children of one command, taken together.
+
+    ``cpu_percent`` (of one core) adds the children seen now and the CPU of children that
+    exited between two samples (it lands in the parent's cutime/cstime), so a compile of
+    many short-lived ``cc1plus`` shows as ``make: cc1plus x2, 190%`` even when no single
+    child lives through an interval. ``command`` is the parent's own name for a process
+    whose load is its own.
+    """
+
+    parent_pid: int
+    parent_name: str
+    command: str
+    count: int = Field(ge=0, description="processes of that command under the parent now")
+    cpu_percent: float = Field(ge=0)
 
 
 class ProcessMetrics(_Family):
@@ -314,6 +337,7 @@ class ProcessMetrics(_Family):
     threads: int = 0
     top_cpu: tuple[ProcessInfo, ...] = ()
     top_memory: tuple[ProcessInfo, ...] = ()
+    groups: tuple[ProcessGroup, ...] = Field((), description="the busiest jobs, by CPU")
 
     def add_flat(self, out: dict[str, float]) -> None:
         counts = ("total", "running", "sleeping", "disk_sleep", "stopped", "zombie", "idle")

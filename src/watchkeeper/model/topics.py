@@ -16,6 +16,8 @@ metrics.sample             MetricsSample         sensor, every interval
 alert.firing/resolved/     Alert                 analyzer (remediator for give-ups)
 escalated
 analysis.result            AnalysisResult        analyzer (rules or LLM)
+incident.opened/updated/   Incident              analyzer: correlated alerts as one problem
+resolved
 analysis.llm_status        LlmStatus             analyzer, when the LLM comes or goes
 remediation.<outcome>      ActionRecord          remediator: started, pending, succeeded,
                                                  failed, refused, rejected, dry_run,
@@ -57,6 +59,7 @@ from watchkeeper.model.events import (
     SystemStarted,
     SystemStopped,
 )
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 
@@ -74,6 +77,10 @@ __all__ = [
     "COMMAND_ALL",
     "CONFIG_CHANGED",
     "HEALTH_CHANGED",
+    "INCIDENT_OPENED",
+    "INCIDENT_RESOLVED",
+    "INCIDENT_TOPICS",
+    "INCIDENT_UPDATED",
     "METRICS_SAMPLE",
     "REMEDIATION_ESCALATED",
     "REMEDIATION_GAVE_UP",
@@ -107,6 +114,18 @@ ANALYSIS_RESULT: Topic[AnalysisResult] = Topic(
 ANALYSIS_LLM_STATUS: Topic[LlmStatus] = Topic(
     "analysis.llm_status", LlmStatus, "the LLM came or went"
 )
+
+INCIDENT_OPENED: Topic[Incident] = Topic("incident.opened", Incident, "an incident began")
+INCIDENT_UPDATED: Topic[Incident] = Topic(
+    "incident.updated", Incident, "an incident changed: members, severity or root cause"
+)
+INCIDENT_RESOLVED: Topic[Incident] = Topic("incident.resolved", Incident, "an incident ended")
+INCIDENT_TOPICS: Mapping[str, Topic[Incident]] = {
+    "opened": INCIDENT_OPENED,
+    "updated": INCIDENT_UPDATED,
+    "resolved": INCIDENT_RESOLVED,
+}
+"""The incident topic of each change (``INCIDENT_TOPICS["opened"]``)."""
 
 _OUTCOMES = ("pending", "succeeded", "failed", "refused", "rejected", "dry_run", "timed_out")
 REMEDIATION_OUTCOMES: Mapping[str, Topic[ActionRecord]] = {
@@ -162,6 +181,7 @@ def _all() -> list[Topic[Any]]:
         *ALERT_TOPICS.values(),
         ANALYSIS_RESULT,
         ANALYSIS_LLM_STATUS,
+        *INCIDENT_TOPICS.values(),
         *REMEDIATION_OUTCOMES.values(),
         REMEDIATION_ESCALATED,
         REMEDIATION_GAVE_UP,
