@@ -227,6 +227,10 @@ class EventsMixin(DbBase):
         deleted["alert"] = conn.execute(
             "DELETE FROM alert WHERE state = 'resolved' AND resolved_at < ?", (cut,)
         ).rowcount
+        # Incidents likewise: an open one stays, a resolved one goes with its alerts.
+        deleted["incident"] = conn.execute(
+            "DELETE FROM incident WHERE state = 'resolved' AND resolved_at < ?", (cut,)
+        ).rowcount
         audit_cut = now - policy.audit_days * 86400
         deleted["audit"] = conn.execute(
             "DELETE FROM audit WHERE updated_at < ?", (audit_cut,)

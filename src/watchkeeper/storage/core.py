@@ -25,6 +25,7 @@ from types import TracebackType
 
 from watchkeeper.storage._db import describe_error, guarded
 from watchkeeper.storage._events import EventsMixin
+from watchkeeper.storage._incidents import IncidentsMixin
 from watchkeeper.storage._metrics import MetricsMixin
 from watchkeeper.storage._records import RecordsMixin
 from watchkeeper.storage.errors import StorageError
@@ -38,7 +39,7 @@ DB_FILENAME = "watchkeeper.db"
 ROLLUP_LAG = 10.0
 
 
-class SyncStorage(MetricsMixin, RecordsMixin, EventsMixin):
+class SyncStorage(MetricsMixin, RecordsMixin, IncidentsMixin, EventsMixin):
     """History in one SQLite file. Not thread-safe: use it from the thread that opened it.
 
     ``readonly`` opens an existing database for queries only (the CLI reading a running

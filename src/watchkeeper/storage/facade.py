@@ -298,6 +298,8 @@ class Storage:
     # Each write and query is declared once, on SyncStorage; these run it on a thread.
     record_alert = Write(SyncStorage.record_alert, "store an alert")
     mark_notified = Write(SyncStorage.mark_notified, "mark an alert notified")
+    record_incident = Write(SyncStorage.record_incident, "store an incident")
+    mark_incident_notified = Write(SyncStorage.mark_incident_notified, "mark an incident notified")
     record_action = Write(SyncStorage.record_action, "store an action record")
     record_agent_event = Write(SyncStorage.record_agent_event, "store an agent event")
     record_analysis = Write(SyncStorage.record_analysis, "store an analysis")
@@ -310,6 +312,9 @@ class Storage:
     metric_names = Query(SyncStorage.metric_names)
     alerts = Query(SyncStorage.alerts)
     alert_transitions = Query(SyncStorage.alert_transitions)
+    incidents = Query(SyncStorage.incidents)
+    incident = Query(SyncStorage.incident)
+    incident_last_notified = Query(SyncStorage.incident_last_notified)
     audit = Query(SyncStorage.audit)
     success_rates = Query(SyncStorage.success_rates)
     search_activity = Query(SyncStorage.search_activity)

@@ -87,9 +87,24 @@ _V2 = (
     "CREATE INDEX audit_action ON audit (action, created_at)",
 )
 
+_V3 = (
+    # Incidents: correlated alerts as one problem, kept by id and updated in place as the
+    # analyzer reports them (members, root, remedies and state change; the id does not).
+    # The columns are what the lists filter and sort on; ``data`` is the whole Incident.
+    """CREATE TABLE incident (
+        id TEXT PRIMARY KEY, key TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL,
+        title TEXT NOT NULL, root TEXT, members TEXT NOT NULL, remedies TEXT NOT NULL,
+        opened_at REAL NOT NULL, updated_at REAL NOT NULL, resolved_at REAL,
+        notified_at REAL, data TEXT NOT NULL)""",
+    "CREATE INDEX incident_opened ON incident (opened_at)",
+    "CREATE INDEX incident_state ON incident (state, opened_at)",
+    "CREATE INDEX incident_key ON incident (key, opened_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables: metrics, alerts, audit, events, analyses, baselines", _V1),
     Migration(2, "alert.notified_at and the indexes the searches need", _V2),
+    Migration(3, "incidents: correlated alerts with their root cause and remedies", _V3),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

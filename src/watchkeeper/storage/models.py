@@ -131,7 +131,7 @@ class RetentionPolicy(_Row):
     raw_hours: float = Field(24.0, gt=0)
     aggregate_days: float = Field(30.0, gt=0)
     events_days: float = Field(
-        90.0, gt=0, description="activity, alerts, agent events, analyses, health"
+        90.0, gt=0, description="activity, alerts, incidents, agent events, analyses, health"
     )
     audit_days: float = Field(365.0, gt=0)
 

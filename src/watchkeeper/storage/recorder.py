@@ -20,6 +20,7 @@ from typing import Any
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.events import HealthPoint
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
 from watchkeeper.storage.facade import Storage
@@ -99,6 +100,24 @@ class Recorder:
         """Keep one step (``firing``, ``changed``, ``escalated``, ``resolved``) of an alert."""
         if self.storage.is_open:
             await self.storage.record_alert(alert, kind, at=at)
+
+    async def incident(self, incident: Incident) -> None:
+        """Keep an incident as ``incident.opened/updated/resolved`` reported it."""
+        if self.storage.is_open:
+            await self.storage.record_incident(incident)
+
+    async def incident_notified(self, incident_id: str, at: float) -> None:
+        """Remember that people were told about an incident, across restarts."""
+        if self.storage.is_open:
+            await self.storage.mark_incident_notified(incident_id, at)
+
+    async def incident_last_notified(self, key: str) -> float | None:
+        """When people were last told about a still-open incident about ``key``."""
+        if not self.storage.is_open:
+            return None
+        with contextlib.suppress(StorageError):
+            return await self.storage.incident_last_notified(key)
+        return None
 
     async def action(self, record: ActionRecord) -> None:
         """Add or move on one entry of the audit trail."""
