@@ -41,6 +41,7 @@ from watchkeeper.model.actions import ActionInfo, ActionRequest, ActionResult
 
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
+    from watchkeeper.remediation.processes import ProcessLookup
 
 __all__ = [
     "Action",
@@ -62,13 +63,15 @@ class NeedsPrivilege(PermissionError):
 class ActionContext:
     """What actions may use: settings, the service managers, the clock, and the pool
     their blocking work runs on (``executor``; its owner, the pipeline's ``ActionRunner``,
-    shuts it down)."""
+    shuts it down). ``processes`` is where process targets are looked up (None: this
+    machine's /proc; the scenario scorer gives a scenario's own processes)."""
 
     settings: Callable[[], Settings]
     services: dict[str, Any]
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     executor: Executor | None = None
+    processes: ProcessLookup | None = None
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on the actions' pool, off the event loop::

@@ -54,7 +54,7 @@ class _ProcessAction:
             return f"target {request.target!r} is not a pid"
         names = ctx.settings().remediation.protected_names
         _, problem = await ctx.run_blocking(
-            check_process_target, pid, _created(request), tuple(names)
+            check_process_target, pid, _created(request), tuple(names), ctx.processes
         )
         return problem
 

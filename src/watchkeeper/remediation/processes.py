@@ -17,6 +17,9 @@ process is never hit. On top of that identity, a target must be a whole process:
     proc, problem = check_process_target(pid, create_time, protected_names)
 
 Everything here reads ``/proc`` synchronously: callers run it on the actions' own pool.
+The facts come from a ``ProcessLookup`` (this machine's ``/proc`` by default); the scenario
+scorer passes one that answers from a scenario's own processes, so the same checks judge
+them.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 import psutil
 
 __all__ = [
+    "LIVE_PROCESSES",
+    "ProcessLookup",
     "check_process_target",
     "is_kernel_thread",
     "names_of",
@@ -118,23 +124,57 @@ def names_of(proc: psutil.Process) -> set[str]:
     return {name.lower() for name in names if name}
 
 
-def _protected_name(pid: int, proc: psutil.Process, protected_names: Iterable[str]) -> str | None:
+class ProcessLookup(Protocol):
+    """Where ``check_process_target`` learns about processes (``LIVE_PROCESSES``: /proc)."""
+
+    def thread_group_of(self, pid: int) -> int | None: ...
+
+    def is_kernel_thread(self, pid: int) -> bool: ...
+
+    def protected_pids(self) -> set[int]: ...
+
+    def same_process(self, pid: int, create_time: float | None) -> Any | None: ...
+
+    def names_of(self, proc: Any) -> set[str]: ...
+
+
+class _Live:
+    """This machine's processes, read from /proc and psutil."""
+
+    thread_group_of = staticmethod(thread_group_of)
+    is_kernel_thread = staticmethod(is_kernel_thread)
+    protected_pids = staticmethod(protected_pids)
+    same_process = staticmethod(same_process)
+    names_of = staticmethod(names_of)
+
+
+LIVE_PROCESSES: ProcessLookup = _Live()
+
+
+def _protected_name(
+    pid: int, proc: Any, protected_names: Iterable[str], lookup: ProcessLookup
+) -> str | None:
     protected = {name.lower() for name in protected_names}
-    hit = sorted(names_of(proc) & protected)
+    hit = sorted(lookup.names_of(proc) & protected)
     if hit:
         return f"process {hit[0]!r} (pid {pid}) is protected (remediation.protected_names)"
     return None
 
 
 def check_process_target(
-    pid: int, create_time: float | None, protected_names: Iterable[str]
-) -> tuple[psutil.Process | None, str | None]:
-    """``(process, None)`` when ``pid`` may be acted on, else ``(None, why not)``."""
+    pid: int,
+    create_time: float | None,
+    protected_names: Iterable[str],
+    lookup: ProcessLookup | None = None,
+) -> tuple[Any | None, str | None]:
+    """``(process, None)`` when ``pid`` may be acted on, else ``(None, why not)``; the
+    process is a ``psutil.Process`` with the default ``lookup``."""
+    look = LIVE_PROCESSES if lookup is None else lookup
     if pid <= 0:
         return None, f"target {pid} is not a pid"
-    group = thread_group_of(pid)
+    group = look.thread_group_of(pid)
     if group is not None and group != pid:
-        if group in protected_pids():
+        if group in look.protected_pids():
             return None, (
                 f"pid {pid} is a thread of protected process {group} "
                 "(init, watchkeeper or one of its parents)"
@@ -143,19 +183,19 @@ def check_process_target(
             f"pid {pid} is a thread of process {group}, not a process: "
             "actions take a process id, never a thread's"
         )
-    if is_kernel_thread(pid):
+    if look.is_kernel_thread(pid):
         return None, f"pid {pid} is a kernel thread: no action touches the kernel's threads"
-    if pid in protected_pids():
+    if pid in look.protected_pids():
         return None, f"pid {pid} is protected (init, watchkeeper or one of its parents)"
     if create_time is None:
         return None, "the process's start time is unknown, so its identity cannot be checked"
-    proc = same_process(pid, create_time)
+    proc = look.same_process(pid, create_time)
     if proc is None:
         return None, f"pid {pid} is gone or now belongs to another process"
     # Checked again on the process found, in case the pid moved on between the reads.
-    if thread_group_of(pid) != pid or is_kernel_thread(pid):
+    if look.thread_group_of(pid) != pid or look.is_kernel_thread(pid):
         return None, f"pid {pid} is gone or now belongs to another process"
-    problem = _protected_name(pid, proc, protected_names)
+    problem = _protected_name(pid, proc, protected_names, look)
     if problem:
         return None, problem
     return proc, None
