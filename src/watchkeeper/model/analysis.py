@@ -42,4 +42,20 @@ class AnalysisResult(BaseModel):
     prompt_chars: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tokens_per_s: float | None = None  # the model's writing speed on this call
     cached: bool = False
+    # A model's analysis never lowers what the rules found: ``verdict`` is the worse of
+    # the two; the model's own view is kept as its opinion.
+    model_verdict: str | None = None
+    rules_verdict: str | None = None
+    rules_summary: str | None = None
+
+    def disagreement(self) -> str | None:
+        """One line when the model's opinion differs from the rules', else None, e.g.
+        ``"the model thinks healthy; the rules say critical: service web is down"``."""
+        if self.model_verdict is None or self.rules_verdict is None:
+            return None
+        if self.model_verdict == self.rules_verdict:
+            return None
+        because = f": {self.rules_summary}" if self.rules_summary else ""
+        return f"the model thinks {self.model_verdict}; the rules say {self.rules_verdict}{because}"
