@@ -548,7 +548,8 @@ def score_llm(scenario: Scenario, analyses: list[Any]) -> LLMScore:
         calls=sum(1 for r, _ in analyses if not r.cached),
         valid=len(model_results),
         fallbacks=sum(1 for _, used in analyses if not used),
-        verdict_ok=None if last is None else last.verdict == exp.verdict,
+        # The model's own opinion is scored: the analysis verdict never goes below the rules'.
+        verdict_ok=None if last is None else (last.model_verdict or last.verdict) == exp.verdict,
         actions_total=len(actions),
         actions_allowed=sum(1 for a in actions if a.action in exp.allowed_actions),
         forbidden=len(forbidden),
