@@ -65,9 +65,10 @@ async def test_valid_reply_is_parsed_and_request_is_well_formed(
 
     (body,) = fake.bodies("/api/chat")
     assert body["model"] == "mistral"
-    assert body["stream"] is False
+    assert body["stream"] is True  # streamed: stalls are told from slow writing
+    assert body["keep_alive"] == "30m"  # the model stays loaded between incidents
     assert body["format"] == build_schema(brief)
-    assert body["options"] == {"temperature": 0, "seed": 42, "num_ctx": 4096, "num_predict": 768}
+    assert body["options"] == {"temperature": 0, "seed": 42, "num_ctx": 4096, "num_predict": 384}
     assert body.get("think") is not True
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert "stress-ng" in body["messages"][1]["content"]
@@ -126,9 +127,9 @@ async def test_injected_process_name_stays_data_and_cannot_add_actions(
     system, user = (m["content"] for m in body["messages"])
     assert INJECTION in user and INJECTION not in system
     assert "\x1b" not in user and "\u202e" not in user
-    actions = body["format"]["properties"]["recommended_actions"]["items"]["properties"]
-    assert "run_shell" not in actions["action"]["enum"]
-    assert "rm -rf /" not in actions["target"]["enum"]
+    variants = body["format"]["properties"]["recommended_actions"]["items"]["anyOf"]
+    assert "run_shell" not in [v["properties"]["action"]["const"] for v in variants]
+    assert all("rm -rf /" not in v["properties"]["target"].get("enum", []) for v in variants)
 
     assert result.ok
     assert result.reply is not None
@@ -198,7 +199,7 @@ async def test_scripted_404_is_reported_the_same_way(
     [
         ("503", "llm: unavailable (server busy)"),
         ("500", "llm: unavailable (HTTP 500: llama runner process has terminated: exit status 2)"),
-        ("midstream_error", "llm: unavailable (HTTP 500: an error was encountered"),
+        ("midstream_error", "llm: unavailable (error during the reply: an error was encount"),
         ("drop", "llm: unavailable (connection dropped: "),
         ("garbage_body", "llm: unavailable (invalid response body: not JSON)"),
     ],
@@ -317,7 +318,9 @@ async def test_probe_reports_availability_version_and_models(
     assert health.server_version == FAKE_VERSION
     assert health.models == ["mistral:latest"]
     assert health.host == fake.url
-    assert [r.path for r in fake.requests] == ["/api/version", "/api/tags"]
+    assert [r.path for r in fake.requests] == ["/api/version", "/api/tags", "/api/show"]
+    assert health.context_length == 32768  # what the fake's /api/show says
+    assert health.num_ctx == 4096  # the setting, smaller than the model's own
 
 
 async def test_probe_sees_a_missing_model_until_it_is_pulled(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -32,30 +33,61 @@ def _data_block(user: str) -> dict[str, object]:
     return parsed
 
 
-def _item_enums(schema: dict[str, object], array: str) -> dict[str, list[str]]:
-    props = schema["properties"][array]["items"]["properties"]  # type: ignore[index]
-    return {name: spec["enum"] for name, spec in props.items() if "enum" in spec}
+def _variants(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each recommendation variant's properties, by its action name."""
+    items = schema["properties"]["recommended_actions"]["items"]
+    found = items.get("anyOf", [items])
+    return {v["properties"]["action"]["const"]: v["properties"] for v in found}
 
 
-def _rec_enums(schema: dict[str, object]) -> dict[str, list[str]]:
-    enums = _item_enums(schema, "recommended_actions")
-    props = schema["properties"]["recommended_actions"]["items"]["properties"]  # type: ignore[index]
-    enums["evidence"] = props["evidence"]["items"]["enum"]
-    return enums
+def _targets(schema: dict[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for action, props in _variants(schema).items():
+        target = props["target"]
+        out[action] = [target["const"]] if "const" in target else target["enum"]
+    return out
 
 
-def test_schema_enums_hold_exactly_the_current_ids_and_actions(make_brief: MakeBrief) -> None:
+def test_each_action_may_only_name_targets_of_its_own_kind(make_brief: MakeBrief) -> None:
     schema = build_schema(make_brief())
     assert schema["properties"]["verdict"]["enum"] == ["healthy", "degraded", "critical"]
-    assert _item_enums(schema, "findings") == {"id": ["E1", "E2"]}
-    assert _rec_enums(schema) == {
-        "action": ["kill_process", "restart_service", "clean_dir", "notify_admin"],
-        "target": ["P1", "P2", "S1", "D1", "none"],
-        "evidence": ["E1", "E2"],
+    assert _targets(schema) == {
+        "kill_process": ["P1", "P2"],
+        "restart_service": ["S1"],
+        "clean_dir": ["D1"],
+        "notify_admin": ["none"],  # "none" only where no target is taken
     }
-    confidence = schema["properties"]["recommended_actions"]["items"]["properties"]["confidence"]
-    assert (confidence["minimum"], confidence["maximum"]) == (0, 1)
-    assert set(schema["required"]) == {"verdict", "summary", "findings", "recommended_actions"}
+    for props in _variants(schema).values():
+        assert props["evidence"]["items"]["enum"] == ["E1", "E2"]
+        assert props["confidence"] == {"type": "string", "enum": ["low", "medium", "high"]}
+    assert schema["required"] == ["verdict", "summary", "recommended_actions"]
+    assert "findings" not in schema["properties"]  # explanations are off by default
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+@pytest.mark.parametrize("explanations", [False, True])
+def test_every_array_and_free_string_is_bounded(
+    make_brief: MakeBrief, explanations: bool
+) -> None:
+    schema = build_schema(make_brief(), explanations=explanations)
+    nodes = list(_walk(schema))
+    arrays = [n for n in nodes if n.get("type") == "array"]
+    strings = [n for n in nodes if n.get("type") == "string" and "enum" not in n]
+    assert arrays and strings
+    assert all(isinstance(n.get("maxItems"), int) for n in arrays), arrays
+    assert all(n.get("uniqueItems") is True for n in arrays if n["maxItems"] > 0)
+    assert all(isinstance(n.get("maxLength"), int) for n in strings), strings
+    # No number anywhere: a grammar cannot bound one.
+    assert not [n for n in nodes if n.get("type") in ("number", "integer")]
 
 
 def test_schema_is_built_per_brief(make_brief: MakeBrief, actions: list[BriefAction]) -> None:
@@ -63,14 +95,16 @@ def test_schema_is_built_per_brief(make_brief: MakeBrief, actions: list[BriefAct
         processes=[BriefProcess(id="P7", label="java", cpu_percent=50, rss_mb=900, age_s=10)],
         services=[],
         paths=[],
-        actions=actions[:1],
+        actions=actions,
     )
-    assert _rec_enums(build_schema(other))["target"] == ["P7", "none"]
-    assert _rec_enums(build_schema(other))["action"] == ["kill_process"]
+    # Nothing to restart or clean: those actions cannot be written (nor are they offered).
+    assert _targets(build_schema(other)) == {"kill_process": ["P7"], "notify_admin": ["none"]}
+    _, user = build_prompt(other)
+    assert "restart_service" not in user and "clean_dir" not in user
 
 
 def test_no_findings_means_no_recommendations_allowed(make_brief: MakeBrief) -> None:
-    schema = build_schema(make_brief(findings=[]))
+    schema = build_schema(make_brief(findings=[]), explanations=True)
     assert schema["properties"]["recommended_actions"] == {"type": "array", "maxItems": 0}
     assert schema["properties"]["findings"] == {"type": "array", "maxItems": 0}
 
@@ -79,7 +113,19 @@ def test_prompt_describes_the_schema_in_words(make_brief: MakeBrief) -> None:
     system, user = build_prompt(make_brief())
     for word in ("verdict", "summary", "recommended_actions", "confidence", "evidence"):
         assert word in system
-    assert "Valid targets: process: P1, P2; service: S1; path: D1." in user
+    assert '"low" or "medium" or "high"' in system
+    assert "explanation" not in system
+    assert "explanation" in build_prompt(make_brief(), explanations=True)[0]
+    assert "- kill_process: P1, P2\n- restart_service: S1\n- clean_dir: D1\n" in user
+    assert "- notify_admin: none\n" in user
+
+
+def test_the_system_prompt_is_the_same_bytes_for_every_incident(
+    make_brief: MakeBrief, actions: list[BriefAction]
+) -> None:
+    one = build_prompt(make_brief())[0]
+    other = build_prompt(make_brief(process_label="java", actions=actions[:1], paths=[]))[0]
+    assert one.encode() == other.encode()
 
 
 def test_prompt_holds_sanitised_labels_and_no_raw_control_characters(make_brief: MakeBrief) -> None:
@@ -110,7 +156,7 @@ def test_lists_are_capped_and_the_schema_follows(make_brief: MakeBrief) -> None:
     brief = make_brief(processes=many)
     fitted = fit_brief(brief)
     assert len(fitted.processes) == 10
-    targets = _rec_enums(build_schema(brief))["target"]
+    targets = _targets(build_schema(brief))["kill_process"]
     assert "P10" in targets
     assert "P11" not in targets
     system, user = build_prompt(brief)

@@ -41,7 +41,17 @@ __all__ = [
     "consult",
     "findings_key",
     "map_back",
+    "worse_verdict",
 ]
+
+_VERDICT_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
+
+
+def worse_verdict(rules: str, model: str) -> str:
+    """The analysis verdict: the model may raise the rules' verdict, never lower it.
+    A word the ranking does not know loses to one it does."""
+    return model if _VERDICT_RANK.get(model, -1) > _VERDICT_RANK.get(rules, -1) else rules
+
 
 _MB = 1024 * 1024
 _MAX_PROCS = 8
@@ -319,12 +329,26 @@ async def consult(
     The caller has already checked ``gate.may_call``. A cached answer for the same findings
     is reused without a call. When the model fails (down, slow, garbage), the analysis falls
     back to the rules' verdict and suggestions and says why in ``fallback_reason``.
+
+    The model never lowers what the rules found: the analysis's ``verdict`` is the worse
+    of ``rules_verdict`` and the model's, whose own word is kept in ``model_verdict``
+    (``AnalysisResult.disagreement()`` says so in one line when they differ).
     """
     key = gate.cache_key(advisor.model, alerts)
     # A person asking "analyze now" wants a fresh answer, not the cached one.
     hit = gate.cached(key) if trigger == "alert" else None
     if hit is not None:
-        return hit.model_copy(update={"cached": True, "at": now, "trigger": trigger}), True
+        # The rules may have moved since: the verdict is recomputed against today's.
+        opinion = hit.model_verdict or hit.verdict
+        update = {
+            "cached": True,
+            "at": now,
+            "trigger": trigger,
+            "verdict": worse_verdict(rules_verdict, opinion),
+            "rules_verdict": rules_verdict,
+            "rules_summary": rules_summary,
+        }
+        return hit.model_copy(update=update), True
     brief, idmap = build_brief(alerts, sample, actions)
     fingerprints = triggers if triggers is not None else [a.fingerprint for a in alerts]
     gate.record_call(fingerprints)
@@ -342,6 +366,9 @@ async def consult(
         "prompt_chars": outcome.prompt_chars,
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
+        "tokens_per_s": outcome.tokens_per_s,
+        "rules_verdict": rules_verdict,
+        "rules_summary": rules_summary,
     }
     if not outcome.ok or outcome.reply is None:
         rules_actions = [s for a in alerts for s in a.suggested_actions]
@@ -363,7 +390,8 @@ async def consult(
     }
     result = AnalysisResult(
         source=outcome.source,
-        verdict=reply.verdict,
+        verdict=worse_verdict(rules_verdict, reply.verdict),
+        model_verdict=reply.verdict,
         summary=reply.summary,
         explanations=explanations,
         recommended=recommended,

@@ -165,6 +165,13 @@ class RemediationSettings(_Section):
         ]
     )
     min_confidence: float = Field(0.5, ge=0, le=1, description="LLM proposals below are ignored")
+    llm_autonomy: Literal["corroborated", "safe", "none", "any"] = Field(
+        "corroborated", description="which LLM proposals may run without a person"
+    )
+    never_auto: list[str] = Field(
+        default_factory=lambda: ["drop_caches"],
+        description="actions that always wait for a person, whoever proposes them",
+    )
     verify_timeout: float = Field(10.0, ge=MIN_TIMEOUT, le=600)
     kill_grace: float = Field(5.0, ge=MIN_TIMEOUT, le=60)
     crash_loop_max_failures: int = Field(5, ge=1)
@@ -226,10 +233,20 @@ class OllamaSettings(_Section):
     enabled: bool = True
     url: str = "http://localhost:11434"
     model: str = "mistral"
-    timeout: float = Field(30.0, ge=MIN_TIMEOUT)
+    timeout: float = Field(
+        120.0, ge=MIN_TIMEOUT, description="the most one attempt may take (CPU models: minutes)"
+    )
+    idle_timeout: float = Field(
+        30.0, ge=MIN_TIMEOUT, description="give up when the reply stops for this long"
+    )
     retry_attempts: int = Field(3, ge=1, le=10)
     retry_delay: float = Field(2.0, ge=0)
-    num_ctx: int = Field(4096, ge=512)
+    num_ctx: int = Field(4096, ge=512, description="fitted to the model's own context")
+    num_predict: int = Field(384, ge=64, le=8192, description="most tokens in one answer")
+    keep_alive: str = Field(
+        "30m", pattern=r"^-?[0-9]+[smh]?$", description="how long the model stays loaded"
+    )
+    explanations: bool = Field(False, description="ask for per-finding explanations too")
     cooldown: float = Field(300.0, ge=0, description="seconds between analyses of one alert")
     hourly_budget: int = Field(30, ge=0, description="most LLM calls per hour")
     probe_interval: float = Field(

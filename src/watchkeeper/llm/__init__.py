@@ -33,8 +33,9 @@ from watchkeeper.llm.prompt import (
     build_schema,
     estimate_tokens,
     fit_brief,
+    system_prompt,
 )
-from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult
+from watchkeeper.llm.results import AdvisorStats, LLMHealth, LLMResult, ModelSpeed
 from watchkeeper.llm.schema import (
     AnalysisReply,
     FindingNote,
@@ -59,6 +60,7 @@ __all__ = [
     "IncidentBrief",
     "LLMHealth",
     "LLMResult",
+    "ModelSpeed",
     "OllamaAdvisor",
     "Recommendation",
     "ReplyInvalid",
@@ -67,5 +69,6 @@ __all__ = [
     "call_deadline",
     "estimate_tokens",
     "fit_brief",
+    "system_prompt",
     "validate_reply",
 ]

@@ -12,7 +12,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.llm.schema import AnalysisReply
 
-__all__ = ["AdvisorStats", "LLMHealth", "LLMResult"]
+__all__ = ["AdvisorStats", "LLMHealth", "LLMResult", "ModelSpeed"]
+
+
+class ModelSpeed(BaseModel):
+    """What the advisor learned about the model's speed on this server (see ``_speed``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens_per_s: float | None = None
+    """Reading the prompt (``prompt_eval_count / prompt_eval_duration``)."""
+    tokens_per_s: float | None = None
+    """Writing the answer (``eval_count / eval_duration``)."""
+    load_s: float | None = None
+    """The last time the server had to load the model first."""
+    calls: int = 0
+    """Answered calls learned from."""
 
 
 class LLMResult(BaseModel):
@@ -41,6 +56,12 @@ class LLMResult(BaseModel):
     prompt_chars: int = 0
     invalid_reason: str | None = None
     prompt_version: str = ""
+    tokens_per_s: float | None = None
+    """Completion tokens per second of generation, as the server measured it."""
+    deadline_s: float | None = None
+    """What the last attempt was allowed in all (learned from the model's speed)."""
+    num_ctx: int | None = None
+    """The context window asked for (fitted to the model's own)."""
 
 
 class LLMHealth(BaseModel):
@@ -65,6 +86,11 @@ class LLMHealth(BaseModel):
     last_error: str | None = None
     """The most recent failure seen by the advisor (probe or analysis), if any."""
     breaker: Literal["closed", "open", "half_open"] = "closed"
+    context_length: int | None = None
+    """The model's own context window, from ``/api/show`` (None when it did not say)."""
+    num_ctx: int | None = None
+    """The context the advisor asks for: the setting, fitted to ``context_length``."""
+    speed: ModelSpeed = Field(default_factory=ModelSpeed)
 
 
 class AdvisorStats(BaseModel):

@@ -13,8 +13,11 @@ every reply goes through :func:`validate_reply`::
 
 A reply whose top level is unusable (not JSON, cut, wrong verdict) is rejected whole.
 Individual bad entries (unknown action, unknown or wrong-kind target, unknown evidence,
-confidence outside 0..1, duplicates) are dropped and listed in ``dropped`` while the
-valid ones are kept: one bad idea should not hide a good one.
+a confidence that is neither ``low``/``medium``/``high`` nor a number in 0..1,
+duplicates, more than the schema allows) are dropped and listed in ``dropped`` while the
+valid ones are kept: one bad idea should not hide a good one. Every bound of the schema
+is checked again here (a server may ignore ``format``): text is cut to its
+``maxLength``, evidence to ``MAX_EVIDENCE`` ids, explanations to ``MAX_EXPLANATIONS``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from typing import Any, Literal, TypeGuard
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.llm.brief import IncidentBrief
-from watchkeeper.llm.prompt import MAX_RECOMMENDATIONS, VERDICTS, fit_brief
+from watchkeeper.llm.prompt import (
+    CONFIDENCE,
+    MAX_EVIDENCE,
+    MAX_EXPLANATIONS,
+    MAX_REASON_CHARS,
+    MAX_RECOMMENDATIONS,
+    MAX_SUMMARY_CHARS,
+    VERDICTS,
+    fit_brief,
+)
 from watchkeeper.model.alerts import TargetKind
 from watchkeeper.model.text import PROMPT_DATA, clean
 
@@ -126,11 +138,12 @@ def _check_findings(items: list[Any], known: set[str], dropped: list[str]) -> li
             dropped.append(f"{where}: duplicate id {item['id']}")
         elif not isinstance(item.get("explanation"), str):
             dropped.append(f"{where}: explanation is not a string")
+        elif len(notes) >= MAX_EXPLANATIONS:
+            dropped.append(f"{where}: more than {MAX_EXPLANATIONS} explanations")
         else:
             seen.add(item["id"])
-            notes.append(
-                FindingNote(id=item["id"], explanation=clean(item["explanation"], PROMPT_DATA, 300))
-            )
+            text = clean(item["explanation"], PROMPT_DATA, MAX_REASON_CHARS)
+            notes.append(FindingNote(id=item["id"], explanation=text))
     return notes
 
 
@@ -159,9 +172,12 @@ def _check_recommendation(
     unknown = [e for e in evidence if not _str_in(e, finding_ids)]
     if unknown:
         return f"unknown evidence {_quote(unknown[0])}"
-    confidence = item.get("confidence")
-    if not _is_number(confidence) or not 0 <= confidence <= 1:
-        return f"confidence {_quote(confidence)} is not a number in 0..1"
+    confidence = _confidence(item.get("confidence"))
+    if confidence is None:
+        return (
+            f"confidence {_quote(item.get('confidence'))} is not low, medium, high "
+            "or a number in 0..1"
+        )
     reason = item.get("reason")
     if not isinstance(reason, str):
         return "reason is not a string"
@@ -169,10 +185,20 @@ def _check_recommendation(
         action=action.name,
         target_id=str(target),
         target_kind=action.target_kind,
-        reason=clean(reason, PROMPT_DATA, 300),
-        evidence=list(dict.fromkeys(evidence)),
-        confidence=float(confidence),
+        reason=clean(reason, PROMPT_DATA, MAX_REASON_CHARS),
+        evidence=list(dict.fromkeys(evidence))[:MAX_EVIDENCE],
+        confidence=confidence,
     )
+
+
+def _confidence(value: object) -> float | None:
+    """The schema's word as our number; a number in 0..1 from a server that ignored
+    ``format``; None for anything else."""
+    if isinstance(value, str):
+        return CONFIDENCE.get(value.strip().lower())
+    if _is_number(value) and 0 <= value <= 1:
+        return float(value)
+    return None
 
 
 def validate_reply(
@@ -229,7 +255,7 @@ def validate_reply(
             kept.append(checked)
     return AnalysisReply(
         verdict=verdict,
-        summary=clean(summary, PROMPT_DATA, 500),
+        summary=clean(summary, PROMPT_DATA, MAX_SUMMARY_CHARS),
         findings=notes,
         recommended_actions=kept,
         dropped=dropped,
