@@ -164,20 +164,12 @@ class AnalyzerAgent(BaseAgent):
         o = self.settings.ollama
         if not o.enabled:
             return None
-        key = (o.url, o.model, o.timeout, o.retry_attempts, o.retry_delay, o.num_ctx)
-        if self._advisor is None or key != self._advisor_key:
-            from watchkeeper.llm import OllamaAdvisor
+        from watchkeeper.llm import OllamaAdvisor
 
+        key = OllamaAdvisor.settings_key(o)
+        if self._advisor is None or key != self._advisor_key:
             old = self._advisor
-            self._advisor = OllamaAdvisor(
-                o.url,
-                o.model,
-                timeout=o.timeout,
-                retry_attempts=o.retry_attempts,
-                retry_delay=o.retry_delay,
-                num_ctx=o.num_ctx,
-                clock=self.ctx.monotonic,
-            )
+            self._advisor = OllamaAdvisor.from_settings(o, clock=self.ctx.monotonic)
             self._advisor_key = key
             if old is not None:
                 asyncio.get_running_loop().create_task(old.aclose())
