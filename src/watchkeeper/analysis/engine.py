@@ -11,17 +11,36 @@ baselines, then context (expected patterns cap a severity). Alerts are deduplica
 fingerprint; a warning that persists past ``escalate_after`` escalates, as does an alert
 whose remediation ran out of things to try. No I/O happens here: it is a deterministic
 function of the samples, the settings and time, which is what the scenario tests rely on.
+
+Two judgments sit above the single alerts:
+
+* **Crash loops** (:mod:`~watchkeeper.analysis.flapping`): a service changing state
+  ``flap_changes`` times within ``flap_window`` fires one ``service_flapping`` alert that
+  holds the verdict while it lasts; meanwhile its deaths open no new ``service_down``
+  alerts, and the loop gets one restart proposal (the remediator's backoff and give-up
+  decide after that; ``remediation_gave_up`` puts its word on the incident).
+* **Incidents** (:mod:`~watchkeeper.analysis.incidents`): after every batch of
+  transitions the firing alerts are grouped into incidents with a probable root cause.
+  Alerts a firing root explains lose their own suggestions until it clears, when they
+  fire again with them restored. Read them with ``incidents_open()``, and the changes
+  with ``take_incident_changes()``::
+
+      for kind, incident in engine.take_incident_changes():
+          await bus.publish(INCIDENT_TOPICS[kind], incident, sender="analyzer")
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from watchkeeper.analysis.baselines import BaselineBook
 from watchkeeper.analysis.checks import Check, run_checks, service_checks
+from watchkeeper.analysis.flapping import FlapTracker, flap_check, restart_suggestion
+from watchkeeper.analysis.incidents import IncidentBook, IncidentContext, ServiceFacts
 from watchkeeper.analysis.levels import LevelTracker
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.analysis.trends import TrendTracker
@@ -33,11 +52,17 @@ from watchkeeper.model.alerts import (
     Severity,
     fingerprint_of,
 )
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.text import LABEL, LOG_LINE, clean
 
 __all__ = ["AnalysisEngine", "Transition", "verdict_of"]
 
 TransitionKind = Literal["firing", "resolved", "escalated"]
+
+# While a service flaps, its deaths and failed probes open no alerts of their own.
+_ABSORBED_WHILE_FLAPPING = frozenset({"service_down", "service_unhealthy"})
+_LOG_LINES_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,17 @@ class AnalysisEngine:
         self._new_id = id_factory or (lambda: uuid.uuid4().hex[:12])
         self._checks_seen: dict[str, Check] = {}
         self.rules = rules if rules is not None else RuleRegistry()
+        self.flaps = FlapTracker()
+        self.incidents = IncidentBook(id_factory=self._new_id)
+        self._flapping: set[str] = set()  # subjects of services that flap now
+        self._restart_at: dict[str, float] = {}  # service -> when a restart was last proposed
+        self._suggested: dict[str, tuple[Any, ...]] = {}  # fingerprint -> its own actions
+        self._held: dict[str, str] = {}  # fingerprint -> "held until / is fixed"
+        self._notes: dict[str, str] = {}  # service -> remediation's word on it
+        self._status: dict[str, Any] = {}  # service -> its latest status
+        self._logs: dict[str, deque[str]] = {}
+        self._mounts: tuple[str, ...] = ()
+        self._host = ""
 
     # -- inputs ----------------------------------------------------------------------------
     def observe(self, sample: MetricsSample, now: float) -> list[Transition]:
@@ -98,6 +134,10 @@ class AnalysisEngine:
         }
         checks.extend(self.trends.observe(sample, settings, now, service_pids))
         checks.extend(self.baselines.observe(sample.flat(), settings, now))
+        checks.extend(self._flap_checks(sample, settings, now))
+        self._host = sample.host
+        if sample.disks is not None:
+            self._mounts = tuple(fs.mount for fs in sample.disks.filesystems)
         transitions = self._apply(checks, now)
         # Subjects that vanished (a process gone, a disk unmounted) resolve their alerts.
         families_present = {c.family for c in checks}
@@ -110,11 +150,59 @@ class AnalysisEngine:
                 self.levels.update((alert.rule, alert.subject), None, now, clear_s=0)
                 transitions.append(self._resolve(fingerprint, now, "no longer observed"))
         transitions.extend(self._escalate_stale(settings, now))
-        return transitions
+        return self._settle(transitions, now)
 
     def observe_service(self, status: Any, now: float) -> list[Transition]:
-        """A service event's status, analysed at once (no waiting for the next sample)."""
-        return self._apply(list(service_checks(status)), now)
+        """A service event's status, analysed at once (no waiting for the next sample).
+
+        ``status`` has a service's ``name``, ``state`` ("failed" after an exit, "running"
+        after a start) and what ``service_checks`` reads; the state change counts toward
+        flapping here, once (the next sample does not count it again)."""
+        settings = self._settings()
+        name, state = str(status.name), str(status.state)
+        if state in ("failed", "running", "starting"):
+            self.flaps.event(name, state != "failed", now)
+        checks = list(service_checks(status))
+        checks.append(self._flap_check(name, bool(status.critical), settings, now))
+        return self._settle(self._apply(checks, now), now)
+
+    def observe_log(self, service: str, line: str) -> None:
+        """A log line of ``service`` (untrusted; kept cleaned, the last few only), read as
+        evidence when correlating ("No space left on device" with a full disk)."""
+        lines = self._logs.setdefault(clean(service, LABEL, 64), deque(maxlen=_LOG_LINES_KEPT))
+        lines.append(clean(line, LOG_LINE).lower())
+
+    def remediation_gave_up(
+        self, target: str, failures: int, reason: str, now: float
+    ) -> list[Transition]:
+        """Remediation stopped trying ``target`` (``remediation.gave_up``): its open alerts
+        escalate and its incident says so."""
+        note = f"remediation gave up after {failures} failures: {clean(reason, LABEL, 120)}"
+        self._notes[target] = note
+        transitions = []
+        for fp, alert in list(self.alerts.items()):
+            if alert.subject == f"service:{target}":
+                transition = self._escalate(fp, now, note)
+                if transition is not None:
+                    transitions.append(transition)
+        return self._settle(transitions, now, force=True)
+
+    def giveup_reset(self, target: str, by: str, now: float) -> list[Transition]:
+        """A give-up on ``target`` was lifted (a person, or its reset timer): its incident
+        says who, and its open alerts fire again with their actions, so it may be tried."""
+        self._notes[target] = f"give-up reset by {clean(by, LABEL, 64)}"
+        self._restart_at.pop(target, None)
+        transitions = []
+        for fp, alert in list(self.alerts.items()):
+            if alert.subject != f"service:{target}" or fp in self._held:
+                continue
+            actions = list(self._suggested.get(fp, ()))
+            if alert.rule == "service_flapping" and not actions:
+                actions = [restart_suggestion(target)]
+            again = alert.model_copy(update={"suggested_actions": actions, "updated_at": now})
+            self.alerts[fp] = again
+            transitions.append(Transition("firing", again))
+        return self._settle(transitions, now, force=True)
 
     def remediation_failed(
         self, alert_id: str | None, fingerprint: str | None, now: float, why: str
@@ -123,7 +211,11 @@ class AnalysisEngine:
         candidate failed or was refused)."""
         for fp, alert in self.alerts.items():
             if alert.id == alert_id or fp == fingerprint:
-                return self._escalate(fp, now, f"remediation failed: {why}")
+                transition = self._escalate(fp, now, f"remediation failed: {why}")
+                if transition is None:
+                    return None
+                settled = self._settle([transition], now)
+                return settled[0] if settled else None
         return None
 
     # -- state -----------------------------------------------------------------------------
@@ -132,6 +224,18 @@ class AnalysisEngine:
 
     def verdict(self) -> str:
         return verdict_of(self.alerts.values())
+
+    def incidents_open(self) -> list[Incident]:
+        """Open incidents, worst first: every firing alert above info is in exactly one."""
+        return self.incidents.open()
+
+    def take_incident_changes(self) -> list[tuple[str, Incident]]:
+        """The incident changes since the last call: ("opened" | "updated" | "resolved", it)."""
+        return self.incidents.take_changes()
+
+    def incident_of(self, fingerprint: str) -> Incident | None:
+        """The open incident an alert belongs to."""
+        return self.incidents.incident_of(fingerprint)
 
     # -- internals -------------------------------------------------------------------------
     def _level_of(self, rule: str, subject: str) -> Severity | None:
@@ -151,7 +255,12 @@ class AnalysisEngine:
                 if existing is not None:
                     out.append(self._resolve(fingerprint, now, "back to normal"))
                 continue
+            if existing is None and (
+                check.subject in self._flapping and check.rule in _ABSORBED_WHILE_FLAPPING
+            ):
+                continue  # the service_flapping alert speaks for it
             self._checks_seen[fingerprint] = check
+            self._suggested[fingerprint] = check.suggested
             if existing is not None and existing.escalated:
                 level = Severity.CRITICAL  # an escalated alert stays escalated until it clears
             if existing is None:
@@ -183,14 +292,19 @@ class AnalysisEngine:
                 out.append(Transition("firing", alert))
             else:
                 # Same level: keep the evidence fresh without announcing anything.
+                evidence = check.evidence
+                held = self._held.get(fingerprint)
+                if held is not None:
+                    evidence = {**evidence, "held": held}
                 self.alerts[fingerprint] = existing.model_copy(
-                    update={"summary": check.summary, "evidence": check.evidence}
+                    update={"summary": check.summary, "evidence": evidence}
                 )
         return out
 
     def _resolve(self, fingerprint: str, now: float, why: str) -> Transition:
         alert = self.alerts.pop(fingerprint)
         self._checks_seen.pop(fingerprint, None)
+        self._suggested.pop(fingerprint, None)
         resolved = alert.model_copy(
             update={
                 "state": AlertState.RESOLVED,
@@ -229,3 +343,129 @@ class AnalysisEngine:
                 if transition:
                     out.append(transition)
         return out
+
+    # -- crash loops ---------------------------------------------------------------------------
+    def _flap_checks(self, sample: MetricsSample, settings: Settings, now: float) -> list[Check]:
+        statuses = getattr(sample, "services", None) or ()
+        checks = []
+        for status in statuses:
+            self._status[status.name] = status
+            self.flaps.sample(status.name, str(status.state), status.restarts, now)
+            checks.append(self._flap_check(status.name, status.critical, settings, now))
+        present = {s.name for s in statuses}
+        if set(self.flaps.names()) - present:
+            self.flaps.forget(present)
+            self._flapping = {s for s in self._flapping if s[len("service:") :] in present}
+            for name in [n for n in self._status if n not in present]:
+                del self._status[name]
+        return checks
+
+    def _flap_check(self, name: str, critical: bool, settings: Settings, now: float) -> Check:
+        a = settings.analyzer
+        state = self.flaps.judge(name, now, window=a.flap_window, threshold=a.flap_changes)
+        subject = f"service:{name}"
+        if state.flapping:
+            self._flapping.add(subject)
+        else:
+            self._flapping.discard(subject)
+        proposed = self._restart_at.get(name)
+        held = (
+            f"a restart was proposed {now - proposed:.0f}s ago; the remediator's crash-loop "
+            "backoff and give-up decide the rest"
+            if proposed is not None and now - proposed < a.flap_window
+            else ""
+        )
+        return flap_check(
+            name,
+            state,
+            critical=critical,
+            window=a.flap_window,
+            restart_held=held,
+            note=self._notes.get(name, ""),
+        )
+
+    # -- incidents ---------------------------------------------------------------------------
+    def _settle(
+        self, transitions: list[Transition], now: float, *, force: bool = False
+    ) -> list[Transition]:
+        """Group the firing alerts into incidents after a batch of transitions; hold the
+        actions of alerts a firing root explains, give them back when it clears."""
+        if not transitions and not force:
+            return transitions
+        firing = [a for a in self.alerts.values() if a.state is AlertState.FIRING]
+        held = self.incidents.correlate(firing, self._suggested, self._context(), now)
+        texts = {fp: f"held until {root} is fixed" for fp, root in held.items()}
+        out: list[Transition] = []
+        touched: set[str] = set()
+        for transition in transitions:
+            alert = transition.alert
+            fp = alert.fingerprint
+            if transition.kind != "resolved" and fp in texts and fp in self.alerts:
+                alert = self._hold(fp, texts[fp])
+                transition = Transition(transition.kind, alert)
+            touched.add(fp)
+            out.append(transition)
+        for fp, text in texts.items():
+            if fp not in touched and self._held.get(fp) != text and fp in self.alerts:
+                self._hold(fp, text)  # explained after it fired: quiet from now on
+        for fp in self._held:
+            current = self.alerts.get(fp)
+            if fp in texts or current is None or current.state is not AlertState.FIRING:
+                continue
+            evidence = {k: v for k, v in current.evidence.items() if k != "held"}
+            evidence["released"] = self._held[fp].replace("held until", "was held until")
+            released = current.model_copy(
+                update={
+                    "suggested_actions": list(self._suggested.get(fp, ())),
+                    "evidence": evidence,
+                    "updated_at": now,
+                }
+            )
+            self.alerts[fp] = released
+            out = [t for t in out if t.alert.fingerprint != fp or t.kind == "resolved"]
+            out.append(Transition("firing", released))
+        self._held = texts
+        for transition in out:
+            if transition.kind == "resolved":
+                continue
+            for action in transition.alert.suggested_actions:
+                if action.action == "restart_service" and action.target:
+                    self._restart_at[action.target] = now
+        services_alerting = {
+            a.subject[len("service:") :]
+            for a in self.alerts.values()
+            if a.subject.startswith("service:")
+        }
+        for name in [n for n in self._notes if n not in services_alerting]:
+            del self._notes[name]
+        return out
+
+    def _hold(self, fingerprint: str, text: str) -> Alert:
+        alert = self.alerts[fingerprint]
+        held = alert.model_copy(
+            update={"suggested_actions": [], "evidence": {**alert.evidence, "held": text}}
+        )
+        self.alerts[fingerprint] = held
+        return held
+
+    def _context(self) -> IncidentContext:
+        settings = self._settings()
+        specs = {spec.name: spec for spec in settings.services}
+        facts: dict[str, ServiceFacts] = {}
+        for name in set(specs) | set(self._status) | set(self._logs):
+            spec, status = specs.get(name), self._status.get(name)
+            text = " ".join(
+                [
+                    str(getattr(status, "detail", "") or ""),
+                    str(getattr(status, "probe_detail", "") or ""),
+                    *self._logs.get(name, ()),
+                ]
+            ).lower()
+            facts[name] = ServiceFacts(
+                depends_on=tuple(spec.depends_on) if spec else (),
+                paths=tuple(str(p) for p in spec.paths) if spec else (),
+                text=text,
+                pid=getattr(status, "pid", None),
+                note=self._notes.get(name, ""),
+            )
+        return IncidentContext(services=facts, mounts=self._mounts, host=self._host)
