@@ -1,7 +1,7 @@
 """CommunicatorAgent: the team's memory and mouthpiece, as a thin bus adapter.
 
 It listens to everything worth remembering (``metrics.sample``, ``alert.#``,
-``remediation.#``, ``agent.#``, ``service.#``, ``analysis.result``,
+``incident.#``, ``remediation.#``, ``agent.#``, ``service.#``, ``analysis.result``,
 ``analysis.llm_status``, ``config.changed``, ``system.#``) and hands each message to the
 engines that own the concerns:
 
@@ -11,7 +11,8 @@ engines that own the concerns:
   changed, which goes out as ``health.changed``;
 - activity text: :class:`~watchkeeper.notify.activity.ActivityLines` words one line per
   notable event in the chosen personality, logged and kept in the activity log;
-- notification: :class:`~watchkeeper.notify.announcer.Announcer` tells people::
+- notification: :class:`~watchkeeper.notify.announcer.Announcer` tells people, once per
+  incident rather than once per alert in it::
 
     agent = CommunicatorAgent("communicator", ctx, storage=orchestrator.storage)
     agent.latest_health.score          # 0-100, with agent.latest_health.reasons
@@ -41,6 +42,7 @@ from watchkeeper.model.events import (
     LlmStatus,
     SystemStarted,
 )
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
@@ -102,7 +104,9 @@ class CommunicatorAgent(BaseAgent):
             on_give_up=self._gave_up,
         )
         self.on("metrics.sample", self._on_sample, maxsize=50)
+        self._incident_severity: dict[str, Severity] = {}
         self.on("alert.#", self._on_alert)
+        self.on("incident.#", self._on_incident)
         self.on("remediation.#", self._on_remediation)
         self.on("agent.#", self._on_agent)
         self.on("service.#", self._on_service)
@@ -195,7 +199,9 @@ class CommunicatorAgent(BaseAgent):
         await self._activity(None, self.lines.health(change), kind="health.changed")
 
     async def _notified(self, notice: Notification) -> None:
-        if notice.alert is not None:
+        if notice.incident is not None:
+            await self.recorder.incident_notified(notice.incident.id, notice.created_at)
+        elif notice.alert is not None:
             await self.recorder.notified(notice.key, notice.created_at)
 
     async def _gave_up(self, channel: str, notice: Notification, error: str) -> None:
@@ -228,6 +234,21 @@ class CommunicatorAgent(BaseAgent):
             told = await self.recorder.last_notified(alert.fingerprint)
         await self.announcer.alert(alert, step, fired=suffix == "firing", notified_at=told)
         await self._health_changed()
+
+    async def _on_incident(self, message: Message) -> None:
+        incident = message.parse(Incident)
+        kind = message.topic.partition(".")[2]
+        told = None
+        if kind == "opened":
+            told = await self.recorder.incident_last_notified(incident.key)
+        await self.recorder.incident(incident)
+        # The activity log hears of an update only when the incident's severity moved.
+        before = self._incident_severity.pop(incident.id, None)
+        if kind != "resolved":
+            self._incident_severity[incident.id] = incident.severity
+        if kind != "updated" or before not in (None, incident.severity):
+            await self._activity(message, self.lines.incident(incident, kind, message.timestamp))
+        await self.announcer.incident(kind, incident, notified_at=told)
 
     async def _on_remediation(self, message: Message) -> None:
         record = message.value

@@ -1,12 +1,15 @@
 """Telling people: notification channels, routing by severity, and no alert storms.
 
 Channels (console, log, webhook, Slack, PagerDuty, e-mail) are configured in
-``[notifications]`` and routed by severity; notices about one alert are grouped by its
-fingerprint, repeated only after ``repeat_interval``, closed with a resolved notice, and
-held back (or dropped) in quiet hours unless critical::
+``[notifications]`` and routed by severity; people are told once per incident (its
+opening, a rise in its severity, its resolution), not once per alert in it; an alert that
+belongs to no incident is grouped by its fingerprint. Notices are repeated only after
+``repeat_interval``, closed with a resolved notice, and held back (or dropped) in quiet
+hours unless critical::
 
     notifier = Notifier(settings, build_channels(settings))
     await notifier.start()
+    await notifier.incident("opened", incident)
     await notifier.alert_firing(alert)
     notifier.stats().channels[0].failed
 

@@ -1,5 +1,6 @@
-"""No storms: one group per alert fingerprint, a repeat interval, resolved notices, quiet
-hours. Pure bookkeeping on an injected clock; the :class:`Notifier` does the sending.
+"""No storms: one group per incident (or per alert fingerprint for an alert that belongs
+to none), a repeat interval, resolved notices, quiet hours. Pure bookkeeping on an
+injected clock; the :class:`Notifier` does the sending.
 
 The life of a group::
 
@@ -7,7 +8,8 @@ The life of a group::
       └── resolved within group_wait: nothing is sent (a flap)
 
 A rise in severity is told at once (``escalated``); a resolved notice goes to exactly
-the channels that were told the alert fired.
+the channels that were told the alert (or incident) fired. An incident's group is keyed
+``incident:<id>``; its opening is its ``firing``.
 """
 
 from __future__ import annotations
@@ -18,25 +20,34 @@ from dataclasses import dataclass, field
 
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.model.incidents import Incident
 from watchkeeper.notify.base import NoticeKind
 
-__all__ = ["AlertGrouper", "Outgoing"]
+__all__ = ["AlertGrouper", "IncidentBook", "Outgoing", "Subject", "group_key"]
 
 Route = Callable[[Severity], frozenset[str]]
+Subject = Alert | Incident
+"""What a group is about: one alert, or one incident of correlated alerts."""
+
+
+def group_key(item: Subject) -> str:
+    """The group (and notice key) of an alert (its fingerprint) or an incident."""
+    return item.fingerprint if isinstance(item, Alert) else f"incident:{item.id}"
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A notice to build and send now: what happened, about which alert, to whom."""
+    """A notice to build and send now: what happened, about which alert or incident, to
+    whom."""
 
     kind: NoticeKind
-    alert: Alert
+    item: Subject
     channels: frozenset[str]
 
 
 @dataclass
 class _Group:
-    alert: Alert
+    alert: Subject
     due: float | None  # a first (or held) notice is waiting until this time
     pending_kind: NoticeKind = "firing"
     notified_at: float | None = None
@@ -94,19 +105,22 @@ class AlertGrouper:
 
     # -- events -------------------------------------------------------------------------
     def on_firing(
-        self, alert: Alert, now: float, notified_at: float | None = None
+        self, alert: Subject, now: float, notified_at: float | None = None, *, wait: float = 0.0
     ) -> list[Outgoing]:
-        """A firing alert (new, or seen again). ``notified_at`` is when people were told
-        about it before a restart, if storage remembers."""
-        group = self._groups.get(alert.fingerprint)
+        """A firing alert, or an opened or updated incident (new, or seen again).
+        ``notified_at`` is when people were told about it before a restart, if storage
+        remembers; ``wait`` is the least time a first notice waits (``group_wait`` when
+        longer)."""
+        key = group_key(alert)
+        group = self._groups.get(key)
         if group is None:
-            group = _Group(alert=alert, due=now + self.settings.group_wait)
+            group = _Group(alert=alert, due=now + max(wait, self.settings.group_wait))
             if notified_at is not None and now - notified_at < self.settings.repeat_interval:
                 group.due = None
                 group.notified_at = notified_at
                 group.told_rank = SEVERITY_RANK[alert.severity]
                 group.told = set(self._route(alert.severity))
-            self._groups[alert.fingerprint] = group
+            self._groups[key] = group
             return self.due(now)
         group.alert = alert
         if group.notified_at is not None and SEVERITY_RANK[alert.severity] > group.told_rank:
@@ -116,11 +130,13 @@ class AlertGrouper:
         self.suppressed += 1
         return self.due(now)
 
-    def on_escalated(self, alert: Alert, now: float) -> list[Outgoing]:
-        """The analyzer escalated the alert (it lasted, or remediation failed)."""
-        group = self._groups.get(alert.fingerprint)
+    def on_escalated(self, alert: Subject, now: float) -> list[Outgoing]:
+        """The analyzer escalated the alert (it lasted, or remediation failed), or an
+        alert of the incident was escalated."""
+        key = group_key(alert)
+        group = self._groups.get(key)
         if group is None:
-            group = self._groups[alert.fingerprint] = _Group(alert=alert, due=now)
+            group = self._groups[key] = _Group(alert=alert, due=now)
         group.alert = alert
         if group.notified_at is None or group.due is not None:
             group.pending_kind, group.due = "escalated", now
@@ -131,8 +147,8 @@ class AlertGrouper:
         group.escalation_told = True
         return self._send(group, "escalated", now)
 
-    def on_resolved(self, alert: Alert, now: float) -> list[Outgoing]:
-        group = self._groups.pop(alert.fingerprint, None)
+    def on_resolved(self, alert: Subject, now: float) -> list[Outgoing]:
+        group = self._groups.pop(group_key(alert), None)
         if group is None:
             return []
         if group.notified_at is None:
@@ -149,6 +165,11 @@ class AlertGrouper:
                 self.dropped_quiet += 1
             return []
         return [out]
+
+    def forget(self, key: str) -> bool:
+        """Drop a group without a word (an alert absorbed into its incident); True when
+        there was one."""
+        return self._groups.pop(key, None) is not None
 
     def due(self, now: float) -> list[Outgoing]:
         """Everything that should go out at ``now``: first notices after ``group_wait``,
@@ -190,6 +211,49 @@ class AlertGrouper:
             self._mark(group, frozenset(), now)
             return []
         self._mark(group, channels, now)
-        if kind == "escalated":
+        if kind == "escalated" and isinstance(group.alert, Alert):
             group.escalation_told = group.escalation_told or group.alert.escalated
         return [Outgoing(kind, group.alert, channels)]
+
+
+class IncidentBook:
+    """Which alerts belong to an open incident, so they are told through it, not alone.
+
+    While incidents are ``expected`` (from the start when the caller knows the analyzer
+    groups its alerts, else from the first incident message), an alert above info that
+    arrives alone waits at least ``grace`` seconds for the incident it will belong to
+    before it is told on its own: the analyzer publishes an incident just after the
+    alerts it groups.
+    """
+
+    def __init__(self, grace: float = 2.0, *, expected: bool = False) -> None:
+        self.grace = grace
+        self.expected = expected
+        self._open: dict[str, Incident] = {}
+        self._member_of: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def holding(self, fingerprint: str) -> Incident | None:
+        """The open incident the alert with ``fingerprint`` belongs to, if any."""
+        incident_id = self._member_of.get(fingerprint)
+        return None if incident_id is None else self._open.get(incident_id)
+
+    def wait_for(self, alert: Alert) -> float:
+        """How long a lone alert's first notice waits at least for its incident."""
+        above_info = SEVERITY_RANK[alert.severity] > SEVERITY_RANK[Severity.INFO]
+        return self.grace if self.expected and above_info else 0.0
+
+    def update(self, incident: Incident, *, resolved: bool) -> list[str]:
+        """Take an incident as it is now; returns the fingerprints of its members."""
+        self.expected = True
+        for fingerprint in [f for f, i in self._member_of.items() if i == incident.id]:
+            del self._member_of[fingerprint]
+        if resolved:
+            self._open.pop(incident.id, None)
+            return incident.fingerprints
+        self._open[incident.id] = incident
+        for fingerprint in incident.fingerprints:
+            self._member_of[fingerprint] = incident.id
+        return incident.fingerprints

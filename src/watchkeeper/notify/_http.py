@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from watchkeeper.model.alerts import Severity
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import DeliveryError, Notification
 
 if TYPE_CHECKING:
@@ -173,6 +174,15 @@ class PagerDutyChannel(_JsonPoster):
         if alert is not None:
             body.update(component=alert.subject, group=alert.rule, **{"class": alert.rule})
             body["custom_details"].update(evidence=alert.evidence, labels=alert.labels)
+        incident = notice.incident
+        if incident is not None:
+            root = next((m for m in incident.members if m.fingerprint == incident.root), None)
+            rule = root.rule if root is not None else "incident"
+            body.update(component=incident.key, group="incident", **{"class": rule})
+            body["custom_details"].update(
+                root_cause=clean(incident.root_cause, NOTIFICATION),
+                alerts=[clean(f"{m.rule} on {m.subject}", NOTIFICATION) for m in incident.members],
+            )
         return {
             "routing_key": self._routing_key,
             "event_action": "trigger",

@@ -20,12 +20,14 @@ from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.activity import ActivitySeverity
 from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.events import HealthPoint
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.phrases import (
     action_facts,
     alert_facts,
     analysis_facts,
+    incident_facts,
     service_facts,
     speak,
 )
@@ -77,6 +79,12 @@ class ActivityLines:
         phrase, facts = alert_facts(alert, kind, at)
         severity = "info" if kind == "resolved" else _ALERT_SEVERITY[alert.severity]
         return Line(self.say(phrase, **facts), severity, alert.subject)
+
+    def incident(self, incident: Incident, kind: str, at: float) -> Line:
+        """``incident.opened``, ``.updated`` or ``.resolved``."""
+        phrase, facts = incident_facts(incident, kind, at)
+        severity = "info" if kind == "resolved" else _ALERT_SEVERITY[incident.severity]
+        return Line(self.say(phrase, **facts), severity, clean(incident.key, NOTIFICATION, 120))
 
     def action(self, record: ActionRecord, outcome: str) -> ActionLine:
         """An audit record that reached ``outcome`` (its own, or ``gave_up``)."""

@@ -1,13 +1,16 @@
 """``Announcer``: what people are told, through a notifier that follows the settings.
 
-It decides which events become notices (an alert's firing, escalation and resolution; a
-failed, timed-out, given-up or pending remediation; an agent in a crash loop) and keeps
-one :class:`~watchkeeper.notify.Notifier` in step with ``[notifications]``: a live change
-of the settings or the channels applies from the next notice on, without a restart::
+It decides which events become notices (an incident's opening, rise in severity and
+resolution, which stand for the alerts in it; a lone alert's firing, escalation and
+resolution; a failed, timed-out, given-up or pending remediation; an agent in a crash
+loop) and keeps one :class:`~watchkeeper.notify.Notifier` in step with
+``[notifications]``: a live change of the settings or the channels applies from the next
+notice on, without a restart::
 
     announcer = Announcer(lambda: settings.notifications, clock=time.time)
     await announcer.start()
-    await announcer.alert(alert, "firing", fired=True)
+    await announcer.incident("opened", incident)
+    await announcer.alert(alert, "firing", fired=True)   # silent: told through its incident
     await announcer.aclose()
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.activity import ActionLine
 from watchkeeper.notify.base import ChannelRegistry, NotificationChannel
@@ -101,6 +105,13 @@ class Announcer:
             await self.notifier.alert_escalated(alert)
         elif fired:
             await self.notifier.alert_firing(alert, notified_at=notified_at)
+
+    async def incident(
+        self, kind: str, incident: Incident, *, notified_at: float | None = None
+    ) -> None:
+        """``incident.<kind>``: people hear of the incident once, not of each alert in it;
+        ``notified_at``: when they were last told of this trouble before a restart."""
+        await self.notifier.incident(kind, incident, notified_at=notified_at)
 
     async def action(self, record: ActionRecord, outcome: str, line: ActionLine) -> None:
         """A remediation that failed, timed out, gave up or waits for a person."""

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.incidents import Incident
 
 __all__ = [
     "ChannelRegistry",
@@ -37,8 +38,10 @@ NoticeKind = Literal["firing", "repeat", "escalated", "resolved", "event"]
 
 
 class Notification(BaseModel):
-    """One message for people. ``key`` groups notices about the same thing: an alert's
-    fingerprint, or an event's key such as ``remediation:restart_service:web:failed``."""
+    """One message for people. ``key`` groups notices about the same thing: an incident
+    (``incident:<id>``), an alert's fingerprint, or an event's key such as
+    ``remediation:restart_service:web:failed``. ``incident`` or ``alert`` is what it is
+    about, whole (a webhook receives it as JSON)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,6 +53,7 @@ class Notification(BaseModel):
     host: str
     created_at: float
     alert: Alert | None = None
+    incident: Incident | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -12,10 +12,11 @@ from typing import Any
 
 from watchkeeper.humanize import human_duration
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.incidents import Incident, IncidentMember
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import NoticeKind, Notification
 
-__all__ = ["alert_notice", "event_notice", "human_duration"]
+__all__ = ["alert_notice", "event_notice", "human_duration", "incident_notice"]
 
 _VERBS: dict[str, str] = {
     "firing": "FIRING",
@@ -72,6 +73,91 @@ def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> No
         host=host,
         created_at=now,
         alert=alert,
+    )
+
+
+_INCIDENT_VERBS: dict[str, str] = {
+    "firing": "INCIDENT",
+    "repeat": "STILL OPEN",
+    "escalated": "WORSE",
+    "resolved": "RESOLVED",
+}
+_ROLE_ORDER = {"root": 0, "effect": 1}
+#: Members and remedies listed in a notice; the rest are counted.
+_MEMBERS_SHOWN = 12
+_REMEDIES_SHOWN = 5
+
+
+def _members_root_first(incident: Incident) -> list[IncidentMember]:
+    def rank(member: IncidentMember) -> int:
+        if member.fingerprint == incident.root or member.role == "root":
+            return 0
+        return 1 + _ROLE_ORDER.get(member.role, 1)
+
+    return sorted(incident.members, key=rank)
+
+
+def incident_notice(incident: Incident, kind: NoticeKind, *, host: str, now: float) -> Notification:
+    """The notice for one step of an incident (``firing`` is its opening): the title, the
+    probable root cause, every alert in it (root first) and the remedies, root first."""
+    verb = _INCIDENT_VERBS.get(kind, kind.upper())
+    title_text = clean(incident.title, NOTIFICATION, 200)
+    count = len(incident.members)
+    title = clean(
+        f"{verb} {incident.severity.value}: {title_text} "
+        f"({count} alert{'' if count == 1 else 's'})",
+        NOTIFICATION,
+    )
+    lines = [title_text, ""]
+    if incident.root_cause:
+        sure = f" (confidence {incident.confidence:.0%})" if incident.confidence else ""
+        lines.append(f"Probable root cause: {clean(incident.root_cause, NOTIFICATION, 300)}{sure}")
+    else:
+        lines.append("Root cause: not determined; the alerts below are related.")
+    lines.append(f"Severity: {incident.severity.value}   Alerts: {count}")
+    if kind == "resolved":
+        ended = incident.resolved_at or now
+        lines.append(
+            f"Resolved at {_clock(ended)} after {human_duration(ended - incident.opened_at)}."
+        )
+    else:
+        lines.append(
+            f"Open since {_clock(incident.opened_at)} "
+            f"({human_duration(now - incident.opened_at)} so far)."
+        )
+    if incident.flapping or incident.flaps:
+        lines.append(f"Flapping: {incident.flaps} state changes in the flap window.")
+    members = _members_root_first(incident)
+    if members:
+        lines.append("Alerts:")
+    for member in members[:_MEMBERS_SHOWN]:
+        role = "root" if member.fingerprint == incident.root else member.role
+        state = "" if member.firing else " (cleared)"
+        lines.append(
+            f"  [{clean(role, NOTIFICATION, 20)}] {member.severity.value} "
+            f"{clean(member.rule, NOTIFICATION, 60)} on {clean(member.subject, NOTIFICATION, 120)}"
+            f": {clean(member.summary, NOTIFICATION, 240)}{state}"
+        )
+    if len(members) > _MEMBERS_SHOWN:
+        lines.append(f"  … and {len(members) - _MEMBERS_SHOWN} more")
+    if incident.remedies and kind != "resolved":
+        lines.append("Remedies (root cause first):")
+    for number, action in enumerate(incident.remedies[:_REMEDIES_SHOWN], 1):
+        if kind == "resolved":
+            break
+        target = f" {clean(action.target, NOTIFICATION, 80)}" if action.target else ""
+        reason = f" ({clean(action.reason, NOTIFICATION, 120)})" if action.reason else ""
+        lines.append(f"  {number}. {clean(action.action, NOTIFICATION, 60)}{target}{reason}")
+    lines.append(f"Incident: {clean(incident.id, NOTIFICATION, 64)}")
+    return Notification(
+        kind=kind,
+        key=f"incident:{incident.id}",
+        severity=incident.severity,
+        title=title,
+        body="\n".join(lines),
+        host=host,
+        created_at=now,
+        incident=incident,
     )
 
 

@@ -7,7 +7,8 @@ endpoint only ever delays its own queue::
 
     notifier = Notifier(settings.notifications, build_channels(settings.notifications))
     await notifier.start()
-    await notifier.alert_firing(alert)       # returns at once; delivery happens behind
+    await notifier.incident("opened", incident)   # returns at once; delivery happens behind
+    await notifier.alert_firing(alert)       # silent while the alert is in an open incident
     notifier.reconfigure(new_settings, build_channels(new_settings))   # live, no restart
     await notifier.aclose()
 """
@@ -29,9 +30,10 @@ from pydantic import BaseModel
 
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
-from watchkeeper.notify._grouping import AlertGrouper, Outgoing
+from watchkeeper.model.incidents import Incident, IncidentState
+from watchkeeper.notify._grouping import AlertGrouper, IncidentBook, Outgoing
 from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
-from watchkeeper.notify.compose import alert_notice, event_notice
+from watchkeeper.notify.compose import alert_notice, event_notice, incident_notice
 
 __all__ = ["ChannelStats", "Notifier", "NotifierStats"]
 
@@ -63,6 +65,9 @@ class NotifierStats(BaseModel):
     flapped: int
     held: int
     dropped_quiet: int
+    incidents_open: int = 0
+    absorbed: int = 0
+    """Alert notices not sent because the alert was told through its incident."""
 
 
 class _Lane:
@@ -95,9 +100,11 @@ def _close(channel: NotificationChannel) -> None:
 
 
 class Notifier:
-    """Groups, routes and delivers notices. ``on_notified`` is awaited for each alert
-    notice that goes out (the agent remembers it in storage); ``on_give_up`` when a
-    channel gives up on a notice."""
+    """Groups, routes and delivers notices. ``on_notified`` is awaited for each alert or
+    incident notice that goes out (the agent remembers it in storage); ``on_give_up``
+    when a channel gives up on a notice. ``expect_incidents``: the alerts come grouped
+    into incidents (the analyzer's do), so a lone alert's first notice waits a moment
+    for its incident rather than going out on its own."""
 
     def __init__(
         self,
@@ -109,6 +116,7 @@ class Notifier:
         local_time: Callable[[float], dt.datetime] = dt.datetime.fromtimestamp,
         on_notified: OnNotified | None = None,
         on_give_up: OnGiveUp | None = None,
+        expect_incidents: bool = False,
     ) -> None:
         self.settings = settings
         registry = channels if isinstance(channels, ChannelRegistry) else ChannelRegistry(channels)
@@ -116,6 +124,8 @@ class Notifier:
         self._clock = clock
         self._lanes = {ch.name: _Lane(ch, settings.queue_size) for ch in registry}
         self.grouper = AlertGrouper(settings, self.route, local_time=local_time)
+        self.incidents = IncidentBook(expected=expect_incidents)
+        self.absorbed = 0
         self._on_notified = on_notified
         self._on_give_up = on_give_up
         self._events: dict[str, float] = {}
@@ -230,18 +240,58 @@ class Notifier:
 
     # -- input --------------------------------------------------------------------------
     async def alert_firing(self, alert: Alert, *, notified_at: float | None = None) -> None:
-        """An ``alert.firing`` message: new, seen again, or with a new severity."""
-        if self.settings.enabled:
-            await self._emit(self.grouper.on_firing(alert, self._clock(), notified_at))
-            self._tick.set()
+        """An ``alert.firing`` message: new, seen again, or with a new severity. Silent
+        while the alert belongs to an open incident: people hear of it through that."""
+        if not self.settings.enabled:
+            return
+        if self._absorb(alert):
+            return
+        wait = self.incidents.wait_for(alert)
+        await self._emit(self.grouper.on_firing(alert, self._clock(), notified_at, wait=wait))
+        self._tick.set()
 
     async def alert_escalated(self, alert: Alert) -> None:
-        if self.settings.enabled:
-            await self._emit(self.grouper.on_escalated(alert, self._clock()))
+        """An escalated alert; inside an open incident, the incident is escalated (once)."""
+        if not self.settings.enabled:
+            return
+        incident = self.incidents.holding(alert.fingerprint)
+        self._absorb(alert)
+        item: Alert | Incident = alert if incident is None else incident
+        await self._emit(self.grouper.on_escalated(item, self._clock()))
 
     async def alert_resolved(self, alert: Alert) -> None:
-        if self.settings.enabled:
+        if self.settings.enabled and not self._absorb(alert):
             await self._emit(self.grouper.on_resolved(alert, self._clock()))
+
+    async def incident(
+        self, kind: str, incident: Incident, *, notified_at: float | None = None
+    ) -> None:
+        """``incident.opened``, ``.updated`` or ``.resolved``: one notice when it opens
+        (after ``group_wait``; an incident over by then is a flap and says nothing), one
+        when its severity rises, one when it resolves, repeats after ``repeat_interval``;
+        its alerts are told through it. ``notified_at``: when people were last told about
+        this trouble before a restart."""
+        if not self.settings.enabled:
+            return
+        resolved = kind == "resolved" or incident.state is IncidentState.RESOLVED
+        for fingerprint in self.incidents.update(incident, resolved=resolved):
+            if self.grouper.forget(fingerprint):
+                self.absorbed += 1
+        now = self._clock()
+        if resolved:
+            await self._emit(self.grouper.on_resolved(incident, now))
+        else:
+            await self._emit(self.grouper.on_firing(incident, now, notified_at))
+        self._tick.set()
+
+    def _absorb(self, alert: Alert) -> bool:
+        """True when the alert is told through its open incident (its own group, if one
+        was waiting, is dropped)."""
+        if self.incidents.holding(alert.fingerprint) is None:
+            return False
+        self.grouper.forget(alert.fingerprint)
+        self.absorbed += 1
+        return True
 
     async def event(
         self,
@@ -293,7 +343,11 @@ class Notifier:
     async def _emit(self, outgoing: list[Outgoing]) -> int:
         now = self._clock()
         for item in outgoing:
-            notice = alert_notice(item.alert, item.kind, host=self.host, now=now)
+            subject = item.item
+            if isinstance(subject, Incident):
+                notice = incident_notice(subject, item.kind, host=self.host, now=now)
+            else:
+                notice = alert_notice(subject, item.kind, host=self.host, now=now)
             self._enqueue(notice, item.channels)
             if self._on_notified is not None and not notice.resolved:
                 try:
@@ -393,4 +447,6 @@ class Notifier:
             flapped=self.grouper.flapped,
             held=self.grouper.held(now) + len(self._held_events),
             dropped_quiet=self.grouper.dropped_quiet,
+            incidents_open=len(self.incidents),
+            absorbed=self.absorbed,
         )

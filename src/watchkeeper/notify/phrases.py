@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from watchkeeper.model.actions import ActionOutcome, ActionRecord
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.compose import human_duration
@@ -25,6 +26,7 @@ __all__ = [
     "action_facts",
     "alert_facts",
     "analysis_facts",
+    "incident_facts",
     "service_facts",
     "speak",
 ]
@@ -57,6 +59,18 @@ LINES: dict[str, tuple[str, list[str]]] = {
             "✅ {rule} on {subject} cleared after {duration}.",
             "✅ {rule} on {subject} is fine again after {duration}. As you were.",
         ],
+    ),
+    "incident_opened": (
+        "incident opened: {severity} {title} ({members}){root}",
+        ["🧩 {severity} incident: {title} ({members}){root}. One problem, not {count}."],
+    ),
+    "incident_updated": (
+        "incident {severity}: {title} ({members}){root}",
+        ["🧩 incident now {severity}: {title} ({members}){root}."],
+    ),
+    "incident_resolved": (
+        "incident resolved: {title} after {duration}",
+        ["✅ incident over: {title}, after {duration}."],
     ),
     "action_succeeded": (
         "action {action} on {target} succeeded{detail}",
@@ -162,6 +176,23 @@ def alert_facts(alert: Alert, kind: str, at: float) -> tuple[str, dict[str, Any]
         facts["duration"] = human_duration((alert.resolved_at or at) - alert.started_at)
     known = kind in ("firing", "changed", "escalated", "resolved")
     return (f"alert_{kind}" if known else "alert_changed"), facts
+
+
+def incident_facts(incident: Incident, kind: str, at: float) -> tuple[str, dict[str, Any]]:
+    """The line for ``incident.opened/updated/resolved``, and its facts."""
+    count = len(incident.members)
+    cause = clean(incident.root_cause, NOTIFICATION, 160)
+    facts: dict[str, Any] = {
+        "severity": incident.severity.value,
+        "title": clean(incident.title, NOTIFICATION, 200),
+        "members": f"{count} alert{'' if count == 1 else 's'}",
+        "count": count,
+        "root": f"; probable cause: {cause}" if cause else "",
+    }
+    if kind == "resolved":
+        facts["duration"] = human_duration((incident.resolved_at or at) - incident.opened_at)
+    known = kind in ("opened", "updated", "resolved")
+    return (f"incident_{kind}" if known else "incident_updated"), facts
 
 
 def action_facts(record: ActionRecord, outcome: str) -> tuple[str, Level, dict[str, Any]]:
