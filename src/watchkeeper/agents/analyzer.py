@@ -6,11 +6,17 @@ at once as ``alert.firing`` / ``alert.resolved`` / ``alert.escalated``, with the
 own ``analysis.result``. Service exits are analysed the moment they are heard, not at
 the next tick.
 
-When an alert fires or changes severity, or on ``analyze_now``, the local LLM is asked to
-reason about the incident, within the limits of ``AdviceGate``. Its answer is validated
-and published as another ``analysis.result`` whose ``source`` is the model's name. When
-Ollama is away, analysis carries on with the rules and ``llm_status`` says why; a cheap
-probe brings the model back by itself.
+Correlated alerts are one incident (``AnalysisEngine.take_incident_changes``), published on
+``incident.opened`` / ``incident.updated`` / ``incident.resolved``; an update goes out only
+when the incident's members, severity, root, flapping or remediation notes change. The
+rules' ``analysis.result`` names its incident and carries its remedies, root-first.
+``remediation.gave_up`` and a lifted give-up are put on the service's incident.
+
+When an incident opens or its severity rises, or on ``analyze_now``, the local LLM is
+asked about it once (its alerts go along), within the limits of ``AdviceGate``. Its answer
+is validated and published as another ``analysis.result`` whose ``source`` is the model's
+name and whose ``incident_id`` names the incident. When Ollama is away, analysis carries
+on with the rules and ``llm_status`` says why; a cheap probe brings the model back by itself.
 """
 
 from __future__ import annotations
@@ -29,17 +35,21 @@ from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
-from watchkeeper.model.alerts import Alert
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert, SuggestedAction
 from watchkeeper.model.analysis import AnalysisResult
-from watchkeeper.model.events import Escalation, LlmStatus
+from watchkeeper.model.events import Escalation, GaveUp, LlmStatus
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.topics import (
+    ALERT_RESOLVED,
     ALERT_TOPICS,
     ANALYSIS_LLM_STATUS,
     ANALYSIS_RESULT,
+    INCIDENT_TOPICS,
     METRICS_SAMPLE,
     REMEDIATION_ESCALATED,
+    REMEDIATION_GAVE_UP,
 )
 from watchkeeper.remediation.catalog import BUILTIN_ACTIONS
 
@@ -52,6 +62,7 @@ log = logging.getLogger("watchkeeper.agent.analyzer")
 
 _PROBE_EVERY_UP = 300.0
 _BASELINE_SAVE_EVERY = 300.0
+_LLM_WAITING_MAX = 16  # incidents waiting for the model while it answers another
 
 
 class ActionCatalog(Protocol):
@@ -114,10 +125,16 @@ class AnalyzerAgent(BaseAgent):
         self.analysis_ms: float | None = None
         self.llm_calls = 0
         self.llm_fallbacks = 0
+        # Incidents that wanted the model while it was busy: id -> the trigger key.
+        self._llm_waiting: dict[str, str] = {}
+        self._incident_rank: dict[str, int] = {}  # open incident -> severity last announced
         self.on(METRICS_SAMPLE.name, self._on_sample, maxsize=4)
         self.on("service.*", self._on_service_event, maxsize=200)
         # Remediation's one escalation: the pipeline has nothing left to try (not each failure).
         self.on(REMEDIATION_ESCALATED.name, self._on_remediation_escalated, maxsize=100)
+        self.on(REMEDIATION_GAVE_UP.name, self._on_gave_up, maxsize=100)
+        # A lifted give-up is the remediator's remediation_gave_up alert resolving.
+        self.on(ALERT_RESOLVED.name, self._on_alert_resolved, maxsize=200)
 
     # -- life ------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -199,23 +216,49 @@ class AnalyzerAgent(BaseAgent):
             )
         return self.llm_status
 
-    def _want_llm(self, alerts: list[Alert], trigger: str, triggers: list[str]) -> None:
-        if not alerts or self.advisor() is None:
+    def _want_llm_for(self, incident: Incident, key: str) -> None:
+        """Ask the model about ``incident`` once (``key`` names the occasion: opened, or a
+        severity it rose to); while it answers another, the incident waits its turn."""
+        if self.advisor() is None:
             return
         if self._llm_task is not None and not self._llm_task.done():
             self.gate.skipped["in_flight"] += 1
+            if incident.id in self._llm_waiting or len(self._llm_waiting) < _LLM_WAITING_MAX:
+                self._llm_waiting[incident.id] = key
             return
-        forced = trigger == "analyze_now"
-        if self.gate.may_call(triggers, forced=forced) is not None:
+        alerts = self._alerts_of(incident)
+        if not alerts or self.gate.may_call([key]) is not None:
             return
         self._llm_task = asyncio.get_running_loop().create_task(
-            self.ask_llm(alerts, trigger, triggers)
+            self._ask_in_turn(alerts, [key], incident.id)
         )
 
+    def _alerts_of(self, incident: Incident) -> list[Alert]:
+        alerts = self.engine.alerts
+        return [alerts[fp] for fp in incident.fingerprints if fp in alerts]
+
+    async def _ask_in_turn(self, alerts: list[Alert], triggers: list[str], incident: str) -> None:
+        await self.ask_llm(alerts, "alert", triggers, incident_id=incident)
+        # The next incident that waited, if it is still open.
+        while self._llm_waiting:
+            iid, key = next(iter(self._llm_waiting.items()))
+            del self._llm_waiting[iid]
+            waiting = next((i for i in self.engine.incidents_open() if i.id == iid), None)
+            if waiting is None or not (alerts := self._alerts_of(waiting)):
+                continue
+            if self.gate.may_call([key]) is None:
+                await self.ask_llm(alerts, "alert", [key], incident_id=iid)
+
     async def ask_llm(
-        self, alerts: list[Alert], trigger: str, triggers: list[str] | None = None
+        self,
+        alerts: list[Alert],
+        trigger: str,
+        triggers: list[str] | None = None,
+        *,
+        incident_id: str | None = None,
     ) -> AnalysisResult | None:
-        """Ask the model about ``alerts`` now; publishes and returns the analysis."""
+        """Ask the model about ``alerts`` now (of ``incident_id``, when one); publishes and
+        returns the analysis."""
         advisor = self.advisor()
         if advisor is None:
             return None
@@ -231,6 +274,11 @@ class AnalyzerAgent(BaseAgent):
             rules_summary=self._rules_summary(),
             triggers=triggers,
         )
+        if incident_id is not None:
+            # The gate keyed the call by incident; the result speaks of the alerts.
+            result = result.model_copy(
+                update={"incident_id": incident_id, "fingerprints": [a.fingerprint for a in alerts]}
+            )
         if not result.cached:
             self.llm_calls += 1
         if used:
@@ -284,27 +332,73 @@ class AnalyzerAgent(BaseAgent):
         if transition is not None:
             await self._announce([transition])
 
-    async def _announce(self, transitions: list[Transition]) -> None:
-        if not transitions:
+    async def _on_gave_up(self, message: Message) -> None:
+        """The remediator stopped trying a target: its incident says so."""
+        gave_up = message.parse(GaveUp)
+        await self._announce(
+            self.engine.remediation_gave_up(
+                gave_up.target, gave_up.failures, gave_up.reason, self.ctx.clock()
+            )
+        )
+
+    async def _on_alert_resolved(self, message: Message) -> None:
+        alert = message.parse(Alert)
+        if alert.rule != "remediation_gave_up" or alert.source != "remediator":
             return
+        target = alert.subject.removeprefix("service:")
+        _, _, by = alert.summary.rpartition(" reset by ")
+        await self._announce(self.engine.giveup_reset(target, by or "a person", self.ctx.clock()))
+
+    async def _announce(self, transitions: list[Transition]) -> None:
         firing: list[Alert] = []
         for transition in transitions:
             await self.publish(ALERT_TOPICS[transition.kind], transition.alert)
             if transition.kind in ("firing", "escalated"):
                 firing.append(transition.alert)
+        changes = self.engine.take_incident_changes()
+        worse: dict[str, Incident] = {}
+        for kind, incident in changes:
+            await self.publish(INCIDENT_TOPICS[kind], incident)
+            rank = SEVERITY_RANK[incident.severity]
+            if kind == "opened" or (
+                kind == "updated" and rank > self._incident_rank.get(incident.id, rank)
+            ):
+                worse[incident.id] = incident
+            if kind == "resolved":
+                self._incident_rank.pop(incident.id, None)
+                self._llm_waiting.pop(incident.id, None)
+            else:
+                self._incident_rank[incident.id] = rank
         if firing:
-            result = AnalysisResult(
-                at=self.ctx.clock(),
-                trigger="alert",
-                source="rules",
-                verdict=verdict_of(self.engine.alerts.values()),
-                summary=self._rules_summary(),
-                alert_ids=[a.id for a in firing],
-                fingerprints=[a.fingerprint for a in firing],
-                recommended=self._rule_actions(firing),
-            )
-            await self._publish_analysis(result)
-            self._want_llm(self.engine.firing(), "alert", [a.fingerprint for a in firing])
+            for incident_id, alerts in self._by_incident(firing):
+                await self._publish_analysis(self._rules_result(alerts, incident_id))
+        for incident in worse.values():
+            self._want_llm_for(incident, f"incident:{incident.id}:{incident.severity.value}")
+
+    def _by_incident(self, alerts: list[Alert]) -> list[tuple[str | None, list[Alert]]]:
+        """``alerts`` by the incident they belong to (info alerts belong to none)."""
+        groups: dict[str | None, list[Alert]] = {}
+        for alert in alerts:
+            incident = self.engine.incident_of(alert.fingerprint)
+            groups.setdefault(incident.id if incident else None, []).append(alert)
+        return list(groups.items())
+
+    def _rules_result(self, alerts: list[Alert], incident_id: str | None) -> AnalysisResult:
+        incident = next((i for i in self.engine.incidents_open() if i.id == incident_id), None)
+        recommended: list[SuggestedAction] = (
+            list(incident.remedies) if incident is not None else self._rule_actions(alerts)
+        )
+        return AnalysisResult(
+            at=self.ctx.clock(),
+            trigger="alert",
+            source="rules",
+            verdict=verdict_of(self.engine.alerts.values()),
+            summary=self._rules_summary(),
+            alert_ids=[a.id for a in alerts],
+            fingerprints=[a.fingerprint for a in alerts],
+            incident_id=incident_id,
+            recommended=recommended,
+        )
 
     async def _publish_analysis(self, result: AnalysisResult) -> None:
         self.latest_analysis = result
@@ -339,7 +433,10 @@ class AnalyzerAgent(BaseAgent):
                 "source": "rules",
                 "llm": self.llm_status,
             }
-        result = await self.ask_llm(alerts, "analyze_now")
+        incidents = self.engine.incidents_open()
+        result = await self.ask_llm(
+            alerts, "analyze_now", incident_id=incidents[0].id if len(incidents) == 1 else None
+        )
         return {"analysis": result.model_dump(mode="json") if result else None}
 
     def status(self) -> dict[str, Any]:
@@ -347,6 +444,7 @@ class AnalyzerAgent(BaseAgent):
         return {
             "verdict": self.engine.verdict(),
             "firing": len(self.engine.firing()),
+            "incidents": len(self.engine.incidents_open()),
             "llm": self.llm_status,
             "llm_available": self.llm_available,
             "llm_calls": self.llm_calls,
