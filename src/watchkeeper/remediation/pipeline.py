@@ -111,6 +111,8 @@ class RemediationPipeline:
         self._running: dict[str, ActionRequest] = {}
         self._deferred: set[tuple[str, str]] = set()
         self._candidates: dict[str, list[ActionRequest]] = {}
+        # What the rules suggest now, per firing alert: what corroborates the model.
+        self._rule_offers: dict[str, set[tuple[str, str]]] = {}
         self._audit: deque[ActionRecord] = deque(maxlen=_AUDIT_KEEP)
 
     # -- read-only views (web, CLI, status) --------------------------------------------------
@@ -162,9 +164,13 @@ class RemediationPipeline:
     async def on_alert(self, alert: Alert) -> ActionRecord | None:
         """A firing alert's suggestions: the best one now, the rest kept for escalation."""
         if alert.state is not AlertState.FIRING or not alert.suggested_actions:
+            self._rule_offers.pop(alert.fingerprint, None)
             return None
         if alert.severity is Severity.INFO:
             return None  # information, not an incident
+        self._rule_offers[alert.fingerprint] = {
+            (s.action, s.target or "") for s in alert.suggested_actions
+        }
         candidates = order_candidates(
             alert, list(alert.suggested_actions), "rule", self.registry, self.book
         )
@@ -174,6 +180,7 @@ class RemediationPipeline:
     async def on_resolved(self, fingerprint: str) -> None:
         """The alert is gone: its spare candidates and its approvals are no longer needed."""
         self._candidates.pop(fingerprint, None)
+        self._rule_offers.pop(fingerprint, None)
         for record in self._approvals.take_for_alert(fingerprint):
             await self._record(
                 record, ActionOutcome.REJECTED, "no longer needed: the alert resolved"
@@ -187,7 +194,12 @@ class RemediationPipeline:
         alert_id: str | None,
         fingerprint: str | None,
     ) -> None:
-        """The model's recommendations, each one confident enough submitted on its own."""
+        """The model's recommendations, each one confident enough submitted on its own.
+
+        Whether one runs without a person is the gate's call (``remediation.llm_autonomy``):
+        by default only when the rules suggest the same action on the same target now
+        (:meth:`rules_suggest`) or the action is safe; otherwise it waits for approval,
+        and its record says why."""
         minimum = self.actx.settings().remediation.min_confidence
         for suggestion in suggestions:
             if suggestion.confidence < minimum:
@@ -214,7 +226,9 @@ class RemediationPipeline:
             # Refused and recorded without the parameters: they never become stored state.
             bare = dataclasses.replace(request, params={})
             return await self._refuse(bare, str(exc))
-        decision = await self.policy.decide(request, action, self.actx, self.actx.clock())
+        decision = await self.policy.decide(
+            request, action, self.actx, self.actx.clock(), rules_agree=self.rules_suggest(request)
+        )
         if decision.verdict == "run":
             assert action is not None
             return self._run(request, action, decision)
@@ -227,6 +241,11 @@ class RemediationPipeline:
             await self._record(record, ActionOutcome.DRY_RUN, record.detail)
             return record
         return await self._refuse(request, decision.reason)
+
+    def rules_suggest(self, request: ActionRequest) -> bool:
+        """True when a firing alert's rules suggest this action on this target now."""
+        key = Policy.key(request)
+        return any(key in offers for offers in self._rule_offers.values())
 
     async def approve(self, request_id: str, by: str) -> ActionRecord:
         """A person said yes: the request goes through the gate again, as theirs."""

@@ -6,7 +6,10 @@ in words. It checks, in order: the action is registered and not denied; the targ
 its parameters match the action's declaration (names, types, bounds); the target passes
 the action's own validation (protected pids and names, identity, allowlisted paths); the
 target is not in a given-up state, not blocked for lack of privileges, not cooling down,
-and not inside its crash-loop backoff.
+and not inside its crash-loop backoff. Then who may let it run without a person:
+``remediation.never_auto`` actions (``drop_caches`` by default) always wait, whoever
+proposed them; a model's proposals run alone only as far as ``remediation.llm_autonomy``
+allows (:meth:`Policy.llm_wait`); the rest follows ``mode``, risk and ``allow_actions``.
 
 ``CrashLoopGuard`` keeps per-service attempt history: attempts back off exponentially
 (capped) while they keep failing, the backoff resets after a stable period, and after
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from watchkeeper.config import RemediationSettings
-from watchkeeper.model.actions import ActionRequest, ParamError
+from watchkeeper.model.actions import ActionInfo, ActionRequest, ParamError
 from watchkeeper.remediation.actions import Action, ActionContext
 
 __all__ = ["CrashLoopGuard", "Decision", "GiveUp", "Policy"]
@@ -139,9 +142,44 @@ class Policy:
             return request
         return dataclasses.replace(request, params=action.info.check_params(request.params))
 
+    @staticmethod
+    def llm_wait(
+        request: ActionRequest, info: ActionInfo, cfg: RemediationSettings, rules_agree: bool
+    ) -> str | None:
+        """Why a model's proposal must wait for a person, or None when it may run alone.
+
+        ``llm_autonomy``: ``corroborated`` (the default) lets it run when the rules
+        suggest the same action on the same target now (``rules_agree``) or the action is
+        ``safe``; ``safe`` only safe actions; ``none`` nothing; ``any`` whatever a rule's
+        proposal could (the checks after this one still apply)."""
+        if request.proposer != "llm" or cfg.llm_autonomy == "any":
+            return None
+        setting = f"remediation.llm_autonomy={cfg.llm_autonomy}"
+        if cfg.llm_autonomy == "none":
+            return f"proposed by the model: waiting for a person ({setting})"
+        if info.risk == "safe":
+            return None
+        if cfg.llm_autonomy == "safe":
+            return f"proposed by the model and {info.risk}: waiting for a person ({setting})"
+        if rules_agree:
+            return None
+        on = request.target or "the host"
+        return (
+            f"proposed by the model, and the rules do not suggest {request.action} on {on}: "
+            f"waiting for a person ({setting})"
+        )
+
     async def decide(
-        self, request: ActionRequest, action: Action | None, ctx: ActionContext, now: float
+        self,
+        request: ActionRequest,
+        action: Action | None,
+        ctx: ActionContext,
+        now: float,
+        *,
+        rules_agree: bool = False,
     ) -> Decision:
+        """The verdict on ``request``. ``rules_agree``: the rules currently suggest this
+        same action on this same target (what corroborates a model's proposal)."""
         cfg = ctx.settings().remediation
         if action is None:
             return Decision("refuse", f"unknown action {request.action!r}")
@@ -192,6 +230,14 @@ class Policy:
             return Decision("run", "asked by a person")
         if cfg.mode == "approve":
             return Decision("approve", "approve mode: waiting for a person")
+        if request.action in cfg.never_auto:
+            return Decision(
+                "approve",
+                f"{request.action} never runs without a person (remediation.never_auto)",
+            )
+        held = self.llm_wait(request, info, cfg, rules_agree)
+        if held is not None:
+            return Decision("approve", held)
         if info.risk == "dangerous" and request.action not in cfg.allow_actions:
             return Decision("approve", f"{request.action} is dangerous: waiting for a person")
         if cfg.allow_actions and request.action not in cfg.allow_actions and info.risk != "safe":
