@@ -30,6 +30,7 @@ from watchkeeper.web.live import LiveHub
 from watchkeeper.web.routes import (
     control,
     events,
+    incidents,
     insight,
     metrics,
     pages,
@@ -136,7 +137,7 @@ def create_app(
     )
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
-    for module in (system, metrics, insight, remediation, control, events, pages):
+    for module in (system, metrics, insight, incidents, remediation, control, events, pages):
         app.include_router(module.build(ctx))
     static = resources.files("watchkeeper.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

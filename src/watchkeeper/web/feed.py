@@ -27,6 +27,7 @@ from watchkeeper.model.events import (
     HealthChange,
     LlmStatus,
 )
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 
@@ -118,6 +119,14 @@ def describe(topic: str, value: BaseModel) -> tuple[str, str, str | None] | None
             _clip(f"alert {kind}: {value.summary}"),
             _clip(value.subject, 120),
         )
+    if family == "incident" and isinstance(value, Incident):
+        if kind == "updated":
+            return None  # members come and go; the dashboard's incident list shows it
+        severity = "info" if kind == "resolved" else str(value.severity)
+        count = len(value.members)
+        cause = f"; probable cause: {value.root_cause}" if value.root_cause else ""
+        text = f"incident {kind}: {value.title} ({count} alert{'' if count == 1 else 's'}){cause}"
+        return severity, _clip(text), _clip(value.key, 120)
     if family == "analysis" and kind == "result" and isinstance(value, AnalysisResult):
         text = f"analysis by {value.source}: {value.verdict} — {value.summary}"
         return "info", _clip(text), None

@@ -8,6 +8,8 @@ the agents already have:
 - a ring of chart points (CPU, memory, disk I/O, network) from ``metrics.sample``, so the
   dashboard has an hour of history without any storage;
 - the recent activity, worded once from the bus messages;
+- the open incidents as ``incident.*`` last reported them (for when the analyzer's own
+  list cannot be read);
 - one bus subscription fanned out to every server-sent-events client. Each message is
   turned into a frame once; every client has its own bounded queue that drops its oldest
   frames when the client falls behind, so a slow browser never slows the daemon.
@@ -28,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from watchkeeper.model.incidents import Incident, IncidentState
 from watchkeeper.model.snapshot import HealthScore, SystemSnapshot
 from watchkeeper.model.topics import METRICS_SAMPLE
 from watchkeeper.web.feed import chart_point, describe, sse_frame
@@ -43,6 +46,7 @@ __all__ = ["EventClient", "LiveHub", "TooManyClients"]
 _EVENT_NAMES = {
     "metrics": "sample",
     "alert": "alert",
+    "incident": "incident",
     "analysis": "analysis",
     "remediation": "action",
     "agent": "agent",
@@ -122,6 +126,8 @@ class LiveHub:
         self._points: deque[dict[str, Any]] = deque(maxlen=history_points)
         self._activity: deque[dict[str, Any]] = deque(maxlen=activity_size)
         self._clients: set[EventClient] = set()
+        self._incidents: dict[str, Incident] = {}
+        self.max_incidents = 500
         self.action_counts: dict[str, int] = {}
         self.frames_built = 0
         self.messages_seen = 0
@@ -185,6 +191,21 @@ class LiveHub:
         items = list(self._activity)[-limit:]
         items.reverse()
         return items
+
+    def open_incidents(self) -> list[Incident]:
+        """The incidents open as their last ``incident.*`` message said, newest first."""
+        return sorted(self._incidents.values(), key=lambda i: i.opened_at, reverse=True)
+
+    def _track_incident(self, value: Any) -> None:
+        if not isinstance(value, Incident):
+            return
+        if value.state is IncidentState.RESOLVED:
+            self._incidents.pop(value.id, None)
+            return
+        self._incidents[value.id] = value
+        if len(self._incidents) > self.max_incidents:  # bounded: drop the oldest opened
+            oldest = min(self._incidents.values(), key=lambda i: i.updated_at)
+            del self._incidents[oldest.id]
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -271,6 +292,8 @@ class LiveHub:
             if event == "action":
                 outcome = message.topic.partition(".")[2] or "unknown"
                 self.action_counts[outcome] = self.action_counts.get(outcome, 0) + 1
+            elif event == "incident":
+                self._track_incident(message.value)
             line = describe(message.topic, message.value)
             if line is not None:
                 severity, text, subject = line

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.bus import BusStats
 from watchkeeper.model.actions import ActionInfo, ActionRecord
-from watchkeeper.model.alerts import Alert
+from watchkeeper.model.alerts import Alert, SuggestedAction
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.events import ConfigChange
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricSpec
 from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (
@@ -45,6 +46,8 @@ __all__ = [
     "ConfigReply",
     "FlatMetrics",
     "GivenUp",
+    "IncidentDetail",
+    "IncidentsReply",
     "LiveRates",
     "LlmState",
     "MetricHistory",
@@ -120,6 +123,31 @@ class AlertsReply(BaseModel):
     counts: dict[str, int]
     firing: list[Alert]
     history: list[Alert] | None = None
+
+
+class IncidentsReply(BaseModel):
+    """``/api/incidents``: incidents, open ones first (worst, then newest), then resolved
+    ones newest first; ``counts`` are the open ones by severity. Open incidents come live
+    from the analyzer (``source``), resolved ones from storage."""
+
+    analyzer: bool
+    state: Literal["open", "resolved", "all"]
+    source: Literal["analyzer", "events", "storage", "none"]
+    counts: dict[str, int]
+    incidents: list[Incident]
+    history_unavailable: str | None = None
+
+
+class IncidentDetail(BaseModel):
+    """``/api/incidents/{id}``: the incident, its member alerts in full (root first), its
+    remedies root-first, and the actions taken for its alerts since it opened."""
+
+    incident: Incident
+    source: Literal["analyzer", "events", "storage"]
+    members: list[Alert]
+    remedies: list[SuggestedAction]
+    actions: list[ActionRecord]
+    history_unavailable: str | None = None
 
 
 class LlmState(BaseModel):

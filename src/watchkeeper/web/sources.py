@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from watchkeeper.model.alerts import Alert
     from watchkeeper.model.analysis import AnalysisResult
     from watchkeeper.model.events import HealthPoint
+    from watchkeeper.model.incidents import Incident
     from watchkeeper.model.metrics import MetricsSample
     from watchkeeper.orchestrator import Orchestrator
     from watchkeeper.storage import Storage
@@ -121,6 +122,13 @@ class Sources:
     def firing(self) -> list[Alert]:
         analyzer = self.analyzer()
         return list(analyzer.engine.firing()) if analyzer is not None else []
+
+    def open_incidents(self) -> list[Incident] | None:
+        """The analyzer's open incidents (worst first), or None when there is no
+        analyzer or its engine does not group alerts into incidents."""
+        analyzer = self.analyzer()
+        reader = getattr(analyzer.engine, "incidents_open", None) if analyzer else None
+        return list(reader()) if callable(reader) else None
 
     def health(self) -> dict[str, Any] | None:
         """The communicator's latest health (status, score, reasons), or None."""

@@ -11,6 +11,7 @@
     token: sessionStorage.getItem(TOKEN_KEY) || "",
     startedAt: null,
     alerts: new Map(),
+    incidents: new Map(),
     sample: null,
     sortBy: "cpu",
     agents: {},
@@ -351,17 +352,71 @@
   // -- rendering: alerts, analysis, remediation, feed -------------------------------------
   const RANK = { critical: 0, warning: 1, info: 2 };
 
+  const bySeverity = (a, b) => (RANK[a.severity] - RANK[b.severity]);
+
+  function alertRow(a) {
+    return el("li", { dataset: { fingerprint: a.fingerprint } },
+      pill(a.severity), el("span", { text: a.summary }),
+      el("span", { className: "since", text: ago(a.started_at) }),
+      el("span", { className: "subject", text: `${a.rule} · ${a.subject}${a.escalated ? " · escalated" : ""}` }));
+  }
+
+  // A member as the live alert shows it, else as the incident last saw it.
+  function memberRow(incident, m) {
+    const live = state.alerts.get(m.fingerprint);
+    const role = m.fingerprint === incident.root ? "root" : (m.role || "related");
+    const summary = live ? live.summary : m.summary;
+    const cleared = !m.firing && !live;
+    return el("li", { className: "member", dataset: { fingerprint: m.fingerprint, role } },
+      el("span", { className: "role", text: role }),
+      pill(live ? live.severity : m.severity),
+      el("span", { text: cleared ? `${summary} (cleared)` : summary }),
+      el("span", { className: "subject", text: `${m.rule} · ${m.subject}${live && live.escalated ? " · escalated" : ""}` }));
+  }
+
+  function incidentRow(incident) {
+    const members = [...(incident.members || [])].sort((a, b) => {
+      const ra = a.fingerprint === incident.root ? 0 : a.role === "effect" ? 1 : 2;
+      const rb = b.fingerprint === incident.root ? 0 : b.role === "effect" ? 1 : 2;
+      return ra - rb || bySeverity(a, b);
+    });
+    const head = el("div", { className: "head" },
+      pill(incident.severity),
+      el("b", { className: "title", text: incident.title }),
+      el("span", { className: "since", text: ago(incident.opened_at) }));
+    const parts = [head];
+    const cause = incident.root_cause
+      ? `Probable cause: ${incident.root_cause}${incident.confidence ? ` (${Math.round(incident.confidence * 100)} %)` : ""}`
+      : "Related alerts; no single cause found.";
+    const facts = el("p", { className: "cause", text: cause });
+    if (incident.flapping || incident.flaps) {
+      facts.append(" ", el("span", { className: "flap", text: `flapping ×${incident.flaps}` }));
+    }
+    parts.push(facts);
+    parts.push(el("ul", { className: "members" }, ...members.map((m) => memberRow(incident, m))));
+    const remedies = incident.remedies || [];
+    if (remedies.length) {
+      parts.push(el("ol", { className: "remedies", title: "suggested remedies, root cause first" },
+        ...remedies.slice(0, 5).map((r) => el("li", null, el("code", { text: r.action }), r.target ? ` ${r.target}` : ""))));
+    }
+    return el("li", { className: "incident", dataset: { incident: incident.id, severity: incident.severity } }, ...parts);
+  }
+
   function renderAlerts() {
     const list = $("alerts");
     const alerts = [...state.alerts.values()].sort(
-      (a, b) => (RANK[a.severity] - RANK[b.severity]) || (b.started_at - a.started_at));
+      (a, b) => bySeverity(a, b) || (b.started_at - a.started_at));
+    const incidents = [...state.incidents.values()].sort(
+      (a, b) => bySeverity(a, b) || (b.opened_at - a.opened_at));
+    const grouped = new Set();
+    for (const i of incidents) for (const m of i.members || []) grouped.add(m.fingerprint);
+    const lone = alerts.filter((a) => !grouped.has(a.fingerprint));
     $("alert-count").textContent = String(alerts.length);
     $("alert-count").dataset.hot = String(alerts.some((a) => a.severity === "critical"));
-    if (!alerts.length) { list.replaceChildren(placeholder(null, "No alerts firing.")); return; }
-    list.replaceChildren(...alerts.map((a) => el("li", { dataset: { fingerprint: a.fingerprint } },
-      pill(a.severity), el("span", { text: a.summary }),
-      el("span", { className: "since", text: ago(a.started_at) }),
-      el("span", { className: "subject", text: `${a.rule} · ${a.subject}${a.escalated ? " · escalated" : ""}` }))));
+    $("incident-count").textContent = incidents.length
+      ? `${incidents.length} incident${incidents.length === 1 ? "" : "s"}` : "";
+    if (!alerts.length && !incidents.length) { list.replaceChildren(placeholder(null, "No alerts firing.")); return; }
+    list.replaceChildren(...incidents.map(incidentRow), ...lone.map(alertRow));
   }
 
   function renderAnalysis(data) {
@@ -438,9 +493,10 @@
     async analysis() { const r = await api("/api/analysis"); if (r.ok) renderAnalysis(r.data); },
     async remediation() { const r = await api("/api/remediation?limit=30"); if (r.ok) renderRemediation(r.data); },
     async alerts() {
-      const r = await api("/api/alerts");
+      const [r, i] = await Promise.all([api("/api/alerts"), api("/api/incidents?state=open")]);
       if (!r.ok) return;
       state.alerts = new Map(r.data.firing.map((a) => [a.fingerprint, a]));
+      if (i.ok) state.incidents = new Map(i.data.incidents.map((x) => [x.id, x]));
       renderAlerts();
     },
   };
@@ -498,6 +554,12 @@
       const alert = d.data;
       if (alert.state === "resolved" || d.topic === "alert.resolved") state.alerts.delete(alert.fingerprint);
       else state.alerts.set(alert.fingerprint, alert);
+      renderAlerts();
+    },
+    incident(d) {
+      const incident = d.data;
+      if (incident.state === "resolved" || d.topic === "incident.resolved") state.incidents.delete(incident.id);
+      else state.incidents.set(incident.id, incident);
       renderAlerts();
     },
     analysis() { refresh("analysis"); },

@@ -1,0 +1,153 @@
+"""``/api/incidents`` and ``/api/incidents/{id}``: correlated alerts as one problem each.
+
+Open incidents come live from the analyzer (or, when its engine cannot be read, from the
+``incident.*`` messages the web saw); resolved ones from storage. Reads only: nothing
+here changes anything, so the routes follow ``web.open_reads`` like every GET.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from watchkeeper.model.actions import ActionRecord
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert
+from watchkeeper.model.incidents import Incident
+from watchkeeper.storage.errors import StorageError
+from watchkeeper.web.models import ErrorBody
+from watchkeeper.web.responses import IncidentDetail, IncidentsReply
+from watchkeeper.web.routes._common import WebContext, fail, model_response
+
+__all__ = ["build"]
+
+Source = Literal["analyzer", "events"]
+
+
+def _worst_first(incidents: list[Incident]) -> list[Incident]:
+    return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.opened_at, i.id))
+
+
+def _root_first(incident: Incident, alerts: list[Alert]) -> list[Alert]:
+    order = {fp: n for n, fp in enumerate(incident.fingerprints)}
+    return sorted(
+        alerts, key=lambda a: (a.fingerprint != incident.root, order.get(a.fingerprint, 1 << 20))
+    )
+
+
+def build(ctx: WebContext) -> APIRouter:
+    router = APIRouter(tags=["analysis"])
+
+    def live() -> tuple[list[Incident], Source]:
+        found = ctx.sources.open_incidents()
+        if found is not None:
+            return found, "analyzer"
+        return ctx.hub.open_incidents(), "events"
+
+    @router.get(
+        "/api/incidents",
+        summary="Incidents: correlated alerts with their probable root cause",
+        response_model=IncidentsReply,
+    )
+    async def incidents(
+        state: Literal["open", "resolved", "all"] = Query(
+            "open", description="open (live), resolved (stored) or all"
+        ),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> Response:
+        """Each incident lists its member alerts (``root`` is the probable cause's
+        fingerprint, with ``root_cause`` in words), its remedies root-first and whether
+        it is flapping. Open incidents first, worst first."""
+        open_now, source = live()
+        open_now = _worst_first(open_now)
+        counts = {"critical": 0, "warning": 0, "info": 0}
+        for incident in open_now:
+            counts[incident.severity.value] += 1
+        reply = IncidentsReply(
+            analyzer=ctx.sources.analyzer() is not None,
+            state=state,
+            source=source,
+            counts=counts,
+            incidents=open_now[:limit] if state != "resolved" else [],
+        )
+        if state != "open" and len(reply.incidents) < limit:
+            storage = ctx.sources.storage()
+            if storage is None:
+                reply.history_unavailable = ctx.sources.storage_problem()
+            else:
+                try:
+                    # Stored rows still marked open are not open now (a previous run's,
+                    # or resolved a moment ago and not yet written): the live list rules.
+                    past = await storage.incidents("resolved", limit=limit)
+                except StorageError as exc:
+                    reply.history_unavailable = f"history is unavailable: {exc}"
+                else:
+                    seen = {i.id for i in reply.incidents}
+                    fresh = [i for i in past if i.id not in seen]
+                    reply.incidents.extend(fresh[: limit - len(reply.incidents)])
+                    if state == "resolved":
+                        reply.source = "storage"
+        return model_response(reply)
+
+    @router.get(
+        "/api/incidents/{incident_id}",
+        summary="One incident with its member alerts, remedies and actions",
+        response_model=IncidentDetail,
+        responses={404: {"model": ErrorBody, "description": "no such incident"}},
+    )
+    async def incident(
+        incident_id: str = Path(min_length=1, max_length=128),
+    ) -> Response:
+        """Live when the incident is open, else from storage. ``members`` are the alerts
+        in full (evidence, suggested actions), root first; ``actions`` the audit records
+        of actions taken for them since the incident opened."""
+        open_now, live_source = live()
+        found = next((i for i in open_now if i.id == incident_id), None)
+        source: Literal["analyzer", "events", "storage"] = live_source
+        storage = ctx.sources.storage()
+        problem: str | None = None
+        if found is None and storage is not None:
+            try:
+                found = await storage.incident(incident_id)
+                source = "storage"
+            except StorageError as exc:
+                problem = f"history is unavailable: {exc}"
+        if found is None:
+            raise fail(404, problem or f"no incident {incident_id!r}")
+        fingerprints = set(found.fingerprints)
+        ids = set(found.alert_ids)
+        members = {a.fingerprint: a for a in ctx.sources.firing() if a.fingerprint in fingerprints}
+        actions: list[ActionRecord] = []
+        remediator = ctx.sources.remediator()
+        if remediator is not None:
+            actions = [r for r in remediator.audit(limit=500) if isinstance(r, ActionRecord)]
+        if storage is not None:
+            try:
+                end = found.resolved_at or ctx.clock()
+                for a in await storage.alerts(found.opened_at, end, None, 1000):
+                    if a.id in ids and a.fingerprint not in members:
+                        members[a.fingerprint] = a
+                if remediator is None:
+                    actions = await storage.audit(limit=500, start=found.opened_at)
+            except StorageError as exc:
+                problem = f"history is unavailable: {exc}"
+        elif source != "storage":
+            problem = ctx.sources.storage_problem()
+        mine = [
+            r
+            for r in actions
+            if r.created_at >= found.opened_at
+            and (r.alert_id in ids or r.fingerprint in fingerprints)
+        ]
+        detail = IncidentDetail(
+            incident=found,
+            source=source,
+            members=_root_first(found, list(members.values())),
+            remedies=list(found.remedies),
+            actions=sorted(mine, key=lambda r: r.created_at),
+            history_unavailable=problem,
+        )
+        return model_response(detail)
+
+    return router
