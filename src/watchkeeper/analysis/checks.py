@@ -4,23 +4,38 @@ Each ``check_*`` function reads one family of a ``MetricsSample`` and yields ``C
 values: the raw level of one (rule, subject), with the evidence and the actions worth
 proposing. They are pure functions of the sample, the settings and the levels currently
 held (for hysteresis), so scenario tests can drive them with synthetic samples.
+
+``judge`` feeds one check to the ``LevelTracker`` and, when the level is held by the
+window rather than by a continuous run, rewrites its summary and evidence to say the fault
+is intermittent. Which proposals survive configuration and protection is decided after
+the checks, for every rule alike (``watchkeeper.analysis.remedies``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.analysis.levels import raw_level
+from watchkeeper.analysis.levels import LevelTracker, near_line, raw_level
 from watchkeeper.config import ExpectedPattern, Settings
 from watchkeeper.model.alerts import Severity, SuggestedAction
-from watchkeeper.model.metrics import MetricsSample, ProcessInfo
+from watchkeeper.model.metrics import MetricsSample, ProcessGroup, ProcessInfo
 from watchkeeper.model.text import LABEL, clean
 
-__all__ = ["Check", "LevelOf", "expected_match", "process_ref", "run_checks"]
+__all__ = [
+    "Check",
+    "LevelOf",
+    "expected_match",
+    "job_label",
+    "judge",
+    "process_ref",
+    "run_checks",
+    "service_checks",
+]
 
 LevelOf = Callable[[str, str], Severity | None]
 _MB = 1024 * 1024
@@ -40,6 +55,41 @@ class Check:
     for_s: float | None = None
     clear_s: float | None = None
     cap: Severity | None = None  # an expected pattern's ceiling
+    near: bool = False  # the value sits inside the clear margin under the next line up
+    window: bool = True  # judged over the window too (intermittent faults)
+    label: str = ""  # what is wrong, for "<label> on 6 of the last 12 samples"
+
+
+def judge(levels: LevelTracker, check: Check, now: float) -> tuple[Severity | None, Check]:
+    """The level ``check`` brings its (rule, subject) to, and the check as the alert should
+    tell it: when the window holds the level (the fault comes and goes), the summary and
+    evidence say so."""
+    level = levels.update(
+        (check.rule, check.subject),
+        check.raw,
+        now,
+        for_s=check.for_s,
+        clear_s=check.clear_s,
+        near=check.near,
+        window=check.window,
+    )
+    view = levels.window((check.rule, check.subject)) if level is not None else None
+    if view is None:
+        return level, check
+    what = check.label or f"{check.rule} on {check.subject}"
+    told = f"{what} on {view.on} of the last {view.samples} samples (intermittent)"
+    evidence = {
+        **check.evidence,
+        "intermittent": {
+            "samples_on": view.on,
+            "samples": view.samples,
+            "window_s": view.window_s,
+            "line": view.line.value,
+        },
+    }
+    return level, dataclasses.replace(
+        check, summary=f"{told}; now: {check.summary}", evidence=evidence
+    )
 
 
 def process_ref(proc: ProcessInfo) -> dict[str, Any]:
@@ -90,17 +140,46 @@ def _cap_for(
 ) -> tuple[Severity | None, str]:
     if proc is None:
         return None, ""
-    match = expected_match(proc.name, settings.analyzer.expected, now)
+    return _cap_for_name(proc.name, settings, now)
+
+
+def _cap_for_name(name: str, settings: Settings, now: float) -> tuple[Severity | None, str]:
+    match = expected_match(name, settings.analyzer.expected, now)
     if match is None:
         return None, ""
-    note = match.note or f"{clean(proc.name, LABEL, 48)} matches expected pattern {match.process!r}"
+    note = match.note or f"{clean(name, LABEL, 48)} matches expected pattern {match.process!r}"
     return Severity(match.max_severity), note
 
 
-def _pct_level(
+def _graded(
     value: float, warn: float, crit: float, margin: float, current: Severity | None
-) -> Severity | None:
-    return raw_level(value, warn, crit, margin=margin, current=current)
+) -> tuple[Severity | None, bool]:
+    """The raw level of ``value`` and whether it sits just under the next line up."""
+    raw = raw_level(value, warn, crit, margin=margin, current=current)
+    return raw, near_line(value, warn, crit, margin=margin, raw=raw)
+
+
+def job_label(group: ProcessGroup) -> str:
+    """How one job reads in a summary: ``make: cc1plus x2 (190%)``; a process whose load
+    is its own reads as its name: ``postgres (85%)``."""
+    command = clean(group.command, LABEL, 32)
+    if group.command == group.parent_name and group.count <= 1:
+        text = command
+    else:
+        text = f"{clean(group.parent_name, LABEL, 32)}: {command}"
+        if group.count > 1:
+            text += f" x{group.count}"
+    return f"{text} ({group.cpu_percent:.0f}%)"
+
+
+def _job_ref(group: ProcessGroup) -> dict[str, Any]:
+    return {
+        "parent_pid": group.parent_pid,
+        "parent": clean(group.parent_name, LABEL, 48),
+        "command": clean(group.command, LABEL, 48),
+        "count": group.count,
+        "cpu_percent": round(group.cpu_percent, 1),
+    }
 
 
 def check_cpu(
@@ -110,23 +189,35 @@ def check_cpu(
     if cpu is None or cpu.percent is None:
         return
     t, a = settings.thresholds, settings.analyzer
-    raw = _pct_level(
+    raw, near = _graded(
         cpu.percent, t.cpu_warning, t.cpu_critical, a.clear_margin, level_of("cpu_high", "cpu")
     )
     top = list(procs.top_cpu[:3]) if procs else []
     driver = top[0] if top else None
+    # The busiest job names what keeps the CPU busy even when its processes live shorter
+    # than an interval (a compile's cc1plus): per-process figures miss those.
+    jobs = sorted(procs.groups, key=lambda g: -g.cpu_percent)[:3] if procs else []
     cap, note = _cap_for(driver, settings, now)
+    if cap is None and jobs:
+        cap, note = _cap_for_name(jobs[0].command, settings, now)
+        if cap is None:
+            cap, note = _cap_for_name(jobs[0].parent_name, settings, now)
     evidence: dict[str, Any] = {
         "cpu_percent": round(cpu.percent, 1),
         "warning": t.cpu_warning,
         "critical": t.cpu_critical,
         "top_processes": [process_ref(p) for p in top],
     }
+    if jobs:
+        evidence["top_jobs"] = [_job_ref(g) for g in jobs]
     if note:
         evidence["expected"] = note
-    driver_text = (
-        f"; top: {clean(driver.name, LABEL, 32)} ({driver.cpu_percent or 0:.0f}%)" if driver else ""
-    )
+    if jobs:
+        driver_text = f"; top: {job_label(jobs[0])}"
+    elif driver:
+        driver_text = f"; top: {clean(driver.name, LABEL, 32)} ({driver.cpu_percent or 0:.0f}%)"
+    else:
+        driver_text = ""
     yield Check(
         "cpu_high",
         "cpu",
@@ -135,16 +226,20 @@ def check_cpu(
         f"CPU at {cpu.percent:.0f}%{driver_text}",
         evidence,
         cap=cap,
+        near=near,
+        label="CPU high",
     )
-    # A single process pinning a core for a long time is its own problem.
+    # A single process pinning a core for a long time is its own problem. One below the
+    # floor is not reported at all: the tracker then drops any pending timer it had, so
+    # separate brief spikes never add up to the "for" duration.
+    line = a.runaway_cpu_percent
     for proc in procs.top_cpu if procs else ():
-        if (proc.cpu_percent or 0.0) < a.runaway_cpu_percent * 0.5:
+        used = proc.cpu_percent or 0.0
+        if used < line * 0.5:
             continue
         subject = f"process:{proc.pid}"
         current = level_of("runaway_process", subject)
-        hot = (proc.cpu_percent or 0.0) >= (
-            a.runaway_cpu_percent - (a.clear_margin if current else 0)
-        )
+        hot = used >= line - (a.clear_margin if current else 0)
         pcap, pnote = _cap_for(proc, settings, now)
         severity = Severity.CRITICAL if cpu.percent >= t.cpu_critical else Severity.WARNING
         label = clean(proc.name, LABEL, 32)
@@ -158,7 +253,7 @@ def check_cpu(
                 ),
             )
         )
-        ev = {"process": process_ref(proc), "threshold_percent_of_core": a.runaway_cpu_percent}
+        ev = {"process": process_ref(proc), "threshold_percent_of_core": line}
         if pnote:
             ev["expected"] = pnote
         yield Check(
@@ -166,11 +261,13 @@ def check_cpu(
             subject,
             "process",
             severity if hot else None,
-            f"process {label} (pid {proc.pid}) at {proc.cpu_percent or 0:.0f}% of a core",
+            f"process {label} (pid {proc.pid}) at {used:.0f}% of a core",
             ev,
             suggested,
             for_s=a.runaway_for_seconds,
             cap=pcap,
+            near=not hot and used >= line - a.clear_margin,
+            label=f"process {label} (pid {proc.pid}) pinning a core",
         )
 
 
@@ -183,7 +280,7 @@ def check_memory(
     t, a = settings.thresholds, settings.analyzer
     top = list(procs.top_memory[:3]) if procs else []
     cap, note = _cap_for(top[0] if top else None, settings, now)
-    raw = _pct_level(
+    raw, near = _graded(
         mem.percent,
         t.memory_warning,
         t.memory_critical,
@@ -197,6 +294,19 @@ def check_memory(
     }
     if note:
         evidence["expected"] = note
+    # An expected pattern may quiet a level, never an imminent exhaustion: memory critical
+    # with no swap to fall back on (or swap nearly full too) is an OOM about to happen.
+    no_swap = mem.swap_total_bytes <= 0
+    if (
+        cap is not None
+        and raw is Severity.CRITICAL
+        and (no_swap or mem.swap_percent >= t.swap_critical)
+    ):
+        left = "no swap" if no_swap else f"swap {mem.swap_percent:.0f}% full"
+        evidence["expected_overridden"] = (
+            f"not lowered: memory at {mem.percent:.0f}% with {left} is about to run out"
+        )
+        cap = None
     suggested: tuple[SuggestedAction, ...] = ()
     if top and not cap and raw is Severity.CRITICAL:
         suggested = (
@@ -216,9 +326,11 @@ def check_memory(
         evidence,
         suggested,
         cap=cap,
+        near=near,
+        label="memory high",
     )
     if mem.swap_total_bytes > 0:
-        raw = _pct_level(
+        raw, near = _graded(
             mem.swap_percent,
             t.swap_warning,
             t.swap_critical,
@@ -232,16 +344,17 @@ def check_memory(
             raw,
             f"swap at {mem.swap_percent:.0f}%",
             {"swap_percent": round(mem.swap_percent, 1)},
+            near=near,
+            label="swap high",
         )
     paging = (mem.swap_in_bytes_per_s or 0.0) + (mem.swap_out_bytes_per_s or 0.0)
     if mem.swap_in_bytes_per_s is not None or mem.swap_out_bytes_per_s is not None:
-        margin = a.swap_io_warning * 0.2
-        raw = raw_level(
+        raw, near = _graded(
             paging,
             a.swap_io_warning,
             a.swap_io_critical,
-            margin=margin,
-            current=level_of("swap_thrashing", "swap-io"),
+            a.swap_io_warning * 0.2,
+            level_of("swap_thrashing", "swap-io"),
         )
         yield Check(
             "swap_thrashing",
@@ -254,6 +367,8 @@ def check_memory(
                 "memory_percent": round(mem.percent, 1),
                 "top_processes": [process_ref(p) for p in top],
             },
+            near=near,
+            label="heavy swapping",
         )
 
 
@@ -265,12 +380,12 @@ def check_load(
         return
     t = settings.thresholds
     per_core = cpu.load_1m / cpu.count
-    raw = raw_level(
+    raw, near = _graded(
         per_core,
         t.load_warning,
         t.load_critical,
-        margin=t.load_warning * 0.1,
-        current=level_of("load_high", "load"),
+        t.load_warning * 0.1,
+        level_of("load_high", "load"),
     )
     yield Check(
         "load_high",
@@ -279,6 +394,8 @@ def check_load(
         raw,
         f"load {cpu.load_1m:.1f} on {cpu.count} cores ({per_core:.2f} per core)",
         {"load_1m": cpu.load_1m, "load_per_core": round(per_core, 2), "cores": cpu.count},
+        near=near,
+        label="load high",
     )
 
 
@@ -290,6 +407,7 @@ def check_disks(
     t, a = settings.thresholds, settings.analyzer
     for fs in sample.disks.filesystems:
         subject = f"disk:{fs.mount}"
+        # Proposed only where configuration allows (watchkeeper.analysis.remedies).
         cleanup = (
             SuggestedAction(
                 action="clean_directory",
@@ -306,13 +424,14 @@ def check_disks(
                 confidence=0.5,
             ),
         )
-        raw = _pct_level(
+        raw = raw_level(
             fs.percent,
             t.disk_warning,
             t.disk_critical,
-            a.clear_margin,
-            level_of("disk_full", subject),
+            margin=a.clear_margin,
+            current=level_of("disk_full", subject),
         )
+        # Never capped by an expected pattern: a full disk is an exhaustion.
         yield Check(
             "disk_full",
             subject,
@@ -325,12 +444,12 @@ def check_disks(
         )
         if fs.inodes_percent is not None:
             isubject = f"inodes:{fs.mount}"
-            raw = _pct_level(
+            raw = raw_level(
                 fs.inodes_percent,
                 t.inode_warning,
                 t.inode_critical,
-                a.clear_margin,
-                level_of("inodes_full", isubject),
+                margin=a.clear_margin,
+                current=level_of("inodes_full", isubject),
             )
             yield Check(
                 "inodes_full",
@@ -355,12 +474,12 @@ def check_processes(
     if procs is None:
         return
     a = settings.analyzer
-    raw = raw_level(
+    raw, near = _graded(
         float(procs.zombie),
         a.zombie_warning,
         a.zombie_critical,
-        margin=max(1.0, a.zombie_warning * 0.2),
-        current=level_of("zombie_storm", "zombies"),
+        max(1.0, a.zombie_warning * 0.2),
+        level_of("zombie_storm", "zombies"),
     )
     yield Check(
         "zombie_storm",
@@ -369,6 +488,8 @@ def check_processes(
         raw,
         f"{procs.zombie} zombie processes (their parent is not reaping them)",
         {"zombies": procs.zombie, "total_processes": procs.total},
+        near=near,
+        label="zombies piling up",
     )
 
 
@@ -389,20 +510,23 @@ def check_network(
             continue
         bad = sum(rate or 0.0 for rate in rates)
         subject = f"net:{iface.name}"
-        raw = raw_level(
+        name = clean(iface.name, LABEL, 32)
+        raw, near = _graded(
             bad,
             a.net_errors_warning,
             a.net_errors_critical,
-            margin=a.net_errors_warning * 0.5,
-            current=level_of("net_errors", subject),
+            a.net_errors_warning * 0.5,
+            level_of("net_errors", subject),
         )
         yield Check(
             "net_errors",
             subject,
             "net",
             raw,
-            f"{clean(iface.name, LABEL, 32)}: {bad:.0f} errors+drops per second",
+            f"{name}: {bad:.0f} errors+drops per second",
             {"interface": iface.name, "errors_drops_per_s": round(bad, 1)},
+            near=near,
+            label=f"{name}: errors+drops",
         )
 
 
@@ -410,11 +534,21 @@ def check_services(
     sample: MetricsSample, settings: Settings, level_of: LevelOf, now: float
 ) -> Iterator[Check]:
     for status in getattr(sample, "services", ()) or ():
-        yield from service_checks(status)
+        yield from service_checks(status, settings, now)
 
 
-def service_checks(status: Any) -> Iterator[Check]:
-    """Checks for one ``ServiceStatus`` (also used on service events, without waiting)."""
+# States that mean "launched, not up yet" (systemd's "activating" and Windows'
+# "start_pending" arrive as ServiceState.STARTING; the raw names are accepted too).
+_NOT_YET_UP = frozenset({"starting", "activating", "start_pending"})
+
+
+def service_checks(
+    status: Any, settings: Settings | None = None, now: float | None = None
+) -> Iterator[Check]:
+    """Checks for one ``ServiceStatus`` (also used on service events, without waiting).
+
+    With ``settings`` (and ``now``), a service still starting after
+    ``analyzer.stuck_starting_seconds`` is ``service_stuck``."""
     name = clean(status.name, LABEL, 64)
     subject = f"service:{status.name}"
     state = str(status.state)
@@ -453,9 +587,9 @@ def service_checks(status: Any) -> Iterator[Check]:
         "service_unhealthy",
         subject,
         "service",
-        Severity.WARNING if unhealthy else None,
+        severity if unhealthy else None,
         f"service {name} runs but fails its probe: {status.probe_detail or '?'}",
-        {"service": status.name, "probe": status.probe_detail},
+        {"service": status.name, "probe": status.probe_detail, "critical": status.critical},
         (
             SuggestedAction(
                 action="restart_service",
@@ -465,6 +599,48 @@ def service_checks(status: Any) -> Iterator[Check]:
                 confidence=0.6,
             ),
         ),
+        label=f"service {name} failing its probe",
+    )
+    if settings is None:
+        return
+    limit = settings.analyzer.stuck_starting_seconds
+    starting = state in _NOT_YET_UP
+    hold = limit
+    evidence: dict[str, Any] = {
+        "service": status.name,
+        "state": state,
+        "stuck_after_s": limit,
+        "critical": status.critical,
+    }
+    started = getattr(status, "started_at", None)
+    if starting and started is not None and now is not None:
+        # Launched before we began watching: count from its own start.
+        age = max(0.0, now - started.timestamp())
+        hold = max(0.0, limit - age)
+        evidence["starting_for_s"] = round(age, 1)
+    if status.detail:
+        evidence["detail"] = clean(str(status.detail), LABEL, 120)
+    yield Check(
+        "service_stuck",
+        subject,
+        "service",
+        severity if starting else None,
+        f"service {name} has been {state} for over {limit:.0f}s without coming up"
+        if starting
+        else f"service {name} is {state}",
+        evidence,
+        (
+            SuggestedAction(
+                action="restart_service",
+                target=status.name,
+                target_kind="service",
+                reason=f"service {name} is stuck {state}",
+                confidence=0.6,
+            ),
+        ),
+        for_s=hold,
+        clear_s=0,
+        window=False,
     )
 
 
