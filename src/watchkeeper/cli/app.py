@@ -32,6 +32,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+from watchkeeper.cli.llm import llm_app  # noqa: E402  (the sub-apps, in help order)
+
+app.add_typer(llm_app, name="llm")
 
 ConfigOption = Annotated[
     Path | None,
