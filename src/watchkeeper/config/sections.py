@@ -305,6 +305,9 @@ class AnalyzerSettings(_Section):
     load_climb_per_hour: float = Field(2.0, gt=0, description="per-core load rise per hour")
     baseline_min_samples: int = Field(120, ge=10)
     baseline_sigma: float = Field(6.0, gt=0, description="robust deviations that are anomalous")
+    baseline_accept_after: float = Field(
+        21600.0, ge=0, description="seconds a level shift lasts before it is normal; 0 = never"
+    )
     window_seconds: float = Field(
         120.0, gt=0, description="intermittent conditions are judged over this window"
     )
