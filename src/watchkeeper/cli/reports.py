@@ -104,11 +104,20 @@ def _analysis_panel(result: AnalysisResult, title: str, now: float) -> Panel:
         ("When", f"{clock(result.at)} ({ago(result.at, now)})"),
         ("Summary", plain(result.summary)),
     ]
+    disagreement = result.disagreement()
+    if disagreement:
+        # The verdict above is the rules' floor; the model's own view is its opinion.
+        rows.append(("Opinion", plain(disagreement, "yellow")))
     if result.fallback_reason:
         rows.append(("Fallback", plain(result.fallback_reason, "yellow")))
     latency = result.latency_s
     if latency is not None:
-        rows.append(("Took", f"{latency:.1f} s" + (" (cached)" if result.cached else "")))
+        took = f"{latency:.1f} s" + (" (cached)" if result.cached else "")
+        if result.completion_tokens is not None:
+            took += f", {result.completion_tokens} tokens"
+        if result.tokens_per_s is not None:
+            took += f" at {result.tokens_per_s:g} tokens/s"
+        rows.append(("Took", took))
     parts: list[RenderableType] = [kv_grid(rows)]
     if result.explanations:
         reasoning = new_table("Reasoning", [("Alert", "key"), ("Explanation", "text")])
