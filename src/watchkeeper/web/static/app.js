@@ -425,10 +425,17 @@
     const box = $("analysis");
     const shown = data.latest_llm || data.latest;
     if (!shown) { box.replaceChildren(el("p", { className: "empty", text: "No analysis yet." })); return; }
+    // The model's tokens and speed, when it answered: what a CPU host's model costs.
+    const speed = `${shown.completion_tokens != null ? ` · ${shown.completion_tokens} tokens` : ""}${shown.tokens_per_s != null ? ` · ${shown.tokens_per_s} tokens/s` : ""}`;
     const parts = [
       el("p", null, el("span", { className: "verdict", text: shown.verdict }), " — ", shown.summary),
-      el("p", { className: "meta", text: `by ${shown.source} · ${ago(shown.at)}${shown.latency_s != null ? ` · ${shown.latency_s.toFixed(1)} s` : ""}${shown.cached ? " · cached" : ""}${shown.fallback_reason ? ` · fell back: ${shown.fallback_reason}` : ""}` }),
+      el("p", { className: "meta", text: `by ${shown.source} · ${ago(shown.at)}${shown.latency_s != null ? ` · ${shown.latency_s.toFixed(1)} s` : ""}${speed}${shown.cached ? " · cached" : ""}${shown.fallback_reason ? ` · fell back: ${shown.fallback_reason}` : ""}` }),
     ];
+    // The verdict is never below the rules'; the model's differing view is its opinion.
+    if (shown.model_verdict && shown.rules_verdict && shown.model_verdict !== shown.rules_verdict) {
+      const because = shown.rules_summary ? `: ${shown.rules_summary}` : "";
+      parts.push(el("p", { className: "opinion", text: `the model thinks ${shown.model_verdict}; the rules say ${shown.rules_verdict}${because}` }));
+    }
     const reasons = Object.entries(shown.explanations || {});
     if (reasons.length) {
       parts.push(el("h3", { text: "Reasoning" }));
