@@ -1,0 +1,211 @@
+"""What would have run: a scenario's proposals through the real policy gate.
+
+``GateReplay`` takes proposals the way the remediation pipeline does (a firing alert's
+first ordered candidate; the model's recommendations at or above ``min_confidence``),
+admits them and asks the real ``Policy.decide`` with the real built-in actions, in the
+scenario's settings, at the scenario's clock. Process targets are looked up in the
+scenario's own processes (``ScenarioProcesses``), never this machine's; services are the
+scenario's configured services. Nothing is executed: a decision ``run`` is recorded, the
+policy is told it started (so cooldowns and the crash-loop backoff apply), and a service
+action's verification is read off the scenario: it succeeded when the scenario shows the
+service running ``verify_timeout`` seconds later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from watchkeeper.config import Settings
+from watchkeeper.model.actions import ActionRequest, ParamError
+from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
+from watchkeeper.model.services import ServiceEvent
+from watchkeeper.remediation.actions import ActionContext
+from watchkeeper.remediation.bookkeeping import SuccessBook, order_candidates, recommended
+from watchkeeper.remediation.builtin import builtin_registry
+from watchkeeper.remediation.policy import Decision, Policy
+from watchkeeper.testing._scenario_format import Expect
+from watchkeeper.testing._scenario_samples import ScenarioProcesses, ServiceWorld
+
+__all__ = ["GateReplay", "Replayed", "forbidden_reason"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One proposal and what the gate decided about it."""
+
+    at: float  # seconds into the scenario
+    action: str
+    target: str | None
+    target_kind: str
+    proposer: str
+    proposed_by: str
+    verdict: str  # run, approve, defer, refuse, dry_run
+    reason: str
+
+    @property
+    def ran(self) -> bool:
+        return self.verdict == "run"
+
+
+class _ScenarioContext(ActionContext):
+    """The actions' context in a scenario: the world is in memory, so blocking work is
+    only a lookup and runs in place."""
+
+    async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return fn(*args, **kwargs)
+
+
+class _ScenarioManager:
+    """Stands for the scenario's service manager: the gate needs one to exist; nothing is
+    ever asked of it, since the scorer executes nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the scenario scorer executes nothing (asked to {name})")
+
+
+def _drive(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """The coroutine's result, without an event loop when it never waits (the gate's
+    checks on an in-memory world do not); on a worker thread's loop when it does."""
+    coro = make()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make()).result()
+
+
+def _targets(kind: str, target: str | None) -> set[str]:
+    raw = target or ""
+    return {raw, f"{kind}:{raw}"}
+
+
+def forbidden_reason(expect: Expect, action: str, kind: str, target: str | None) -> str | None:
+    """Why ``expect`` forbids this proposal (action, target or pair), or None."""
+    if action in expect.forbidden_actions:
+        return f"action {action} is forbidden"
+    names = _targets(kind, target)
+    if names & set(expect.forbidden_targets):
+        return f"target {target} is forbidden"
+    for pair in expect.forbidden_pairs:
+        if pair.action == action and pair.target in names:
+            return f"{action} on {pair.target} is forbidden"
+    return None
+
+
+class GateReplay:
+    """The remediator's gate, replayed over a scenario (see the module docstring)."""
+
+    def __init__(self, settings: Settings, services: ServiceWorld, t0: float) -> None:
+        self.settings = settings
+        self.registry = builtin_registry()
+        self.policy = Policy()
+        self.book = SuccessBook()  # the world does not react to actions: no record builds
+        self.world = ScenarioProcesses()
+        self.services = services
+        self.t0 = t0
+        self.t = 0.0
+        managers: dict[str, Any] = {
+            m: _ScenarioManager() for m in ("systemd", "process", "windows")
+        }
+        self.ctx = _ScenarioContext(
+            settings=lambda: settings,
+            services=managers,
+            clock=lambda: self.t0 + self.t,
+            processes=self.world,
+        )
+        self.records: list[Replayed] = []
+        self._verify: list[tuple[float, str]] = []  # (due, service)
+
+    # -- time ----------------------------------------------------------------------------------
+    def advance(self, t: float, world: ScenarioProcesses) -> None:
+        """Move the clock to ``t`` (seconds in); settle the verifications due by then."""
+        self.t = t
+        self.world.alive = world.alive
+        cfg = self.settings.remediation
+        due = [v for v in self._verify if v[0] <= t]
+        self._verify = [v for v in self._verify if v[0] > t]
+        for when, name in due:
+            status = self.services.status(name, when, self.t0)
+            now = self.t0 + when
+            if status is not None and str(status.state) == "running":
+                self.policy.guard.success(name, now)
+            else:
+                self.policy.guard.failure(name, now, cfg, "still down after the restart")
+
+    def on_service_event(self, event: ServiceEvent) -> None:
+        """A service died sooner than its ``min_uptime``: one more crash-loop failure (the
+        remediator's ``on_service_exit``)."""
+        if event.kind != "exited" or event.uptime is None:
+            return
+        spec = next((s for s in self.settings.services if s.name == event.name), None)
+        if spec is None or event.uptime >= spec.min_uptime:
+            return
+        cfg = self.settings.remediation
+        self.policy.guard.failure(event.name, event.at.timestamp(), cfg, "failed start")
+
+    # -- proposals -----------------------------------------------------------------------------
+    def on_alert(self, alert: Alert) -> Replayed | None:
+        """A firing alert's best candidate, as ``RemediationPipeline.on_alert`` takes it."""
+        if alert.state is not AlertState.FIRING or not alert.suggested_actions:
+            return None
+        if alert.severity is Severity.INFO:
+            return None
+        candidates = order_candidates(
+            alert, list(alert.suggested_actions), "rule", self.registry, self.book
+        )
+        return self.submit(candidates[0])
+
+    def on_recommendations(
+        self, suggestions: list[SuggestedAction], source: str, alert: Alert | None
+    ) -> list[Replayed]:
+        """The model's recommendations, as ``RemediationPipeline.on_recommendations``."""
+        minimum = self.settings.remediation.min_confidence
+        out = []
+        for suggestion in suggestions:
+            if suggestion.confidence < minimum:
+                continue
+            request = recommended(
+                suggestion,
+                source,
+                alert.id if alert else None,
+                alert.fingerprint if alert else None,
+            )
+            out.append(self.submit(request))
+        return out
+
+    def submit(self, request: ActionRequest) -> Replayed:
+        now = self.t0 + self.t
+        action = self.registry.get(request.action)
+        try:
+            request = self.policy.admit(request, action)
+        except ParamError as exc:
+            decision = Decision("refuse", str(exc))
+        else:
+            decision = _drive(lambda: self.policy.decide(request, action, self.ctx, now))
+        if decision.verdict == "run":
+            self.policy.started(request, now)
+            if request.action in Policy.SERVICE_ACTIONS and request.target:
+                self._verify.append(
+                    (self.t + self.settings.remediation.verify_timeout, request.target)
+                )
+        record = Replayed(
+            at=self.t,
+            action=request.action,
+            target=request.target,
+            target_kind=request.target_kind,
+            proposer=request.proposer,
+            proposed_by=request.proposed_by,
+            verdict=decision.verdict,
+            reason=decision.reason,
+        )
+        self.records.append(record)
+        return record
