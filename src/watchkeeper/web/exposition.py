@@ -252,6 +252,26 @@ class WatchkeeperCollector(Collector):
                 "1 while the local LLM answers",
                 value=1.0 if analyzer.llm_available else 0.0,
             )
+            # The model's last answer: what an analysis costs on this host.
+            last = analyzer.latest_llm_analysis
+            for name, text, figure in (
+                ("latency_seconds", "Seconds the last model analysis took", "latency_s"),
+                (
+                    "completion_tokens",
+                    "Tokens the model wrote in its last analysis",
+                    "completion_tokens",
+                ),
+                (
+                    "tokens_per_second",
+                    "The model's writing speed in its last analysis",
+                    "tokens_per_s",
+                ),
+            ):
+                measured = getattr(last, figure, None) if last is not None else None
+                if measured is not None:
+                    yield GaugeMetricFamily(
+                        f"watchkeeper_llm_last_{name}", text, value=float(measured)
+                    )
         yield GaugeMetricFamily(
             "watchkeeper_event_stream_clients",
             "Open dashboard event streams",
