@@ -87,6 +87,7 @@ class _Service:
     changes: deque[float] = field(default_factory=deque)
     flapping: bool = False
     since: float | None = None
+    ended: float | None = None  # when it last stopped flapping
 
 
 class FlapTracker:
@@ -128,17 +129,18 @@ class FlapTracker:
         track.up = up
 
     def judge(self, name: str, now: float, *, window: float, threshold: int) -> FlapState:
-        """Whether ``name`` flaps at ``now``: starts at ``threshold`` changes in ``window``,
-        ends after ``window / 2`` without any change."""
+        """Whether ``name`` flaps at ``now``: starts at ``threshold`` changes in ``window``
+        (one of them new since it last stopped), ends after ``window / 2`` without any."""
         track = self._get(name)
         changes = track.changes
         while changes and changes[0] < now - window:
             changes.popleft()
         last = changes[-1] if changes else None
-        if not track.flapping and len(changes) >= threshold:
+        fresh = last is not None and (track.ended is None or last > track.ended)
+        if not track.flapping and fresh and len(changes) >= threshold:
             track.flapping, track.since = True, now
         elif track.flapping and (last is None or now - last >= window / 2):
-            track.flapping, track.since = False, None
+            track.flapping, track.since, track.ended = False, None, now
         return FlapState(track.flapping, len(changes), track.since, track.up, last)
 
     def forget(self, keep: set[str]) -> None:

@@ -160,6 +160,9 @@ class IncidentContext:
     services: Mapping[str, ServiceFacts] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
     host: str = ""
+    # node -> seconds an incident about it stays open after its last alert cleared (a
+    # service that changed state lately may be back at once: a crash loop is one incident)
+    linger: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -396,6 +399,9 @@ def _groups(nodes: dict[str, _Node], edges: list[_Edge]) -> list[_Group]:
 class _Open:
     incident: Incident
     signature: tuple[Any, ...]
+    nodes: frozenset[str]
+    quiet_since: float | None = None  # when its last alert cleared (it lingers)
+    linger: float = 0.0
 
 
 class IncidentBook:
@@ -418,6 +424,33 @@ class IncidentBook:
     def incident_of(self, fingerprint: str) -> Incident | None:
         iid = self._of.get(fingerprint)
         return self._open[iid].incident if iid in self._open else None
+
+    def refresh(self, alerts: Mapping[str, Alert]) -> None:
+        """Bring what open incidents say of their members (summaries, flap counts) up to
+        date with ``alerts`` (by fingerprint), without announcing a change."""
+        for entry in self._open.values():
+            incident = entry.incident
+            members = [
+                m.model_copy(update={"summary": alerts[m.fingerprint].summary})
+                if m.fingerprint in alerts
+                else m
+                for m in incident.members
+            ]
+            flaps = [
+                int(alerts[m.fingerprint].evidence.get("flaps", 0) or 0)
+                for m in members
+                if m.rule == "service_flapping" and m.fingerprint in alerts
+            ]
+            entry.incident = incident.model_copy(
+                update={"members": members, "flaps": max(flaps, default=incident.flaps)}
+            )
+
+    def due(self, now: float) -> bool:
+        """True when a lingering incident's time is up (judge again, even without alerts)."""
+        return any(
+            o.quiet_since is not None and now - o.quiet_since >= o.linger
+            for o in self._open.values()
+        )
 
     def take_changes(self) -> list[tuple[str, Incident]]:
         changes, self._changes = self._changes, []
@@ -457,6 +490,11 @@ class IncidentBook:
                 iid = self._of.get(fp)
                 if iid is not None and iid in self._open and iid not in taken:
                     overlap[iid] = overlap.get(iid, 0) + 1
+            lingering = [
+                iid
+                for iid, o in self._open.items()
+                if iid not in taken and o.quiet_since is not None and o.nodes & group.nodes.keys()
+            ]
             if overlap:
                 root_subject = group.nodes[group.root].primary.subject
                 best = max(
@@ -465,6 +503,9 @@ class IncidentBook:
                 )
                 taken.add(best)
                 claimed[best] = group
+            elif lingering:
+                taken.add(lingering[0])
+                claimed[lingering[0]] = group  # back within its grace: the same incident
             else:
                 fresh.append(group)
             root_label = _label(group.nodes[group.root])
@@ -478,9 +519,28 @@ class IncidentBook:
         for group in fresh:
             self._put(None, group, suggestions, ctx, now, of)
         for iid in [i for i in self._open if i not in claimed and i not in of.values()]:
-            self._resolve(iid, now, of)
+            self._linger_or_resolve(iid, ctx, now, of)
         self._of = of
         return held
+
+    def _linger_or_resolve(
+        self, iid: str, ctx: IncidentContext, now: float, of: Mapping[str, str]
+    ) -> None:
+        entry = self._open[iid]
+        if entry.quiet_since is None:
+            linger = max((ctx.linger.get(n, 0.0) for n in entry.nodes), default=0.0)
+            if linger > 0 and not any(m.fingerprint in of for m in entry.incident.members):
+                entry.quiet_since, entry.linger = now, linger
+                members = [m.model_copy(update={"firing": False}) for m in entry.incident.members]
+                entry.incident = entry.incident.model_copy(
+                    update={"members": members, "updated_at": now}
+                )
+                entry.signature = (*entry.signature, "quiet")
+                self._changes.append(("updated", entry.incident))
+                return
+        elif now - entry.quiet_since < entry.linger:
+            return
+        self._resolve(iid, now, of)
 
     def _put(
         self,
@@ -589,7 +649,7 @@ class IncidentBook:
         else:
             # Same incident: keep its last announced time, refresh what it says.
             incident = incident.model_copy(update={"updated_at": previous.incident.updated_at})
-        self._open[new_id] = _Open(incident, signature)
+        self._open[new_id] = _Open(incident, signature, frozenset(group.nodes))
         for m in members:
             of[m.fingerprint] = new_id
 
