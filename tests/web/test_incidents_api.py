@@ -5,6 +5,10 @@ ones come from storage; reads follow ``web.open_reads``; nothing here changes st
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +228,90 @@ def test_the_event_stream_carries_incidents(live: LiveServer) -> None:
                 assert "incident opened: host: 1 alerts (1 alert)" in line
                 break
             assert time.monotonic() < deadline, "no incident event"
+
+    async def resolve() -> None:
+        await bus.publish(INCIDENT_TOPICS["resolved"], resolved_copy(fresh), sender="analyzer")
+
+    live.call(resolve)
+
+    def only_disk_open() -> bool:
+        assert live.hub is not None
+        return [i.id for i in live.hub.open_incidents()] == ["inc-disk"]
+
+    live.wait_for(lambda: live.on_loop(only_disk_open), what="inc-live resolved")
+
+
+def watchkeeper(live: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a separate process, against the live server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    env.update(NO_COLOR="1", COLUMNS="140", TERM="dumb")
+    return subprocess.run(
+        [sys.executable, "-m", "watchkeeper", *args, "--url", live.url, "--token", live.token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_cli_lists_incidents_as_json_and_as_text(live: LiveServer) -> None:
+    result = watchkeeper(live, "incidents", "--json")
+    assert result.returncode == 0, result.stderr
+    reply = IncidentsReply.model_validate(json.loads(result.stdout))
+    assert [i.id for i in reply.incidents] == ["inc-disk"]
+    everything = IncidentsReply.model_validate(
+        json.loads(watchkeeper(live, "incidents", "--all", "--json").stdout)
+    )
+    first, *past = everything.incidents
+    assert first.id == "inc-disk" and "inc-old" in [i.id for i in past]
+    assert all(i.state is IncidentState.RESOLVED for i in past)
+
+    text = watchkeeper(live, "incidents").stdout
+    assert "Open incidents (1 critical)" in text
+    assert "/: 3 alerts" in text and "flapping ×4" in text
+    assert "Probable cause: disk_full on / (70% sure)" in text
+    rows = [
+        line.split() for line in text.splitlines() if "disk_full on" in line or " on db" in line
+    ]
+    assert [row[0] for row in rows[-2:]] == ["root", "effect"]
+    assert "1. clean_directory /srv/tmp  2. restart_service db" in text
+    assert "Past incidents" not in text
+    assert "Past incidents" in watchkeeper(live, "incidents", "--all").stdout
+
+    detail = watchkeeper(live, "incidents", "inc-disk")
+    assert detail.returncode == 0 and "service_unhealthy on web" in detail.stdout
+    missing = watchkeeper(live, "incidents", "nope")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "nope" in missing.stderr
+    both = watchkeeper(live, "incidents", "inc-disk", "--all")
+    assert both.returncode == 2 and "--all" in both.stderr
+
+
+def test_the_cli_shows_host_text_literally(live: LiveServer) -> None:
+    evil = alert("service_down", "[bold]web\x1b[2J\x1b]0;pwned\x07", Severity.WARNING, time.time())
+    shown = incident_of("inc-evil", [evil]).model_copy(update={"title": "\x1b[31mred[/] title"})
+    assert live.orchestrator is not None
+    bus = live.orchestrator.bus
+
+    async def publish(incident: Incident, kind: str) -> None:
+        await bus.publish(INCIDENT_TOPICS[kind], incident, sender="analyzer")
+
+    live.call(lambda: publish(shown, "opened"))
+    try:
+        live.wait_for(
+            lambda: "inc-evil" in watchkeeper(live, "incidents", "--json").stdout,
+            what="the incident",
+        )
+        text = watchkeeper(live, "incidents").stdout
+        assert "\x1b" not in text and "\x07" not in text
+        assert "[bold]web" in text and "red[/] title" in text
+    finally:
+        live.call(lambda: publish(resolved_copy(shown), "resolved"))
+
+
+def resolved_copy(incident: Incident) -> Incident:
+    at = time.time()
+    return incident.model_copy(
+        update={"state": IncidentState.RESOLVED, "resolved_at": at, "updated_at": at}
+    )

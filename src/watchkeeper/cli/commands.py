@@ -2,7 +2,8 @@
 
 ``register(app)`` adds them to the ``watchkeeper`` command::
 
-    watchkeeper status | agents [NAME] | metrics | alerts | analysis | actions | bus
+    watchkeeper status | agents [NAME] | metrics | alerts | incidents [ID] | analysis
+    watchkeeper actions | bus
     watchkeeper config remote | config set KEY=VALUE...
     watchkeeper command NAME --target T [--param k=v ...]
     watchkeeper approve ID | reject ID
@@ -20,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -149,6 +151,38 @@ def alerts(
 
 
 @api_command()
+def incidents(
+    api: ApiOptions,
+    incident_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="One incident, in detail.")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also the resolved incidents kept in the history.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Incidents to list.")] = 50,
+) -> None:
+    """Open incidents: correlated alerts with their probable root cause and remedies."""
+    from watchkeeper.cli.incidents_view import incident_detail_view, incidents_view
+    from watchkeeper.web.responses import IncidentDetail, IncidentsReply
+
+    if incident_id is not None and all_:
+        from watchkeeper.cli._common import fail
+
+        fail("--all lists incidents; with an ID there is only the one")
+    with api.session() as client:
+        if incident_id is not None:
+            data = client.get(f"/api/incidents/{quote(incident_id, safe='')}")
+        else:
+            data = client.get("/api/incidents", state="all" if all_ else "open", limit=limit)
+    if incident_id is not None:
+        detail = IncidentDetail.model_validate(data)
+        api.show(data, lambda: incident_detail_view(detail, time.time()))
+        return
+    reply = IncidentsReply.model_validate(data)
+    api.show(data, lambda: incidents_view(reply, time.time()))
+
+
+@api_command()
 def analysis(
     api: ApiOptions,
     history: Annotated[
@@ -157,13 +191,16 @@ def analysis(
 ) -> None:
     """The latest analyses, the LLM's reasoning and recommendations, and its status."""
     from watchkeeper.cli.reports import analysis_view
-    from watchkeeper.web.responses import AlertsReply, AnalysisReply
+    from watchkeeper.web.responses import AlertsReply, AnalysisReply, IncidentsReply
 
     with api.session() as client:
         data = client.get("/api/analysis", history=history or None)
         firing = None if api.as_json else AlertsReply.model_validate(client.get("/api/alerts"))
+        open_now = (
+            None if api.as_json else IncidentsReply.model_validate(client.get("/api/incidents"))
+        )
     reply = AnalysisReply.model_validate(data)
-    api.show(data, lambda: analysis_view(reply, firing, time.time()))
+    api.show(data, lambda: analysis_view(reply, firing, time.time(), open_now))
 
 
 @api_command()
@@ -226,6 +263,7 @@ def register(app: typer.Typer) -> None:
         agents,
         metrics,
         alerts,
+        incidents,
         analysis,
         actions,
         bus,

@@ -47,6 +47,7 @@ from watchkeeper.web.responses import (
     BusReply,
     ConfigPatchReply,
     ConfigReply,
+    IncidentsReply,
     RecentPoints,
     RemediationReply,
 )
@@ -206,7 +207,10 @@ class Menu(Prompter):
         self._title("4 Analysis Results")
         analysis = self.api.read("/api/analysis", AnalysisReply)
         alerts = self.api.read("/api/alerts", AlertsReply)
-        self.console.print(analysis_view(analysis, alerts, self.clock()))
+        incidents = None
+        with contextlib.suppress(ApiError):  # a server from before incidents has none
+            incidents = self.api.read("/api/incidents", IncidentsReply)
+        self.console.print(analysis_view(analysis, alerts, self.clock(), incidents))
         self.pause()
 
     def remediation_status(self) -> None:

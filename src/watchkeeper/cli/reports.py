@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from watchkeeper.model.actions import ActionInfo, ActionRecord
     from watchkeeper.model.alerts import Alert
     from watchkeeper.model.analysis import AnalysisResult
-    from watchkeeper.web.responses import AlertsReply, AnalysisReply, RemediationReply
+    from watchkeeper.web.responses import (
+        AlertsReply,
+        AnalysisReply,
+        IncidentsReply,
+        RemediationReply,
+    )
 
 __all__ = ["alerts_table", "analysis_view", "remediation_view"]
 
@@ -144,9 +149,13 @@ def _analysis_panel(result: AnalysisResult, title: str, now: float) -> Panel:
 
 
 def analysis_view(
-    analysis: AnalysisReply, alerts: AlertsReply | None, now: float
+    analysis: AnalysisReply,
+    alerts: AlertsReply | None,
+    now: float,
+    incidents: IncidentsReply | None = None,
 ) -> RenderableType:
-    """Menu 4, ``watchkeeper analysis``: alerts, the latest analyses and the LLM's state."""
+    """Menu 4, ``watchkeeper analysis``: open incidents, alerts, the latest analyses and
+    the LLM's state."""
     parts: list[RenderableType] = []
     llm = analysis.llm
     line = Text("LLM: ")
@@ -162,6 +171,10 @@ def analysis_view(
         line.append(" · ")
         line.append_text(plain(llm.status))
     parts.append(line)
+    if incidents is not None and incidents.incidents:
+        from watchkeeper.cli.incidents_view import incidents_view
+
+        parts.append(incidents_view(incidents, now))
     if alerts is not None:
         parts.append(alerts_table(alerts, now))
     if not analysis.analyzer:

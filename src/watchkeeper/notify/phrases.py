@@ -62,7 +62,7 @@ LINES: dict[str, tuple[str, list[str]]] = {
     ),
     "incident_opened": (
         "incident opened: {severity} {title} ({members}){root}",
-        ["🧩 {severity} incident: {title} ({members}){root}. One problem, not {count}."],
+        ["🧩 {severity} incident: {title} ({members}){root}. Told as one problem."],
     ),
     "incident_updated": (
         "incident {severity}: {title} ({members}){root}",
