@@ -327,8 +327,10 @@ class Step:
 def _filesystems(v: dict[str, Any], t: float) -> list[FilesystemUsage]:
     out = []
     for mount, d in v["disks"].items():
-        size = int(d["total_gb"] * _GB)
-        used = int(size * d["percent"] / 100 + d.get("fill_mb_per_min", 0.0) * _MB * t / 60)
+        size = int(d.get("total_gb", 100.0) * _GB)
+        used = int(
+            size * d.get("percent", 0.0) / 100 + d.get("fill_mb_per_min", 0.0) * _MB * t / 60
+        )
         used = min(used, size)
         ipct = d.get("inodes_percent")
         out.append(
