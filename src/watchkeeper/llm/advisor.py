@@ -383,13 +383,13 @@ class OllamaAdvisor:
                 except TimeoutError:
                     if wait_until < end:
                         raise _Stalled(f"no token for {seconds(self._idle)}") from None
-                    raise _Stalled(f"timeout after {seconds(limit)}") from None
+                    raise _Stalled(f"timeout after {seconds(round(limit, 1))}") from None
                 started = True
                 pieces.append(part.message.content or "" if part.message else "")
                 if part.done:
                     final = part
         except TimeoutError:
-            raise _Stalled(f"timeout after {seconds(limit)}") from None
+            raise _Stalled(f"timeout after {seconds(round(limit, 1))}") from None
         finally:
             if stream is not None and final is None:
                 with contextlib.suppress(BaseException):
