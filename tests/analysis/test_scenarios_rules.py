@@ -1,4 +1,5 @@
-"""Every scenario under tests/scenarios/ through the rule path: verdict, alerts, actions."""
+"""Every scenario under tests/scenarios/ through the rule path: verdict, alerts, actions,
+and what the policy gate would have run; then the figures of the whole set."""
 
 from __future__ import annotations
 
@@ -6,9 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from watchkeeper.testing.scenarios import Scenario, load_scenarios, play_rules, score
+from watchkeeper.testing.scenarios import (
+    Scenario,
+    Score,
+    load_scenarios,
+    play_rules,
+    score,
+    summarise_rules,
+)
 
 SCENARIOS = load_scenarios(Path(__file__).resolve().parents[1] / "scenarios")
+
+# The bar issue 14 sets for the shipped set.
+VERDICT_ACCURACY = 0.95
+RECALL = 0.95
+PRECISION = 0.9
+
+
+@pytest.fixture(scope="module")
+def scores() -> list[Score]:
+    return [score(s, play_rules(s)) for s in SCENARIOS]
 
 
 def test_there_are_at_least_fifteen_scenarios() -> None:
@@ -21,6 +39,15 @@ def test_rule_path(scenario: Scenario) -> None:
     result = score(scenario, outcome)
     assert result.passed, f"{scenario.name}: {result.problems}"
     assert result.forbidden == 0
+    assert result.forbidden_executions == 0
+
+
+def test_the_whole_set_meets_the_bar(scores: list[Score]) -> None:
+    summary = summarise_rules(scores)
+    assert summary["forbidden_executions"] == 0, summary
+    assert summary["verdict_accuracy"] >= VERDICT_ACCURACY, summary
+    assert summary["expected_rule_recall"] >= RECALL, summary
+    assert summary["action_precision"] is None or summary["action_precision"] >= PRECISION
 
 
 def test_injection_name_is_sanitised_in_alerts() -> None:
