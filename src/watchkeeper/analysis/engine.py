@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from watchkeeper.analysis.baselines import BaselineBook
-from watchkeeper.analysis.checks import Check, run_checks, service_checks
+from watchkeeper.analysis.checks import Check, judge, run_checks, service_checks
 from watchkeeper.analysis.flapping import FlapTracker, flap_check, restart_suggestion
 from watchkeeper.analysis.incidents import IncidentBook, IncidentContext, ServiceFacts
 from watchkeeper.analysis.levels import LevelTracker
+from watchkeeper.analysis.remedies import vet
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.analysis.trends import TrendTracker
 from watchkeeper.config import Settings
@@ -115,7 +116,6 @@ class AnalysisEngine:
         self._held: dict[str, str] = {}  # fingerprint -> "held until / is fixed"
         self._notes: dict[str, str] = {}  # service -> remediation's word on it
         self._status: dict[str, Any] = {}  # service -> its latest status
-        self._changed: set[str] = set()  # services with state changes in the flap window
         self._logs: dict[str, deque[str]] = {}
         self._mounts: tuple[str, ...] = ()
         self._host = ""
@@ -124,8 +124,7 @@ class AnalysisEngine:
     def observe(self, sample: MetricsSample, now: float) -> list[Transition]:
         """Analyse one sample; the alert transitions it causes."""
         settings = self._settings()
-        self.levels.for_s = settings.analyzer.for_seconds
-        self.levels.clear_s = settings.analyzer.clear_seconds
+        self.levels.configure(settings.analyzer)
         level_of = self._level_of
         checks = run_checks(sample, settings, level_of, now)
         if self.rules:
@@ -139,7 +138,7 @@ class AnalysisEngine:
         self._host = sample.host
         if sample.disks is not None:
             self._mounts = tuple(fs.mount for fs in sample.disks.filesystems)
-        transitions = self._apply(checks, now)
+        transitions = self._apply(vet(checks, sample, settings), now)
         # Subjects that vanished (a process gone, a disk unmounted) resolve their alerts.
         families_present = {c.family for c in checks}
         seen_keys = {(c.rule, c.subject) for c in checks}
@@ -150,8 +149,9 @@ class AnalysisEngine:
             if family.family in families_present or family.family in ("process", "leak"):
                 self.levels.update((alert.rule, alert.subject), None, now, clear_s=0)
                 transitions.append(self._resolve(fingerprint, now, "no longer observed"))
+        self.levels.end_round(now)  # keys not heard about this sample lose pending timers
         transitions.extend(self._escalate_stale(settings, now))
-        return self._settle(transitions, now, force=self.incidents.due(now))
+        return self._settle(transitions, now)
 
     def observe_service(self, status: Any, now: float) -> list[Transition]:
         """A service event's status, analysed at once (no waiting for the next sample).
@@ -163,9 +163,9 @@ class AnalysisEngine:
         name, state = str(status.name), str(status.state)
         if state in ("failed", "running", "starting"):
             self.flaps.event(name, state != "failed", now)
-        checks = list(service_checks(status))
+        checks = list(service_checks(status, settings, now))
         checks.append(self._flap_check(name, bool(status.critical), settings, now))
-        return self._settle(self._apply(checks, now), now)
+        return self._settle(self._apply(vet(checks, None, settings), now), now)
 
     def observe_log(self, service: str, line: str) -> None:
         """A log line of ``service`` (untrusted; kept cleaned, the last few only), read as
@@ -228,7 +228,6 @@ class AnalysisEngine:
 
     def incidents_open(self) -> list[Incident]:
         """Open incidents, worst first: every firing alert above info is in exactly one."""
-        self.incidents.refresh(self.alerts)
         return self.incidents.open()
 
     def take_incident_changes(self) -> list[tuple[str, Incident]]:
@@ -246,10 +245,7 @@ class AnalysisEngine:
     def _apply(self, checks: list[Check], now: float) -> list[Transition]:
         out: list[Transition] = []
         for check in checks:
-            key = (check.rule, check.subject)
-            level = self.levels.update(
-                key, check.raw, now, for_s=check.for_s, clear_s=check.clear_s
-            )
+            level, check = judge(self.levels, check, now)
             level = _capped(level, check.cap)
             fingerprint = fingerprint_of(check.rule, check.subject)
             existing = self.alerts.get(fingerprint)
@@ -366,10 +362,6 @@ class AnalysisEngine:
         a = settings.analyzer
         state = self.flaps.judge(name, now, window=a.flap_window, threshold=a.flap_changes)
         subject = f"service:{name}"
-        if state.changes:
-            self._changed.add(name)
-        else:
-            self._changed.discard(name)
         if state.flapping:
             self._flapping.add(subject)
         else:
@@ -399,9 +391,6 @@ class AnalysisEngine:
         if not transitions and not force:
             return transitions
         firing = [a for a in self.alerts.values() if a.state is AlertState.FIRING]
-        self.incidents.refresh(
-            {**{t.alert.fingerprint: t.alert for t in transitions}, **self.alerts}
-        )
         held = self.incidents.correlate(firing, self._suggested, self._context(), now)
         texts = {fp: f"held until {root} is fixed" for fp, root in held.items()}
         out: list[Transition] = []
@@ -477,12 +466,4 @@ class AnalysisEngine:
                 pid=getattr(status, "pid", None),
                 note=self._notes.get(name, ""),
             )
-        # A service back up for less than a tenth of the flap window (a minute by default)
-        # that dies again continues its incident: a crash loop is one incident, not many.
-        linger = settings.analyzer.flap_window / 10
-        return IncidentContext(
-            services=facts,
-            mounts=self._mounts,
-            host=self._host,
-            linger={f"service:{name}": linger for name in self._changed},
-        )
+        return IncidentContext(services=facts, mounts=self._mounts, host=self._host)
