@@ -116,6 +116,7 @@ class AnalysisEngine:
         self._held: dict[str, str] = {}  # fingerprint -> "held until / is fixed"
         self._notes: dict[str, str] = {}  # service -> remediation's word on it
         self._status: dict[str, Any] = {}  # service -> its latest status
+        self._changed: set[str] = set()  # services with state changes in the flap window
         self._logs: dict[str, deque[str]] = {}
         self._mounts: tuple[str, ...] = ()
         self._host = ""
@@ -151,7 +152,7 @@ class AnalysisEngine:
                 transitions.append(self._resolve(fingerprint, now, "no longer observed"))
         self.levels.end_round(now)  # keys not heard about this sample lose pending timers
         transitions.extend(self._escalate_stale(settings, now))
-        return self._settle(transitions, now)
+        return self._settle(transitions, now, force=self.incidents.due(now))
 
     def observe_service(self, status: Any, now: float) -> list[Transition]:
         """A service event's status, analysed at once (no waiting for the next sample).
@@ -228,6 +229,7 @@ class AnalysisEngine:
 
     def incidents_open(self) -> list[Incident]:
         """Open incidents, worst first: every firing alert above info is in exactly one."""
+        self.incidents.refresh(self.alerts)
         return self.incidents.open()
 
     def take_incident_changes(self) -> list[tuple[str, Incident]]:
@@ -362,6 +364,10 @@ class AnalysisEngine:
         a = settings.analyzer
         state = self.flaps.judge(name, now, window=a.flap_window, threshold=a.flap_changes)
         subject = f"service:{name}"
+        if state.changes:
+            self._changed.add(name)
+        else:
+            self._changed.discard(name)
         if state.flapping:
             self._flapping.add(subject)
         else:
@@ -391,6 +397,9 @@ class AnalysisEngine:
         if not transitions and not force:
             return transitions
         firing = [a for a in self.alerts.values() if a.state is AlertState.FIRING]
+        self.incidents.refresh(
+            {**{t.alert.fingerprint: t.alert for t in transitions}, **self.alerts}
+        )
         held = self.incidents.correlate(firing, self._suggested, self._context(), now)
         texts = {fp: f"held until {root} is fixed" for fp, root in held.items()}
         out: list[Transition] = []
@@ -466,4 +475,12 @@ class AnalysisEngine:
                 pid=getattr(status, "pid", None),
                 note=self._notes.get(name, ""),
             )
-        return IncidentContext(services=facts, mounts=self._mounts, host=self._host)
+        # A service back up for less than a tenth of the flap window (a minute by default)
+        # that dies again continues its incident: a crash loop is one incident, not many.
+        linger = settings.analyzer.flap_window / 10
+        return IncidentContext(
+            services=facts,
+            mounts=self._mounts,
+            host=self._host,
+            linger={f"service:{name}": linger for name in self._changed},
+        )
