@@ -270,7 +270,7 @@ def test_the_cli_lists_incidents_as_json_and_as_text(live: LiveServer) -> None:
     text = watchkeeper(live, "incidents").stdout
     assert "Open incidents (1 critical)" in text
     assert "/: 3 alerts" in text and "flapping ×4" in text
-    assert "Probable cause: disk_full on / (70% sure)" in text
+    assert "Probable cause: disk_full on / (confidence 70%)" in text
     rows = [
         line.split() for line in text.splitlines() if "disk_full on" in line or " on db" in line
     ]

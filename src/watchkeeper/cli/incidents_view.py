@@ -56,7 +56,7 @@ def incident_block(incident: Incident, now: float, *, members: int = 12) -> Rend
     if incident.root_cause:
         cause.append_text(plain(incident.root_cause))
         if incident.confidence:
-            cause.append(f" ({incident.confidence:.0%} sure)", style="dim")
+            cause.append(f" (confidence {incident.confidence:.0%})", style="dim")
     else:
         cause.append("none found; the alerts are related", style="dim")
     parts.append(cause)

@@ -396,7 +396,8 @@
     parts.push(el("ul", { className: "members" }, ...members.map((m) => memberRow(incident, m))));
     const remedies = incident.remedies || [];
     if (remedies.length) {
-      parts.push(el("ol", { className: "remedies", title: "suggested remedies, root cause first" },
+      parts.push(el("p", { className: "remedies-label", text: "Remedies, root cause first" }));
+      parts.push(el("ol", { className: "remedies" },
         ...remedies.slice(0, 5).map((r) => el("li", null, el("code", { text: r.action }), r.target ? ` ${r.target}` : ""))));
     }
     return el("li", { className: "incident", dataset: { incident: incident.id, severity: incident.severity } }, ...parts);
