@@ -32,6 +32,7 @@ at *t*. When the condition is never established, the expected verdict holds thro
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,7 @@ class _Player:
         self.t0 = start_time(scenario)
         self.gate: GateReplay | None = None
         self._seen: list[Alert] = []
+        self._logs_until = -math.inf
 
     def _take(self, transitions: list[Transition], t: float) -> list[Transition]:
         assert self.gate is not None
@@ -160,6 +162,10 @@ class _Player:
         if self.gate is None:
             self.gate = GateReplay(self.settings, step.services, self.t0)
         out: list[Transition] = []
+        for line in self.scenario.logs:  # log lines are evidence for the rules too
+            if line.service is not None and self._logs_until < line.at <= step.t:
+                self.engine.observe_log(line.service, line.line)
+        self._logs_until = step.t
         for event in step.events:
             t_event = event.at.timestamp() - self.t0
             self.gate.advance(t_event, self.gate.world)
@@ -245,6 +251,22 @@ def _data_block(prompt: str) -> dict[str, Any]:
 
 
 _SLOW_DEFAULT_S = 10.0  # a "slow" reply without its own delay
+_VERDICT_RANK = {"healthy": 0, "degraded": 1, "critical": 2}
+_SEVERITY_VERDICT = {"info": "healthy", "warning": "degraded", "critical": "critical"}
+
+
+def _no_worse_than_findings(verdict: str, findings: list[Any]) -> str:
+    """The scripted verdict, but no worse than the findings in the prompt show: a model
+    asked while an incident is still a warning has no grounds to call it critical."""
+    shown = [
+        _SEVERITY_VERDICT.get(str(f.get("severity")), "healthy")
+        for f in findings
+        if isinstance(f, dict)
+    ]
+    if verdict not in _VERDICT_RANK or not shown:
+        return verdict
+    worst = max(shown, key=lambda v: _VERDICT_RANK[v])
+    return verdict if _VERDICT_RANK[verdict] <= _VERDICT_RANK[worst] else worst
 
 
 def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
@@ -252,7 +274,9 @@ def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
 
     Real targets in the scenario (``process:4242``, ``service:web``, ``path:/``) are found in
     the prompt's data block by their labels, as a model would have to; ``hostile`` entries
-    (actions a manipulated model might emit) are passed through unmapped. ``llm.replies``
+    (actions a manipulated model might emit) are passed through unmapped. The verdict is
+    ``llm.verdict`` (else the expected one), never worse than the prompt's findings show.
+    ``llm.replies``
     says how each call's reply comes back, in order (the last repeats): ``ok``;
     ``low_confidence`` (every recommendation under ``remediation.min_confidence``);
     ``malformed`` (not JSON); ``cut`` (stopped at the token limit mid-answer); ``slow``
@@ -309,7 +333,9 @@ def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
             for a in wanted
         ]
         answer = {
-            "verdict": scenario.llm.verdict or scenario.expect.verdict,
+            "verdict": _no_worse_than_findings(
+                scenario.llm.verdict or scenario.expect.verdict, data.get("findings", [])
+            ),
             "summary": f"scripted answer for {scenario.name}",
             "findings": [{"id": fid, "explanation": "scripted"} for fid in finding_ids],
             "recommended_actions": actions,
