@@ -304,6 +304,11 @@ def test_a_dead_database_is_one_incident_everywhere_and_one_notice(
                 expect(rows).to_have_count(1)
             ARTIFACTS.mkdir(exist_ok=True)
             card.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"))
+            page.emulate_media(color_scheme="dark")
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(300)
+            card.scroll_into_view_if_needed()
+            card.screenshot(path=str(ARTIFACTS / "dashboard-incident-phone-dark.png"))
         finally:
             browser.close()
     assert not problems, problems

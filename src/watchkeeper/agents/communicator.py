@@ -245,6 +245,8 @@ class CommunicatorAgent(BaseAgent):
         # The activity log hears of an update only when the incident's severity moved.
         before = self._incident_severity.pop(incident.id, None)
         if kind != "resolved":
+            if len(self._incident_severity) >= 1000:  # incidents a restart left unresolved
+                self._incident_severity.clear()
             self._incident_severity[incident.id] = incident.severity
         if kind != "updated" or before not in (None, incident.severity):
             await self._activity(message, self.lines.incident(incident, kind, message.timestamp))

@@ -393,7 +393,9 @@
       facts.append(" ", el("span", { className: "flap", text: `flapping ×${incident.flaps}` }));
     }
     parts.push(facts);
-    parts.push(el("ul", { className: "members" }, ...members.map((m) => memberRow(incident, m))));
+    const shown = members.slice(0, 20).map((m) => memberRow(incident, m));
+    if (members.length > 20) shown.push(el("li", { className: "empty", text: `… and ${members.length - 20} more alerts` }));
+    parts.push(el("ul", { className: "members" }, ...shown));
     const remedies = incident.remedies || [];
     if (remedies.length) {
       parts.push(el("p", { className: "remedies-label", text: "Remedies, root cause first" }));
