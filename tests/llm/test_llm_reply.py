@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from watchkeeper.llm import AnalysisReply, IncidentBrief, ReplyInvalid, validate_reply
+from watchkeeper.llm.prompt import MAX_SUMMARY_CHARS
 
 MakeBrief = Callable[..., IncidentBrief]
 
@@ -107,7 +108,7 @@ def test_text_from_the_model_is_sanitised(
     result = _check(valid_reply, make_brief())
     assert "\x1b" not in result.summary
     assert "\u202e" not in result.summary
-    assert len(result.summary) == 200  # the schema's maxLength, held on our side too
+    assert len(result.summary) == MAX_SUMMARY_CHARS  # the schema's maxLength, held here too
 
 
 def test_code_fences_around_json_are_tolerated(

@@ -58,8 +58,8 @@ MAX_EVIDENCE = 3
 """Finding ids one recommendation may cite."""
 MAX_EXPLANATIONS = 3
 """Per-finding explanations, when they are asked for at all (``explanations=True``)."""
-MAX_SUMMARY_CHARS = 200
-MAX_REASON_CHARS = 120
+MAX_SUMMARY_CHARS = 120
+MAX_REASON_CHARS = 64
 CONFIDENCE: dict[str, float] = {"low": 0.3, "medium": 0.6, "high": 0.9}
 """The words the model answers with, and the numbers they stand for on our side: a grammar
 bounds a word, never a number's range (a model once wrote 1000000000000000)."""
