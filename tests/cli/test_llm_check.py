@@ -68,7 +68,7 @@ def test_a_working_model_is_reported_with_its_figures(fake: FakeOllama, tmp_path
     assert seen["model"] == "gemma3:270m present; context 32768 tokens, num_ctx 4096"
     assert seen["reply"].startswith("schema-valid in ")
     assert "tokens/s" in seen["tokens"] and "completion " in seen["tokens"]
-    assert seen["verdict"] == "critical (as the rules critical)"
+    assert seen["verdict"] == "critical (the rules agree)"
     assert seen["proposes"] == "restart_service on service web (confidence 0.9)"
     assert seen["result"].startswith("ok")
     (body,) = fake.bodies("/api/chat")
@@ -86,6 +86,9 @@ def test_json_report_says_the_model_disagrees_with_the_rules(
     report: dict[str, Any] = json.loads(done.stdout)
     assert report["valid"] is True and report["exit_code"] == 0
     assert (report["verdict"], report["expected_verdict"]) == ("healthy", "critical")
+    fake.script([Reply(json_obj={**GOOD, "verdict": "healthy"})])
+    text = check(fake.url, tmp_path, "--model", "gemma3:270m").stdout
+    assert lines(text)["verdict"] == "healthy (the rules say critical)"
     assert report["context_length"] == 32768
     assert isinstance(report["latency_s"], float) and isinstance(report["tokens_per_s"], float)
     assert report["completion_tokens"] > 0

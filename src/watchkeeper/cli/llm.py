@@ -75,8 +75,11 @@ def render(report: CheckReport) -> str:
         lines.append(_line("reply", f"NOT usable after {took}{limit}: {report.problem}"))
     lines.append(_line("tokens", _figures(report)))
     if report.valid:
-        agrees = "as the rules" if report.verdict == report.expected_verdict else "the rules say"
-        lines.append(_line("verdict", f"{report.verdict} ({agrees} {report.expected_verdict})"))
+        if report.verdict == report.expected_verdict:
+            lines.append(_line("verdict", f"{report.verdict} (the rules agree)"))
+        else:
+            said = f"{report.verdict} (the rules say {report.expected_verdict})"
+            lines.append(_line("verdict", said))
         if report.summary:
             lines.append(_line("summary", report.summary))
         for rec in report.recommended or ["nothing"]:
