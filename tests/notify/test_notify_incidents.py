@@ -311,3 +311,29 @@ async def test_expecting_incidents_the_first_alerts_wait_for_the_first_incident(
     await h.notifier.incident("opened", disk_incident())
     await h.wait(30)
     assert await h.sent() == [("all", "firing", KEY)]
+
+
+async def test_the_resolved_notice_names_what_people_were_told(make: MakeHarness) -> None:
+    h = await make(group_wait=0)
+    await h.notifier.incident("opened", disk_incident(Severity.CRITICAL))
+    # Its alerts clear one by one: what is left is re-rooted, smaller and milder.
+    shrunk = disk_incident(
+        Severity.WARNING,
+        title="web is unhealthy",
+        members=[member(WEB, "root")],
+        root=WEB.fingerprint,
+    )
+    await h.notifier.incident("updated", shrunk)
+    await h.wait(120)
+    await h.notifier.incident("resolved", resolved(shrunk, h.clock.now))
+    sent = await h.sent()
+    assert sorted(sent) == [
+        ("all", "firing", KEY),
+        ("all", "resolved", KEY),
+        ("pager", "firing", KEY),
+        ("pager", "resolved", KEY),  # the pager heard it open, so it hears it end
+    ]
+    last = h.receiver.requests[-1].body
+    assert last["title"] == "RESOLVED critical: / is full: db and web fail (3 alerts)"
+    assert "Last seen as: web is unhealthy" in last["body"]
+    assert "[root] warning disk_full on /" in last["body"]

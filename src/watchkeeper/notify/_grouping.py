@@ -43,6 +43,8 @@ class Outgoing:
     kind: NoticeKind
     item: Subject
     channels: frozenset[str]
+    told: Subject | None = None
+    """For a resolved notice: the alert or incident as people were last told of it."""
 
 
 @dataclass
@@ -52,6 +54,7 @@ class _Group:
     pending_kind: NoticeKind = "firing"
     notified_at: float | None = None
     told_rank: int = -1  # the highest severity people were told about
+    told_item: Subject | None = None  # what the last notice said
     told: set[str] = field(default_factory=set)
     escalation_told: bool = False
 
@@ -156,7 +159,7 @@ class AlertGrouper:
             return []
         if not self.settings.send_resolved or not group.told:
             return []
-        out = Outgoing("resolved", alert, frozenset(group.told))
+        out = Outgoing("resolved", alert, frozenset(group.told), told=group.told_item)
         woke_someone = group.told_rank >= SEVERITY_RANK[Severity.CRITICAL]
         if self.quiet(now) and not woke_someone:
             if self._hold():
@@ -197,6 +200,7 @@ class AlertGrouper:
         group.pending_kind = "firing"
         group.notified_at = now
         group.told_rank = max(group.told_rank, SEVERITY_RANK[group.alert.severity])
+        group.told_item = group.alert
         group.told |= channels
 
     def _send(self, group: _Group, kind: NoticeKind, now: float) -> list[Outgoing]:

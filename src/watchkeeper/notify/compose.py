@@ -97,24 +97,38 @@ def _members_root_first(incident: Incident) -> list[IncidentMember]:
     return sorted(incident.members, key=rank)
 
 
-def incident_notice(incident: Incident, kind: NoticeKind, *, host: str, now: float) -> Notification:
+def incident_notice(
+    incident: Incident,
+    kind: NoticeKind,
+    *,
+    host: str,
+    now: float,
+    told: Incident | None = None,
+) -> Notification:
     """The notice for one step of an incident (``firing`` is its opening): the title, the
-    probable root cause, every alert in it (root first) and the remedies, root first."""
+    probable root cause, every alert in it (root first) and the remedies, root first.
+
+    ``told`` is the incident as people last heard of it: a resolved notice is headed by
+    that (an incident whose alerts cleared one by one ends smaller than it began)."""
     verb = _INCIDENT_VERBS.get(kind, kind.upper())
-    title_text = clean(incident.title, NOTIFICATION, 200)
-    count = len(incident.members)
+    headline = told if kind == "resolved" and told is not None else incident
+    title_text = clean(headline.title, NOTIFICATION, 200)
+    count = len(headline.members)
     title = clean(
-        f"{verb} {incident.severity.value}: {title_text} "
+        f"{verb} {headline.severity.value}: {title_text} "
         f"({count} alert{'' if count == 1 else 's'})",
         NOTIFICATION,
     )
     lines = [title_text, ""]
-    if incident.root_cause:
-        sure = f" (confidence {incident.confidence:.0%})" if incident.confidence else ""
-        lines.append(f"Probable root cause: {clean(incident.root_cause, NOTIFICATION, 300)}{sure}")
+    if headline.title != incident.title:
+        lines.append(f"Last seen as: {clean(incident.title, NOTIFICATION, 200)}")
+    if headline.root_cause:
+        sure = f" (confidence {headline.confidence:.0%})" if headline.confidence else ""
+        cause = clean(headline.root_cause, NOTIFICATION, 300)
+        lines.append(f"Probable root cause: {cause}{sure}")
     else:
         lines.append("Root cause: not determined; the alerts below are related.")
-    lines.append(f"Severity: {incident.severity.value}   Alerts: {count}")
+    lines.append(f"Severity: {headline.severity.value}   Alerts: {count}")
     if kind == "resolved":
         ended = incident.resolved_at or now
         lines.append(
@@ -127,11 +141,11 @@ def incident_notice(incident: Incident, kind: NoticeKind, *, host: str, now: flo
         )
     if incident.flapping or incident.flaps:
         lines.append(f"Flapping: {incident.flaps} state changes in the flap window.")
-    members = _members_root_first(incident)
+    members = _members_root_first(headline)
     if members:
         lines.append("Alerts:")
     for member in members[:_MEMBERS_SHOWN]:
-        role = "root" if member.fingerprint == incident.root else member.role
+        role = "root" if member.fingerprint == headline.root else member.role
         state = "" if member.firing else " (cleared)"
         lines.append(
             f"  [{clean(role, NOTIFICATION, 20)}] {member.severity.value} "
@@ -152,7 +166,7 @@ def incident_notice(incident: Incident, kind: NoticeKind, *, host: str, now: flo
     return Notification(
         kind=kind,
         key=f"incident:{incident.id}",
-        severity=incident.severity,
+        severity=headline.severity,
         title=title,
         body="\n".join(lines),
         host=host,

@@ -345,7 +345,8 @@ class Notifier:
         for item in outgoing:
             subject = item.item
             if isinstance(subject, Incident):
-                notice = incident_notice(subject, item.kind, host=self.host, now=now)
+                told = item.told if isinstance(item.told, Incident) else None
+                notice = incident_notice(subject, item.kind, host=self.host, now=now, told=told)
             else:
                 notice = alert_notice(subject, item.kind, host=self.host, now=now)
             self._enqueue(notice, item.channels)
