@@ -307,6 +307,7 @@ def full_sample() -> MetricsSample:
         memory=MemoryMetrics(
             total_bytes=1, available_bytes=1, used_bytes=1, percent=1, swap_total_bytes=1,
             swap_used_bytes=1, swap_percent=1, swap_in_bytes_per_s=1, swap_out_bytes_per_s=1,
+            cached_bytes=1, buffers_bytes=1, slab_bytes=1, shared_bytes=1,
         ),
         disks=DiskMetrics(
             filesystems=(

@@ -2,6 +2,10 @@
 
 ``used`` and ``percent`` follow psutil's definitions: ``percent`` is
 ``(total - available) / total``, so page cache the kernel can drop does not count as used.
+Where the platform reports them (Linux does all four), the composition comes along:
+page cache, buffers, kernel slab and shared memory (tmpfs), so "memory is full" can be
+told apart from "the cache is full" or "tmpfs is full"; a platform without one leaves it
+out of the sample.
 
     MemoryCollector().collect().percent
 """
@@ -31,6 +35,27 @@ MEMORY_METRICS: tuple[MetricSpec, ...] = (
         name="memory.percent",
         unit="percent",
         description="Share of memory not available: (total - available) / total.",
+    ),
+    MetricSpec(
+        name="memory.cached_bytes",
+        unit="bytes",
+        description="Page cache: file data kept in memory, given back when programs need it.",
+    ),
+    MetricSpec(
+        name="memory.buffers_bytes",
+        unit="bytes",
+        description="Block device buffers (filesystem metadata), reclaimable like the cache.",
+    ),
+    MetricSpec(
+        name="memory.slab_bytes",
+        unit="bytes",
+        description="Kernel slab caches (dentries, inodes, network buffers); only partly "
+        "reclaimable, so a growing slab is memory programs cannot get back.",
+    ),
+    MetricSpec(
+        name="memory.shared_bytes",
+        unit="bytes",
+        description="Shared memory and tmpfs: counted as cache but not reclaimable while in use.",
     ),
     MetricSpec(name="swap.total_bytes", unit="bytes", description="Swap space configured."),
     MetricSpec(name="swap.used_bytes", unit="bytes", description="Swap space in use."),
@@ -78,4 +103,14 @@ class MemoryCollector:
             swap_percent=swap.percent,
             swap_in_bytes_per_s=self._rates.rate("sin", swap.sin, now),
             swap_out_bytes_per_s=self._rates.rate("sout", swap.sout, now),
+            cached_bytes=_bytes(vm, "cached"),
+            buffers_bytes=_bytes(vm, "buffers"),
+            slab_bytes=_bytes(vm, "slab"),
+            shared_bytes=_bytes(vm, "shared"),
         )
+
+
+def _bytes(vm: Any, field: str) -> int | None:
+    """A field psutil has on some platforms only (``slab``: Linux), as a byte count."""
+    value = getattr(vm, field, None)
+    return int(value) if isinstance(value, int | float) and value >= 0 else None
