@@ -20,6 +20,15 @@ command line, user) are cached per process for a minute. Elsewhere psutil's
 shows 200. ``top_cpu`` is empty on the first sample (no delta yet) and lists only
 processes that used some CPU in the interval.
 
+Every top process carries its ``ppid`` and whether it is a kernel thread (the
+``PF_KTHREAD`` flag of the same stat line; elsewhere: ``kthreadd``, pid 2, or its
+children). ``groups`` names the ``jobs`` (5) busiest *jobs* (see
+:mod:`watchkeeper.collectors.jobs`): busy children by (parent, command), plus what children that exited between two samples
+used, read from the parent's ``cutime``/``cstime`` growth (also on that stat line) minus
+what was already counted for them. A process first seen after the previous sample counts
+there with all its ticks, since it was born in the interval. No extra file is read for
+any of this.
+
     ProcessCollector(top_n=5).collect().top_memory[0].cmdline
 """
 
@@ -36,11 +45,12 @@ from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psutil
 
-from watchkeeper.model.metrics import MetricSpec, ProcessInfo, ProcessMetrics
+from watchkeeper.collectors.jobs import group_jobs
+from watchkeeper.model.metrics import MetricSpec, ProcessGroup, ProcessInfo, ProcessMetrics
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["PROCESS_METRICS", "ProcessCollector", "ProcessSource"]
@@ -86,9 +96,26 @@ _BUCKETS = ("running", "sleeping", "disk_sleep", "stopped", "zombie", "idle")
 # A row per process, kept as a plain tuple: building 1,000+ objects per second would cost
 # more than reading the data. Fields: cpu % (or None), rss bytes, pid, identity (start
 # time), status (Linux: the stat letter; elsewhere psutil's word), threads, payload
-# (Linux: the stat line; elsewhere: the psutil.Process).
-_Row = tuple[float | None, int, int, float, bytes | str, int, Any]
+# (Linux: the stat line; elsewhere: the psutil.Process), ppid, kernel thread.
+_Row = tuple[float | None, int, int, float, bytes | str, int, Any, int, bool]
 _CPU, _RSS = itemgetter(0), itemgetter(1)
+# What one process had used at the last sample: own CPU, its reaped children's CPU (ticks
+# on Linux, seconds elsewhere) and its parent, to account for children that exit.
+_Account = tuple[float, float, int]
+_PF_KTHREAD = 0x00200000  # include/linux/sched.h
+_RECENT_S = 60.0  # how long a parent's children's command is remembered
+
+
+class _Member(NamedTuple):
+    """A busy process as job grouping reads it (lighter than a ProcessInfo)."""
+
+    pid: int
+    ppid: int | None
+    name: str
+    cpu_percent: float | None
+    kernel_thread: bool
+
+
 # Details fetched for a top process: name, argv, uid (Linux) or user name (psutil).
 _Fresh = tuple[str, list[str], int | None, str | None]
 
@@ -117,22 +144,27 @@ class ProcessCollector:
         top_n: int = 10,
         cmdline_limit: int = 256,
         keep_open: int | None = None,
+        jobs: int = 5,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         user_lookup: Callable[[int], str | None] | None = None,
     ) -> None:
-        if top_n < 0:
-            raise ValueError("top_n must be >= 0")
+        if top_n < 0 or jobs < 0:
+            raise ValueError("top_n and jobs must be >= 0")
         self._source: ProcessSource = source if source is not None else psutil
         self._root = str(proc_root) if proc_root is not None else None
         self._top_n = top_n
+        self._job_limit = jobs
         self._cmdline_limit = cmdline_limit
         self._budget = _default_budget() if keep_open is None else max(0, keep_open)
         self._clock = clock
         self._wall = wall_clock
         self._lookup = user_lookup or _passwd_name
         self._users: dict[int, str | None] = {}
-        self._last_cpu: dict[tuple[int, float], float] = {}
+        self._last_cpu: dict[tuple[int, float], _Account] = {}
+        self._jobs: tuple[ProcessGroup, ...] = ()
+        self._recent_children: dict[int, tuple[str, float]] = {}  # parent -> (command, seen)
+        self._cores = os.cpu_count() or 1
         self._last_time: float | None = None
         self._details_cache: dict[tuple[int, float], tuple[float, str, str, str | None]] = {}
         self._fds: dict[str, int] = {}
@@ -176,6 +208,7 @@ class ProcessCollector:
             threads=sum(row[5] for row in rows),
             top_cpu=tuple(info for row in top_cpu if (info := infos[row[2]]) is not None),
             top_memory=tuple(info for row in top_mem if (info := infos[row[2]]) is not None),
+            groups=self._jobs if n else (),
             **{bucket: counts.get(bucket, 0) for bucket in (*_BUCKETS, "other")},
         )
 
@@ -198,7 +231,7 @@ class ProcessCollector:
                 clean(user, LOG_LINE, 64) if user is not None else None,
             )
             self._details_cache[key] = cached
-        cpu, rss, pid, start, status, threads, payload = row
+        cpu, rss, pid, start, status, threads, payload, ppid, kthread = row
         if self._root is not None:
             created = self._boot + start / self._hz
             open_files = _count_fds(f"{self._root}/{pid}/fd", self._fd_size_counts)
@@ -217,6 +250,8 @@ class ProcessCollector:
             open_files=open_files,
             create_time=created,
             age_seconds=max(0.0, wall - created),
+            ppid=ppid,
+            kernel_thread=kthread,
         )
 
     # -- Linux: /proc parsed by hand -------------------------------------------------------
@@ -248,7 +283,9 @@ class ProcessCollector:
         root = str(self._root)
         scale = 100.0 / (self._hz * elapsed) if elapsed > 0 else None
         last = self._last_cpu
-        current: dict[tuple[int, float], float] = {}
+        current: dict[tuple[int, float], _Account] = {}
+        busy: list[tuple[int, int, bool, float, Any]] = []  # what job grouping needs
+        grown: dict[int, float] = {}  # parent pid -> growth of its reaped children's ticks
         page, budget, pread = self._page, self._budget, os.pread
         kept = self._fds
         stale = dict(kept)  # what is left in here at the end belongs to exited processes
@@ -285,19 +322,81 @@ class ProcessCollector:
             fields = data[data.rfind(b")") + 2 :].split(b" ", 22)
             try:
                 ticks = int(fields[11]) + int(fields[12])
+                children = int(fields[13]) + int(fields[14])
                 start = float(fields[19])
                 rss = int(fields[21]) * page
                 threads = int(fields[17])
+                ppid = int(fields[1])
+                kthread = bool(int(fields[6]) & _PF_KTHREAD)
             except (IndexError, ValueError):
                 continue  # not a stat line we understand (foreign or truncated file)
-            key = (int(entry), start)
-            current[key] = ticks
+            pid = int(entry)
+            key = (pid, start)
+            current[key] = (ticks, children, ppid)
             previous = last.get(key)
-            cpu = (ticks - previous) * scale if previous is not None and scale else None
-            append((cpu, rss, key[0], start, fields[0], threads, data))
+            used: float
+            reaped: float
+            if previous is None:  # no rate yet; for jobs: born in the interval, all counts
+                cpu = None
+                used, reaped = ticks, children
+            else:
+                used, reaped = ticks - previous[0], children - previous[1]
+                cpu = used * scale if scale else None
+            if scale:
+                if used > 0:
+                    busy.append((pid, ppid, kthread, used * scale, data))
+                if reaped > 0:
+                    grown[pid] = reaped * scale
+            append((cpu, rss, pid, start, fields[0], threads, data, ppid, kthread))
         _close_all(stale)
+        self._jobs = self._group(last, current, busy, grown, scale, rows, _stat_name)
         self._last_cpu = current  # exited processes drop out here, so this never grows
         return rows
+
+    def _group(
+        self,
+        last: dict[tuple[int, float], _Account],
+        current: dict[tuple[int, float], _Account],
+        busy: list[tuple[int, int, bool, float, Any]],
+        grown: dict[int, float],
+        scale: float | None,
+        rows: list[_Row],
+        name_of: Callable[[Any], str],
+    ) -> tuple[ProcessGroup, ...]:
+        """This interval's jobs. ``busy`` and ``grown`` are already in % of one core;
+        ``scale`` turns the counters of ``last`` into the same unit."""
+        if not scale or not self._top_n or not self._job_limit:
+            return ()
+        cap = 100.0 * self._cores  # nothing uses more than every core
+        if grown:
+            # A child that exited was counted up to its last sample: its own CPU and what
+            # it had reaped. Only the rest of what its parent reaps now is new. When the
+            # parent went too (a shell and its command ending together), what both had
+            # counted lands on the nearest ancestor still alive, which reaps it all.
+            gone = {key[0]: last[key] for key in last.keys() - current.keys()}
+            for ticks, children, parent in gone.values():
+                hops = 0
+                while parent in gone and parent not in grown and hops < 32:
+                    parent, hops = gone[parent][2], hops + 1
+                if parent in grown:
+                    grown[parent] -= (ticks + children) * scale
+        exited = {pid: min(cap, used) for pid, used in grown.items() if used > 0}
+        members = [
+            _Member(pid, ppid, name_of(payload), min(cap, used), kthread)
+            for pid, ppid, kthread, used, payload in busy
+        ]
+        wanted = {m.ppid for m in members} | exited.keys()
+        names = {row[2]: name_of(row[6]) for row in rows if row[2] in wanted}
+        # What each parent's children ran lately: a parent whose children all exited
+        # between two samples still names the job by them.
+        now, recent = self._clock(), self._recent_children
+        for m in members:
+            if m.ppid is not None and not m.kernel_thread:
+                recent[m.ppid] = (m.name, now)
+        for parent in [p for p, (_, seen) in recent.items() if now - seen > _RECENT_S]:
+            del recent[parent]
+        lately = {parent: recent[parent][0] for parent in exited.keys() & recent.keys()}
+        return group_jobs(members, exited, names, limit=self._job_limit, recent=lately)
 
     def _open_stat(self, path: str, stale: dict[str, int]) -> int | None:
         try:
@@ -338,25 +437,46 @@ class ProcessCollector:
             total = getattr(self._source, "virtual_memory", None)
             self._mem_total = total().total if total is not None else None
             self._constants_read = True
-        attrs = ["pid", "status", "cpu_times", "memory_info", "num_threads", "create_time"]
+        attrs = ["pid", "ppid", "name", "status", "cpu_times", "memory_info", "num_threads"]
+        attrs.append("create_time")
+        scale = 100.0 / elapsed if elapsed > 0 else None
         last = self._last_cpu
-        current: dict[tuple[int, float], float] = {}
+        current: dict[tuple[int, float], _Account] = {}
+        busy: list[tuple[int, int, bool, float, Any]] = []
+        grown: dict[int, float] = {}
         rows: list[_Row] = []
+        linux = sys.platform.startswith("linux")
         for proc in self._source.process_iter(attrs):
             info = proc.info
             created, times, mem = info["create_time"], info["cpu_times"], info["memory_info"]
             if created is None:
                 continue  # no identity, no safe delta
-            key = (info["pid"], created)
+            pid, ppid = info["pid"], info.get("ppid") or 0
+            key = (pid, created)
+            kthread = linux and (pid == 2 or ppid == 2)  # kthreadd and its children
             cpu = None
             if times is not None:
-                current[key] = seconds = times.user + times.system
+                seconds = times.user + times.system
+                children = getattr(times, "children_user", 0.0) + getattr(
+                    times, "children_system", 0.0
+                )
+                current[key] = (seconds, children, ppid)
                 previous = last.get(key)
-                if previous is not None and elapsed > 0:
-                    cpu = max(0.0, 100.0 * (seconds - previous) / elapsed)
+                if previous is None:
+                    used, reaped = seconds, children
+                else:
+                    used, reaped = seconds - previous[0], children - previous[1]
+                    if scale:
+                        cpu = max(0.0, used * scale)
+                if scale:
+                    if used > 0:
+                        busy.append((pid, ppid, kthread, used * scale, proc))
+                    if reaped > 0:
+                        grown[pid] = reaped * scale
             rss, threads = (mem.rss if mem else 0), (info["num_threads"] or 0)
             status = str(info["status"] or "other")
-            rows.append((cpu, rss, key[0], created, status, threads, proc))
+            rows.append((cpu, rss, pid, created, status, threads, proc, ppid, kthread))
+        self._jobs = self._group(last, current, busy, grown, scale, rows, _psutil_name)
         self._last_cpu = current
         return rows
 
@@ -368,6 +488,17 @@ def _status_name(status: bytes | str) -> str:
     if isinstance(status, bytes):
         return _LINUX_STATUS.get(status, "other")
     return _PSUTIL_STATUS.get(status, status)
+
+
+def _stat_name(stat: bytes) -> str:
+    """The name field of a stat line, cleaned for a sample."""
+    name = stat[stat.find(b"(") + 1 : stat.rfind(b")")].decode("utf-8", "replace")
+    return clean(name, LOG_LINE, 64)
+
+
+def _psutil_name(proc: Any) -> str:
+    """The name read with the rest of the row (a process may be gone by now)."""
+    return clean(str(proc.info.get("name") or f"pid {proc.pid}"), LOG_LINE, 64)
 
 
 def _fresh_psutil(row: _Row) -> _Fresh | None:
