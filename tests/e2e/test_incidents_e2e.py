@@ -7,7 +7,9 @@ answering, as a worker that loses its database does. The test SIGKILLs ``db`` an
 finds one incident, rooted in ``db``, with ``api`` and ``web`` as its effects and the
 restarts root-first, in ``/api/incidents``, in ``watchkeeper incidents --json`` (a real
 CLI process), on the dashboard (real headless Chromium), and as exactly one notice at a
-real webhook receiver on loopback. Dry-run mode: nothing is restarted, so it stays open.
+real webhook receiver on loopback. In approve mode nothing restarts on its own: once it
+has been seen, a person approves the restarts (the real CLI), root first, and the
+incident resolves with one more notice, headed by what people were told at first.
 """
 
 from __future__ import annotations
@@ -129,7 +131,11 @@ status_interval = 0.5
 check_interval = 0.5
 
 [remediation]
-mode = "dry_run"
+mode = "approve"
+healing_cooldown = 0
+
+[analyzer]
+flap_window = 60
 
 [ollama]
 enabled = false
@@ -234,6 +240,19 @@ def db_incident(url: str) -> dict[str, Any] | None:
     return None
 
 
+def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a person's shell would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "watchkeeper", *args, "--config", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
 def test_a_dead_database_is_one_incident_everywhere_and_one_notice(
     daemon: Daemon, sink: Sink, tmp_path: Path
 ) -> None:
@@ -257,26 +276,9 @@ def test_a_dead_database_is_one_incident_everywhere_and_one_notice(
     detail = httpx.get(f"{daemon.url}/api/incidents/{incident['id']}", timeout=5).json()
     assert [a["subject"] for a in detail["members"]] == ["service:db", "service:api", "service:web"]
 
-    # The real CLI, as a person's shell would run it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "watchkeeper",
-            "incidents",
-            "--json",
-            "--config",
-            str(daemon.config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert cli.returncode == 0, cli.stderr
-    listed = {i["id"]: i for i in json.loads(cli.stdout)["incidents"]}
+    listing = cli(daemon, "incidents", "--json")
+    assert listing.returncode == 0, listing.stderr
+    listed = {i["id"]: i for i in json.loads(listing.stdout)["incidents"]}
     assert len(listed[incident["id"]]["members"]) == 3
 
     # The dashboard: the alerts card shows the incident, its cause and its members.
@@ -322,3 +324,35 @@ def test_a_dead_database_is_one_incident_everywhere_and_one_notice(
     member_keys = {m["fingerprint"] for m in incident["members"]}
     alone = [n for n in sink.notices if n["key"] in member_keys]
     assert alone == [], [n["title"] for n in alone]
+
+    # A person approves the restarts as they are proposed (db's first: the root's).
+    approved: list[str] = []
+    seen: set[str] = set()
+
+    def heal() -> bool:
+        remediation = httpx.get(f"{daemon.url}/api/remediation", timeout=5).json()
+        for record in remediation["pending"]:
+            if record["action"] == "restart_service" and record["id"] not in seen:
+                seen.add(record["id"])
+                assert cli(daemon, "approve", record["id"]).returncode == 0
+                approved.append(record["target"])
+        return all(s["state"] == "running" for s in services(daemon.url).values())
+
+    wait_for(heal, 60, "db, api and web restarted")
+    assert approved[0] == "db"
+
+    def resolved() -> list[dict[str, Any]]:
+        body = httpx.get(f"{daemon.url}/api/incidents?state=resolved", timeout=5).json()
+        return [i for i in body["incidents"] if i["id"] == incident["id"]]
+
+    (done,) = wait_for(resolved, 60, "the incident resolved")
+    assert done["state"] == "resolved" and done["resolved_at"] is not None
+    everything = json.loads(cli(daemon, "incidents", "--all", "--json").stdout)
+    assert incident["id"] in [i["id"] for i in everything["incidents"]]
+    wait_for(lambda: len([n for n in sink.notices if n["key"] == key]) >= 2, 20, "resolved")
+    time.sleep(2)
+    mine = [n for n in sink.notices if n["key"] == key]
+    assert [n["kind"] for n in mine] == ["firing", "resolved"]
+    opened_as = mine[0]["title"].removeprefix("INCIDENT ")
+    assert mine[1]["title"] == f"RESOLVED {opened_as}"
+    assert [n for n in sink.notices if n["key"] in member_keys] == []
