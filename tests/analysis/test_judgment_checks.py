@@ -10,6 +10,7 @@ severe, what it says and which actions it proposes.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class Host:
     procs: list[Proc] = field(default_factory=list)
     groups: tuple[ProcessGroup, ...] = ()
     services: list[ServiceStatus] = field(default_factory=list)
+    name: str = field(default_factory=socket.gethostname)  # this host, as the sensor names it
 
     def sample(self, now: float) -> MetricsSample:
         infos = [p.info(now) for p in self.procs]
@@ -90,7 +92,7 @@ class Host:
         swap_total = int(self.swap_total_gb * _GB)
         return MetricsSample(
             timestamp=now,
-            host="db-03",
+            host=self.name,
             interval=STEP,
             cpu=CpuMetrics(count=4, percent=self.cpu, load_1m=0.8),
             memory=MemoryMetrics(
@@ -321,6 +323,29 @@ def test_hot_protected_process_is_news_but_nothing_is_proposed(proc: Proc, why: 
     assert set(alert.evidence["not_proposed"]) == {"renice_process", "kill_process"}
 
 
+def test_our_own_pid_on_another_host_is_just_a_process() -> None:
+    """A sample relayed from another host of the fleet: pid numbers there are not ours
+    (that host's own gate protects its watchkeeper)."""
+    run = Run(settings_with())
+    proc = Proc(os.getpid(), "spinner", cpu=99.0)
+    run.play(Host(cpu=60.0, procs=[proc], name="build-07.example.net"), 180, steady)
+    assert actions_of(run.fired("runaway_process")) == {
+        ("renice_process", str(os.getpid())),
+        ("kill_process", str(os.getpid())),
+    }
+
+
+def test_a_service_main_process_is_reniced_never_killed() -> None:
+    """mysqld scanning a table for ever: killing it would drop every client; renice it."""
+    run = Run(settings_with(services=[{"name": "mysql", "manager": "systemd"}]))
+    mysqld = Proc(1402, "mysqld", cpu=100.0, cmdline="/usr/sbin/mysqld", user="mysql")
+    status = _service("mysql", ServiceState.RUNNING, pid=1402, healthy=True, critical=True)
+    run.play(Host(cpu=30.0, procs=[mysqld], services=[status]), 180, steady)
+    alert = run.fired("runaway_process")[-1]
+    assert actions_of([alert]) == {("renice_process", "1402")}
+    assert "main process of service mysql" in alert.evidence["not_proposed"]["kill_process"]
+
+
 def test_protected_names_come_from_the_configuration() -> None:
     proc = Proc(3300, "pgbouncer", cpu=99.0)
     assert actions_of([_hot_for_three_minutes(proc)]) == {
@@ -507,6 +532,21 @@ def test_service_already_starting_for_long_when_first_seen_fires_at_once() -> No
     alert = run.firing("service_stuck")
     assert alert is not None and alert.severity.value == "warning"
     assert alert.evidence["starting_for_s"] == pytest.approx(600, abs=1)
+
+
+def test_a_start_that_is_busy_recovering_is_stuck_but_not_restarted() -> None:
+    """postgres replaying WAL after a power loss: starting for minutes, its process busy
+    on the disk. It is news (the database is not up), but a restart throws the replay
+    away."""
+    settings = settings_with(services=[{"name": "postgresql", "manager": "systemd"}])
+    run = Run(settings)
+    startup = Proc(1150, "postgres", cpu=45.0, cmdline="postgres: startup recovering", ppid=1)
+    status = _service("postgresql", ServiceState.STARTING, pid=1150, critical=True)
+    run.play(Host(procs=[startup], services=[status]), 300, steady)
+    alert = run.fired("service_stuck")[-1]
+    assert alert.severity.value == "critical"
+    assert alert.suggested_actions == []
+    assert "busy: 45% of a core" in alert.evidence["progress"]
 
 
 def test_a_slow_but_normal_start_is_not_stuck() -> None:

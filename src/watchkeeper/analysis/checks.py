@@ -533,22 +533,37 @@ def check_network(
 def check_services(
     sample: MetricsSample, settings: Settings, level_of: LevelOf, now: float
 ) -> Iterator[Check]:
-    for status in getattr(sample, "services", ()) or ():
-        yield from service_checks(status, settings, now)
+    statuses = getattr(sample, "services", ()) or ()
+    procs: dict[int, ProcessInfo] = {}
+    if statuses and sample.processes is not None:
+        procs = {p.pid: p for p in (*sample.processes.top_memory, *sample.processes.top_cpu)}
+    for status in statuses:
+        proc = procs.get(status.pid) if status.pid is not None else None
+        yield from service_checks(status, settings, now, proc=proc)
 
 
 # States that mean "launched, not up yet" (systemd's "activating" and Windows'
 # "start_pending" arrive as ServiceState.STARTING; the raw names are accepted too).
 _NOT_YET_UP = frozenset({"starting", "activating", "start_pending"})
+# A starting service whose main process keeps this much of a core busy, or waits on the
+# disk, is working through something (crash recovery, a migration, a cache warm-up).
+_BUSY_CPU_PERCENT = 20.0
+_DISK_WAIT = frozenset({"disk-sleep", "disk_sleep", "D"})
 
 
 def service_checks(
-    status: Any, settings: Settings | None = None, now: float | None = None
+    status: Any,
+    settings: Settings | None = None,
+    now: float | None = None,
+    *,
+    proc: ProcessInfo | None = None,
 ) -> Iterator[Check]:
     """Checks for one ``ServiceStatus`` (also used on service events, without waiting).
 
     With ``settings`` (and ``now``), a service still starting after
-    ``analyzer.stuck_starting_seconds`` is ``service_stuck``."""
+    ``analyzer.stuck_starting_seconds`` is ``service_stuck``; it proposes a restart
+    unless its main process (``proc``, from the sample) is busy, which means the start is
+    making progress that a restart would throw away."""
     name = clean(status.name, LABEL, 64)
     subject = f"service:{status.name}"
     state = str(status.state)
@@ -620,6 +635,25 @@ def service_checks(
         evidence["starting_for_s"] = round(age, 1)
     if status.detail:
         evidence["detail"] = clean(str(status.detail), LABEL, 120)
+    restart: tuple[SuggestedAction, ...] = (
+        SuggestedAction(
+            action="restart_service",
+            target=status.name,
+            target_kind="service",
+            reason=f"service {name} is stuck {state}",
+            confidence=0.6,
+        ),
+    )
+    if starting and proc is not None:
+        used = proc.cpu_percent or 0.0
+        waiting = proc.status in _DISK_WAIT
+        if used >= _BUSY_CPU_PERCENT or waiting:
+            busy = f"{used:.0f}% of a core" + (", waiting on the disk" if waiting else "")
+            evidence["progress"] = f"its process (pid {proc.pid}) is busy: {busy}"
+            evidence["not_proposed"] = {
+                "restart_service": "it is still working: a restart would throw that work away"
+            }
+            restart = ()
     yield Check(
         "service_stuck",
         subject,
@@ -629,15 +663,7 @@ def service_checks(
         if starting
         else f"service {name} is {state}",
         evidence,
-        (
-            SuggestedAction(
-                action="restart_service",
-                target=status.name,
-                target_kind="service",
-                reason=f"service {name} is stuck {state}",
-                confidence=0.6,
-            ),
-        ),
+        restart,
         for_s=hold,
         clear_s=0,
         window=False,

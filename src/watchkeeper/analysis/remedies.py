@@ -11,8 +11,12 @@ told to expect something that cannot happen:
   with ``argv``, or a systemd/Windows one (a pidfile-only process is watched, not owned);
   never a service named in ``remediation.protected_names``;
 - no process action on a protected process: pid 0/1, kernel threads (``kernel_thread``
-  or a child of kthreadd), watchkeeper itself and its ancestors, or a process known by a
-  protected name (its name or its command line's program name, as the gate reads them).
+  or a child of kthreadd), watchkeeper itself and its ancestors (in samples of this host:
+  a pid means nothing on another host, whose own gate knows its watchkeeper), or a process
+  known by a protected name (its name or its command line's program name, as the gate
+  reads them);
+- no ``kill_process`` on a service's main process: its manager would see a crash, and
+  every client of the service loses its connection; the service's own remedies apply.
 
 The alert still fires; its evidence says what was left out and why (``not_proposed``,
 ``protected``) and, where configuration would help, a ``hint``::
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
@@ -41,16 +46,25 @@ __all__ = ["names_of_info", "own_pids", "process_protection", "vet"]
 _KTHREADD = 2
 _PROCESS_ACTIONS = frozenset({"kill_process", "renice_process"})
 _SERVICE_ACTIONS = frozenset({"restart_service", "start_service"})
-_own_cache: tuple[int, frozenset[int]] | None = None
+_own_cache: tuple[int, frozenset[int], str] | None = None
+
+
+def _own() -> tuple[int, frozenset[int], str]:
+    global _own_cache
+    pid = os.getpid()
+    if _own_cache is None or _own_cache[0] != pid:
+        _own_cache = (pid, frozenset(protected_pids() - {0, 1, _KTHREADD}), socket.gethostname())
+    return _own_cache
 
 
 def own_pids() -> frozenset[int]:
     """watchkeeper's own pid and its ancestors (read once per process: they do not move)."""
-    global _own_cache
-    pid = os.getpid()
-    if _own_cache is None or _own_cache[0] != pid:
-        _own_cache = (pid, frozenset(protected_pids() - {0, 1, _KTHREADD}))
-    return _own_cache[1]
+    return _own()[1]
+
+
+def _local(sample: MetricsSample | None) -> bool:
+    """True for a sample of this host (the sensor names it by ``socket.gethostname()``)."""
+    return sample is None or sample.host in ("", "localhost", _own()[2])
 
 
 def names_of_info(proc: ProcessInfo) -> set[str]:
@@ -75,10 +89,8 @@ def process_protection(
         return f"pid {pid} (init)" if pid == 1 else f"pid {pid}"
     if pid == _KTHREADD or (proc is not None and (proc.kernel_thread or proc.ppid == _KTHREADD)):
         return "kernel thread"
-    if pid == os.getpid():
-        return "watchkeeper itself"
     if pid in own:
-        return "an ancestor of watchkeeper"
+        return "watchkeeper itself" if pid == os.getpid() else "an ancestor of watchkeeper"
     names = names_of_info(proc) if proc is not None else set()
     if name:
         names.add(name.lower())
@@ -106,6 +118,10 @@ class _World:
         if sample is not None and sample.processes is not None:
             for proc in (*sample.processes.top_memory, *sample.processes.top_cpu):
                 self.procs[proc.pid] = proc
+        self.service_pids: dict[int, str] = {}
+        for status in sample.services if sample is not None else ():
+            if status.pid is not None:
+                self.service_pids[status.pid] = status.name
         self.specs: dict[str, ServiceSpec] = {spec.name: spec for spec in settings.services}
         self._dirs: list[tuple[PurePath, PurePath | None]] | None = None
         self._logs: list[tuple[PurePath, PurePath | None]] | None = None
@@ -191,7 +207,18 @@ class _World:
             self.own,
             name if isinstance(name, str) else None,
         )
-        return None if why is None else (f"protected: {why}", "", why)
+        if why is not None:
+            return f"protected: {why}", "", why
+        service = self.service_pids.get(pid)
+        if suggestion.action == "kill_process" and service is not None:
+            label = clean(service, LABEL, 64)
+            return (
+                f"pid {pid} is the main process of service {label}: killing it behind its "
+                "manager's back drops every client",
+                "",
+                "",
+            )
+        return None
 
 
 def vet(
@@ -203,13 +230,15 @@ def vet(
 ) -> list[Check]:
     """``checks`` with every suggestion that cannot or must not run taken out (in place;
     the list is returned). ``own``: the pids of watchkeeper and its ancestors, read from
-    this machine when not given."""
+    this machine when not given (and only for a sample of this host)."""
     world: _World | None = None
     for index, check in enumerate(checks):
         if not check.suggested:
             continue
         if world is None:
-            world = _World(sample, settings, own_pids() if own is None else own)
+            if own is None:
+                own = own_pids() if _local(sample) else frozenset()
+            world = _World(sample, settings, own)
         kept: list[SuggestedAction] = []
         refused: dict[str, str] = {}
         hints: list[str] = []
@@ -227,6 +256,9 @@ def vet(
                 protections.append(protection)
         if not refused:
             continue
+        earlier = check.evidence.get("not_proposed")
+        if isinstance(earlier, dict):
+            refused = {**earlier, **refused}
         evidence = {**check.evidence, "not_proposed": refused}
         if protections:
             evidence["protected"] = "; ".join(dict.fromkeys(protections))
