@@ -315,3 +315,63 @@ def resolved_copy(incident: Incident) -> Incident:
     return incident.model_copy(
         update={"state": IncidentState.RESOLVED, "resolved_at": at, "updated_at": at}
     )
+
+
+def test_the_dashboard_groups_alerts_by_incident_and_follows_them_live(live: LiveServer) -> None:
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser_path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: apt-get install -y chromium")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    now = time.time()
+    crash = [
+        alert("service_flapping", "worker", Severity.WARNING, now),
+        alert("service_down", "worker", Severity.WARNING, now + 1),
+    ]
+    fresh = incident_of("inc-browser", crash).model_copy(
+        update={"title": '<img src=x onerror="window.pwned=1">worker keeps dying'}
+    )
+    assert live.orchestrator is not None
+    bus = live.orchestrator.bus
+
+    async def publish(incident: Incident, kind: str) -> None:
+        if kind == "opened":
+            for a in crash:
+                await bus.publish(ALERT_FIRING, a, sender="analyzer")
+        await bus.publish(INCIDENT_TOPICS[kind], incident, sender="analyzer")
+
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=browser_path, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(live.url)
+            expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+            disk = page.locator('#alerts li.incident[data-incident="inc-disk"]')
+            expect(disk.locator("li.member")).to_have_count(3)
+            expect(disk.locator(".cause")).to_contain_text("Probable cause: disk_full on / (70 %)")
+            expect(disk.locator(".flap")).to_have_text("flapping ×4")
+            expect(page.locator("#incident-count")).to_have_text("1 incident")
+
+            live.call(lambda: publish(fresh, "opened"))  # no reload: over the event stream
+            card = page.locator('#alerts li.incident[data-incident="inc-browser"]')
+            expect(card).to_be_visible(timeout=10_000)
+            expect(card.locator(".title")).to_have_text(fresh.title)
+            assert page.locator("#alerts img").count() == 0
+            assert page.evaluate("window.pwned") is None
+            expect(card.locator("li.member").first).to_have_attribute("data-role", "root")
+            expect(page.locator("#incident-count")).to_have_text("2 incidents")
+
+            live.call(lambda: publish(resolved_copy(fresh), "resolved"))
+            expect(card).to_have_count(0, timeout=10_000)
+            expect(page.locator("#incident-count")).to_have_text("1 incident")
+        finally:
+            browser.close()
+    assert not problems, problems
