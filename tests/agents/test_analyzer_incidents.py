@@ -54,6 +54,10 @@ def build(tmp_path: Path, ollama: dict[str, Any]) -> tuple[AnalyzerAgent, InMemo
                 "agents": {"check_interval": 0.1},
                 "services": SERVICES,
                 "analyzer": {"flap_window": 60},
+                "remediation": {
+                    "cleanup_dirs": [{"path": "/var/tmp", "older_than_days": 7}],
+                    "log_files": ["/var/log/app.log"],
+                },
                 "ollama": ollama,
             },
         )

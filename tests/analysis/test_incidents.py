@@ -29,8 +29,17 @@ GIB = 2**30
 T0 = 1_773_000_000.0
 
 
+# Cleanup the host allows on /, so the disk's remedies are real ones.
+CLEANUP = {
+    "cleanup_dirs": [{"path": "/var/tmp", "older_than_days": 7}],
+    "log_files": ["/var/log/app.log"],
+}
+
+
 def settings(services: Sequence[dict[str, Any]] = (), **analyzer: Any) -> Settings:
-    return Settings.model_validate({"services": list(services), "analyzer": analyzer})
+    return Settings.model_validate(
+        {"services": list(services), "analyzer": analyzer, "remediation": CLEANUP}
+    )
 
 
 def fs(mount: str, percent: float) -> FilesystemUsage:
@@ -263,14 +272,16 @@ def test_two_unrelated_problems_at_once_stay_two_incidents() -> None:
         services=[svc("db", critical=True), svc("web", healthy=True)],
     )
     incidents = {i.key: i for i in run.engine.incidents_open()}
-    assert sorted(incidents) == ["disk:/data", "process:4242"], list(incidents)
-    cpu = incidents["process:4242"]
+    assert sorted(incidents) == ["cpu", "disk:/data"], list(incidents)
+    cpu = incidents["cpu"]
     assert {(m.rule, m.role) for m in cpu.members} == {
-        ("runaway_process", "root"),
-        ("cpu_high", "effect"),
+        ("cpu_high", "root"),
+        ("runaway_process", "related"),
     }
-    assert cpu.title == "spinner (pid 4242) pins a core: CPU saturated"
-    assert cpu.remedies[0].action == "renice_process"
+    assert cpu.title == "CPU is saturated: spinner (pid 4242) pins a core"
+    # The process is what to act on: its actions are the remedy, not held.
+    assert [r.action for r in cpu.remedies] == ["renice_process", "kill_process"]
+    assert run.alert("runaway_process", "process:4242").suggested_actions
     assert incidents["disk:/data"].title == "/data is full"
     run.check_invariant()
 

@@ -164,13 +164,17 @@ class AnalysisEngine:
         name, state = str(status.name), str(status.state)
         if state in ("failed", "running", "starting"):
             self.flaps.event(name, state != "failed", now)
+        detail = str(getattr(status, "detail", None) or "")
+        if state == "failed" and detail:
+            self.observe_log(name, detail)
         checks = list(service_checks(status, settings, now))
         checks.append(self._flap_check(name, bool(status.critical), settings, now))
         return self._settle(self._apply(vet(checks, None, settings), now), now)
 
     def observe_log(self, service: str, line: str) -> None:
         """A log line of ``service`` (untrusted; kept cleaned, the last few only), read as
-        evidence when correlating ("No space left on device" with a full disk)."""
+        evidence when correlating ("No space left on device" with a full disk). A
+        service's status detail, each time it changes, is kept the same way."""
         lines = self._logs.setdefault(clean(service, LABEL, 64), deque(maxlen=_LOG_LINES_KEPT))
         lines.append(clean(line, LOG_LINE).lower())
 
@@ -349,6 +353,9 @@ class AnalysisEngine:
         statuses = getattr(sample, "services", None) or ()
         checks = []
         for status in statuses:
+            previous = self._status.get(status.name)
+            if status.detail and (previous is None or previous.detail != status.detail):
+                self.observe_log(status.name, status.detail)  # a service's last words
             self._status[status.name] = status
             self.flaps.sample(status.name, str(status.state), status.restarts, now)
             checks.append(self._flap_check(status.name, status.critical, settings, now))

@@ -23,17 +23,19 @@ and ``disk_filling`` of one mount):
   or whose text says it ran out of memory; a saturated CPU explains a probe that timed out.
 * **A failed service explains its dependents** (``depends_on``): web answering 502 is
   explained by the database it needs being down; chains go to the deepest cause.
-* **A process that drives a resource explains the resource's alert**: a runaway process
-  at the top of ``cpu_high``'s evidence, a leaking one at the top of ``memory_high``'s.
+* **A process that drives a resource belongs with it**: a runaway process at the top of
+  ``cpu_high``'s evidence, a leaking one at the top of ``memory_high``'s. The resource is
+  the root (the exhaustion is the problem, the process what to act on), and the process's
+  own actions are not held: they are the remedy.
 * An alert related to nothing is an incident of one.
 
 In each group the root is a node nothing else explains (resources before processes
-before services when several qualify); the alerts of the nodes it explains are
-*effects*. While the root fires, effects are *held*: the engine strips their suggested
-actions (their evidence says "held until / is fixed") and the incident's ``remedies``
-list the root's actions first, then the effects' in order of distance from the root.
-When the root clears, the group is judged again and the released alerts get their
-suggestions back.
+before services when several qualify); the alerts of the nodes explained are *effects*,
+the other nodes *related*. While the root fires, effects are *held*: the engine strips
+their suggested actions (their evidence says "held until / is fixed") and the incident's
+``remedies`` list the root's actions first, then the related nodes', then the effects' in
+order of distance from the root. When the root clears, the group is judged again and the
+released alerts get their suggestions back.
 
 Incidents keep their id while open: a new grouping claims the open incident it shares
 the most alerts with. ``key`` is the root's subject. Changes are queued as
@@ -191,6 +193,7 @@ class _Edge:
     effect: str
     why: str
     confidence: float
+    explains: bool = True  # False: they belong together, neither explains the other
 
 
 @dataclass
@@ -301,7 +304,8 @@ def _relations(nodes: Mapping[str, _Node], ctx: IncidentContext) -> list[_Edge]:
                     continue
                 if any(str(_top_pid(a)) == pid for a in resource.alerts):
                     what = "the CPU" if resource is cpu else "memory"
-                    edges.append(_Edge(name, resource.name, f"{_label(node)} drives {what}", 0.8))
+                    why = f"{_label(node)} drives {what}"
+                    edges.append(_Edge(name, resource.name, why, 0.8, explains=False))
         if kind != "service" or not (node.rules() & _FAILURE_RULES):
             continue
         service = name[len("service:") :]
@@ -373,7 +377,7 @@ def _groups(nodes: dict[str, _Node], edges: list[_Edge]) -> list[_Group]:
     for names in members.values():
         inside = set(names)
         group_edges = [e for e in edges if e.cause in inside and e.effect in inside]
-        explained = {e.effect for e in group_edges}
+        explained = {e.effect for e in group_edges if e.explains}
         sources = [n for n in names if n not in explained] or names
 
         def rank(n: str) -> tuple[int, int, float, str]:
@@ -388,7 +392,7 @@ def _groups(nodes: dict[str, _Node], edges: list[_Edge]) -> list[_Group]:
         while queue:
             current = queue.popleft()
             for e in group_edges:
-                if e.cause == current and e.effect not in depth:
+                if e.explains and e.cause == current and e.effect not in depth:
                     depth[e.effect] = depth[current] + 1
                     queue.append(e.effect)
         groups.append(_Group({n: nodes[n] for n in names}, group_edges, root, roles, depth))
@@ -589,10 +593,11 @@ class IncidentBook:
                         seen_remedies.add(ident)
                         remedies.append(action)
         effects = [group.nodes[n] for n in order if group.roles[n] == "effect"]
+        related = [group.nodes[n] for n in order if group.roles[n] == "related"]
         title = _root_phrase(root_node)
         failing = [_label(n) for n in effects if _kind(n.name) == "service"]
         others = [_effect_phrase(n) for n in effects if _kind(n.name) != "service"]
-        parts = [*others]
+        parts = [_root_phrase(n) for n in related if _kind(n.name) == "process"] + others
         if failing:
             parts.append(f"{_names(failing)} {'fails' if len(failing) == 1 else 'fail'}")
         if parts:
