@@ -375,3 +375,11 @@ def test_the_dashboard_groups_alerts_by_incident_and_follows_them_live(live: Liv
         finally:
             browser.close()
     assert not problems, problems
+
+
+def test_prometheus_counts_open_incidents(live: LiveServer) -> None:
+    with live.client() as http:
+        text = http.get("/metrics").text
+    assert 'watchkeeper_incidents_open{severity="critical"} 1.0' in text
+    assert 'watchkeeper_incidents_open{severity="warning"} 0.0' in text
+    assert "watchkeeper_incidents_flapping 1.0" in text

@@ -200,6 +200,23 @@ class WatchkeeperCollector(Collector):
             counts.add_metric([severity], count)
         yield counts
         yield each
+        open_now = self.hub.sources.open_incidents()
+        if open_now is None:
+            open_now = self.hub.open_incidents()
+        incidents = GaugeMetricFamily(
+            "watchkeeper_incidents_open", "Open incidents by severity", labels=["severity"]
+        )
+        flapping = 0
+        by_severity = {"info": 0, "warning": 0, "critical": 0}
+        for incident in open_now:
+            by_severity[incident.severity.value] += 1
+            flapping += 1 if incident.flapping else 0
+        for severity, count in by_severity.items():
+            incidents.add_metric([severity], count)
+        yield incidents
+        yield GaugeMetricFamily(
+            "watchkeeper_incidents_flapping", "Open incidents that are flapping", value=flapping
+        )
         health = self.hub.health()
         yield GaugeMetricFamily(
             "watchkeeper_health_score", "The health score, 0-100", value=health.get("score", 0)
