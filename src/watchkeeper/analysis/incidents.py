@@ -47,12 +47,26 @@ The book does no I/O and runs only when the engine saw alert transitions.
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper.analysis._correlation import (
+    KIND_RANK,
+    Group,
+    IncidentContext,
+    Node,
+    ServiceFacts,
+    effect_phrase,
+    groups_of,
+    kind_of,
+    label_of,
+    mount_of,
+    names_phrase,
+    node_of,
+    relations,
+    root_phrase,
+)
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity, SuggestedAction
 from watchkeeper.model.incidents import Incident, IncidentMember, IncidentState
 from watchkeeper.model.text import LABEL, clean
@@ -64,339 +78,6 @@ __all__ = [
     "mount_of",
     "node_of",
 ]
-
-# Rules whose subject names a resource node; other subjects are nodes of their own.
-_MOUNT_PREFIXES = ("disk:", "inodes:", "disk-trend:")
-_MEMORY_SUBJECTS = frozenset({"memory", "swap", "swap-io"})
-_CPU_SUBJECTS = frozenset({"cpu", "load", "load-trend"})
-_KIND_RANK = {"mount": 0, "memory": 1, "cpu": 2, "process": 3, "service": 4, "other": 5}
-# Which alert of a node stands for it (lower first), before severity and age.
-_RULE_RANK = {
-    "disk_full": 0,
-    "inodes_full": 1,
-    "disk_filling": 2,
-    "memory_high": 0,
-    "swap_thrashing": 1,
-    "swap_high": 2,
-    "cpu_high": 0,
-    "load_high": 1,
-    "load_climbing": 2,
-    "runaway_process": 0,
-    "memory_leak": 1,
-    "service_flapping": 0,
-    "service_down": 1,
-    "service_unhealthy": 2,
-}
-_EXHAUSTED = frozenset({"disk_full", "inodes_full"})
-_FAILURE_RULES = frozenset(
-    {"service_down", "service_unhealthy", "service_flapping", "service_stuck", "anomaly"}
-)
-_ENOSPC = ("no space left on device", "enospc", "disk quota exceeded", "edquot", "disk full")
-_ENOMEM = ("out of memory", "cannot allocate memory", "enomem", "oom-kill", "oom killer")
-_TIMEOUT = ("timed out", "timeout")
-_SIGKILL = 9
-_MAX_TITLE_NAMES = 3
-
-
-def mount_of(path: str, mounts: Iterable[str]) -> str | None:
-    """The mount ``path`` lives on: the longest mount that is a prefix of it."""
-    target = PurePosixPath(path)
-    best: str | None = None
-    for mount in mounts:
-        base = PurePosixPath(mount)
-        if (target == base or base in target.parents) and (best is None or len(mount) > len(best)):
-            best = mount
-    return best
-
-
-def node_of(alert: Alert) -> str:
-    """The subject an alert is about, with one node per resource: ``mount:/``,
-    ``memory``, ``cpu``, ``service:web``, ``process:4242`` (else its own subject)."""
-    subject = alert.subject
-    for prefix in _MOUNT_PREFIXES:
-        if subject.startswith(prefix):
-            return "mount:" + subject[len(prefix) :]
-    if subject in _MEMORY_SUBJECTS:
-        return "memory"
-    if subject in _CPU_SUBJECTS:
-        return "cpu"
-    if subject.startswith("metric:"):
-        return _metric_node(subject[len("metric:") :])
-    return subject
-
-
-def _metric_node(name: str) -> str:
-    if name.startswith(("cpu.", "load.")):
-        return "cpu"
-    if name.startswith(("memory.", "swap.")):
-        return "memory"
-    if name.startswith("disk.") and "." in name[5:]:
-        return "mount:" + name[5:].rsplit(".", 1)[0]
-    if name.startswith("service.") and name.count(".") >= 2:
-        return "service:" + name[len("service.") :].rsplit(".", 1)[0]
-    return f"metric:{name}"
-
-
-def _kind(node: str) -> str:
-    head = node.split(":", 1)[0]
-    if node in ("memory", "cpu"):
-        return node
-    return head if head in ("mount", "process", "service") else "other"
-
-
-@dataclass(frozen=True)
-class ServiceFacts:
-    """What the engine knows of one service besides its alerts."""
-
-    depends_on: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()
-    text: str = ""  # detail, probe output, recent log lines, lowercased
-    pid: int | None = None
-    note: str = ""  # remediation's word on it: "gave up after 5 failures: ..."
-
-
-@dataclass(frozen=True)
-class IncidentContext:
-    """The world the alerts live in: services, mounts, host."""
-
-    services: Mapping[str, ServiceFacts] = field(default_factory=dict)
-    mounts: tuple[str, ...] = ()
-    host: str = ""
-    # node -> seconds an incident about it stays open after its last alert cleared (a
-    # service that changed state lately may be back at once: a crash loop is one incident)
-    linger: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Node:
-    name: str
-    alerts: list[Alert]
-
-    @property
-    def severity(self) -> int:
-        return max(SEVERITY_RANK[a.severity] for a in self.alerts)
-
-    @property
-    def primary(self) -> Alert:
-        return min(
-            self.alerts,
-            key=lambda a: (_RULE_RANK.get(a.rule, 5), -SEVERITY_RANK[a.severity], a.started_at),
-        )
-
-    def rules(self) -> set[str]:
-        return {a.rule for a in self.alerts}
-
-
-@dataclass(frozen=True)
-class _Edge:
-    cause: str
-    effect: str
-    why: str
-    confidence: float
-    explains: bool = True  # False: they belong together, neither explains the other
-
-
-@dataclass
-class _Group:
-    nodes: dict[str, _Node]
-    edges: list[_Edge]
-    root: str
-    roles: dict[str, str]  # node -> root / related / effect
-    depth: dict[str, int]
-
-    def fingerprints(self) -> set[str]:
-        return {a.fingerprint for n in self.nodes.values() for a in n.alerts}
-
-
-def _label(node: _Node) -> str:
-    """A short, cleaned name for a node, as people say it."""
-    name = node.name
-    if name.startswith("mount:"):
-        return clean(name[len("mount:") :], LABEL, 48)
-    if name.startswith("service:"):
-        return clean(name[len("service:") :], LABEL, 32)
-    if name.startswith("process:"):
-        proc = node.primary.evidence.get("process")
-        pname = proc.get("name") if isinstance(proc, dict) else None
-        pid = name[len("process:") :]
-        return f"{clean(str(pname), LABEL, 32)} (pid {clean(pid, LABEL, 12)})" if pname else name
-    if name == "cpu":
-        return "CPU"
-    return clean(name, LABEL, 48)
-
-
-def _root_phrase(node: _Node) -> str:
-    alert, label = node.primary, _label(node)
-    rule = alert.rule
-    phrases = {
-        "disk_full": f"{label} is full",
-        "inodes_full": f"{label} is out of inodes",
-        "disk_filling": f"{label} is filling up",
-        "memory_high": "memory is exhausted"
-        if alert.severity is Severity.CRITICAL
-        else "memory is high",
-        "swap_thrashing": "the host is thrashing swap",
-        "swap_high": "swap is filling",
-        "cpu_high": "CPU is saturated",
-        "load_high": "load is high",
-        "load_climbing": "load is climbing",
-        "runaway_process": f"{label} pins a core",
-        "memory_leak": f"{label} leaks memory",
-        "service_down": f"{label} is down",
-        "service_flapping": f"{label} is flapping",
-        "service_unhealthy": f"{label} fails its probe",
-    }
-    return phrases.get(rule) or clean(alert.summary, LABEL, 80)
-
-
-def _effect_phrase(node: _Node) -> str:
-    kind, label = _kind(node.name), _label(node)
-    if kind == "cpu":
-        return "CPU saturated"
-    if kind == "memory":
-        return "memory high"
-    if kind == "mount":
-        return f"{label} full"
-    return label
-
-
-def _names(labels: list[str]) -> str:
-    if len(labels) > _MAX_TITLE_NAMES:
-        labels = [*labels[:_MAX_TITLE_NAMES], f"{len(labels) - _MAX_TITLE_NAMES} more"]
-    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
-
-
-def _text_has(text: str, needles: Sequence[str]) -> bool:
-    return any(n in text for n in needles)
-
-
-def _top_pid(alert: Alert) -> int | None:
-    top = alert.evidence.get("top_processes")
-    if isinstance(top, list) and top and isinstance(top[0], dict):
-        pid = top[0].get("pid")
-        return pid if isinstance(pid, int) else None
-    return None
-
-
-def _alert_text(alerts: Iterable[Alert]) -> str:
-    parts: list[str] = []
-    for alert in alerts:
-        parts.append(alert.summary)
-        parts.extend(str(v) for v in alert.evidence.values() if isinstance(v, str))
-    return " ".join(parts).lower()
-
-
-def _relations(nodes: Mapping[str, _Node], ctx: IncidentContext) -> list[_Edge]:
-    """Every cause → effect edge between the nodes that fire now."""
-    edges: list[_Edge] = []
-    mounts = {n: node for n, node in nodes.items() if n.startswith("mount:")}
-    full = sorted(
-        (node for node in mounts.values() if node.rules() & _EXHAUSTED),
-        key=lambda node: (-node.severity, node.name),
-    )
-    memory, cpu = nodes.get("memory"), nodes.get("cpu")
-    for name, node in nodes.items():
-        kind = _kind(name)
-        if kind == "process":
-            pid = name[len("process:") :]
-            for resource in (cpu, memory):
-                if resource is None:
-                    continue
-                if any(str(_top_pid(a)) == pid for a in resource.alerts):
-                    what = "the CPU" if resource is cpu else "memory"
-                    why = f"{_label(node)} drives {what}"
-                    edges.append(_Edge(name, resource.name, why, 0.8, explains=False))
-        if kind != "service" or not (node.rules() & _FAILURE_RULES):
-            continue
-        service = name[len("service:") :]
-        facts = ctx.services.get(service, ServiceFacts())
-        text = facts.text + " " + _alert_text(node.alerts)
-        label = _label(node)
-        linked: set[str] = set()
-        for path in facts.paths:
-            mount = mount_of(path, ctx.mounts)
-            key = f"mount:{mount}"
-            if mount is not None and key in mounts and key not in linked:
-                linked.add(key)
-                edges.append(
-                    _Edge(
-                        key,
-                        name,
-                        f"{label} keeps {clean(path, LABEL, 64)} on {_label(mounts[key])}",
-                        0.9,
-                    )
-                )
-        if not linked and full and _text_has(text, _ENOSPC):
-            edges.append(_Edge(full[0].name, name, f"{label} reports no space left", 0.7))
-        if memory is not None:
-            killed = any(a.evidence.get("exit_signal") == _SIGKILL for a in node.alerts)
-            exhausted = memory.severity >= SEVERITY_RANK[Severity.CRITICAL] or bool(
-                memory.rules() & {"swap_thrashing"}
-            )
-            if _text_has(text, _ENOMEM) or (killed and exhausted):
-                why = "ran out of memory" if not killed else "was killed (signal 9)"
-                edges.append(_Edge("memory", name, f"{label} {why} while memory is short", 0.7))
-        if (
-            cpu is not None
-            and cpu.severity >= SEVERITY_RANK[Severity.CRITICAL]
-            and "service_unhealthy" in node.rules()
-            and _text_has(text, _TIMEOUT)
-        ):
-            edges.append(_Edge("cpu", name, f"{label}'s probe times out on a busy CPU", 0.5))
-        for needed in facts.depends_on:
-            key = f"service:{needed}"
-            if key in nodes and key != name:
-                edges.append(
-                    _Edge(
-                        key,
-                        name,
-                        f"{label} depends on {clean(needed, LABEL, 32)}",
-                        0.9,
-                    )
-                )
-    return edges
-
-
-def _groups(nodes: dict[str, _Node], edges: list[_Edge]) -> list[_Group]:
-    parent = {n: n for n in nodes}
-
-    def find(n: str) -> str:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for edge in edges:
-        a, b = find(edge.cause), find(edge.effect)
-        if a != b:
-            parent[a] = b
-    members: dict[str, list[str]] = {}
-    for n in nodes:
-        members.setdefault(find(n), []).append(n)
-    groups = []
-    for names in members.values():
-        inside = set(names)
-        group_edges = [e for e in edges if e.cause in inside and e.effect in inside]
-        explained = {e.effect for e in group_edges if e.explains}
-        sources = [n for n in names if n not in explained] or names
-
-        def rank(n: str) -> tuple[int, int, float, str]:
-            node = nodes[n]
-            return (_KIND_RANK[_kind(n)], -node.severity, node.primary.started_at, n)
-
-        root = min(sources, key=rank)
-        roles = {n: ("effect" if n in explained and n != root else "related") for n in names}
-        roles[root] = "root"
-        depth = {root: 0}
-        queue = deque([root])
-        while queue:
-            current = queue.popleft()
-            for e in group_edges:
-                if e.explains and e.cause == current and e.effect not in depth:
-                    depth[e.effect] = depth[current] + 1
-                    queue.append(e.effect)
-        groups.append(_Group({n: nodes[n] for n in names}, group_edges, root, roles, depth))
-    return groups
 
 
 @dataclass
@@ -472,20 +153,20 @@ class IncidentBook:
 
         ``suggestions`` are each alert's own actions (before any holding). Returns the
         alerts to hold: fingerprint → the label of the root that explains them."""
-        nodes: dict[str, _Node] = {}
+        nodes: dict[str, Node] = {}
         for alert in alerts:
             if alert.severity is Severity.INFO:
                 continue
             key = node_of(alert)
             node = nodes.get(key)
             if node is None:
-                nodes[key] = _Node(key, [alert])
+                nodes[key] = Node(key, [alert])
             else:
                 node.alerts.append(alert)
-        groups = _groups(nodes, _relations(nodes, ctx)) if nodes else []
+        groups = groups_of(nodes, relations(nodes, ctx)) if nodes else []
         held: dict[str, str] = {}
-        claimed: dict[str, _Group] = {}
-        fresh: list[_Group] = []
+        claimed: dict[str, Group] = {}
+        fresh: list[Group] = []
         taken: set[str] = set()
         for group in sorted(groups, key=lambda g: -len(g.fingerprints())):
             fps = group.fingerprints()
@@ -512,7 +193,7 @@ class IncidentBook:
                 claimed[lingering[0]] = group  # back within its grace: the same incident
             else:
                 fresh.append(group)
-            root_label = _label(group.nodes[group.root])
+            root_label = label_of(group.nodes[group.root])
             for name, role in group.roles.items():
                 if role == "effect":
                     for alert in group.nodes[name].alerts:
@@ -549,7 +230,7 @@ class IncidentBook:
     def _put(
         self,
         iid: str | None,
-        group: _Group,
+        group: Group,
         suggestions: Mapping[str, Sequence[SuggestedAction]],
         ctx: IncidentContext,
         now: float,
@@ -562,7 +243,7 @@ class IncidentBook:
             key=lambda n: (
                 {"root": 0, "related": 1, "effect": 2}[group.roles[n]],
                 group.depth.get(n, 99),
-                _KIND_RANK[_kind(n)],
+                KIND_RANK[kind_of(n)],
                 n,
             ),
         )
@@ -594,17 +275,17 @@ class IncidentBook:
                         remedies.append(action)
         effects = [group.nodes[n] for n in order if group.roles[n] == "effect"]
         related = [group.nodes[n] for n in order if group.roles[n] == "related"]
-        title = _root_phrase(root_node)
-        failing = [_label(n) for n in effects if _kind(n.name) == "service"]
-        others = [_effect_phrase(n) for n in effects if _kind(n.name) != "service"]
-        parts = [_root_phrase(n) for n in related if _kind(n.name) == "process"] + others
+        title = root_phrase(root_node)
+        failing = [label_of(n) for n in effects if kind_of(n.name) == "service"]
+        others = [effect_phrase(n) for n in effects if kind_of(n.name) != "service"]
+        parts = [root_phrase(n) for n in related if kind_of(n.name) == "process"] + others
         if failing:
-            parts.append(f"{_names(failing)} {'fails' if len(failing) == 1 else 'fail'}")
+            parts.append(f"{names_phrase(failing)} {'fails' if len(failing) == 1 else 'fail'}")
         if parts:
             title = f"{title}: {'; '.join(parts)}"
         reasons = [e.why for e in group.edges]
         notes = [
-            f"{_label(node)}: {ctx.services[name[len('service:') :]].note}"
+            f"{label_of(node)}: {ctx.services[name[len('service:') :]].note}"
             for name, node in group.nodes.items()
             if name.startswith("service:")
             and name[len("service:") :] in ctx.services
