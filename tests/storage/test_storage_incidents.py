@@ -99,13 +99,15 @@ def test_notified_is_remembered_by_key_while_open(db: SyncStorage) -> None:
 def test_retention_keeps_open_incidents_and_drops_old_resolved_ones(
     db: SyncStorage, clock: Clock
 ) -> None:
-    db.record_incident(incident("stuck", opened_at=T0))
+    long_open = incident("long", opened_at=T0).model_copy(update={"updated_at": T0 + 9 * 86400})
+    db.record_incident(long_open)  # open for ten days, still heard of: it stays
+    db.record_incident(incident("abandoned", opened_at=T0 + 1))  # an ended run's, never again
     db.record_incident(incident("done", opened_at=T0, resolved_at=T0 + 10))
     db.record_incident(incident("recent", opened_at=T0 + 5 * 86400, resolved_at=T0 + 5 * 86400))
     clock.now = T0 + 10 * 86400
     report = db.maintain(RetentionPolicy(events_days=7))
-    assert report.deleted["incident"] == 1
-    assert sorted(i.id for i in db.incidents()) == ["recent", "stuck"]
+    assert report.deleted["incident"] == 2
+    assert sorted(i.id for i in db.incidents()) == ["long", "recent"]
 
 
 def test_a_row_that_no_longer_parses_is_skipped_not_fatal(db: SyncStorage) -> None:

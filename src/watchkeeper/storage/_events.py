@@ -227,9 +227,13 @@ class EventsMixin(DbBase):
         deleted["alert"] = conn.execute(
             "DELETE FROM alert WHERE state = 'resolved' AND resolved_at < ?", (cut,)
         ).rowcount
-        # Incidents likewise: an open one stays, a resolved one goes with its alerts.
+        # Incidents likewise: a resolved one goes with its alerts, an open one stays, unless
+        # nothing was heard of it for as long (left open by a run that ended: the analyzer
+        # rewrites the row of every incident it still holds whenever that one changes).
         deleted["incident"] = conn.execute(
-            "DELETE FROM incident WHERE state = 'resolved' AND resolved_at < ?", (cut,)
+            "DELETE FROM incident WHERE (state = 'resolved' AND resolved_at < ?)"
+            " OR (state = 'open' AND updated_at < ?)",
+            (cut, cut),
         ).rowcount
         audit_cut = now - policy.audit_days * 86400
         deleted["audit"] = conn.execute(
