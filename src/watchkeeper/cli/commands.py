@@ -18,6 +18,7 @@ the models) happen inside the commands, so ``watchkeeper --help`` stays quick.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -196,9 +197,12 @@ def analysis(
     with api.session() as client:
         data = client.get("/api/analysis", history=history or None)
         firing = None if api.as_json else AlertsReply.model_validate(client.get("/api/alerts"))
-        open_now = (
-            None if api.as_json else IncidentsReply.model_validate(client.get("/api/incidents"))
-        )
+        open_now = None
+        if not api.as_json:
+            from watchkeeper.cli.client import ApiError
+
+            with contextlib.suppress(ApiError):  # a server from before incidents has none
+                open_now = IncidentsReply.model_validate(client.get("/api/incidents"))
     reply = AnalysisReply.model_validate(data)
     api.show(data, lambda: analysis_view(reply, firing, time.time(), open_now))
 
