@@ -330,3 +330,21 @@ def test_resolved_incident_lists_its_members_as_cleared() -> None:
     assert all(not m.firing for m in resolved.members)
     assert run.engine.incidents_open() == []
     assert all(a.state is AlertState.FIRING for a in run.engine.firing())
+
+
+def test_a_disk_that_is_only_filling_does_not_hold_a_crash_of_what_lives_on_it() -> None:
+    """86 % full leaves room to write: db dying there is its own problem, restart it."""
+    run = Run(settings(PG))
+    run.feed(3, disks=[fs("/", 86)], services=[svc("db", "failed", critical=True)])
+    incidents = {i.key: i for i in run.engine.incidents_open()}
+    assert sorted(incidents) == ["disk:/", "service:db"]
+    assert [s.action for s in run.alert("service_down", "service:db").suggested_actions] == [
+        "restart_service"
+    ]
+    # Unless db itself says the disk is why.
+    said = Run(settings(PG))
+    enospc = svc("db", "failed", critical=True, detail="could not write: No space left on device")
+    said.feed(3, disks=[fs("/", 86)], services=[enospc])
+    (incident,) = said.engine.incidents_open()
+    assert incident.key == "disk:/"
+    assert said.alert("service_down", "service:db").suggested_actions == []

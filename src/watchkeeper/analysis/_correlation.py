@@ -257,6 +257,11 @@ def _alert_text(alerts: Iterable[Alert]) -> str:
     return " ".join(parts).lower()
 
 
+def _exhausted(node: Node) -> bool:
+    """A mount out of space or inodes: a critical ``disk_full`` / ``inodes_full``."""
+    return any(a.rule in _EXHAUSTED and a.severity is Severity.CRITICAL for a in node.alerts)
+
+
 def relations(nodes: Mapping[str, Node], ctx: IncidentContext) -> list[Edge]:
     """Every cause → effect edge between the nodes that fire now."""
     edges: list[Edge] = []
@@ -284,10 +289,18 @@ def relations(nodes: Mapping[str, Node], ctx: IncidentContext) -> list[Edge]:
         text = facts.text + " " + _alert_text(node.alerts)
         label = label_of(node)
         linked: set[str] = set()
+        no_space = _text_has(text, _ENOSPC)
         for path in facts.paths:
             mount = mount_of(path, ctx.mounts)
             key = f"mount:{mount}"
-            if mount is not None and key in mounts and key not in linked:
+            # A disk that is only filling, or full at a warning, leaves room to write: it
+            # explains a failure of what lives on it only when the service says so.
+            if (
+                mount is not None
+                and key in mounts
+                and key not in linked
+                and (no_space or _exhausted(mounts[key]))
+            ):
                 linked.add(key)
                 edges.append(
                     Edge(
@@ -297,7 +310,7 @@ def relations(nodes: Mapping[str, Node], ctx: IncidentContext) -> list[Edge]:
                         0.9,
                     )
                 )
-        if not linked and full and _text_has(text, _ENOSPC):
+        if not linked and full and no_space:
             edges.append(Edge(full[0].name, name, f"{label} reports no space left", 0.7))
         if memory is not None:
             killed = any(a.evidence.get("exit_signal") == _SIGKILL for a in node.alerts)

@@ -14,13 +14,15 @@ subject always go together: ``service_down``, ``service_unhealthy`` and
 ``service_flapping`` of one service are one node, as are ``disk_full``, ``inodes_full``
 and ``disk_filling`` of one mount):
 
-* **Resource exhaustion comes before the failures it explains.** A mount that is full,
-  out of inodes or filling explains the failure of a service whose configured ``paths``
-  live on it (a path lives on the mount that is its longest prefix among the sample's
-  filesystems). Without declared paths the link needs strong evidence: the service's
-  detail, probe output or log lines say "No space left on device" (``ENOSPC``, quota
-  exceeded) while a mount is full. Exhausted memory explains a service killed by signal 9
-  or whose text says it ran out of memory; a saturated CPU explains a probe that timed out.
+* **Resource exhaustion comes before the failures it explains.** A mount out of space or
+  inodes (``disk_full`` / ``inodes_full`` at critical) explains the failure of a service
+  whose configured ``paths`` live on it (a path lives on the mount that is its longest
+  prefix among the sample's filesystems); a mount only filling, or full at a warning,
+  does so when the service says it ran out of space. Without declared paths the link
+  needs that strong evidence: the service's detail, probe output or log lines say "No
+  space left on device" (``ENOSPC``, quota exceeded) while a mount is full. Exhausted
+  memory explains a service killed by signal 9 or whose text says it ran out of memory;
+  a saturated CPU explains a probe that timed out.
 * **A failed service explains its dependents** (``depends_on``): web answering 502 is
   explained by the database it needs being down; chains go to the deepest cause.
 * **A process that drives a resource belongs with it**: a runaway process at the top of
