@@ -26,12 +26,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel
-
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.model.incidents import Incident, IncidentState
 from watchkeeper.notify._grouping import AlertGrouper, IncidentBook, Outgoing
+from watchkeeper.notify._lanes import ChannelStats, Lane, NotifierStats, close_quietly
 from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
 from watchkeeper.notify.compose import alert_notice, event_notice, incident_notice
 
@@ -41,62 +40,6 @@ log = logging.getLogger("watchkeeper.notify")
 
 OnNotified = Callable[[Notification], Awaitable[None]]
 OnGiveUp = Callable[[str, Notification, str], Awaitable[None]]
-
-
-class ChannelStats(BaseModel):
-    name: str
-    min_severity: str
-    sent: int
-    failed: int
-    retries: int
-    dropped: int
-    queued: int
-    sending: bool
-    last_error: str | None
-    last_error_at: float | None
-    last_sent_at: float | None
-
-
-class NotifierStats(BaseModel):
-    enabled: bool
-    channels: list[ChannelStats]
-    firing_groups: int
-    suppressed: int
-    flapped: int
-    held: int
-    dropped_quiet: int
-    incidents_open: int = 0
-    absorbed: int = 0
-    """Alert notices not sent because the alert was told through its incident."""
-
-
-class _Lane:
-    """One channel's queue, worker state and counters."""
-
-    def __init__(self, channel: NotificationChannel, size: int) -> None:
-        self.channel = channel
-        self.queue: deque[Notification] = deque()
-        self.size = size
-        self.wake = asyncio.Event()
-        self.sending = False
-        self.sent = self.failed = self.retries = self.dropped = 0
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self.last_sent_at: float | None = None
-
-    def put(self, notice: Notification) -> None:
-        if len(self.queue) >= self.size:
-            self.queue.popleft()  # the oldest goes: the newest says more about now
-            self.dropped += 1
-        self.queue.append(notice)
-        self.wake.set()
-
-
-def _close(channel: NotificationChannel) -> None:
-    closer = getattr(channel, "close", None)
-    if callable(closer):
-        with contextlib.suppress(Exception):
-            closer()
 
 
 class Notifier:
@@ -122,7 +65,7 @@ class Notifier:
         registry = channels if isinstance(channels, ChannelRegistry) else ChannelRegistry(channels)
         self.host = host or socket.gethostname()
         self._clock = clock
-        self._lanes = {ch.name: _Lane(ch, settings.queue_size) for ch in registry}
+        self._lanes = {ch.name: Lane(ch, settings.queue_size) for ch in registry}
         self.grouper = AlertGrouper(settings, self.route, local_time=local_time)
         self.incidents = IncidentBook(expected=expect_incidents)
         self.absorbed = 0
@@ -162,7 +105,7 @@ class Notifier:
         self._threads = max(1, len(self._lanes))
         return ThreadPoolExecutor(self._threads, thread_name_prefix="watchkeeper-notify")
 
-    def _start_worker(self, lane: _Lane) -> None:
+    def _start_worker(self, lane: Lane) -> None:
         task = asyncio.create_task(self._work(lane), name=f"notify:{lane.channel.name}")
         self._workers[lane.channel.name] = task
         self._tasks.append(task)
@@ -200,7 +143,7 @@ class Notifier:
         for name, channel in wanted.items():
             kept = self._lanes.get(name)
             if kept is None:
-                self._lanes[name] = fresh = _Lane(channel, size)
+                self._lanes[name] = fresh = Lane(channel, size)
                 if self._tasks:
                     self._start_worker(fresh)
             elif kept.channel is not channel:
@@ -216,7 +159,7 @@ class Notifier:
         if busy:
             self._retired.append(channel)
             return
-        _close(channel)
+        close_quietly(channel)
 
     async def aclose(self) -> None:
         """Stop the workers (queued notices stay queued for the next ``start``)."""
@@ -236,7 +179,7 @@ class Notifier:
         """Release the channels' connections (for the final shutdown)."""
         retired, self._retired = self._retired, []
         for channel in [*retired, *(lane.channel for lane in self._lanes.values())]:
-            _close(channel)
+            close_quietly(channel)
 
     # -- input --------------------------------------------------------------------------
     async def alert_firing(self, alert: Alert, *, notified_at: float | None = None) -> None:
@@ -375,7 +318,7 @@ class Notifier:
                 await asyncio.wait_for(self._tick.wait(), wait)
             await self.pump()
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _work(self, lane: Lane) -> None:
         while True:
             while not lane.queue:
                 lane.wake.clear()
@@ -387,7 +330,7 @@ class Notifier:
             finally:
                 lane.sending = False
 
-    async def _deliver(self, lane: _Lane, notice: Notification) -> None:
+    async def _deliver(self, lane: Lane, notice: Notification) -> None:
         retries = self.settings.retries
         loop = asyncio.get_running_loop()
         name = lane.channel.name
