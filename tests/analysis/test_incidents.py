@@ -19,6 +19,7 @@ from watchkeeper.model.metrics import (
     CpuMetrics,
     DiskMetrics,
     FilesystemUsage,
+    MemoryMetrics,
     MetricsSample,
     ProcessInfo,
     ProcessMetrics,
@@ -85,10 +86,12 @@ def sample(
     services: Sequence[ServiceStatus] = (),
     cpu: float | None = None,
     top: Sequence[ProcessInfo] = (),
+    memory: MemoryMetrics | None = None,
 ) -> MetricsSample:
     return MetricsSample(
         timestamp=t,
         host="db1",
+        memory=memory,
         disks=DiskMetrics(filesystems=tuple(disks)) if disks else None,
         cpu=CpuMetrics(percent=cpu, count=2) if cpu is not None else None,
         processes=ProcessMetrics(total=100, top_cpu=tuple(top)) if top else None,
@@ -348,3 +351,32 @@ def test_a_disk_that_is_only_filling_does_not_hold_a_crash_of_what_lives_on_it()
     (incident,) = said.engine.incidents_open()
     assert incident.key == "disk:/"
     assert said.alert("service_down", "service:db").suggested_actions == []
+
+
+def test_a_probe_timing_out_while_the_host_thrashes_swap_is_explained_by_memory() -> None:
+    thrashing = MemoryMetrics(
+        total_bytes=8 * GIB,
+        available_bytes=GIB // 2,
+        used_bytes=7 * GIB,
+        percent=88.0,
+        swap_total_bytes=4 * GIB,
+        swap_used_bytes=3 * GIB,
+        swap_percent=75.0,
+        swap_in_bytes_per_s=30e6,
+        swap_out_bytes_per_s=25e6,
+    )
+    slow = svc("api", healthy=False, probe="GET http://127.0.0.1:9000/health timed out after 2.0s")
+    run = Run(settings(for_seconds=0))
+    run.feed(4, memory=thrashing, services=[slow])
+    (incident,) = run.engine.incidents_open()
+    assert incident.key == "memory"
+    assert {(m.rule, m.role) for m in incident.members} == {
+        ("memory_high", "root"),
+        ("swap_thrashing", "related"),
+        ("service_unhealthy", "effect"),
+    }
+    assert "api's probe times out while swapping" in incident.root_cause
+    # A probe that answers 500 on the same host is not explained by the swapping.
+    other = Run(settings(for_seconds=0))
+    other.feed(4, memory=thrashing, services=[svc("api", healthy=False, probe="HTTP 500")])
+    assert len(other.engine.incidents_open()) == 2

@@ -320,13 +320,11 @@ def relations(nodes: Mapping[str, Node], ctx: IncidentContext) -> list[Edge]:
             if _text_has(text, _ENOMEM) or (killed and exhausted):
                 why = "ran out of memory" if not killed else "was killed (signal 9)"
                 edges.append(Edge("memory", name, f"{label} {why} while memory is short", 0.7))
-        if (
-            cpu is not None
-            and cpu.severity >= SEVERITY_RANK[Severity.CRITICAL]
-            and "service_unhealthy" in node.rules()
-            and _text_has(text, _TIMEOUT)
-        ):
+        slow = "service_unhealthy" in node.rules() and _text_has(text, _TIMEOUT)
+        if slow and cpu is not None and cpu.severity >= SEVERITY_RANK[Severity.CRITICAL]:
             edges.append(Edge("cpu", name, f"{label}'s probe times out on a busy CPU", 0.5))
+        elif slow and memory is not None and "swap_thrashing" in memory.rules():
+            edges.append(Edge("memory", name, f"{label}'s probe times out while swapping", 0.5))
         for needed in facts.depends_on:
             key = f"service:{needed}"
             if key in nodes and key != name:

@@ -22,7 +22,7 @@ and ``disk_filling`` of one mount):
   needs that strong evidence: the service's detail, probe output or log lines say "No
   space left on device" (``ENOSPC``, quota exceeded) while a mount is full. Exhausted
   memory explains a service killed by signal 9 or whose text says it ran out of memory;
-  a saturated CPU explains a probe that timed out.
+  a saturated CPU, or a host thrashing swap, explains a probe that timed out.
 * **A failed service explains its dependents** (``depends_on``): web answering 502 is
   explained by the database it needs being down; chains go to the deepest cause.
 * **A process that drives a resource belongs with it**: a runaway process at the top of
