@@ -370,11 +370,9 @@ def test_a_probe_timing_out_while_the_host_thrashes_swap_is_explained_by_memory(
     run.feed(4, memory=thrashing, services=[slow])
     (incident,) = run.engine.incidents_open()
     assert incident.key == "memory"
-    assert {(m.rule, m.role) for m in incident.members} == {
-        ("memory_high", "root"),
-        ("swap_thrashing", "related"),
-        ("service_unhealthy", "effect"),
-    }
+    roles = {(m.rule, m.role) for m in incident.members}
+    assert {("memory_high", "root"), ("swap_thrashing", "related")} <= roles
+    assert ("service_unhealthy", "effect") in roles
     assert "api's probe times out while swapping" in incident.root_cause
     # A probe that answers 500 on the same host is not explained by the swapping.
     other = Run(settings(for_seconds=0))
