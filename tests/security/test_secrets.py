@@ -178,7 +178,7 @@ def exercised(daemon: ConfigDaemon, receiver: Receiver) -> dict[str, bytes]:
 
 
 def _fill(name: str, where: str, path: str) -> str:
-    values = {"name": "communicator", "metric": "cpu.percent"}
+    values = {"name": "communicator", "metric": "cpu.percent", "incident_id": "no-such-incident"}
     if name not in values:
         raise AssertionError(f"{path}: give the secrets test a value for {where} {name!r}")
     return values[name]
