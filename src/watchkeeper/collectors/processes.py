@@ -23,11 +23,11 @@ processes that used some CPU in the interval.
 Every top process carries its ``ppid`` and whether it is a kernel thread (the
 ``PF_KTHREAD`` flag of the same stat line; elsewhere: ``kthreadd``, pid 2, or its
 children). ``groups`` names the ``jobs`` (5) busiest *jobs* (see
-:mod:`watchkeeper.collectors.jobs`): busy children by (parent, command), plus what children that exited between two samples
-used, read from the parent's ``cutime``/``cstime`` growth (also on that stat line) minus
-what was already counted for them. A process first seen after the previous sample counts
-there with all its ticks, since it was born in the interval. No extra file is read for
-any of this.
+:mod:`watchkeeper.collectors.jobs`): busy children by (parent, command), plus what
+children that exited between two samples used, read from the parent's
+``cutime``/``cstime`` growth (also on that stat line) minus what was already counted for
+them. A process first seen after the previous sample counts there with all its ticks,
+since it was born in the interval. No extra file is read for any of this.
 
     ProcessCollector(top_n=5).collect().top_memory[0].cmdline
 """
@@ -96,8 +96,8 @@ _BUCKETS = ("running", "sleeping", "disk_sleep", "stopped", "zombie", "idle")
 # A row per process, kept as a plain tuple: building 1,000+ objects per second would cost
 # more than reading the data. Fields: cpu % (or None), rss bytes, pid, identity (start
 # time), status (Linux: the stat letter; elsewhere psutil's word), threads, payload
-# (Linux: the stat line; elsewhere: the psutil.Process), ppid, kernel thread.
-_Row = tuple[float | None, int, int, float, bytes | str, int, Any, int, bool]
+# (Linux: the stat line; elsewhere: the psutil.Process), ppid.
+_Row = tuple[float | None, int, int, float, bytes | str, int, Any, int]
 _CPU, _RSS = itemgetter(0), itemgetter(1)
 # What one process had used at the last sample: own CPU, its reaped children's CPU (ticks
 # on Linux, seconds elsewhere) and its parent, to account for children that exit.
@@ -231,7 +231,7 @@ class ProcessCollector:
                 clean(user, LOG_LINE, 64) if user is not None else None,
             )
             self._details_cache[key] = cached
-        cpu, rss, pid, start, status, threads, payload, ppid, kthread = row
+        cpu, rss, pid, start, status, threads, payload, ppid = row
         if self._root is not None:
             created = self._boot + start / self._hz
             open_files = _count_fds(f"{self._root}/{pid}/fd", self._fd_size_counts)
@@ -251,7 +251,7 @@ class ProcessCollector:
             create_time=created,
             age_seconds=max(0.0, wall - created),
             ppid=ppid,
-            kernel_thread=kthread,
+            kernel_thread=self._kernel_thread(pid, ppid, payload),
         )
 
     # -- Linux: /proc parsed by hand -------------------------------------------------------
@@ -322,12 +322,12 @@ class ProcessCollector:
             fields = data[data.rfind(b")") + 2 :].split(b" ", 22)
             try:
                 ticks = int(fields[11]) + int(fields[12])
-                children = int(fields[13]) + int(fields[14])
+                c1, c2 = fields[13], fields[14]  # mostly "0 0": no parse needed
+                children = 0 if c1 == b"0" and c2 == b"0" else int(c1) + int(c2)
                 start = float(fields[19])
                 rss = int(fields[21]) * page
                 threads = int(fields[17])
                 ppid = int(fields[1])
-                kthread = bool(int(fields[6]) & _PF_KTHREAD)
             except (IndexError, ValueError):
                 continue  # not a stat line we understand (foreign or truncated file)
             pid = int(entry)
@@ -342,12 +342,11 @@ class ProcessCollector:
             else:
                 used, reaped = ticks - previous[0], children - previous[1]
                 cpu = used * scale if scale else None
-            if scale:
-                if used > 0:
-                    busy.append((pid, ppid, kthread, used * scale, data))
-                if reaped > 0:
-                    grown[pid] = reaped * scale
-            append((cpu, rss, pid, start, fields[0], threads, data, ppid, kthread))
+            if used > 0 and scale:
+                busy.append((pid, ppid, _stat_kthread(data), used * scale, data))
+            if reaped > 0 and scale:
+                grown[pid] = reaped * scale
+            append((cpu, rss, pid, start, fields[0], threads, data, ppid))
         _close_all(stale)
         self._jobs = self._group(last, current, busy, grown, scale, rows, _stat_name)
         self._last_cpu = current  # exited processes drop out here, so this never grows
@@ -397,6 +396,12 @@ class ProcessCollector:
             del recent[parent]
         lately = {parent: recent[parent][0] for parent in exited.keys() & recent.keys()}
         return group_jobs(members, exited, names, limit=self._job_limit, recent=lately)
+
+    def _kernel_thread(self, pid: int, ppid: int, payload: Any) -> bool:
+        if self._root is not None:
+            return _stat_kthread(payload)
+        # Without the flags: kthreadd (pid 2) and its children, where that holds (Linux).
+        return sys.platform.startswith("linux") and (pid == 2 or ppid == 2)
 
     def _open_stat(self, path: str, stale: dict[str, int]) -> int | None:
         try:
@@ -453,7 +458,7 @@ class ProcessCollector:
                 continue  # no identity, no safe delta
             pid, ppid = info["pid"], info.get("ppid") or 0
             key = (pid, created)
-            kthread = linux and (pid == 2 or ppid == 2)  # kthreadd and its children
+            kthread = linux and (pid == 2 or ppid == 2)
             cpu = None
             if times is not None:
                 seconds = times.user + times.system
@@ -475,7 +480,7 @@ class ProcessCollector:
                         grown[pid] = reaped * scale
             rss, threads = (mem.rss if mem else 0), (info["num_threads"] or 0)
             status = str(info["status"] or "other")
-            rows.append((cpu, rss, pid, created, status, threads, proc, ppid, kthread))
+            rows.append((cpu, rss, pid, created, status, threads, proc, ppid))
         self._jobs = self._group(last, current, busy, grown, scale, rows, _psutil_name)
         self._last_cpu = current
         return rows
@@ -488,6 +493,15 @@ def _status_name(status: bytes | str) -> str:
     if isinstance(status, bytes):
         return _LINUX_STATUS.get(status, "other")
     return _PSUTIL_STATUS.get(status, status)
+
+
+def _stat_kthread(stat: bytes) -> bool:
+    """Whether a stat line's flags (field 9) carry PF_KTHREAD; read for the few processes
+    that need it, not for every one."""
+    try:
+        return bool(int(stat[stat.rfind(b")") + 2 :].split(b" ", 7)[6]) & _PF_KTHREAD)
+    except (IndexError, ValueError):
+        return False
 
 
 def _stat_name(stat: bytes) -> str:
