@@ -139,7 +139,7 @@ class AnalysisEngine:
         self._host = sample.host
         if sample.disks is not None:
             self._mounts = tuple(fs.mount for fs in sample.disks.filesystems)
-        transitions = self._apply(vet(checks, sample, settings), now)
+        transitions = self._apply(vet(checks, sample, settings, self.levels.tracked), now)
         # Subjects that vanished (a process gone, a disk unmounted) resolve their alerts.
         families_present = {c.family for c in checks}
         seen_keys = {(c.rule, c.subject) for c in checks}
@@ -169,7 +169,7 @@ class AnalysisEngine:
             self.observe_log(name, detail)
         checks = list(service_checks(status, settings, now))
         checks.append(self._flap_check(name, bool(status.critical), settings, now))
-        return self._settle(self._apply(vet(checks, None, settings), now), now)
+        return self._settle(self._apply(vet(checks, None, settings, self.levels.tracked), now), now)
 
     def observe_log(self, service: str, line: str) -> None:
         """A log line of ``service`` (untrusted; kept cleaned, the last few only), read as

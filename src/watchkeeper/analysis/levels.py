@@ -129,6 +129,11 @@ class LevelTracker:
         track = self._tracks.get(key)
         return _effective(track) if track else None
 
+    def tracked(self, key: Hashable) -> bool:
+        """True while anything is remembered for ``key`` (a level, a pending timer or a
+        window with the condition in it): only then can a clear sample still hold a level."""
+        return key in self._tracks
+
     def window(self, key: Hashable) -> WindowView | None:
         """The window's account when the windowed rule is what holds this key's level (an
         intermittent fault), else ``None``."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import PurePath
 from typing import Any
 
@@ -84,7 +84,8 @@ def process_protection(
     own: frozenset[int],
     name: str | None = None,
 ) -> str | None:
-    """Why no action may touch process ``pid`` (``proc`` when the sample has it), or None."""
+    """Why no action may touch process ``pid`` (``proc`` when the sample has it), or None.
+    ``protected_names`` is best given as a set of lower-case names."""
     if pid <= 1:
         return f"pid {pid} (init)" if pid == 1 else f"pid {pid}"
     if pid == _KTHREADD or (proc is not None and (proc.kernel_thread or proc.ppid == _KTHREADD)):
@@ -94,7 +95,12 @@ def process_protection(
     names = names_of_info(proc) if proc is not None else set()
     if name:
         names.add(name.lower())
-    hit = sorted(names & {n.lower() for n in protected_names})
+    protected = (
+        protected_names
+        if isinstance(protected_names, (set, frozenset))
+        else {n.lower() for n in protected_names}
+    )
+    hit = sorted(names & protected)
     if hit:
         return f"protected name {clean(hit[0], LABEL, 32)!r} (remediation.protected_names)"
     return None
@@ -123,6 +129,8 @@ class _World:
             if status.pid is not None:
                 self.service_pids[status.pid] = status.name
         self.specs: dict[str, ServiceSpec] = {spec.name: spec for spec in settings.services}
+        self.protected = frozenset(n.lower() for n in settings.remediation.protected_names)
+        self._verdicts: dict[tuple[str, str, str | None], tuple[str, str, str] | None] = {}
         self._dirs: list[tuple[PurePath, PurePath | None]] | None = None
         self._logs: list[tuple[PurePath, PurePath | None]] | None = None
 
@@ -138,6 +146,12 @@ class _World:
 
     def why_not(self, suggestion: SuggestedAction) -> tuple[str, str, str] | None:
         """``(why not, what would help, protection)`` for a suggestion that cannot run."""
+        key = (suggestion.action, suggestion.target_kind, suggestion.target)
+        if key not in self._verdicts:
+            self._verdicts[key] = self._why_not(suggestion)
+        return self._verdicts[key]
+
+    def _why_not(self, suggestion: SuggestedAction) -> tuple[str, str, str] | None:
         action, target = suggestion.action, suggestion.target or ""
         if action == "clean_directory" and suggestion.target_kind == "path":
             return self._cleanable(target)
@@ -179,7 +193,7 @@ class _World:
 
     def _restartable(self, name: str) -> tuple[str, str, str] | None:
         label = clean(name, LABEL, 64)
-        protected = {n.lower() for n in self.settings.remediation.protected_names}
+        protected = self.protected
         if name.lower() in protected or name.lower().removesuffix(".service") in protected:
             why = f"service {label} is protected (remediation.protected_names)"
             return why, "", "protected service name"
@@ -203,7 +217,7 @@ class _World:
         why = process_protection(
             pid,
             self.procs.get(pid),
-            self.settings.remediation.protected_names,
+            self.protected,
             self.own,
             name if isinstance(name, str) else None,
         )
@@ -225,15 +239,21 @@ def vet(
     checks: list[Check],
     sample: MetricsSample | None,
     settings: Settings,
+    tracked: Callable[[Hashable], bool] | None = None,
     *,
     own: frozenset[int] | None = None,
 ) -> list[Check]:
     """``checks`` with every suggestion that cannot or must not run taken out (in place;
     the list is returned). ``own``: the pids of watchkeeper and its ancestors, read from
-    this machine when not given (and only for a sample of this host)."""
+    this machine when not given (and only for a sample of this host).
+
+    ``tracked`` (the level tracker's) lets a clear check whose key holds nothing pass
+    untouched: its suggestions can reach no alert, so vetting them would be wasted work."""
     world: _World | None = None
     for index, check in enumerate(checks):
         if not check.suggested:
+            continue
+        if check.raw is None and tracked is not None and not tracked((check.rule, check.subject)):
             continue
         if world is None:
             if own is None:
