@@ -164,6 +164,10 @@ def test_a_restart_that_never_helps_backs_off_and_gives_up() -> None:
     # Each attempt is still down when verified; the fifth failure gives up.
     assert verdicts == ["run"] * 5 + ["refuse"] * 3
     assert "gave up" in gate.records[-1].reason
+    # The give-up is news for the analyzer, once, as remediation.gave_up is.
+    (giveup,) = gate.take_gave_up()
+    assert (giveup.target, giveup.failures) == ("db", 5)
+    assert gate.take_gave_up() == []
 
 
 def test_a_restart_that_works_is_not_a_crash_loop() -> None:

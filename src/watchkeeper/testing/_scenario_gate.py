@@ -26,7 +26,7 @@ from watchkeeper.model.services import ServiceEvent
 from watchkeeper.remediation.actions import ActionContext
 from watchkeeper.remediation.bookkeeping import SuccessBook, order_candidates, recommended
 from watchkeeper.remediation.builtin import builtin_registry
-from watchkeeper.remediation.policy import Decision, Policy
+from watchkeeper.remediation.policy import Decision, GiveUp, Policy
 from watchkeeper.testing._scenario_format import Expect
 from watchkeeper.testing._scenario_samples import ScenarioProcesses, ServiceWorld
 
@@ -123,6 +123,7 @@ class GateReplay:
             processes=self.world,
         )
         self.records: list[Replayed] = []
+        self.gave_up: list[GiveUp] = []  # give-ups not yet told to the analyzer
         self._verify: list[tuple[float, str]] = []  # (due, service)
 
     # -- time ----------------------------------------------------------------------------------
@@ -130,7 +131,6 @@ class GateReplay:
         """Move the clock to ``t`` (seconds in); settle the verifications due by then."""
         self.t = t
         self.world.alive = world.alive
-        cfg = self.settings.remediation
         due = [v for v in self._verify if v[0] <= t]
         self._verify = [v for v in self._verify if v[0] > t]
         for when, name in due:
@@ -139,7 +139,17 @@ class GateReplay:
             if status is not None and str(status.state) == "running":
                 self.policy.guard.success(name, now)
             else:
-                self.policy.guard.failure(name, now, cfg, "still down after the restart")
+                self._failed(name, now, "still down after the restart")
+
+    def _failed(self, name: str, now: float, why: str) -> None:
+        giveup = self.policy.guard.failure(name, now, self.settings.remediation, why)
+        if giveup is not None:
+            self.gave_up.append(giveup)
+
+    def take_gave_up(self) -> list[GiveUp]:
+        """The crash-loop give-ups since the last call (``remediation.gave_up``)."""
+        out, self.gave_up = self.gave_up, []
+        return out
 
     def on_service_event(self, event: ServiceEvent) -> None:
         """A service died sooner than its ``min_uptime``: one more crash-loop failure (the
@@ -149,8 +159,7 @@ class GateReplay:
         spec = next((s for s in self.settings.services if s.name == event.name), None)
         if spec is None or event.uptime >= spec.min_uptime:
             return
-        cfg = self.settings.remediation
-        self.policy.guard.failure(event.name, event.at.timestamp(), cfg, "failed start")
+        self._failed(event.name, event.at.timestamp(), "failed start")
 
     # -- proposals -----------------------------------------------------------------------------
     def on_alert(self, alert: Alert) -> Replayed | None:
