@@ -347,6 +347,17 @@ def test_a_dead_database_is_one_incident_everywhere_and_one_notice(
 
     (done,) = wait_for(resolved, 60, "the incident resolved")
     assert done["state"] == "resolved" and done["resolved_at"] is not None
+    # It ended smaller than it began (its alerts left as they cleared); its detail still
+    # has all three, each resolved, and the three restarts that healed them.
+    after = httpx.get(f"{daemon.url}/api/incidents/{incident['id']}", timeout=5).json()
+    assert after["source"] == "storage"
+    assert {(a["subject"], a["state"]) for a in after["members"]} == {
+        ("service:db", "resolved"),
+        ("service:api", "resolved"),
+        ("service:web", "resolved"),
+    }
+    restarted = {r["target"] for r in after["actions"] if r["outcome"] == "succeeded"}
+    assert restarted == {"db", "api", "web"}, after["actions"]
     everything = json.loads(cli(daemon, "incidents", "--all", "--json").stdout)
     assert incident["id"] in [i["id"] for i in everything["incidents"]]
     wait_for(lambda: len([n for n in sink.notices if n["key"] == key]) >= 2, 20, "resolved")

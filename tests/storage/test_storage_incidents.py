@@ -76,6 +76,16 @@ def test_an_incident_is_updated_in_place_by_id(db: SyncStorage) -> None:
     assert db.incident("nope") is None
 
 
+def test_every_alert_that_was_ever_in_an_incident_is_kept(db: SyncStorage) -> None:
+    db.record_incident(incident(members=3))
+    shrunk = incident(members=1).model_copy(update={"updated_at": T0 + 60})
+    db.record_incident(shrunk)  # two members cleared and left it
+    (stored,) = db.incidents()
+    assert [m.alert_id for m in stored.members] == ["a0"]
+    assert db.incident_alerts("inc1") == [("a0", "fp0"), ("a1", "fp1"), ("a2", "fp2")]
+    assert db.incident_alerts("nope") == []
+
+
 def test_incidents_filter_by_state_and_span_newest_first(db: SyncStorage) -> None:
     db.record_incident(incident("old", opened_at=T0, resolved_at=T0 + 60))
     db.record_incident(incident("mid", opened_at=T0 + 100, resolved_at=T0 + 200))
@@ -108,6 +118,8 @@ def test_retention_keeps_open_incidents_and_drops_old_resolved_ones(
     report = db.maintain(RetentionPolicy(events_days=7))
     assert report.deleted["incident"] == 2
     assert sorted(i.id for i in db.incidents()) == ["long", "recent"]
+    assert db.incident_alerts("abandoned") == [] and db.incident_alerts("done") == []
+    assert len(db.incident_alerts("long")) == 3
 
 
 def test_a_row_that_no_longer_parses_is_skipped_not_fatal(db: SyncStorage) -> None:
@@ -157,6 +169,7 @@ def test_a_v2_database_is_migrated_with_its_data_and_gains_incidents(tmp_path: P
         assert db.load_baselines() == {"cpu": {"mean": 3}}
         assert db.incidents() == []
         db.record_incident(incident())
+        assert len(db.incident_alerts("inc1")) == 3
         assert [i.id for i in db.incidents(state="open")] == ["inc1"]
         assert db.integrity_check() == "ok"
 

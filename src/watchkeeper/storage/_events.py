@@ -235,6 +235,9 @@ class EventsMixin(DbBase):
             " OR (state = 'open' AND updated_at < ?)",
             (cut, cut),
         ).rowcount
+        conn.execute(
+            "DELETE FROM incident_alert WHERE incident_id NOT IN (SELECT id FROM incident)"
+        )
         audit_cut = now - policy.audit_days * 86400
         deleted["audit"] = conn.execute(
             "DELETE FROM audit WHERE updated_at < ?", (audit_cut,)

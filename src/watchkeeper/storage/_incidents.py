@@ -54,6 +54,14 @@ class IncidentsMixin(DbBase):
                     to_json(incident.model_dump(mode="json")),
                 ),
             )
+            conn.executemany(
+                "INSERT OR IGNORE INTO incident_alert (incident_id, alert_id, fingerprint,"
+                " joined_at) VALUES (?, ?, ?, ?)",
+                [
+                    (incident.id, m.alert_id, m.fingerprint, incident.updated_at)
+                    for m in incident.members
+                ],
+            )
 
     @guarded
     def incidents(
@@ -82,6 +90,17 @@ class IncidentsMixin(DbBase):
         rows = self._db().execute("SELECT data FROM incident WHERE id = ?", (incident_id,))
         found = list(RecordsMixin._parse_rows(Incident, rows))
         return found[0] if found else None
+
+    @guarded
+    def incident_alerts(self, incident_id: str) -> list[tuple[str, str]]:
+        """``(alert_id, fingerprint)`` of every alert that was ever part of the incident,
+        in the order they joined (members leave it as they clear)."""
+        rows = self._db().execute(
+            "SELECT alert_id, fingerprint FROM incident_alert WHERE incident_id = ?"
+            " ORDER BY joined_at, alert_id",
+            (incident_id,),
+        )
+        return [(str(alert_id), str(fingerprint)) for alert_id, fingerprint in rows]
 
     @guarded
     def mark_incident_notified(self, incident_id: str, at: float) -> None:

@@ -314,6 +314,7 @@ class Storage:
     alert_transitions = Query(SyncStorage.alert_transitions)
     incidents = Query(SyncStorage.incidents)
     incident = Query(SyncStorage.incident)
+    incident_alerts = Query(SyncStorage.incident_alerts)
     incident_last_notified = Query(SyncStorage.incident_last_notified)
     audit = Query(SyncStorage.audit)
     success_rates = Query(SyncStorage.success_rates)

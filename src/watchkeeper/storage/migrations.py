@@ -99,6 +99,11 @@ _V3 = (
     "CREATE INDEX incident_opened ON incident (opened_at)",
     "CREATE INDEX incident_state ON incident (state, opened_at)",
     "CREATE INDEX incident_key ON incident (key, opened_at)",
+    # Every alert that was ever part of an incident (members leave as they clear, and an
+    # incident may end smaller than it began): what its detail and its actions read.
+    """CREATE TABLE incident_alert (
+        incident_id TEXT NOT NULL, alert_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        joined_at REAL NOT NULL, PRIMARY KEY (incident_id, alert_id)) WITHOUT ROWID""",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -139,8 +139,9 @@ class IncidentsReply(BaseModel):
 
 
 class IncidentDetail(BaseModel):
-    """``/api/incidents/{id}``: the incident, its member alerts in full (root first), its
-    remedies root-first, and the actions taken for its alerts since it opened."""
+    """``/api/incidents/{id}``: the incident, its alerts in full (every one that was ever
+    in it, each in its own state; the root's first), its remedies root-first, and the
+    actions taken for those alerts since it opened."""
 
     incident: Incident
     source: Literal["analyzer", "events", "storage"]

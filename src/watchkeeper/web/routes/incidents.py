@@ -29,11 +29,9 @@ def _worst_first(incidents: list[Incident]) -> list[Incident]:
     return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.opened_at, i.id))
 
 
-def _root_first(incident: Incident, alerts: list[Alert]) -> list[Alert]:
-    order = {fp: n for n, fp in enumerate(incident.fingerprints)}
-    return sorted(
-        alerts, key=lambda a: (a.fingerprint != incident.root, order.get(a.fingerprint, 1 << 20))
-    )
+def _root_first(incident: Incident, alerts: list[Alert], order: dict[str, int]) -> list[Alert]:
+    """The root's alert first, then the others in the order they joined."""
+    return sorted(alerts, key=lambda a: (a.fingerprint != incident.root, order.get(a.id, 1 << 20)))
 
 
 def build(ctx: WebContext) -> APIRouter:
@@ -115,25 +113,31 @@ def build(ctx: WebContext) -> APIRouter:
                 problem = f"history is unavailable: {exc}"
         if found is None:
             raise fail(404, problem or f"no incident {incident_id!r}")
-        fingerprints = set(found.fingerprints)
-        ids = set(found.alert_ids)
-        members = {a.fingerprint: a for a in ctx.sources.firing() if a.fingerprint in fingerprints}
+        # Every alert that was ever in it: members leave an incident as they clear.
+        joined = list(zip(found.alert_ids, found.fingerprints, strict=True))
         actions: list[ActionRecord] = []
         remediator = ctx.sources.remediator()
         if remediator is not None:
             actions = [r for r in remediator.audit(limit=500) if isinstance(r, ActionRecord)]
+        stored: list[Alert] = []
         if storage is not None:
             try:
+                joined += await storage.incident_alerts(found.id)
                 end = found.resolved_at or ctx.clock()
-                for a in await storage.alerts(found.opened_at, end, None, 1000):
-                    if a.id in ids and a.fingerprint not in members:
-                        members[a.fingerprint] = a
+                stored = await storage.alerts(found.opened_at, end, None, 1000)
                 if remediator is None:
                     actions = await storage.audit(limit=500, start=found.opened_at)
             except StorageError as exc:
                 problem = f"history is unavailable: {exc}"
         elif source != "storage":
             problem = ctx.sources.storage_problem()
+        order = {alert_id: n for n, (alert_id, _) in reversed(list(enumerate(joined)))}
+        ids = set(order)
+        fingerprints = {fingerprint for _, fingerprint in joined}
+        members = {a.id: a for a in ctx.sources.firing() if a.id in ids}
+        for a in stored:
+            if a.id in ids:
+                members.setdefault(a.id, a)
         mine = [
             r
             for r in actions
@@ -143,7 +147,7 @@ def build(ctx: WebContext) -> APIRouter:
         detail = IncidentDetail(
             incident=found,
             source=source,
-            members=_root_first(found, list(members.values())),
+            members=_root_first(found, list(members.values()), order),
             remedies=list(found.remedies),
             actions=sorted(mine, key=lambda r: r.created_at),
             history_unavailable=problem,
