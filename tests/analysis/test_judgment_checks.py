@@ -254,6 +254,23 @@ def test_nic_erroring_on_every_other_sample_fires_as_intermittent() -> None:
     assert run.resolved_at("net_errors") is not None
 
 
+def test_an_intermittent_fault_stays_firing_while_it_recurs_above_the_clear_share() -> None:
+    """Hysteresis in the window: once firing, bursts on a quarter of the samples (under
+    the fire share, over the clear share) keep the alert, even bursts over the critical
+    line that alone would not make it critical."""
+    run = Run(settings_with())
+    host = Host()
+    run.play(host, 120, lambda h, t: setattr(h, "nic_errors", 40.0 if int(t / STEP) % 2 else 0.0))
+    assert run.firing("net_errors") is not None
+    run.play(
+        host, 240, lambda h, t: setattr(h, "nic_errors", 150.0 if int(t / STEP) % 4 == 0 else 0.0)
+    )
+    alert = run.firing("net_errors")
+    assert alert is not None and alert.severity.value == "warning"
+    assert len(run.fired("net_errors")) == 1
+    assert run.resolved_at("net_errors") is None
+
+
 def test_a_continuous_burst_that_ends_clears_at_its_usual_pace() -> None:
     """The window is for faults that come and go: a burst that simply ends must not be
     held for another window by its own history."""

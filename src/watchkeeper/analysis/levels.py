@@ -234,12 +234,16 @@ class LevelTracker:
         half_full = covered >= self.window_s / 2
         on = 0
         for line in _LINES:  # from the highest line down; ``on`` counts samples at or above
-            if not counts[line]:
-                continue  # a line no sample is at (a threshold has no info line)
             on += counts[line]
             share = on / samples
             keeps = held >= line and share >= self.clear_share
-            fires = share >= self.fire_share and half_full and _recurred(ring, line)
+            # A line fires only where some sample is (a threshold has no info line).
+            fires = (
+                counts[line] > 0
+                and share >= self.fire_share
+                and half_full
+                and _recurred(ring, line)
+            )
             if keeps or fires:
                 track.wlevel = _BY_RANK[line]
                 track.view = WindowView(track.wlevel, on, samples, self.window_s)
