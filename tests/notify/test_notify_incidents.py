@@ -337,3 +337,24 @@ async def test_the_resolved_notice_names_what_people_were_told(make: MakeHarness
     assert last["title"] == "RESOLVED critical: / is full: db and web fail (3 alerts)"
     assert "Last seen as: web is unhealthy" in last["body"]
     assert "[root] warning disk_full on /" in last["body"]
+
+
+async def test_an_alert_told_alone_before_its_incident_is_closed_not_repeated(
+    make: MakeHarness,
+) -> None:
+    h = await make(group_wait=0, repeat_interval="1h")
+    await h.notifier.alert_firing(DISK)  # the first of a run, before any incident: alone
+    assert await h.sent() == [("all", "firing", DISK.fingerprint)]
+    await h.notifier.incident("opened", disk_incident())
+    await h.wait(2 * HOUR)  # the incident repeats; the alert it absorbed does not
+    assert await h.sent() == [
+        ("all", "firing", DISK.fingerprint),
+        ("all", "firing", KEY),
+        ("all", "repeat", KEY),
+    ]
+    # It clears inside the open incident: its own resolved notice closes the page it
+    # caused (a pager keyed by the fingerprint would stay open otherwise).
+    await h.notifier.alert_resolved(resolve(DISK, h.clock.now))
+    await h.notifier.incident("resolved", resolved(disk_incident(), h.clock.now))
+    sent = await h.sent()
+    assert sorted(sent[3:]) == [("all", "resolved", DISK.fingerprint), ("all", "resolved", KEY)]

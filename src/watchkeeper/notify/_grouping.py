@@ -55,6 +55,7 @@ class _Group:
     notified_at: float | None = None
     told_rank: int = -1  # the highest severity people were told about
     told_item: Subject | None = None  # what the last notice said
+    absorbed: bool = False  # told alone once, now told through its incident
     told: set[str] = field(default_factory=set)
     escalation_told: bool = False
 
@@ -102,7 +103,7 @@ class AlertGrouper:
             if group.due is not None:
                 if not (quiet and group.due <= now):
                     times.append(group.due)
-            elif group.notified_at is not None:
+            elif group.notified_at is not None and not group.absorbed:
                 times.append(group.notified_at + self.settings.repeat_interval)
         return min(times, default=None)
 
@@ -126,6 +127,7 @@ class AlertGrouper:
             self._groups[key] = group
             return self.due(now)
         group.alert = alert
+        group.absorbed = False  # told alone again: out of any incident
         if group.notified_at is not None and SEVERITY_RANK[alert.severity] > group.told_rank:
             return self._send(group, "escalated", now)
         if group.due is not None and SEVERITY_RANK[alert.severity] > group.told_rank >= 0:
@@ -169,10 +171,18 @@ class AlertGrouper:
             return []
         return [out]
 
-    def forget(self, key: str) -> bool:
-        """Drop a group without a word (an alert absorbed into its incident); True when
-        there was one."""
-        return self._groups.pop(key, None) is not None
+    def absorb(self, key: str) -> bool:
+        """An alert is now told through its incident: a notice still waiting is dropped
+        without a word (True); one people already heard keeps only its resolved notice,
+        to close what they were told (no repeats, no escalations)."""
+        group = self._groups.get(key)
+        if group is None:
+            return False
+        if group.notified_at is None:
+            del self._groups[key]
+            return True
+        group.absorbed, group.due = True, None
+        return False
 
     def due(self, now: float) -> list[Outgoing]:
         """Everything that should go out at ``now``: first notices after ``group_wait``,
@@ -186,6 +196,8 @@ class AlertGrouper:
             if group.due is not None:
                 if group.due <= now:
                     out.extend(self._send(group, group.pending_kind, now))
+            elif group.absorbed:
+                continue
             elif group.notified_at is not None and now - group.notified_at >= repeat:
                 out.extend(self._send(group, "repeat", now))
         return out

@@ -203,7 +203,10 @@ class Notifier:
         await self._emit(self.grouper.on_escalated(item, self._clock()))
 
     async def alert_resolved(self, alert: Alert) -> None:
-        if self.settings.enabled and not self._absorb(alert):
+        """An alert ended. Inside an open incident it says nothing, unless people were
+        told of it alone before it joined: then its resolved notice closes that."""
+        if self.settings.enabled:
+            self._absorb(alert)
             await self._emit(self.grouper.on_resolved(alert, self._clock()))
 
     async def incident(
@@ -218,7 +221,7 @@ class Notifier:
             return
         resolved = kind == "resolved" or incident.state is IncidentState.RESOLVED
         for fingerprint in self.incidents.update(incident, resolved=resolved):
-            if self.grouper.forget(fingerprint):
+            if self.grouper.absorb(fingerprint):
                 self.absorbed += 1
         now = self._clock()
         if resolved:
@@ -232,7 +235,7 @@ class Notifier:
         was waiting, is dropped)."""
         if self.incidents.holding(alert.fingerprint) is None:
             return False
-        self.grouper.forget(alert.fingerprint)
+        self.grouper.absorb(alert.fingerprint)
         self.absorbed += 1
         return True
 
