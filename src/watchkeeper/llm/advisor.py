@@ -391,8 +391,9 @@ class OllamaAdvisor:
         except TimeoutError:
             raise _Stalled(f"timeout after {seconds(round(limit, 1))}") from None
         finally:
-            if stream is not None and final is None:
-                with contextlib.suppress(BaseException):
+            # Done or not, the response is closed here, not whenever it is collected.
+            if stream is not None:
+                with contextlib.suppress(Exception):
                     await stream.aclose()
         return _Answer("".join(pieces), final)
 
