@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from watchkeeper.analysis.checks import Check
 from watchkeeper.analysis.engine import AnalysisEngine, Transition
+from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.config import Settings
-from watchkeeper.model.alerts import Alert
+from watchkeeper.model.alerts import Alert, Severity
 from watchkeeper.model.metrics import (
     CpuMetrics,
     DiskMetrics,
@@ -222,6 +224,35 @@ def test_brief_repeated_spikes_never_make_a_runaway(between: str) -> None:
     # The same process pinning a core for good is found within its "for" duration.
     run.play(host, 90, lambda h, t: setattr(thumb, "cpu", 99.0))
     assert [a.subject for a in run.fired("runaway_process")] == ["process:4711"]
+
+
+def test_a_plugin_rule_that_reports_only_when_bad_never_sums_its_bursts() -> None:
+    """A rule that yields a check only while the queue is deep (silent otherwise): the
+    tracker must not keep the first burst's pending timer through the silence."""
+    rules = RuleRegistry()
+
+    def deep_queue(
+        sample: MetricsSample, settings: Settings, level_of: Any, now: float
+    ) -> Iterator[Check]:
+        if sample.extra.get("queue.depth", 0.0) > 100:
+            yield Check("deep_queue", "queue", "queue", Severity.WARNING, "queue deep", for_s=30)
+
+    rules.add("deep_queue", deep_queue)
+    settings = settings_with()
+    engine = AnalysisEngine(lambda: settings, rules=rules)
+    fired = []
+    for index in range(120):  # ten minutes: deep for 10 s of every 45 s
+        now = AFTERNOON + index * STEP
+        depth = 500.0 if (index * STEP) % 45 < 10 else 3.0
+        sample = Host().sample(now).model_copy(update={"extra": {"queue.depth": depth}})
+        fired += [t for t in engine.observe(sample, now) if t.kind == "firing"]
+    assert fired == []
+    # Deep for good: it fires once its 30 s have passed.
+    for index in range(120, 130):
+        now = AFTERNOON + index * STEP
+        sample = Host().sample(now).model_copy(update={"extra": {"queue.depth": 900.0}})
+        fired += [t for t in engine.observe(sample, now) if t.kind == "firing"]
+    assert [t.alert.rule for t in fired] == ["deep_queue"]
 
 
 # -- 8. intermittent faults -------------------------------------------------------------------
