@@ -75,9 +75,7 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("explanations", [False, True])
-def test_every_array_and_free_string_is_bounded(
-    make_brief: MakeBrief, explanations: bool
-) -> None:
+def test_every_array_and_free_string_is_bounded(make_brief: MakeBrief, explanations: bool) -> None:
     schema = build_schema(make_brief(), explanations=explanations)
     nodes = list(_walk(schema))
     arrays = [n for n in nodes if n.get("type") == "array"]
