@@ -185,3 +185,35 @@ async def test_a_model_may_raise_the_verdict(fake: FakeOllama) -> None:
     assert (
         result.disagreement() == "the model thinks critical; the rules say degraded: disk filling"
     )
+
+
+async def test_the_rules_are_read_when_the_answer_is_in_not_when_the_call_began(
+    fake: FakeOllama,
+) -> None:
+    # While the model writes (20 s on a CPU host), the rules find worse: the analysis
+    # published after the answer must not carry the verdict from before.
+    rules = {"verdict": "degraded", "summary": "web is slow"}
+
+    def answer(body: dict[str, object]) -> Reply:
+        rules.update(verdict="critical", summary=RULES_SAY)  # meanwhile, web went down
+        return Reply(json_obj={"verdict": "degraded", "summary": "slow", "recommended_actions": []})
+
+    fake.set_reply_fn(answer)
+    async with OllamaAdvisor(fake.url, "gemma3:270m") as model:
+        result, used = await consult(
+            model,
+            _gate(),
+            [web_down()],
+            None,
+            BUILTIN_ACTIONS,
+            trigger="alert",
+            now=100.0,
+            rules_verdict=lambda: rules["verdict"],
+            rules_summary=lambda: rules["summary"],
+        )
+    assert used
+    assert (result.verdict, result.rules_verdict, result.rules_summary) == (
+        "critical",
+        "critical",
+        RULES_SAY,
+    )

@@ -317,8 +317,8 @@ async def consult(
     *,
     trigger: Literal["alert", "analyze_now"],
     now: float,
-    rules_verdict: str,
-    rules_summary: str,
+    rules_verdict: str | Callable[[], str],
+    rules_summary: str | Callable[[], str],
     triggers: list[str] | None = None,
 ) -> tuple[AnalysisResult, bool]:
     """Ask ``advisor`` about ``alerts``; the analysis, and whether the model's answer was used.
@@ -332,21 +332,30 @@ async def consult(
 
     The model never lowers what the rules found: the analysis's ``verdict`` is the worse
     of ``rules_verdict`` and the model's, whose own word is kept in ``model_verdict``
-    (``AnalysisResult.disagreement()`` says so in one line when they differ).
+    (``AnalysisResult.disagreement()`` says so in one line when they differ). Pass
+    ``rules_verdict`` and ``rules_summary`` as callables to have them read when the answer
+    is in (a CPU model takes many seconds, during which the rules may find worse).
     """
+
+    def now_rules() -> tuple[str, str]:
+        verdict = rules_verdict() if callable(rules_verdict) else rules_verdict
+        summary = rules_summary() if callable(rules_summary) else rules_summary
+        return verdict, summary
+
     key = gate.cache_key(advisor.model, alerts)
     # A person asking "analyze now" wants a fresh answer, not the cached one.
     hit = gate.cached(key) if trigger == "alert" else None
     if hit is not None:
         # The rules may have moved since: the verdict is recomputed against today's.
         opinion = hit.model_verdict or hit.verdict
+        verdict, summary = now_rules()
         update = {
             "cached": True,
             "at": now,
             "trigger": trigger,
-            "verdict": worse_verdict(rules_verdict, opinion),
-            "rules_verdict": rules_verdict,
-            "rules_summary": rules_summary,
+            "verdict": worse_verdict(verdict, opinion),
+            "rules_verdict": verdict,
+            "rules_summary": summary,
         }
         return hit.model_copy(update=update), True
     brief, idmap = build_brief(alerts, sample, actions)
@@ -357,6 +366,7 @@ async def consult(
         outcome = await advisor.analyze(brief)
     finally:
         gate.in_flight = False
+    verdict, summary = now_rules()
     base: dict[str, Any] = {
         "at": now,
         "trigger": trigger,
@@ -367,15 +377,15 @@ async def consult(
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
         "tokens_per_s": outcome.tokens_per_s,
-        "rules_verdict": rules_verdict,
-        "rules_summary": rules_summary,
+        "rules_verdict": verdict,
+        "rules_summary": summary,
     }
     if not outcome.ok or outcome.reply is None:
         rules_actions = [s for a in alerts for s in a.suggested_actions]
         result = AnalysisResult(
             source="rules",
-            verdict=rules_verdict,
-            summary=rules_summary,
+            verdict=verdict,
+            summary=summary,
             recommended=rules_actions,
             fallback_reason=outcome.error or "llm: failed",
             **base,
@@ -390,7 +400,7 @@ async def consult(
     }
     result = AnalysisResult(
         source=outcome.source,
-        verdict=worse_verdict(rules_verdict, reply.verdict),
+        verdict=worse_verdict(verdict, reply.verdict),
         model_verdict=reply.verdict,
         summary=reply.summary,
         explanations=explanations,
