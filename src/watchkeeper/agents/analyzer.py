@@ -270,8 +270,9 @@ class AnalyzerAgent(BaseAgent):
             self._actions.infos(),
             trigger="analyze_now" if trigger == "analyze_now" else "alert",
             now=self.ctx.clock(),
-            rules_verdict=self.engine.verdict(),
-            rules_summary=self._rules_summary(),
+            # Read when the answer is in: the rules may find worse while the model writes.
+            rules_verdict=self.engine.verdict,
+            rules_summary=self._rules_summary,
             triggers=triggers,
         )
         if incident_id is not None:
