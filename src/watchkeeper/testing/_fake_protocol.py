@@ -17,6 +17,7 @@ from typing import Any, Literal, cast, get_args
 
 __all__ = [
     "BUSY_MESSAGE",
+    "DEFAULT_KEEP_ALIVE_S",
     "FAKE_VERSION",
     "FakeModel",
     "Fault",
@@ -24,6 +25,7 @@ __all__ = [
     "ReplyFn",
     "load_reply_file",
     "minimal_instance",
+    "parse_keep_alive",
     "request_text",
     "scenario",
 ]
@@ -123,12 +125,24 @@ ReplyFn = Callable[[dict[str, Any]], "Reply | str | Mapping[str, Any] | None"]
 
 @dataclass(frozen=True)
 class FakeModel:
-    """One pulled model, with the metadata ``/api/tags`` and ``/api/show`` report."""
+    """One pulled model, with the metadata ``/api/tags`` and ``/api/show`` report.
+
+    :meth:`from_name` invents plausible metadata from a name; a real model (see
+    :mod:`watchkeeper.testing._real_model`) fills the optional fields from its GGUF file.
+    """
 
     name: str
     family: str
     parameter_size: str
     capabilities: tuple[str, ...]
+    quantization_level: str = "Q4_0"
+    context_length: int = 32768
+    size_bytes: int | None = None
+    digest_hex: str | None = None
+    parameter_count: int | None = None
+    template: str = "[INST] {{ .System }} {{ .Prompt }} [/INST]"
+    parameters: str = 'stop "[INST]"\nstop "[/INST]"'
+    modelfile: str | None = None
 
     @classmethod
     def from_name(cls, raw: str) -> FakeModel:
@@ -152,10 +166,12 @@ class FakeModel:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.name.encode()).hexdigest()
+        return self.digest_hex or hashlib.sha256(self.name.encode()).hexdigest()
 
     @property
     def size(self) -> int:
+        if self.size_bytes is not None:
+            return self.size_bytes
         # About 0.58 bytes per parameter at Q4_0; only needs to look plausible.
         return int(float(self.parameter_size.rstrip("B")) * 580_000_000)
 
@@ -166,7 +182,7 @@ class FakeModel:
             "family": self.family,
             "families": [self.family],
             "parameter_size": self.parameter_size,
-            "quantization_level": "Q4_0",
+            "quantization_level": self.quantization_level,
         }
 
     def tag_entry(self, modified_at: str) -> dict[str, Any]:
@@ -181,14 +197,15 @@ class FakeModel:
 
     def show_body(self, modified_at: str) -> dict[str, Any]:
         return {
-            "modelfile": f"# watchkeeper fake Ollama: no weights behind {self.name}\n",
-            "parameters": 'stop "[INST]"\nstop "[/INST]"',
-            "template": "[INST] {{ .System }} {{ .Prompt }} [/INST]",
+            "modelfile": self.modelfile
+            or f"# watchkeeper fake Ollama: no weights behind {self.name}\n",
+            "parameters": self.parameters,
+            "template": self.template,
             "details": self.details(),
             "model_info": {
                 "general.architecture": self.family,
-                "general.parameter_count": self.size * 2,
-                f"{self.family}.context_length": 32768,
+                "general.parameter_count": self.parameter_count or self.size * 2,
+                f"{self.family}.context_length": self.context_length,
             },
             "capabilities": list(self.capabilities),
             "modified_at": modified_at,
@@ -197,6 +214,41 @@ class FakeModel:
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+DEFAULT_KEEP_ALIVE_S = 300.0
+"""Ollama keeps a model loaded 5 minutes after a request unless told otherwise."""
+
+
+def parse_keep_alive(value: Any) -> float | None:
+    """Ollama's ``keep_alive``: seconds to stay loaded after the request; ``None`` = forever.
+
+    A number is seconds, a string is a Go duration (``"5m"``, ``"1h30m"``, ``"-1s"``), a
+    negative value means "stay loaded", ``0`` means "unload after this request" and a
+    missing value the 5-minute default. Anything else raises ``ValueError``.
+    """
+    if value is None or value == "":
+        return DEFAULT_KEEP_ALIVE_S
+    if isinstance(value, bool):
+        raise ValueError(f"invalid keep_alive: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        if re.fullmatch(r"\d+(?:\.\d+)?", body):
+            seconds = sign * float(body)
+        else:
+            parts = _DURATION_PART.findall(body)
+            if not parts or "".join(n + u for n, u in parts) != body:
+                raise ValueError(f"time: invalid duration {value!r}")
+            seconds = sign * sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    else:
+        raise ValueError(f"invalid keep_alive: {value!r}")
+    return None if seconds < 0 else seconds
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,23 +1,37 @@
 """The fake Ollama's shared state: models, scripted replies and the request log.
 
-Handler threads and the test thread both touch it, so every mutation holds one lock.
+Handler threads and the test thread both touch it, so every mutation holds one lock. With
+a real model (:mod:`watchkeeper.testing._real_model`) the model list is that model's card
+(and any aliases), and what is loaded comes from the model itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from watchkeeper.testing._fake_protocol import FakeModel, Reply, ReplyFn, now_rfc3339
+from watchkeeper.testing._fake_protocol import (
+    DEFAULT_KEEP_ALIVE_S,
+    FakeModel,
+    Reply,
+    ReplyFn,
+    now_rfc3339,
+    parse_keep_alive,
+)
+
+if TYPE_CHECKING:
+    from watchkeeper.testing._real_model import RealModel
 
 __all__ = ["FakeState", "RecordedRequest"]
 
-_DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama keeps a model loaded 5 minutes by default
+# Ollama shows a model kept loaded for ever with an expiry far in the future.
+_FOREVER_S = 290 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,9 @@ class FakeState:
         reply_fn: ReplyFn | None,
         version: str,
         log: TextIO | None,
+        real_model: RealModel | None = None,
     ) -> None:
+        self.real_model = real_model
         self.latency = latency
         self.version = version
         self.default_reply = default_reply
@@ -52,7 +68,16 @@ class FakeState:
         self.stopping = threading.Event()
         self._log = log
         self._lock = threading.Lock()
-        self._models = [FakeModel.from_name(m) for m in models]
+        if real_model is None:
+            self._models = [FakeModel.from_name(m) for m in models]
+        else:
+            # The real model under its own name, and under each other name as an alias.
+            card = real_model.card
+            aliases = [FakeModel.from_name(m).name for m in models]
+            self._models = [card] + [
+                dataclasses.replace(card, name=alias) for alias in aliases if alias != card.name
+            ]
+        self._last_used: str | None = None
         self._queue: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._loaded: dict[str, float] = {}
@@ -114,9 +139,18 @@ class FakeState:
         with self._lock:
             return next((m for m in self._models if m.matches(name)), None)
 
-    def mark_loaded(self, model: FakeModel) -> None:
+    def mark_loaded(self, model: FakeModel, keep_alive: Any = None) -> None:
+        """As Ollama after a request: loaded for ``keep_alive`` more (bad values: default)."""
+        try:
+            stay = parse_keep_alive(keep_alive)
+        except ValueError:
+            stay = DEFAULT_KEEP_ALIVE_S
         with self._lock:
-            self._loaded[model.name] = time.time() + _DEFAULT_KEEP_ALIVE_S
+            self._last_used = model.name
+            if stay == 0:
+                self._loaded.pop(model.name, None)
+            else:
+                self._loaded[model.name] = time.time() + (_FOREVER_S if stay is None else stay)
 
     def tag_entries(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -125,15 +159,28 @@ class FakeState:
     def ps_entries(self) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            loaded = [(m, self._loaded[m.name]) for m in self._models if m.name in self._loaded]
+            if self.real_model is None:
+                loaded = [
+                    (m, self._loaded[m.name], 4096) for m in self._models if m.name in self._loaded
+                ]
+            else:
+                state = self.real_model.loaded()
+                used = next((m for m in self._models if m.name == self._last_used), None)
+                model = used or self._models[0]
+                loaded = []
+                if state is not None:
+                    num_ctx, expires = state
+                    loaded = [(model, now + _FOREVER_S if expires is None else expires, num_ctx)]
         entries = []
-        for model, expires in loaded:
+        for model, expires, num_ctx in loaded:
             if expires < now:
                 continue
             entry = model.tag_entry(self.modified_at)
             del entry["modified_at"]
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
-            entries.append({**entry, "expires_at": stamp, "size_vram": 0, "context_length": 4096})
+            entries.append(
+                {**entry, "expires_at": stamp, "size_vram": 0, "context_length": num_ctx}
+            )
         return entries
 
     def next_reply(self, body: dict[str, Any]) -> Reply:

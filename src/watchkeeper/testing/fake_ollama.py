@@ -18,6 +18,15 @@ In a test::
 By hand (prints a "fake" banner to stderr; ``GET /`` still says ``Ollama is running``)::
 
     python -m watchkeeper.testing.fake_ollama --port 11434 --model mistral
+
+With a REAL model instead of canned replies (the optional extra: ``pip install -e
+'.[realmodel]'``; without PATH it serves the Gemma 3 270M file the extra installs, as
+``gemma3:270m``; each ``--model`` is another name for it)::
+
+    python -m watchkeeper.testing.fake_ollama --real-model [PATH] --port 11434
+
+In a test, ``FakeOllama(real_model=RealModel(path))``; see
+:mod:`watchkeeper.testing._real_model` for what the real mode honours.
 """
 
 from __future__ import annotations
@@ -29,8 +38,9 @@ import socket
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from watchkeeper.testing._fake_http import FakeHTTPServer
 from watchkeeper.testing._fake_protocol import (
@@ -44,6 +54,10 @@ from watchkeeper.testing._fake_protocol import (
     scenario,
 )
 from watchkeeper.testing._fake_state import FakeState, RecordedRequest
+from watchkeeper.testing._real_model import DEFAULT_NAME, INSTALL_HINT, RealModelUnavailable
+
+if TYPE_CHECKING:
+    from watchkeeper.testing._real_model import RealModel
 
 __all__ = [
     "FAKE_VERSION",
@@ -67,11 +81,16 @@ class FakeOllama:
     queue (:meth:`script`, each used once), the reply function (``reply_fn``, e.g.
     :func:`scenario`), ``default_reply``, and finally a canned answer that satisfies the
     request's ``format``. ``latency`` is the default delay before each reply.
+
+    ``models`` defaults to ``["mistral"]``. With ``real_model`` every chat/generate
+    request is answered by that model instead (scripts, faults and latency are not used),
+    under the model's own name; ``models`` become other names for it.
+    The caller owns the model and closes it.
     """
 
     def __init__(
         self,
-        models: Iterable[str] = ("mistral",),
+        models: Iterable[str] | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -80,15 +99,17 @@ class FakeOllama:
         reply_fn: ReplyFn | None = None,
         version: str = FAKE_VERSION,
         log: TextIO | None = None,
+        real_model: RealModel | None = None,
     ) -> None:
         self._bind = (host, port)
         self._state = FakeState(
-            models,
+            models if models is not None else (() if real_model is not None else ("mistral",)),
             latency=latency,
             default_reply=default_reply,
             reply_fn=reply_fn,
             version=version,
             log=log,
+            real_model=real_model,
         )
         self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -234,7 +255,55 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
+    real = parser.add_argument_group(
+        "real model", f"answer with a real GGUF model instead (needs: {INSTALL_HINT})"
+    )
+    real.add_argument(
+        "--real-model",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="serve this GGUF file (default: the Gemma 3 270M file of the realmodel extra)",
+    )
+    real.add_argument(
+        "--name", default=DEFAULT_NAME, help=f"its model name (default {DEFAULT_NAME})"
+    )
+    real.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: physical cores - 1, at least 1)",
+    )
+    real.add_argument("--preload", action="store_true", help="load the model before serving")
+    real.add_argument(
+        "--stats-file", default=None, help="append one JSON line per answer (counters, text)"
+    )
     return parser.parse_args(argv)
+
+
+def _open_real_model(args: argparse.Namespace) -> tuple[RealModel | None, TextIO | None]:
+    """The real model the arguments ask for (``None`` without ``--real-model``)."""
+    from watchkeeper.testing._real_model import RealModel, default_model_path
+
+    if args.real_model is None:
+        return None, None
+    path = Path(args.real_model) if args.real_model else default_model_path()
+    stats = open(args.stats_file, "a", encoding="utf-8") if args.stats_file else None  # noqa: SIM115
+    try:
+        model = RealModel(
+            path,
+            name=args.name,
+            threads=args.threads,
+            preload=args.preload,
+            stats=stats,
+            log=None if args.quiet else sys.stderr,
+        )
+    except BaseException:
+        if stats is not None:
+            stats.close()
+        raise
+    return model, stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,13 +317,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"fake-ollama: cannot read reply file: {exc}", file=sys.stderr)
             return 2
+    try:
+        real, stats = _open_real_model(args)
+    except (RealModelUnavailable, OSError) as exc:
+        print(f"fake-ollama: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _serve(args, queued, rules, real)
+    finally:
+        if real is not None:
+            real.close()
+        if stats is not None:
+            stats.close()
+
+
+def _serve(
+    args: argparse.Namespace, queued: list[Reply], rules: list[Reply], real: RealModel | None
+) -> int:
     fake = FakeOllama(
-        args.model or ["mistral"],
+        args.model,
         host=args.host,
         port=args.port,
         latency=args.latency,
         reply_fn=scenario(rules) if rules else None,
         log=None if args.quiet else sys.stderr,
+        real_model=real,
     )
     fake.script(queued)
     try:
@@ -262,11 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"fake-ollama: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if real is None:
+        kind = "(no model runs; replies are canned)"
+        extra = f"  scripted replies: {len(queued)}, scenario rules: {len(rules)}\n"
+    else:
+        kind = "with a REAL model (llama.cpp)"
+        extra = f"  model file: {real.path} ({real.threads} threads)\n"
     print(
-        f"watchkeeper FAKE Ollama server (no model runs; replies are canned)\n"
+        f"watchkeeper FAKE Ollama server {kind}\n"
         f"  listening on {fake.url}\n"
         f"  models: {', '.join(fake.models)}\n"
-        f"  scripted replies: {len(queued)}, scenario rules: {len(rules)}\n"
+        f"{extra}"
         "  Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
