@@ -597,6 +597,25 @@ def test_a_start_that_is_busy_recovering_is_stuck_but_not_restarted() -> None:
     assert "busy: 45% of a core" in alert.evidence["progress"]
 
 
+def test_a_service_event_never_proposes_restarting_a_busy_start() -> None:
+    """Only a sample shows the process is busy: a status event arriving just as the limit
+    passes must not fire the alert with a restart the sample would have withheld."""
+    settings = settings_with(services=[{"name": "postgresql", "manager": "systemd"}])
+    run = Run(settings)
+    startup = Proc(1150, "postgres", cpu=60.0, cmdline="postgres: startup recovering", ppid=1)
+    status = _service("postgresql", ServiceState.STARTING, pid=1150, critical=True)
+    host = Host(procs=[startup], services=[status])
+    run.play(host, 115, steady)  # samples up to 110 s
+    assert run.engine.observe_service(status, AFTERNOON + 121) == []
+    run.play(host, 10, steady)
+    alert = run.fired("service_stuck")[-1]
+    assert alert.suggested_actions == []
+    # The service comes up: the event clears it at once.
+    up = _service("postgresql", ServiceState.RUNNING, pid=1150, critical=True)
+    cleared = run.engine.observe_service(up, AFTERNOON + 131)
+    assert [(t.kind, t.alert.rule) for t in cleared] == [("resolved", "service_stuck")]
+
+
 def test_a_slow_but_normal_start_is_not_stuck() -> None:
     run = Run(settings_with())
     starting = _service("api", ServiceState.STARTING)

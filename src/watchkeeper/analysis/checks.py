@@ -539,7 +539,7 @@ def check_services(
         procs = {p.pid: p for p in (*sample.processes.top_memory, *sample.processes.top_cpu)}
     for status in statuses:
         proc = procs.get(status.pid) if status.pid is not None else None
-        yield from service_checks(status, settings, now, proc=proc)
+        yield from service_checks(status, settings, now, proc=proc, sampled=True)
 
 
 # States that mean "launched, not up yet" (systemd's "activating" and Windows'
@@ -557,13 +557,16 @@ def service_checks(
     now: float | None = None,
     *,
     proc: ProcessInfo | None = None,
+    sampled: bool = False,
 ) -> Iterator[Check]:
     """Checks for one ``ServiceStatus`` (also used on service events, without waiting).
 
     With ``settings`` (and ``now``), a service still starting after
     ``analyzer.stuck_starting_seconds`` is ``service_stuck``; it proposes a restart
     unless its main process (``proc``, from the sample) is busy, which means the start is
-    making progress that a restart would throw away."""
+    making progress that a restart would throw away. Only a sample (``sampled``) shows
+    whether that process is busy, so a service event can clear ``service_stuck`` (the
+    service came up) but never raise it."""
     name = clean(status.name, LABEL, 64)
     subject = f"service:{status.name}"
     state = str(status.state)
@@ -620,6 +623,8 @@ def service_checks(
         return
     limit = settings.analyzer.stuck_starting_seconds
     starting = state in _NOT_YET_UP
+    if starting and not sampled:
+        return
     hold = limit
     evidence: dict[str, Any] = {
         "service": status.name,
