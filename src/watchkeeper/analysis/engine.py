@@ -407,7 +407,13 @@ class AnalysisEngine:
         self.incidents.refresh(
             {**{t.alert.fingerprint: t.alert for t in transitions}, **self.alerts}
         )
-        held = self.incidents.correlate(firing, self._suggested, self._context(), now)
+        # A crash loop's restart was proposed once; people still see it among the remedies.
+        remedies: dict[str, tuple[Any, ...]] = dict(self._suggested)
+        for alert in firing:
+            if alert.rule == "service_flapping" and not remedies.get(alert.fingerprint):
+                name = alert.subject.removeprefix("service:")
+                remedies[alert.fingerprint] = (restart_suggestion(name),)
+        held = self.incidents.correlate(firing, remedies, self._context(), now)
         texts = {fp: f"held until {root} is fixed" for fp, root in held.items()}
         out: list[Transition] = []
         touched: set[str] = set()
