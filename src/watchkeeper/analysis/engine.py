@@ -17,8 +17,9 @@ Two judgments sit above the single alerts:
 * **Crash loops** (:mod:`~watchkeeper.analysis.flapping`): a service changing state
   ``flap_changes`` times within ``flap_window`` fires one ``service_flapping`` alert that
   holds the verdict while it lasts; meanwhile its deaths open no new ``service_down``
-  alerts, and the loop gets one restart proposal (the remediator's backoff and give-up
-  decide after that; ``remediation_gave_up`` puts its word on the incident).
+  alerts, and the loop gets one restart proposal within the window (the remediator's
+  backoff and give-up decide after that; ``remediation_gave_up`` puts its word on the
+  incident); a service still down once the loop has calmed fires ``service_down`` again.
 * **Incidents** (:mod:`~watchkeeper.analysis.incidents`): after every batch of
   transitions the firing alerts are grouped into incidents with a probable root cause.
   Alerts a firing root explains lose their own suggestions until it clears, when they
