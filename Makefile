@@ -36,7 +36,8 @@ install: $(STAMP)
 
 # The realmodel extra: llama-cpp-python builds from source (about 6 minutes on 2 cores; pip
 # keeps the built wheel in its cache) for x86-64-v3 (AVX2), not -march=native: a VM may
-# advertise instructions (AMX) it does not let a process run. Override REALMODEL_CMAKE to
+# advertise instructions it does not let a process run (a native build died of an illegal
+# instruction on the development VM, which reports AMX and AVX-512). Override REALMODEL_CMAKE to
 # tune the build for your own CPU.
 REALMODEL_STAMP := $(VENV)/.installed-realmodel
 REALMODEL_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
