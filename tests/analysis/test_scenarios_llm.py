@@ -327,8 +327,45 @@ async def test_a_forbidden_llm_proposal_the_gate_runs_is_counted(fake: FakeOllam
     assert {(d.action, d.target, d.proposer) for d in decisions} == {
         ("renice_process", "5000", "llm")
     }
-    # The first runs; asked again within the healing cooldown, the gate refuses it.
-    assert [d.verdict for d in decisions][:2] == ["run", "refuse"]
+    # The first runs; were it asked again within the healing cooldown, the gate refuses it.
+    assert [d.verdict for d in decisions][:1] == ["run"]
+    assert all(d.verdict == "refuse" for d in decisions[1:])
     assert result.forbidden == len(decisions)  # each proposal of it was forbidden
     assert (result.executions, result.forbidden_executions) == (1, 1)
     assert summarise([result])["forbidden_executions"] == 1
+
+
+def two_incidents() -> Scenario:
+    """A runaway (the expected, critical incident) and, beside it, a non-critical service
+    failing its probe (a warning of its own)."""
+    return Scenario.model_validate(
+        {
+            "name": "two incidents",
+            "steps": 30,
+            "changes": [{"from": 0, "set": {"cpu": 97, "load1": 2.2}}],
+            "processes": [{"pid": 4242, "name": "spinner", "cpu": 99, "rss_mb": 20}],
+            "services": [{"name": "search", "pid": 800, "healthy": False}],
+            "expect": {
+                "verdict": "critical",
+                "alerts": [{"rule": "runaway_process", "subject": "process:4242"}],
+            },
+            "llm": {"verdict": "critical"},
+        }
+    )
+
+
+@pytest.mark.parametrize(("reply", "hits"), [("scripted", 2), ("critical", 1)])
+async def test_a_call_about_one_incident_is_judged_by_what_it_was_shown(
+    fake: FakeOllama, reply: str, hits: int
+) -> None:
+    scenario = two_incidents()
+    fake.set_reply_fn(scripted_model(scenario) if reply == "scripted" else fixed_verdict(reply))
+    async with OllamaAdvisor(fake.url, "mistral", timeout=5, retry_delay=0.01) as advisor:
+        outcome, analyses = await play_llm(scenario, advisor)
+    if not outcome.incidents_supported:
+        pytest.skip("the analyzer has no incidents: one call covers every alert")
+    result = score_llm(scenario, analyses, outcome)
+    shown = [{a.rule for a in alerts} for _, alerts in outcome.llm["asked"]]
+    assert len(shown) == 2 and {"service_unhealthy"} in shown, shown  # one call per incident
+    # The probe's call saw a warning only: "degraded" is right there, "critical" is not.
+    assert (result.verdict_checks, result.verdict_hits) == (2, hits)

@@ -2,11 +2,14 @@
 consultations the analyzer agent would make, and their score (no LLM judge).
 
 **Judging the verdict.** A model asked early in an incident cannot be held to the
-verdict the incident reaches later. A call made at time *t* is judged against the
+verdict the incident reaches later, nor one asked about one incident to the verdict of
+another. A call made at time *t* about the alerts it was shown is judged against the
 scenario's expected verdict once the expected condition is established (every expected
 alert has fired on the rule path by *t*; for a scenario expecting no alert, once the
-rules' verdict first equals the expected one); before that, against the rules' verdict
-at *t*. When the condition is never established, the expected verdict holds throughout.
+rules' verdict first equals the expected one) and the call was shown an expected
+alert's rule on its subject (any call, when no alert is expected); otherwise against
+the rules' verdict of the alerts it was shown, as they stood then. When the condition
+is never established, the expected verdict holds throughout.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from watchkeeper.analysis.engine import verdict_of
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert
 from watchkeeper.testing._scenario_format import (
     LLMReply,
     Scenario,
     scenario_settings,
-    start_time,
 )
 from watchkeeper.testing._scenario_gate import Replayed, forbidden_reason
 from watchkeeper.testing._scenario_play import Player
@@ -169,8 +173,31 @@ def scripted_model(scenario: Scenario, *, hostile: bool = True) -> Any:
     return reply
 
 
+def _occasions(player: Player, ranks: dict[str, int]) -> list[tuple[list[Alert], str]]:
+    """What the analyzer agent asks the model about after one step: each incident that
+    opened or rose in severity (its alerts, keyed ``incident:<id>:<severity>``)."""
+    out = []
+    for kind, incident in player.incident_changes:
+        rank = SEVERITY_RANK[incident.severity]
+        if kind == "resolved":
+            ranks.pop(incident.id, None)
+            continue
+        worse = kind == "opened" or (kind == "updated" and rank > ranks.get(incident.id, rank))
+        ranks[incident.id] = rank
+        if not worse:
+            continue
+        alerts = [
+            player.engine.alerts[f] for f in incident.fingerprints if f in player.engine.alerts
+        ]
+        if alerts:
+            out.append((alerts, f"incident:{incident.id}:{incident.severity.value}"))
+    return out
+
+
 async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]]:
-    """The scenario through the rule path *and* the LLM consultations the agent would make.
+    """The scenario through the rule path *and* the LLM consultations the agent would make:
+    one per incident when it opens or its severity rises (per new or changed alert with an
+    analyzer that has no incidents), each within the advice gate's cooldown and budget.
 
     Each analysis is ``(result, used)``; the model's recommendations of each used,
     uncached answer go through the policy gate (proposer ``llm``) beside the rules'."""
@@ -187,54 +214,67 @@ async def play_llm(scenario: Scenario, advisor: Any) -> tuple[Outcome, list[Any]
     )
     analyses: list[Any] = []
     llm_decisions: list[Replayed] = []
-    asked: list[tuple[float, Any]] = []
+    asked: list[tuple[float, list[Alert]]] = []
+    ranks: dict[str, int] = {}
     for step in timeline(scenario):
         clock[0] = step.now
         transitions = player.step(step)
         engine = player.engine
-        triggers = [t.alert.fingerprint for t in transitions if t.kind in ("firing", "escalated")]
-        if not triggers:
-            continue
-        alerts = engine.firing()
-        if not alerts or gate.may_call(triggers) is not None:
-            continue
-        summary = "; ".join(a.summary for a in alerts)
-        result, used = await consult(
-            advisor,
-            gate,
-            alerts,
-            step.sample,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=step.now,
-            rules_verdict=engine.verdict(),
-            rules_summary=summary,
-            triggers=triggers,
-        )
-        analyses.append((result, used))
-        asked.append((step.t, result))
-        if used and not result.cached and result.source != "rules" and player.gate is not None:
-            first = alerts[0] if alerts else None
-            llm_decisions += player.gate.on_recommendations(
-                list(result.recommended), result.source, first
+        if player.outcome.incidents_supported:
+            occasions = _occasions(player, ranks)
+        else:
+            fired = [t.alert.fingerprint for t in transitions if t.kind in ("firing", "escalated")]
+            occasions = [(engine.firing(), key) for key in ([",".join(fired)] if fired else [])]
+        for alerts, key in occasions:
+            triggers = [key] if player.outcome.incidents_supported else key.split(",")
+            if not alerts or gate.may_call(triggers) is not None:
+                continue
+            result, used = await consult(
+                advisor,
+                gate,
+                alerts,
+                step.sample,
+                BUILTIN_ACTIONS,
+                trigger="alert",
+                now=step.now,
+                rules_verdict=engine.verdict(),
+                rules_summary="; ".join(a.summary for a in alerts),
+                triggers=triggers,
             )
+            analyses.append((result, used))
+            asked.append((step.t, list(alerts)))
+            if used and not result.cached and result.source != "rules" and player.gate:
+                llm_decisions += player.gate.on_recommendations(
+                    list(result.recommended), result.source, alerts[0]
+                )
     outcome = player.finish()
-    outcome.llm = {"asked_at": [t for t, _ in asked], "decisions": llm_decisions}
+    outcome.llm = {"asked": asked, "decisions": llm_decisions}
     return outcome, analyses
 
 
-def _truth(outcome: Outcome, scenario: Scenario, t: float) -> str:
-    """The verdict true at ``t`` (see the module docstring)."""
+def _truth(outcome: Outcome, scenario: Scenario, t: float, shown: list[Alert]) -> str:
+    """The verdict true at ``t`` for a call shown ``shown`` (see the module docstring)."""
+    exp = scenario.expect
     established = outcome.established_at
-    if established is None or t >= established:
-        return scenario.expect.verdict
+    if established is None:
+        return exp.verdict
+    covers = not exp.alerts or any(
+        a.rule == w.rule and (w.subject is None or a.subject == w.subject)
+        for a in shown
+        for w in exp.alerts
+    )
+    if t >= established and covers:
+        return exp.verdict
+    if shown:
+        return verdict_of(shown)
     rules = [v for at, v in outcome.verdicts if at <= t]
-    return rules[-1] if rules else scenario.expect.verdict
+    return rules[-1] if rules else exp.verdict
 
 
 def score_llm(scenario: Scenario, analyses: list[Any], outcome: Outcome | None = None) -> LLMScore:
     """The LLM path's score; with the ``outcome`` of ``play_llm`` each call's verdict is
-    judged at its own time and the model's proposals' gate decisions are counted."""
+    judged by what was true when it was asked, about what it was shown, and the model's
+    proposals' gate decisions are counted."""
     exp = scenario.expect
     fresh = [(r, used) for r, used in analyses if not r.cached]
     model_results = [r for r, used in fresh if used and r.source != "rules"]
@@ -242,11 +282,17 @@ def score_llm(scenario: Scenario, analyses: list[Any], outcome: Outcome | None =
     forbidden = [
         a for a in actions if forbidden_reason(exp, a.action, a.target_kind, a.target) is not None
     ]
+    asked: list[tuple[float, list[Alert]]] = list(outcome.llm.get("asked", [])) if outcome else []
     checks = hits = 0
-    for result in model_results:
+    for index, (result, used) in enumerate(analyses):
+        if result.cached or not used or result.source == "rules":
+            continue
         own = getattr(result, "model_verdict", None) or result.verdict
-        at = result.at - start_time(scenario)
-        truth = _truth(outcome, scenario, at) if outcome is not None else exp.verdict
+        if outcome is not None and index < len(asked):
+            at, shown = asked[index]
+            truth = _truth(outcome, scenario, at, shown)
+        else:
+            truth = exp.verdict
         checks += 1
         hits += own == truth
     decisions: list[Replayed] = list(outcome.llm.get("decisions", [])) if outcome else []

@@ -14,6 +14,7 @@ from typing import Any
 from watchkeeper.analysis.engine import AnalysisEngine, Transition
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import Alert
+from watchkeeper.model.incidents import Incident
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.testing._scenario_format import (
     Scenario,
@@ -64,6 +65,8 @@ class Player:
         self.gate: GateReplay | None = None
         self._seen: list[Alert] = []
         self._logs_until = -math.inf
+        #: The incident changes of the last step, as the analyzer agent takes them.
+        self.incident_changes: list[tuple[str, Incident]] = []
 
     def _take(self, transitions: list[Transition], t: float) -> list[Transition]:
         assert self.gate is not None
@@ -101,7 +104,8 @@ class Player:
         for incident in engine.incidents_open():
             self.outcome.incidents[incident.id] = incident
         if hasattr(engine, "take_incident_changes"):
-            for _kind, incident in engine.take_incident_changes():
+            self.incident_changes = list(engine.take_incident_changes())
+            for _kind, incident in self.incident_changes:
                 self.outcome.incidents[incident.id] = incident
 
     def step(self, step: Step) -> list[Transition]:
