@@ -34,7 +34,7 @@ PID = 4100
 Rss = Callable[[float], float]  # seconds since start -> resident bytes
 
 
-def proc(pid: int, rss: float, t: float) -> ProcessInfo:
+def proc(pid: int, rss: float, t: float, age: float = 86_400) -> ProcessInfo:
     return ProcessInfo(
         pid=pid,
         name="api-server",
@@ -43,8 +43,8 @@ def proc(pid: int, rss: float, t: float) -> ProcessInfo:
         cpu_percent=4.0,
         rss_bytes=max(0, int(rss)),
         num_threads=24,
-        create_time=T0 - 86_400,
-        age_seconds=86_400 + t,
+        create_time=T0 - age,
+        age_seconds=age + t,
     )
 
 
@@ -83,6 +83,7 @@ def run(
     *,
     rss: Rss | None = None,
     used: Rss | None = None,
+    age: float = 86_400,
 ) -> tuple[AnalysisEngine, list[Alert]]:
     """Feed the engine; every alert that fired (or changed level) on the way, in order."""
     settings = Settings.model_validate({})
@@ -90,7 +91,7 @@ def run(
     fired: list[Alert] = []
     for step in range(int(seconds / interval)):
         t = step * interval
-        procs = (proc(PID, rss(t), t),) if rss is not None else ()
+        procs = (proc(PID, rss(t), t, age),) if rss is not None else ()
         for transition in engine.observe(sample(t, procs, used(t) if used else None), T0 + t):
             if transition.kind == "firing":
                 fired.append(transition.alert)
@@ -173,6 +174,18 @@ def test_warm_up_that_levels_off_is_not_a_leak_once_it_is_flat() -> None:
 
     engine, _ = run(75 * 60, 5, rss=rss)
     assert firing(engine, "memory_leak") == []
+
+
+def test_a_cache_filling_after_a_restart_is_warm_up_not_a_leak() -> None:
+    # Started 30 s ago: +10 MB a minute for ten minutes, then flat at its limit.
+    _, fired = run(40 * 60, 5, rss=lambda t: 400 * MB + 10 * MB * min(t, 600) / 60, age=30)
+    assert [a.summary for a in fired if a.rule == "memory_leak"] == []
+
+
+def test_a_young_process_that_keeps_leaking_is_reported_after_its_warm_up() -> None:
+    _, fired = run(40 * 60, 5, rss=lambda t: 400 * MB + 10 * MB * t / 60, age=30)
+    leaks = [a for a in fired if a.rule == "memory_leak"]
+    assert leaks and 15 * 60 <= leaks[0].started_at - T0 <= 25 * 60
 
 
 def test_slow_growth_under_the_configured_rate_is_not_a_leak() -> None:

@@ -10,12 +10,13 @@ highest disk use (what hits "full" first), so a GC sawtooth, a log rotation or o
 reading neither hides a real rise nor invents one. A leak is reported when the lower end
 of the slope's 95 % interval is at least ``leak_min_bytes_per_hour`` (97.5 % sure it grows
 that fast), the later half of the window still climbs (a warm-up that has levelled off is
-not a leak) and that holds for one bucket (two fits in a row); the alert states the
-interval and the share of rising pairs as its confidence. A disk is filling when the lower
-end of its interval is above zero and the later half still climbs; its time to full comes
-from the slope. Load keeps a
-least-squares line and speaks only when it fits (r² high). Every trend needs enough
-points over enough time (``trend_min_points``, a sixth of ``trend_window``).
+not a leak) and that holds for one bucket (two fits in a row); the first half window of
+a process's life is its warm-up and not watched at all. The alert states the interval and
+the share of rising pairs as its confidence. A disk is filling when the lower end of its
+interval is above zero and the later half still climbs; its time to full comes from the
+slope. Load keeps a least-squares line and speaks only when it fits (r² high). Every
+trend needs enough points over enough time (``trend_min_points``, a sixth of
+``trend_window``).
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ class TrendTracker:
             for proc in sample.processes.top_memory:
                 key = (proc.pid, proc.create_time)
                 seen_procs.add(key)
+                if proc.age_seconds < window / 2:
+                    # Warm-up: a process fills its caches, pools and heap after it starts;
+                    # what it takes in its first half window is not held against it.
+                    yield self._leak_check(proc, None, settings, service_pids)
+                    continue
                 series = self._procs.get(key)
                 if series is None:
                     series = self._procs[key] = ExtremeSeries(lowest=True)
