@@ -8,8 +8,9 @@ LLM, and the rule path's scores over the shipped scenarios.
   few growing), two ways: ``all_in_top_lists`` puts all 1,000 in *both* top lists
   (``top_cpu`` and ``top_memory``), so every per-process check, the leak tracker and the
   remedy search see each of them; ``as_collected`` gives what the process collector
-  sends for such a host: counts of 1,000 and its bounded top 10 by CPU and by memory,
-  picked from the 1,000 afresh each sample (so processes move in and out of the lists).
+  sends for such a host: counts of 1,000, its bounded top 10 by CPU and by memory,
+  picked from the 1,000 afresh each sample (so processes move in and out of the lists),
+  and its five busiest job groups.
 - Scenarios: every file in tests/scenarios through the rule path and the real policy gate
   (``watchkeeper.testing.scenarios``): verdict accuracy, expected-rule recall, action
   precision over what would run, forbidden executions and proposals, and which failed.
