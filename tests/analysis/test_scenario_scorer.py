@@ -293,3 +293,25 @@ def test_rules_cli_refuses_a_missing_directory(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "is not a directory of scenario files" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_restart_that_never_helps_is_retried_by_the_pipelines_rules_then_given_up() -> None:
+    # The remediator retries a failed restart while the alert is open (spaced by the
+    # crash-loop backoff), and gives up after five failures; the analyzer hears it.
+    scenario = make(
+        {
+            "name": "db stays down",
+            "steps": 30,
+            "services": [{"name": "db", "state": "failed", "critical": True, "exit_code": 1}],
+            "expect": {"verdict": "critical", "alerts": [{"rule": "service_down"}]},
+        }
+    )
+    outcome = play_rules(scenario)
+    restarts = [d for d in outcome.decisions if d.action == "restart_service"]
+    assert [d.verdict for d in restarts][:5] == ["run"] * 5
+    assert [d.at for d in restarts][:5] == [0.0, 10.0, 20.0, 30.0, 40.0]  # each verified
+    assert restarts[5].verdict == "refuse" and "gave up" in restarts[5].reason
+    assert len(restarts) == 6  # nothing more is tried once it gave up
+    if hasattr(AnalysisEngine, "remediation_gave_up"):
+        escalated = [t for t in outcome.transitions if t.kind == "escalated"]
+        assert escalated and escalated[0].alert.subject == "service:db"

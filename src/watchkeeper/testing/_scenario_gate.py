@@ -8,7 +8,11 @@ scenario's own processes (``ScenarioProcesses``), never this machine's; services
 scenario's configured services. Nothing is executed: a decision ``run`` is recorded, the
 policy is told it started (so cooldowns and the crash-loop backoff apply), and a service
 action's verification is read off the scenario: it succeeded when the scenario shows the
-service running ``verify_timeout`` seconds later.
+service running ``verify_timeout`` seconds later. What the pipeline does next follows at
+its own moment: a failed service action is tried again while its alert is open (deferred
+by the backoff, retried while the service is still down, until the guard gives up), then
+the alert's other candidates, then a person (``take_escalations``). The scenario's world
+does not react to actions, so process actions are taken to have worked.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ from watchkeeper.model.actions import ActionRequest, ParamError
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.remediation.actions import ActionContext
-from watchkeeper.remediation.bookkeeping import SuccessBook, order_candidates, recommended
+from watchkeeper.remediation.bookkeeping import (
+    SuccessBook,
+    order_candidates,
+    recommended,
+    renewed,
+)
 from watchkeeper.remediation.builtin import builtin_registry
 from watchkeeper.remediation.policy import Decision, GiveUp, Policy
 from watchkeeper.testing._scenario_format import Expect
@@ -101,6 +110,10 @@ def forbidden_reason(expect: Expect, action: str, kind: str, target: str | None)
     return None
 
 
+_STILL_UP = ("running", "starting")
+_MAX_FOLLOW_UPS = 10_000  # per advance: a guard against a loop that never settles
+
+
 class GateReplay:
     """The remediator's gate, replayed over a scenario (see the module docstring)."""
 
@@ -124,22 +137,68 @@ class GateReplay:
         )
         self.records: list[Replayed] = []
         self.gave_up: list[GiveUp] = []  # give-ups not yet told to the analyzer
-        self._verify: list[tuple[float, str]] = []  # (due, service)
+        self.escalations: list[tuple[ActionRequest, str]] = []  # likewise, run-out chains
+        # Follow-ups, by when they are due: a service action's verification, or a deferred
+        # request's next try.
+        self._due: list[tuple[float, str, ActionRequest]] = []
+        self._deferred: set[tuple[str, str]] = set()
+        self._candidates: dict[str, list[ActionRequest]] = {}  # open alert → spare ones
 
     # -- time ----------------------------------------------------------------------------------
     def advance(self, t: float, world: ScenarioProcesses) -> None:
-        """Move the clock to ``t`` (seconds in); settle the verifications due by then."""
-        self.t = t
+        """Move the clock to ``t`` (seconds in), settling on the way, at their own moments,
+        the verifications and deferred retries that fell due, as the pipeline would."""
         self.world.alive = world.alive
-        due = [v for v in self._verify if v[0] <= t]
-        self._verify = [v for v in self._verify if v[0] > t]
-        for when, name in due:
-            status = self.services.status(name, when, self.t0)
-            now = self.t0 + when
-            if status is not None and str(status.state) == "running":
-                self.policy.guard.success(name, now)
+        for _ in range(_MAX_FOLLOW_UPS):
+            due = [item for item in self._due if item[0] <= t]
+            if not due:
+                break
+            item = min(due, key=lambda x: x[0])
+            self._due.remove(item)
+            when, kind, request = item
+            self.t = max(self.t, when)
+            if kind == "verify":
+                self._verified(request, when)
             else:
-                self._failed(name, now, "still down after the restart")
+                self._retry(request, when)
+        self.t = t
+
+    def _state(self, name: str, when: float) -> str | None:
+        status = self.services.status(name, when, self.t0)
+        return None if status is None else str(status.state)
+
+    def _verified(self, request: ActionRequest, when: float) -> None:
+        """A service action's verification, read off the scenario; a failure counts for the
+        crash-loop guard and escalates as ``RemediationPipeline._escalate`` does."""
+        name = request.target or ""
+        now = self.t0 + when
+        if self._state(name, when) == "running":
+            self.policy.guard.success(name, now)
+            return
+        detail = "still down after the restart"
+        self._failed(name, now, detail)
+        self._escalate(request, detail)
+
+    def _retry(self, request: ActionRequest, when: float) -> None:
+        """A deferred request's next try: still wanted only while its service is down."""
+        self._deferred.discard(Policy.key(request))
+        service = request.action in Policy.SERVICE_ACTIONS and bool(request.target)
+        if service and self._state(request.target or "", when) in _STILL_UP:
+            return
+        self.submit(renewed(request, self.t0 + when))
+
+    def _escalate(self, failed: ActionRequest, detail: str) -> None:
+        fingerprint = failed.fingerprint or ""
+        if fingerprint in self._candidates:
+            again = self.submit(renewed(failed, self.t0 + self.t))
+            if again.verdict != "refuse":
+                return
+        remaining = self._candidates.get(fingerprint, [])
+        while remaining:
+            if self.submit(remaining.pop(0)).verdict != "refuse":
+                return
+        self._candidates.pop(fingerprint, None)
+        self.escalations.append((failed, detail))
 
     def _failed(self, name: str, now: float, why: str) -> None:
         giveup = self.policy.guard.failure(name, now, self.settings.remediation, why)
@@ -149,6 +208,12 @@ class GateReplay:
     def take_gave_up(self) -> list[GiveUp]:
         """The crash-loop give-ups since the last call (``remediation.gave_up``)."""
         out, self.gave_up = self.gave_up, []
+        return out
+
+    def take_escalations(self) -> list[tuple[ActionRequest, str]]:
+        """Chains that ran out of things to try since the last call
+        (``remediation.escalated``): the failed request and why."""
+        out, self.escalations = self.escalations, []
         return out
 
     def on_service_event(self, event: ServiceEvent) -> None:
@@ -163,7 +228,8 @@ class GateReplay:
 
     # -- proposals -----------------------------------------------------------------------------
     def on_alert(self, alert: Alert) -> Replayed | None:
-        """A firing alert's best candidate, as ``RemediationPipeline.on_alert`` takes it."""
+        """A firing alert's best candidate, as ``RemediationPipeline.on_alert`` takes it
+        (the others are kept for escalation)."""
         if alert.state is not AlertState.FIRING or not alert.suggested_actions:
             return None
         if alert.severity is Severity.INFO:
@@ -171,7 +237,12 @@ class GateReplay:
         candidates = order_candidates(
             alert, list(alert.suggested_actions), "rule", self.registry, self.book
         )
+        self._candidates[alert.fingerprint] = candidates[1:]
         return self.submit(candidates[0])
+
+    def on_resolved(self, fingerprint: str) -> None:
+        """The alert is gone: its spare candidates are no longer needed."""
+        self._candidates.pop(fingerprint, None)
 
     def on_recommendations(
         self, suggestions: list[SuggestedAction], source: str, alert: Alert | None
@@ -203,9 +274,11 @@ class GateReplay:
         if decision.verdict == "run":
             self.policy.started(request, now)
             if request.action in Policy.SERVICE_ACTIONS and request.target:
-                self._verify.append(
-                    (self.t + self.settings.remediation.verify_timeout, request.target)
-                )
+                due = self.t + self.settings.remediation.verify_timeout
+                self._due.append((due, "verify", request))
+        elif decision.verdict == "defer" and Policy.key(request) not in self._deferred:
+            self._deferred.add(Policy.key(request))
+            self._due.append((self.t + decision.retry_after, "retry", request))
         record = Replayed(
             at=self.t,
             action=request.action,

@@ -72,6 +72,8 @@ class Player:
         assert self.gate is not None
         self.outcome.transitions.extend(transitions)
         for tr in transitions:
+            if tr.kind == "resolved":
+                self.gate.on_resolved(tr.alert.fingerprint)
             if tr.kind in ("firing", "escalated"):
                 self.outcome.actions.extend(tr.alert.suggested_actions)
             if tr.kind == "firing":
@@ -82,7 +84,8 @@ class Player:
         return transitions
 
     def _gave_up(self, t: float) -> list[Transition]:
-        """The gate's give-ups, told to the analyzer as the remediator tells it."""
+        """The gate's give-ups and run-out chains, told to the analyzer as the remediator
+        tells it (``remediation.gave_up``, ``remediation.escalated``)."""
         assert self.gate is not None
         engine: Any = self.engine
         out: list[Transition] = []
@@ -92,6 +95,12 @@ class Player:
                     giveup.target, giveup.failures, giveup.reason, self.t0 + t
                 )
                 out += self._take(told, t)
+        for failed, detail in self.gate.take_escalations():
+            escalated = engine.remediation_failed(
+                failed.alert_id, failed.fingerprint, self.t0 + t, detail
+            )
+            if escalated is not None:
+                out += self._take([escalated], t)
         return out
 
     def _incidents(self) -> None:
