@@ -24,9 +24,19 @@ RECALL = 0.95
 PRECISION = 0.9
 
 
+_SCORES: dict[str, Score] = {}
+
+
+def scored(scenario: Scenario) -> Score:
+    """The scenario's score, played once per test session."""
+    if scenario.path not in _SCORES:
+        _SCORES[scenario.path] = score(scenario, play_rules(scenario))
+    return _SCORES[scenario.path]
+
+
 @pytest.fixture(scope="module")
 def scores() -> list[Score]:
-    return [score(s, play_rules(s)) for s in SCENARIOS]
+    return [scored(s) for s in SCENARIOS]
 
 
 def test_there_are_at_least_fifteen_scenarios() -> None:
@@ -35,8 +45,7 @@ def test_there_are_at_least_fifteen_scenarios() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.path for s in SCENARIOS])
 def test_rule_path(scenario: Scenario) -> None:
-    outcome = play_rules(scenario)
-    result = score(scenario, outcome)
+    result = scored(scenario)
     assert result.passed, f"{scenario.name}: {result.problems}"
     assert result.forbidden == 0
     assert result.forbidden_executions == 0
