@@ -10,10 +10,10 @@ the nodes that fire now, their grouping with a root, and the words of titles::
 
 from __future__ import annotations
 
+import posixpath
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.model.text import LABEL, clean
@@ -71,11 +71,12 @@ _MAX_TITLE_NAMES = 3
 
 def mount_of(path: str, mounts: Iterable[str]) -> str | None:
     """The mount ``path`` lives on: the longest mount that is a prefix of it."""
-    target = PurePosixPath(path)
+    target = posixpath.normpath(path)
     best: str | None = None
     for mount in mounts:
-        base = PurePosixPath(mount)
-        if (target == base or base in target.parents) and (best is None or len(mount) > len(best)):
+        base = posixpath.normpath(mount)
+        inside = target == base or target.startswith(base if base == "/" else base + "/")
+        if inside and (best is None or len(mount) > len(best)):
             best = mount
     return best
 
@@ -286,7 +287,8 @@ def relations(nodes: Mapping[str, Node], ctx: IncidentContext) -> list[Edge]:
             continue
         service = name[len("service:") :]
         facts = ctx.services.get(service, ServiceFacts())
-        text = facts.text + " " + _alert_text(node.alerts)
+        needs_text = bool(mounts) or memory is not None or cpu is not None
+        text = facts.text + " " + _alert_text(node.alerts) if needs_text else ""
         label = label_of(node)
         linked: set[str] = set()
         no_space = _text_has(text, _ENOSPC)
