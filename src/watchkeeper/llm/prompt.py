@@ -14,11 +14,17 @@ the default budget themselves; it is idempotent, so passing an already fitted br
 Why both a schema and words: Ollama uses ``format`` to constrain decoding but does not
 show the schema to the model, and some builds ignore it altogether.
 
+Why the system message never varies: everything about the incident is in the user
+message, so the system message is the same bytes on every call (:func:`system_prompt`)
+and the server reuses its prompt cache for it; on a CPU host reading the prompt is a good
+part of an analysis.
+
 Why a JSON data block: every label comes from the host and may be hostile. Labels are
 sanitised, serialised as JSON strings (with ``<`` and ``>`` escaped so nothing can fake
 the end of the block) and the system prompt says the block is data, never instructions.
-The schema's enums are the real guard: whatever the model reads, it can only answer
-with ids and action names we offered, and :mod:`watchkeeper.llm.schema` checks again.
+The schema is the real guard: whatever the model reads, it can only answer with ids and
+action names we offered, each action with ids of its own kind, in bounded lists and texts
+(see :func:`build_schema`), and :mod:`watchkeeper.llm.schema` checks again.
 """
 
 from __future__ import annotations
