@@ -57,6 +57,7 @@ _RULE_RANK = {
     "service_flapping": 0,
     "service_down": 1,
     "service_unhealthy": 2,
+    "service_stuck": 3,
 }
 _EXHAUSTED = frozenset({"disk_full", "inodes_full"})
 _FAILURE_RULES = frozenset(
@@ -217,6 +218,7 @@ def root_phrase(node: Node) -> str:
         "service_down": f"{label} is down",
         "service_flapping": f"{label} is flapping",
         "service_unhealthy": f"{label} fails its probe",
+        "service_stuck": f"{label} is stuck starting",
     }
     return phrases.get(rule) or clean(alert.summary, LABEL, 80)
 

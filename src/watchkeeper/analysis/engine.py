@@ -183,16 +183,15 @@ class AnalysisEngine:
         self, target: str, failures: int, reason: str, now: float
     ) -> list[Transition]:
         """Remediation stopped trying ``target`` (``remediation.gave_up``): its open alerts
-        escalate and its incident says so."""
+        and its incident say so. Nothing escalates here: the remediator raises its own
+        give-up alert, and a chain that ran out escalates through ``remediation_failed``."""
         note = f"remediation gave up after {failures} failures: {clean(reason, LABEL, 120)}"
         self._notes[target] = note
-        transitions = []
         for fp, alert in list(self.alerts.items()):
             if alert.subject == f"service:{target}":
-                transition = self._escalate(fp, now, note)
-                if transition is not None:
-                    transitions.append(transition)
-        return self._settle(transitions, now, force=True)
+                evidence = {**alert.evidence, "remediation": note}
+                self.alerts[fp] = alert.model_copy(update={"evidence": evidence})
+        return self._settle([], now, force=True)
 
     def giveup_reset(self, target: str, by: str, now: float) -> list[Transition]:
         """A give-up on ``target`` was lifted (a person, or its reset timer): its incident
@@ -301,6 +300,9 @@ class AnalysisEngine:
                 held = self._held.get(fingerprint)
                 if held is not None:
                     evidence = {**evidence, "held": held}
+                note = self._notes.get(check.subject.removeprefix("service:"))
+                if note is not None and check.subject.startswith("service:"):
+                    evidence = {**evidence, "remediation": note}
                 self.alerts[fingerprint] = existing.model_copy(
                     update={"summary": check.summary, "evidence": evidence}
                 )
