@@ -345,3 +345,37 @@ def test_cli_names_the_bad_file_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: broken.json:")
     assert proc.stderr.count("\n") == 1
+
+
+BAD_VALUES = [
+    ("text_cpu.json", {"base": {"cpu": "hot"}}, "cannot be played"),
+    (
+        "bad_state.json",
+        {"processes": [{"pid": 5, "name": "x", "changes": [{"set": {"state": "X"}}]}]},
+        "state 'X'",
+    ),
+    (
+        "bad_flap.json",
+        {"services": [{"name": "w", "flap": {"every": 10, "down_for": 20}}]},
+        "down_for must be shorter",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "said"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_a_bad_value_is_one_line_naming_the_file(
+    tmp_path: Path, name: str, fields: dict[str, Any], said: str
+) -> None:
+    data = {"name": "bad", "expect": {"verdict": "healthy"}, **fields}
+    (tmp_path / name).write_text(json.dumps(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchkeeper.testing.scenarios", "--rules", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {name}:") and said in proc.stderr
+    assert proc.stderr.count("\n") == 1

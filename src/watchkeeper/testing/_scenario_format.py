@@ -81,10 +81,6 @@ class Change(_Window):
     set: dict[str, Any]
 
 
-class ProcChange(_Window):
-    set: dict[Literal["cpu", "rss_mb", "state"], Any]
-
-
 ProcState = Literal["R", "S", "D", "Z", "T"]
 STATUS_OF_STATE: dict[str, str] = {
     "R": "running",
@@ -93,6 +89,19 @@ STATUS_OF_STATE: dict[str, str] = {
     "Z": "zombie",
     "T": "stopped",
 }
+
+
+class ProcChange(_Window):
+    set: dict[Literal["cpu", "rss_mb", "state"], Any]
+
+    @model_validator(mode="after")
+    def _values(self) -> ProcChange:
+        for key, value in self.set.items():
+            if key == "state" and value not in STATUS_OF_STATE:
+                raise ValueError(f"state {value!r} is not one of R, S, D, Z, T")
+            if key != "state" and (not isinstance(value, int | float) or value < 0):
+                raise ValueError(f"{key} must be a number at or above 0, not {value!r}")
+        return self
 
 
 class ProcSpec(_Model):

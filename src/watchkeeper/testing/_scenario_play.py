@@ -18,6 +18,7 @@ from watchkeeper.model.incidents import Incident
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.testing._scenario_format import (
     Scenario,
+    ScenarioError,
     load_scenarios,
     scenario_settings,
     start_time,
@@ -166,7 +167,16 @@ def play_rules(scenario: Scenario) -> Outcome:
 
 def score_rules(directory: Path) -> dict[str, Any]:
     """Every scenario in ``directory`` through the rule path: the figures and each score."""
-    scores = [score(s, play_rules(s)) for s in load_scenarios(directory)]
+    scores = []
+    for scenario in load_scenarios(directory):
+        try:
+            outcome = play_rules(scenario)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # A value the format let through but a sample cannot hold (a percentage as
+            # text, a path to nothing): one line naming the file.
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ScenarioError(f"{scenario.path}: cannot be played: {first}") from None
+        scores.append(score(scenario, outcome))
     return {
         "summary": summarise_rules(scores),
         "scenarios": [s.model_dump() for s in scores],

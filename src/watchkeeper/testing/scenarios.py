@@ -101,7 +101,11 @@ async def _main_async(
             if fake is not None:
                 fake.set_reply_fn(scripted_model(scenario))
             async with OllamaAdvisor(url, model, timeout=timeout, retry_delay=0.5) as advisor:
-                outcome, analyses = await play_llm(scenario, advisor)
+                try:
+                    outcome, analyses = await play_llm(scenario, advisor)
+                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ScenarioError(f"{scenario.path}: cannot be played: {first}") from None
             scores.append(score_llm(scenario, analyses, outcome))
     finally:
         if fake is not None:
