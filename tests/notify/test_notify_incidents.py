@@ -358,3 +358,43 @@ async def test_an_alert_told_alone_before_its_incident_is_closed_not_repeated(
     await h.notifier.incident("resolved", resolved(disk_incident(), h.clock.now))
     sent = await h.sent()
     assert sorted(sent[3:]) == [("all", "resolved", DISK.fingerprint), ("all", "resolved", KEY)]
+
+
+async def test_pagerduty_gets_one_trigger_and_one_resolve_for_the_incident(
+    receiver: HttpReceiver,
+) -> None:
+    from watchkeeper.notify import PagerDutyChannel
+
+    clock = Clock()
+    settings = NotificationSettings.model_validate(
+        {"retries": {"attempts": 2, "backoff_initial": 0.01}}  # group_wait: the default 5 s
+    )
+    pagerduty = PagerDutyChannel("pd", "R0UT1NGKEY", url=receiver.url, source="web01")
+    notifier = Notifier(settings, [pagerduty], host="web01", clock=clock, local_time=utc_local)
+    await notifier.start()
+    try:
+        for alert in (DISK, DB, WEB):
+            await notifier.alert_firing(alert)
+        await notifier.incident("opened", disk_incident(Severity.CRITICAL))
+        clock.advance(30)
+        await notifier.pump()
+        await notifier.incident("resolved", resolved(disk_incident(Severity.CRITICAL), clock.now))
+        for alert in (DISK, DB, WEB):
+            await notifier.alert_resolved(resolve(alert, clock.now))
+        await settle(notifier)
+    finally:
+        await notifier.aclose()
+        notifier.close_channels()
+    events = [r.body for r in receiver.requests]
+    assert [(e["event_action"], e["dedup_key"]) for e in events] == [
+        ("trigger", KEY),
+        ("resolve", KEY),
+    ]
+    trigger = events[0]["payload"]
+    assert (trigger["component"], trigger["group"], trigger["class"]) == (
+        "disk:/",
+        "incident",
+        "disk_full",
+    )
+    assert trigger["severity"] == "critical"
+    assert trigger["custom_details"]["alerts"][0] == "service_unhealthy on web"
