@@ -100,7 +100,7 @@ def _proc(p: ProcSpec, values: dict[str, Any], t: float, t0: float) -> ProcessIn
         create_time=t0 - p.age_s + p.start,
         age_seconds=p.age_s + t - p.start,
         ppid=p.ppid,
-        kernel_thread=p.kernel,
+        kernel_thread=p.kernel or p.ppid == _KTHREADD,
     )
 
 
