@@ -169,6 +169,7 @@ def test_process_state_parent_threads_kernel_and_changes() -> None:
             },
             {"pid": 901, "name": "defunct", "state": "Z", "rss_mb": 0, "cpu": 0},
             {"pid": 902, "name": "paused", "state": "T", "cpu": 0},
+            {"pid": 60, "name": "kworker/0:1", "cpu": 1, "rss_mb": 0, "ppid": 2},
         ],
     )
     got = samples(scenario)
@@ -177,6 +178,8 @@ def test_process_state_parent_threads_kernel_and_changes() -> None:
     assert by_pid[900].num_threads == 12 and by_pid[900].ppid == 1
     assert by_pid[900].status == "disk-sleep" and by_pid[900].cpu_percent == 2
     assert by_pid[901].status == "zombie" and by_pid[902].status == "stopped"
+    assert by_pid[60].kernel_thread  # kthreadd's child, as the collector reports it
+    assert not by_pid[900].kernel_thread
     early = {p.pid: p for p in got[1].processes.top_cpu} if got[1].processes else {}
     assert early[900].status == "running" and early[900].cpu_percent == 30
     procs = got[5].processes
