@@ -315,3 +315,24 @@ def test_a_restart_that_never_helps_is_retried_by_the_pipelines_rules_then_given
     if hasattr(AnalysisEngine, "remediation_gave_up"):
         escalated = [t for t in outcome.transitions if t.kind == "escalated"]
         assert escalated and escalated[0].alert.subject == "service:db"
+
+
+def test_a_deferred_restart_is_tried_again_when_its_backoff_ends() -> None:
+    scenario = make(
+        {
+            "name": "slow backoff",
+            "steps": 20,
+            "settings": {"remediation": {"crash_loop_backoff_initial": 30}},
+            "services": [
+                {"name": "db", "state": "failed", "critical": True, "until": 60},
+                {"name": "db", "state": "running", "critical": True, "from": 60},
+            ],
+            "expect": {"verdict": "healthy"},
+        }
+    )
+    outcome = play_rules(scenario)
+    got = [(d.at, d.verdict) for d in outcome.decisions if d.action == "restart_service"]
+    # Verified down at 10 s, tried again at once: the 30 s backoff defers it to 30 s,
+    # when it runs; verified down again at 40 s, deferred by 60 s, and by then (60 s)
+    # the service is back, so the deferred try is dropped.
+    assert got == [(0.0, "run"), (10.0, "defer"), (30.0, "run"), (40.0, "defer")]
