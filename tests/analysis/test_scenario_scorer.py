@@ -333,6 +333,6 @@ def test_a_deferred_restart_is_tried_again_when_its_backoff_ends() -> None:
     outcome = play_rules(scenario)
     got = [(d.at, d.verdict) for d in outcome.decisions if d.action == "restart_service"]
     # Verified down at 10 s, tried again at once: the 30 s backoff defers it to 30 s,
-    # when it runs; verified down again at 40 s, deferred by 60 s, and by then (60 s)
-    # the service is back, so the deferred try is dropped.
+    # when it runs; verified down again at 40 s, deferred again (the backoff doubled to
+    # 60 s: until 90 s), and by then the service is back (from 60 s): the try is dropped.
     assert got == [(0.0, "run"), (10.0, "defer"), (30.0, "run"), (40.0, "defer")]
