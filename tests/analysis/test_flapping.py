@@ -197,3 +197,30 @@ def test_a_stop_by_a_person_and_a_counter_reset_are_not_crashes() -> None:
     flaps.sample("web", "running", 0, T0 + 10)  # counter reset by the manager
     state = flaps.judge("web", T0 + 10, window=600, threshold=3)
     assert state.changes == 0 and not state.flapping
+
+
+def test_a_service_that_dies_at_once_after_each_restart_is_one_outage() -> None:
+    """exit 3 right after every start: each restart brings it up for a moment. That is one
+    service_down alert from first to last (the remediator's retries, backoff and give-up
+    stay with it), flapping on top, and no new restart proposal from the analyzer."""
+    engine = AnalysisEngine(lambda: settings())
+    transitions: list[Transition] = []
+    t = T0
+    for attempt in range(6):
+        transitions += engine.observe_service(event_status("failed"), t + 0.3)
+        status = ServiceStatus(name="worker", manager="systemd", state=ServiceState.FAILED)
+        transitions += engine.observe(
+            MetricsSample(timestamp=t + 1, host="h", services=[status]), t + 1
+        )
+        # The remediator restarts it (backing off a little more each time); up for 0.3 s.
+        transitions += engine.observe_service(event_status("running"), t + 2 + attempt)
+        t += 3 + attempt
+    fired = [(x.alert.rule, x.kind) for x in transitions if x.kind != "escalated"]
+    assert fired.count(("service_down", "firing")) == 1, fired
+    assert ("service_down", "resolved") not in fired
+    assert fired.count(("service_flapping", "firing")) == 1
+    proposals = [
+        s.action for x in transitions if x.kind == "firing" for s in x.alert.suggested_actions
+    ]
+    assert proposals == ["restart_service"]
+    assert engine.verdict() == "degraded"

@@ -35,7 +35,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from watchkeeper.analysis.baselines import BaselineBook
@@ -250,7 +250,15 @@ class AnalysisEngine:
 
     def _apply(self, checks: list[Check], now: float) -> list[Transition]:
         out: list[Transition] = []
+        settle = self._settings().analyzer.clear_seconds
         for check in checks:
+            if check.rule == "service_down" and check.raw is None and self._changed:
+                name = check.subject.removeprefix("service:")
+                if name in self._changed and (check.clear_s or 0) < settle:
+                    # Back up after a death lately: down until it has stayed up a while,
+                    # so a service that dies again at once is the same outage (and the
+                    # remediator's retries and give-up stay with that one alert).
+                    check = replace(check, clear_s=settle)
             level, check = judge(self.levels, check, now)
             level = _capped(level, check.cap)
             fingerprint = fingerprint_of(check.rule, check.subject)
