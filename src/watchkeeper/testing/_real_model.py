@@ -56,6 +56,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "default_model_path",
+    "grammar_text",
     "load_llama_cpp",
 ]
 
@@ -130,6 +131,29 @@ def default_model_path() -> Path:
     if not path.is_file():
         raise RealModelUnavailable(f"the model package gave {path}, which is not a file")
     return path
+
+
+# The string-character rule of llama-cpp-python's schema converter lets a raw control
+# character (a newline, a tab) into a JSON string, which no JSON parser accepts; llama.cpp's
+# own converter, the one Ollama runs, excludes them (and DEL). Served as Ollama would.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def grammar_text(fmt: Any) -> str:
+    """The GBNF grammar for a request's ``format``: ``"json"`` or a JSON schema (dict).
+
+    Made with ``LlamaGrammar.from_json_schema``'s converter, with strings' characters
+    restricted as llama.cpp's converter (Ollama's) restricts them.
+    """
+    grammar_mod = importlib.import_module("llama_cpp.llama_grammar")
+    if fmt == "json":
+        return str(grammar_mod.JSON_GBNF)
+    text = str(grammar_mod.json_schema_to_gbnf(json.dumps(fmt)))
+    return "\n".join(
+        _STRICT_CHAR + line[len(_LOOSE_CHAR) :] if line.startswith(_LOOSE_CHAR) else line
+        for line in text.splitlines()
+    )
 
 
 @dataclass(frozen=True)
@@ -453,10 +477,7 @@ class RealModel:
             return cached
         grammar_mod = importlib.import_module("llama_cpp.llama_grammar")
         try:
-            if key == "json":
-                grammar = grammar_mod.LlamaGrammar.from_string(grammar_mod.JSON_GBNF, verbose=False)
-            else:
-                grammar = grammar_mod.LlamaGrammar.from_json_schema(key, verbose=False)
+            grammar = grammar_mod.LlamaGrammar.from_string(grammar_text(fmt), verbose=False)
         except Exception as exc:  # the converter raises bare Exceptions for bad schemas
             raise ValueError(f"invalid JSON schema in format: {exc}") from exc
         with self._state:

@@ -142,7 +142,11 @@ model = "{real_server.model}"
     url = f"http://127.0.0.1:{web_port}"
     try:
         for _pidfile, port in services:
-            _wait(lambda port=port: proc.poll() is not None or _answers(port), 60, "the services")
+
+            def up(port: int = port) -> bool:
+                return proc.poll() is not None or _answers(port)
+
+            _wait(up, 60, "the services")
         assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
         _wait(lambda: _api(url, "/api/analysis") is not None, 60, "the dashboard")
         yield url, services

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import ollama
 import pytest
 
 from watchkeeper.llm import OllamaAdvisor
+from watchkeeper.testing._real_model import grammar_text
 from watchkeeper.testing.real_server import RealModelServer
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
@@ -242,3 +244,11 @@ async def test_watchkeeper_advisor_gets_a_valid_analysis(
     assert outcome.ok, outcome.error
     assert outcome.reply is not None
     assert outcome.reply.verdict in VERDICTS
+
+
+def test_schema_strings_cannot_hold_raw_control_characters(model_path: Path) -> None:
+    # llama.cpp's converter (Ollama's) keeps control characters out of JSON strings; a raw
+    # newline in a string makes the whole reply invalid JSON.
+    text = grammar_text({"type": "object", "properties": {"s": {"type": "string"}}})
+    char_rule = next(line for line in text.splitlines() if line.startswith("char ::="))
+    assert "\\x00-\\x1F" in char_rule and "\\x7F" in char_rule
