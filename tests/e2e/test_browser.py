@@ -37,10 +37,8 @@ CHROMIUM_ARGS = [
 ]
 MARKUP_NAME = "<img src=x>"  # fits the kernel's 15-character process name
 MARKUP_CMDLINE = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-LLM_REASONING = (
-    "Memory use crossed the deliberately low test threshold; nothing is actually wrong, "
-    "so watching is the right call."
-)
+# Within the schema's bound on a model's explanation (llm.prompt.MAX_REASON_CHARS).
+LLM_REASONING = "Memory crossed the low test threshold; watching is right."
 
 
 def chromium() -> str:
