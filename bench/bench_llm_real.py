@@ -136,9 +136,7 @@ def heal_times(server: Any | None) -> dict[str, Any]:
                 started = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
                 healed = _until(
-                    lambda p=pidfile, q=port, old=pid: (
-                        _answers(q) and int(p.read_text().split()[0] or 0) != old
-                    ),
+                    lambda p=pidfile, q=port, old=pid: _pid(p) not in (None, old) and _answers(q),
                     30,
                 )
                 times.append(time.perf_counter() - started if healed else float("inf"))
@@ -318,11 +316,29 @@ def _extra_missing() -> str | None:
     return None
 
 
+def heal_only() -> dict[str, Any]:
+    """``python bench/bench_llm_real.py heal``: only the heal comparison."""
+    from watchkeeper.testing.real_server import RealModelServer
+
+    with RealModelServer() as server:
+        busy = heal_times(server)
+    return {
+        "benchmark": "llm_real_heal",
+        "machine": {**machine_info(), "loadavg_before": [round(x, 2) for x in os.getloadavg()]},
+        "heal_with_llm_busy_vs_disabled": [busy, heal_times(None)],
+    }
+
+
 if __name__ == "__main__":
     missing = _extra_missing()
     if missing is not None:
         print(f"bench_llm_real: skipped: {missing}", file=sys.stderr)
         raise SystemExit(SKIPPED)
+    if sys.argv[1:] == ["heal"]:
+        heal = heal_only()
+        print(json.dumps(heal, indent=2))
+        print(f"written to {write_result('llm_real_heal', heal)}")
+        raise SystemExit(0)
     data, status = main(sys.argv[1:])
     path = write_result("llm_real", data) if not sys.argv[1:] else None
     print(json.dumps({k: data[k] for k in ("figures", "targets_met", "wall_s")}, indent=2))
