@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-# The realmodel extra: llama-cpp-python builds from source (about 6 minutes on 2 cores; pip
+# The realmodel extra: llama-cpp-python builds from source (10 to 17 minutes on 2 busy cores; pip
 # keeps the built wheel in its cache) for x86-64-v3 (AVX2), not -march=native: a VM may
 # advertise instructions it does not let a process run (a native build died of an illegal
 # instruction on the development VM, which reports AMX and AVX-512). Override REALMODEL_CMAKE to
