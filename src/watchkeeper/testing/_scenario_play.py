@@ -77,8 +77,10 @@ class Player:
                 self.gate.on_resolved(tr.alert.fingerprint)
             if tr.kind in ("firing", "escalated"):
                 self.outcome.actions.extend(tr.alert.suggested_actions)
-            if tr.kind == "firing":
+                # An escalated alert is seen at its new severity (an expected critical may
+                # be reached only by escalation).
                 self._seen.append(tr.alert)
+            if tr.kind == "firing":
                 self.gate.on_alert(tr.alert)
         if self.outcome.established_at is None and expected_met(self.scenario, self._seen):
             self.outcome.established_at = t
