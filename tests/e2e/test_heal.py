@@ -164,6 +164,46 @@ def test_sigkilled_service_is_restarted_and_healthy_again(
     assert proc.poll() is None
 
 
+def test_a_service_killed_again_and_again_is_healed_each_time(
+    daemon: tuple[subprocess.Popen[str], int, Path],
+) -> None:
+    """A 3 a.m. crash loop seen from outside: the same service dies three times within
+    seconds of each restart. The analyzer makes it one flapping alert and proposes one
+    restart; every later death must still be healed (the remediator carries the loop on
+    through the gate), not left down until the loop has been quiet for minutes."""
+    proc, port, tmp_path = daemon
+    wait_for(lambda: answers(port), 20, "the demo service to answer")
+    pids: list[int] = []
+    for round_ in range(3):
+        old_pid = wait_for(
+            lambda: (p := service_pid(tmp_path, "demo")) and p not in pids and p,
+            20,
+            f"a new demo pid before kill {round_ + 1}",
+        )
+        pids.append(old_pid)
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for(
+            lambda pid=old_pid: not answers(port) or service_pid(tmp_path, "demo") != pid,
+            5,
+            "the kill",
+        )
+        wait_for(lambda: answers(port), 15, f"demo to answer again after kill {round_ + 1}")
+        time.sleep(2)  # up for a moment, then killed again: inside every window
+    restarts = wait_for(
+        lambda: [
+            r
+            for r in status(tmp_path)["details"]["remediator"]["recent"]
+            if r["action"] == "restart_service"
+            and r["target"] == "demo"
+            and r["outcome"] == "succeeded"
+        ],
+        15,
+        "the restarts in the audit",
+    )
+    assert len(restarts) >= 3
+    assert proc.poll() is None
+
+
 def test_service_that_exits_at_once_is_given_up_and_reported(
     daemon: tuple[subprocess.Popen[str], int, Path],
 ) -> None:

@@ -114,6 +114,8 @@ class RemediationPipeline:
         # What the rules suggest now, per firing alert: what corroborates the model.
         self._rule_offers: dict[str, set[tuple[str, str]]] = {}
         self._audit: deque[ActionRecord] = deque(maxlen=_AUDIT_KEEP)
+        # Service restarts that worked, by service: (the request, when it succeeded).
+        self._restarted: dict[str, tuple[ActionRequest, float]] = {}
 
     # -- read-only views (web, CLI, status) --------------------------------------------------
     def actions(self) -> list[ActionInfo]:
@@ -207,13 +209,37 @@ class RemediationPipeline:
             await self.submit(recommended(suggestion, source, alert_id, fingerprint))
 
     async def on_service_exit(self, name: str, *, failed_start: bool, uptime: float) -> None:
-        """A service died soon after starting: one more failure for its crash-loop guard."""
+        """A service died: one more failure for its crash-loop guard when it died soon after
+        starting, and, when this pipeline restarted it lately, the same restart again.
+
+        A crash loop is one alert (the analyzer's ``service_flapping``), and the analyzer
+        proposes its restart once; each later death of a service restarted within the
+        crash-loop window (or the analyzer's flap window, the longer) is this pipeline's to
+        answer, through the gate like any proposal: the crash-loop backoff spaces the
+        attempts and the give-up ends them."""
         attempting = any(
             r.target == name and r.action in Policy.SERVICE_ACTIONS for r in self._running.values()
         )
-        # During our own attempt its verification counts the failure; count it once.
-        if failed_start and not attempting:
+        if attempting:
+            return  # during our own attempt its verification counts the failure, once
+        if failed_start:
             await self._service_failure(name, f"died {uptime:.2f}s after starting")
+        last = self._restarted.get(name)
+        if last is None:
+            return
+        request, succeeded_at = last
+        settings = self.actx.settings()
+        now = self.actx.clock()
+        horizon = max(settings.remediation.crash_loop_window, settings.analyzer.flap_window)
+        if now - succeeded_at > horizon:
+            del self._restarted[name]
+            return
+        if name in self.policy.guard.given_up:
+            return
+        again = dataclasses.replace(
+            renewed(request, now), reason=f"{name} died again {uptime:.1f}s after its restart"
+        )
+        await self.submit(again)
 
     # -- decide --------------------------------------------------------------------------------
     async def submit(self, request: ActionRequest) -> ActionRecord:
@@ -351,6 +377,7 @@ class RemediationPipeline:
         if outcome is ActionOutcome.SUCCEEDED:
             if is_service:
                 self.policy.guard.success(request.target or "", self.actx.clock())
+                self._restarted[request.target or ""] = (request, self.actx.clock())
             return
         log.debug("%s on %s failed: %s", request.action, request.target, detail)
         retry = is_service and "needs privileges" not in detail
