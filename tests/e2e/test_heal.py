@@ -103,6 +103,15 @@ def service_pid(tmp_path: Path, name: str) -> int | None:
     return None
 
 
+def succeeded_restarts(tmp_path: Path, name: str) -> list[dict[str, Any]]:
+    """The verified restarts of ``name`` among the remediator's recent records."""
+    return [
+        r
+        for r in status(tmp_path).get("details", {}).get("remediator", {}).get("recent", [])
+        if r["action"] == "restart_service" and r["target"] == name and r["outcome"] == "succeeded"
+    ]
+
+
 @contextlib.contextmanager
 def running(tmp_path: Path, config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """A real ``watchkeeper run`` on ``config``, stopped with SIGTERM afterwards."""
@@ -150,15 +159,7 @@ def test_sigkilled_service_is_restarted_and_healthy_again(
     assert new_pid != old_pid
     assert healed_in < 10
     recent = wait_for(
-        lambda: [
-            r
-            for r in status(tmp_path)["details"]["remediator"]["recent"]
-            if r["action"] == "restart_service"
-            and r["target"] == "demo"
-            and r["outcome"] == "succeeded"
-        ],
-        15,
-        "a verified restart in the audit",
+        lambda: succeeded_restarts(tmp_path, "demo"), 15, "a verified restart in the audit"
     )
     assert recent[0]["proposer"] == "rule"
     assert proc.poll() is None
@@ -190,15 +191,7 @@ def test_a_service_killed_again_and_again_is_healed_each_time(
         wait_for(lambda: answers(port), 15, f"demo to answer again after kill {round_ + 1}")
         time.sleep(2)  # up for a moment, then killed again: inside every window
     restarts = wait_for(
-        lambda: [
-            r
-            for r in status(tmp_path)["details"]["remediator"]["recent"]
-            if r["action"] == "restart_service"
-            and r["target"] == "demo"
-            and r["outcome"] == "succeeded"
-        ],
-        15,
-        "the restarts in the audit",
+        lambda: succeeded_restarts(tmp_path, "demo"), 15, "the restarts in the audit"
     )
     assert len(restarts) >= 3
     assert proc.poll() is None
