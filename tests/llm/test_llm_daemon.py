@@ -24,24 +24,7 @@ import httpx
 import pytest
 
 from watchkeeper.testing.fake_ollama import FakeOllama, Reply
-
-QUIET_BUT_MEMORY = (
-    "thresholds.memory_warning=1",
-    "thresholds.memory_critical=2",
-    "thresholds.cpu_warning=99",
-    "thresholds.cpu_critical=100",
-    "thresholds.load_warning=1000",
-    "thresholds.load_critical=2000",
-    "thresholds.disk_warning=99",
-    "thresholds.disk_critical=100",
-    "thresholds.inode_warning=99",
-    "thresholds.inode_critical=100",
-    "thresholds.swap_warning=99",
-    "thresholds.swap_critical=100",
-    "analyzer.for_seconds=0",
-    "analyzer.runaway_for_seconds=3600",
-    "remediation.mode=dry_run",
-)
+from watchkeeper.testing.overrides import QUIET_BUT_MEMORY
 
 HEALTHY = {
     "verdict": "healthy",

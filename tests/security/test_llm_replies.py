@@ -19,28 +19,9 @@ from state_daemon import Daemon, rss_kb, wait_until
 
 from watchkeeper.llm import call_deadline
 from watchkeeper.testing.fake_ollama import FakeOllama, Reply
+from watchkeeper.testing.overrides import QUIET_BUT_MEMORY
 
 TIMEOUT, ATTEMPTS, DELAY = 3.0, 2, 0.5
-
-#: A memory alert fires at once (memory is surely above 2 %); nothing else fires, so
-#: the only LLM calls are the ones the test makes happen.
-QUIET_BUT_MEMORY = (
-    "thresholds.memory_warning=1",
-    "thresholds.memory_critical=2",
-    "thresholds.cpu_warning=99",
-    "thresholds.cpu_critical=100",
-    "thresholds.load_warning=1000",
-    "thresholds.load_critical=2000",
-    "thresholds.disk_warning=99",
-    "thresholds.disk_critical=100",
-    "thresholds.inode_warning=99",
-    "thresholds.inode_critical=100",
-    "thresholds.swap_warning=99",
-    "thresholds.swap_critical=100",
-    "analyzer.for_seconds=0",
-    "analyzer.runaway_for_seconds=3600",
-    "remediation.mode=dry_run",
-)
 
 
 @pytest.fixture
