@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -49,19 +50,31 @@ def _gate() -> AdviceGate:
     return AdviceGate(cooldown=0, hourly_budget=1000)
 
 
+async def _consult(
+    model: OllamaAdvisor,
+    gate: AdviceGate | None = None,
+    *,
+    now: float = 100.0,
+    rules_verdict: Any = "critical",
+    rules_summary: Any = RULES_SAY,
+) -> tuple[AnalysisResult, bool]:
+    """The model asked about web being down, as the analyzer asks it."""
+    return await consult(
+        model,
+        gate if gate is not None else _gate(),
+        [web_down()],
+        None,
+        BUILTIN_ACTIONS,
+        trigger="alert",
+        now=now,
+        rules_verdict=rules_verdict,
+        rules_summary=rules_summary,
+    )
+
+
 async def _ask(url: str) -> tuple[AnalysisResult, bool]:
     async with OllamaAdvisor(url, "gemma3:270m", timeout=1.5, retry_delay=0.01) as model:
-        return await consult(
-            model,
-            _gate(),
-            [web_down()],
-            None,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=100.0,
-            rules_verdict="critical",
-            rules_summary=RULES_SAY,
-        )
+        return await _consult(model)
 
 
 @pytest.mark.parametrize(
@@ -124,17 +137,7 @@ async def test_a_model_that_says_healthy_does_not_lower_the_rules_verdict(
     fake.set_reply_fn(lambda body: Reply(json_obj=healthy))
     gate = _gate()
     async with OllamaAdvisor(fake.url, "gemma3:270m") as model:
-        result, used = await consult(
-            model,
-            gate,
-            [web_down()],
-            None,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=100.0,
-            rules_verdict="critical",
-            rules_summary=RULES_SAY,
-        )
+        result, used = await _consult(model, gate)
         assert used
         assert (result.verdict, result.model_verdict, result.rules_verdict) == (
             "critical",
@@ -146,16 +149,8 @@ async def test_a_model_that_says_healthy_does_not_lower_the_rules_verdict(
             "the model thinks healthy; the rules say critical: service web is down"
         )
         # The same findings again: the cached answer, judged against today's rules.
-        again, used = await consult(
-            model,
-            gate,
-            [web_down()],
-            None,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=200.0,
-            rules_verdict="degraded",
-            rules_summary="web is slow",
+        again, used = await _consult(
+            model, gate, now=200.0, rules_verdict="degraded", rules_summary="web is slow"
         )
     assert used and again.cached
     assert (again.verdict, again.model_verdict) == ("degraded", "healthy")
@@ -166,17 +161,7 @@ async def test_a_model_may_raise_the_verdict(fake: FakeOllama) -> None:
     worse = {"verdict": "critical", "summary": "disk will fill", "recommended_actions": []}
     fake.set_reply_fn(lambda body: Reply(json_obj=worse))
     async with OllamaAdvisor(fake.url, "gemma3:270m") as model:
-        result, _ = await consult(
-            model,
-            _gate(),
-            [web_down()],
-            None,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=100.0,
-            rules_verdict="degraded",
-            rules_summary="disk filling",
-        )
+        result, _ = await _consult(model, rules_verdict="degraded", rules_summary="disk filling")
     assert (result.verdict, result.model_verdict, result.rules_verdict) == (
         "critical",
         "critical",
@@ -200,16 +185,8 @@ async def test_the_rules_are_read_when_the_answer_is_in_not_when_the_call_began(
 
     fake.set_reply_fn(answer)
     async with OllamaAdvisor(fake.url, "gemma3:270m") as model:
-        result, used = await consult(
-            model,
-            _gate(),
-            [web_down()],
-            None,
-            BUILTIN_ACTIONS,
-            trigger="alert",
-            now=100.0,
-            rules_verdict=lambda: rules["verdict"],
-            rules_summary=lambda: rules["summary"],
+        result, used = await _consult(
+            model, rules_verdict=lambda: rules["verdict"], rules_summary=lambda: rules["summary"]
         )
     assert used
     assert (result.verdict, result.rules_verdict, result.rules_summary) == (
