@@ -74,12 +74,14 @@ def _no_processes_left_behind() -> Iterator[None]:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
     leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    for proc in leftovers:
+    # A child that was just ending when the test returned (a probe's command exiting) is
+    # not left behind; one still running a second later is.
+    _, alive = psutil.wait_procs(leftovers, timeout=1.0)
+    for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
             proc.wait(timeout=5)
-    alive = [p for p in leftovers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not leftovers, f"test left processes behind: {leftovers} (still alive: {alive})"
+    assert not alive, f"test left processes behind: {alive}"
 
 
 @pytest.fixture
