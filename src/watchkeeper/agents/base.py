@@ -91,7 +91,7 @@ class BaseAgent:
         self.ctx = ctx
         self.logger = logging.getLogger(f"watchkeeper.agent.{name}")
         self._fixed_interval = interval
-        self._handlers: list[tuple[str, Handler, int]] = []
+        self._handlers: list[tuple[str, Handler, int, str]] = []
         self._wake = asyncio.Event()
         # A health_check command and the loop must not run two checks at once.
         self._check_lock = asyncio.Lock()
@@ -138,23 +138,30 @@ class BaseAgent:
             return self._fixed_interval
         return self.settings.agents.interval_for(self.name)
 
-    def on(self, pattern: str, handler: Handler, *, maxsize: int = 1000) -> None:
+    def on(
+        self, pattern: str, handler: Handler, *, maxsize: int = 1000, scope: str = "local"
+    ) -> None:
         """Run ``handler`` for every message matching ``pattern`` while the agent runs.
 
-        Register in ``__init__`` or ``setup``. Handler errors are counted like check errors.
+        ``scope`` is ``"local"`` (messages about this host), ``"fleet"`` (about any host:
+        a central analyzer's samples) or one host id. Register in ``__init__`` or
+        ``setup``. Handler errors are counted like check errors.
         """
-        self._handlers.append((pattern, handler, maxsize))
+        self._handlers.append((pattern, handler, maxsize, scope))
 
-    async def publish(self, topic: Topic[ModelT] | str, value: ModelT) -> Message:
+    async def publish(
+        self, topic: Topic[ModelT] | str, value: ModelT, *, host: str | None = None
+    ) -> Message:
         """Publish ``value`` on ``topic`` as this agent: ``await self.publish(TOPIC, model)``.
 
-        A plugin agent may name a topic of its own (``"heartbeat.beat"``): its first
-        publish declares it with the value's model (see :func:`topics.adopt`).
+        ``host`` names the host the message is about when it is not this one. A plugin
+        agent may name a topic of its own (``"heartbeat.beat"``): its first publish
+        declares it with the value's model (see :func:`topics.adopt`).
         """
         bus = self.ctx.bus
         if isinstance(topic, str):
             topic = adopt(bus.topics, topic, value)
-        return await bus.publish(topic, value, sender=self.name)
+        return await bus.publish(topic, value, sender=self.name, host=host)
 
     def wake(self) -> None:
         """Run the next check now instead of waiting for the interval."""
@@ -204,8 +211,11 @@ class BaseAgent:
             bus.subscribe(CONFIG_CHANGED.name, name=f"{self.name}:config", maxsize=10),
         ]
         handler_subs = [
-            (bus.subscribe(pattern, name=f"{self.name}:{pattern}", maxsize=size), handler)
-            for pattern, handler, size in self._handlers
+            (
+                bus.subscribe(pattern, name=f"{self.name}:{pattern}", maxsize=size, scope=scope),
+                handler,
+            )
+            for pattern, handler, size, scope in self._handlers
         ]
         try:
             await self.setup()

@@ -5,6 +5,12 @@ publish order, and ``publish`` never waits on a slow consumer::
 
     bus = InMemoryBus()
     await bus.publish(METRICS_SAMPLE, sample, sender="sensor")
+
+Every message is about one host (``message.host``; this bus's ``host`` unless the
+publisher names another) and every subscription has a *scope*: ``"local"`` (the default)
+receives only messages about this host, ``"fleet"`` those about every host, and a host
+id those about that host. On one machine every message is local; a networked backend
+(:mod:`watchkeeper.bus.nats`) delivers other hosts' messages into the same subscriptions.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic
 from watchkeeper.model.message import Message
 
 __all__ = [
+    "FLEET",
+    "LOCAL",
     "BusStats",
     "InMemoryBus",
     "RequestTimeout",
@@ -31,6 +39,9 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 REPLY_PREFIX = "_reply."
+#: Subscription scopes besides a host id: this host's messages, or every host's.
+LOCAL = "local"
+FLEET = "fleet"
 
 
 def _new_id() -> str:
@@ -68,8 +79,12 @@ class Subscription:
     the oldest message is dropped and counted.
     """
 
-    def __init__(self, bus: InMemoryBus, pattern: str, name: str, maxsize: int) -> None:
+    def __init__(
+        self, bus: InMemoryBus, pattern: str, name: str, maxsize: int, scope: str = LOCAL
+    ) -> None:
         self.pattern = pattern
+        #: ``"fleet"`` or the one host id whose messages this subscription receives.
+        self.scope = scope
         self.name = name
         self.maxsize = maxsize
         self.delivered = 0
@@ -163,7 +178,9 @@ class InMemoryBus:
         history_size: int = 500,
         clock: Callable[[], float] = time.monotonic,
         topics: TopicRegistry | None = None,
+        host: str = "",
     ) -> None:
+        self._host = host
         if topics is None:
             from watchkeeper.model.topics import BUILTIN
 
@@ -185,13 +202,24 @@ class InMemoryBus:
         """The topics this bus accepts."""
         return self._topics
 
+    @property
+    def host(self) -> str:
+        """The id of the host this bus runs on ("" when none was given)."""
+        return self._host
+
     # -- subscribing -------------------------------------------------------------------
-    def subscribe(self, pattern: str, *, name: str, maxsize: int = 1000) -> Subscription:
+    def subscribe(
+        self, pattern: str, *, name: str, maxsize: int = 1000, scope: str = LOCAL
+    ) -> Subscription:
+        """A bounded queue of the messages matching ``pattern`` within ``scope``:
+        ``"local"`` (about this host), ``"fleet"`` (about any host) or one host id."""
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         if not pattern or any(not word for word in pattern.split(".")):
             raise ValueError(f"bad topic pattern {pattern!r}")
-        sub = Subscription(self, pattern, name, maxsize)
+        if not scope:
+            raise ValueError("a subscription scope is 'local', 'fleet' or a host id")
+        sub = Subscription(self, pattern, name, maxsize, self._host if scope == LOCAL else scope)
         self._subs.append(sub)
         self._route_cache.clear()
         return sub
@@ -219,10 +247,13 @@ class InMemoryBus:
         sender: str,
         correlation_id: str | None = None,
         reply_to: str | None = None,
+        host: str | None = None,
     ) -> Message:
         """Publish ``value`` on ``topic`` and return the message as delivered.
 
-        Raises :class:`UnknownTopic` for a topic this bus does not know and
+        ``host`` names the host the message is about when it is not this one (a central
+        analyzer's alert about the host whose sample it read). Raises
+        :class:`UnknownTopic` for a topic this bus does not know and
         :class:`WrongPayload` for a value that is not the topic's model.
         """
         name = self._topics.check(topic, value).name
@@ -232,6 +263,8 @@ class InMemoryBus:
             value=value,
             correlation_id=correlation_id,
             reply_to=reply_to,
+            host=self._host if host is None else host,
+            origin=self._host,
         )
         self.deliver(message)
         return message
@@ -255,9 +288,11 @@ class InMemoryBus:
                 future.set_result(message)
         else:
             self._history.append(message)
+        about = message.host or self._host
         for sub in self._routes(topic):
-            sub._offer(message)
-            self._delivered_total += 1
+            if sub.scope == about or sub.scope == FLEET:
+                sub._offer(message)
+                self._delivered_total += 1
 
     # -- request / reply ---------------------------------------------------------------
     async def request(
@@ -267,8 +302,12 @@ class InMemoryBus:
         *,
         sender: str,
         timeout: float = 5.0,
+        host: str | None = None,
     ) -> Message:
-        """Publish and wait for the first reply; ``RequestTimeout`` after ``timeout``."""
+        """Publish and wait for the first reply; ``RequestTimeout`` after ``timeout``.
+
+        ``host`` addresses a command to another host (its agents answer over the
+        network backend; on one machine nobody does, and the request times out)."""
         correlation_id = _new_id()
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
@@ -280,6 +319,7 @@ class InMemoryBus:
                 sender=sender,
                 correlation_id=correlation_id,
                 reply_to=REPLY_PREFIX + correlation_id,
+                host=host,
             )
             try:
                 return await asyncio.wait_for(future, timeout)
@@ -306,6 +346,8 @@ class InMemoryBus:
             sender=sender,
             value=value,
             correlation_id=request.correlation_id,
+            host=request.origin or self._host,
+            origin=self._host,
         )
         self.deliver(message)
         return message
@@ -339,6 +381,17 @@ class InMemoryBus:
             rates=rates,
             pending_requests=len(self._pending),
         )
+
+    # -- life ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect (a networked backend); nothing to do in memory."""
+
+    async def stop(self) -> None:
+        """Flush and disconnect (a networked backend); nothing to do in memory."""
+
+    def status(self) -> dict[str, object]:
+        """The backend's state for the status file and ``/api/status``."""
+        return {"backend": "memory", "host": self._host}
 
     def close(self) -> None:
         """Close every subscription and fail pending requests."""

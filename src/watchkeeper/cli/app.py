@@ -66,6 +66,15 @@ PortOption = Annotated[int | None, typer.Option(help="Port of the web server.", 
 ModeOption = Annotated[str | None, typer.Option(help="Remediation mode: auto, approve or dry_run.")]
 PersonalityOption = Annotated[str | None, typer.Option(help="witty or plain.")]
 LogLevelOption = Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+AgentsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--agents",
+        help="Run only these agents, comma-separated (sensor,analyzer,remediator,"
+        "communicator): place them on different hosts of a fleet.",
+    ),
+]
+AGENT_NAMES = ("sensor", "analyzer", "remediator", "communicator")
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Any setting as KEY=VALUE (dotted key, JSON value)."),
@@ -81,9 +90,20 @@ def _run_flags(
     mode: str | None,
     personality: str | None,
     log_level: str | None,
+    agents: str | None = None,
 ) -> dict[str, Any]:
     """``--set`` pairs with the named flags of ``run``/``web`` laid over them."""
     flags = parse_sets(set_ or [])
+    if agents is not None:
+        chosen = [name.strip() for name in agents.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in AGENT_NAMES]
+        if unknown or not chosen:
+            fail(
+                f"--agents takes a comma-separated list of {', '.join(AGENT_NAMES)}; "
+                f"got {agents[:200]!r}"
+            )
+        for name in AGENT_NAMES:
+            _merge_flag(flags, f"agents.{name}.enabled", name in chosen)
     named = {
         "agents.check_interval": interval,
         "data_dir": str(data_dir) if data_dir else None,
@@ -132,10 +152,11 @@ def run(
     mode: ModeOption = None,
     personality: PersonalityOption = None,
     log_level: LogLevelOption = None,
+    agents: AgentsOption = None,
     set_: SetOption = None,
 ) -> None:
     """Start the agents (and the web dashboard) and run until stopped."""
-    flags = _run_flags(set_, interval, data_dir, host, port, mode, personality, log_level)
+    flags = _run_flags(set_, interval, data_dir, host, port, mode, personality, log_level, agents)
     _start(config, flags, web=not no_web)
 
 

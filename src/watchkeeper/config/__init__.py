@@ -1,9 +1,10 @@
 """Typed, frozen settings with an explicit source order.
 
 Submodules by concern: :mod:`.sections` (the plain sections and the floors),
-:mod:`.notifications` (channels and routing), :mod:`.services` (``[[services]]`` specs),
-:mod:`.settings` (the whole model and its sources) and :mod:`.loading` (files, layers,
-errors). This package imports nothing of watchkeeper but :mod:`watchkeeper.model`.
+:mod:`.notifications` (channels and routing), :mod:`.fleet` (``[bus]`` and ``[fleet]``),
+:mod:`.services` (``[[services]]`` specs), :mod:`.settings` (the whole model and its
+sources) and :mod:`.loading` (files, layers, errors). This package imports nothing of
+watchkeeper but :mod:`watchkeeper.model`.
 
 Sources, later wins::
 
@@ -27,6 +28,7 @@ error names. Secrets (``web.token``, the channels' credentials) are secret types
 
 from __future__ import annotations
 
+from watchkeeper.config.fleet import BusSettings, FleetSettings
 from watchkeeper.config.loading import (
     DEFAULT_CONFIG_NAME,
     ConfigError,
@@ -65,9 +67,11 @@ __all__ = [
     "AgentSettings",
     "AgentsSettings",
     "AnalyzerSettings",
+    "BusSettings",
     "CleanupDir",
     "ConfigError",
     "ExpectedPattern",
+    "FleetSettings",
     "OllamaSettings",
     "PluginSettings",
     "RemediationSettings",

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from watchkeeper.config.fleet import BusSettings, FleetSettings
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.config.sections import (
     MIN_INTERVAL,
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     plugins: PluginSettings = PluginSettings()
     notifications: NotificationSettings = NotificationSettings()
+    bus: BusSettings = BusSettings()
+    fleet: FleetSettings = FleetSettings()
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")

@@ -1,6 +1,7 @@
 """The message on the bus: who sent what on which topic, and when.
 
-A :class:`Message` carries the topic name, the sender and the topic's model; its envelope
+A :class:`Message` carries the topic name, the sender, the host it is about (``host``), the
+host that published it (``origin``) and the topic's model; its envelope
 (:meth:`Message.to_dict`) is plain JSON, so a bus that crosses machines can carry it. A
 message built from JSON alone is parsed by its topic's model from
 :data:`watchkeeper.model.topics.BUILTIN` when its ``value`` is first read::
@@ -42,7 +43,9 @@ class Message:
         "_payload",
         "_value",
         "correlation_id",
+        "host",
         "id",
+        "origin",
         "reply_to",
         "sender",
         "timestamp",
@@ -60,8 +63,16 @@ class Message:
         timestamp: float | None = None,
         correlation_id: str | None = None,
         reply_to: str | None = None,
+        host: str = "",
+        origin: str = "",
     ) -> None:
         self.topic = topic
+        #: The host the message is about (its subject prefix in a fleet); "" on a bus that
+        #: has never been given a host id.
+        self.host = host
+        #: The host that published it: the same as ``host`` unless another host spoke about
+        #: it (a central analyzer's alert, a fleet view's approval).
+        self.origin = origin or host
         self.sender = sender
         self.id = id or _new_id()
         self.timestamp = time.time() if timestamp is None else timestamp
@@ -103,6 +114,8 @@ class Message:
             "timestamp": self.timestamp,
             "correlation_id": self.correlation_id,
             "reply_to": self.reply_to,
+            "host": self.host,
+            "origin": self.origin,
             "payload": self.payload,
         }
 
@@ -119,7 +132,12 @@ class Message:
             timestamp=float(data["timestamp"]),
             correlation_id=data.get("correlation_id"),
             reply_to=data.get("reply_to"),
+            host=str(data.get("host") or ""),
+            origin=str(data.get("origin") or ""),
         )
 
     def __repr__(self) -> str:
-        return f"Message(topic={self.topic!r}, sender={self.sender!r}, id={self.id!r})"
+        return (
+            f"Message(topic={self.topic!r}, sender={self.sender!r}, host={self.host!r}, "
+            f"id={self.id!r})"
+        )

@@ -32,6 +32,9 @@ agent.<state>              AgentStateChange      plugins and future agents
 config.changed             ConfigChange          live configuration
 system.started/stopped     SystemStarted/...     orchestrator
 command.<agent>, .all      Command → AgentReply  web, CLI, plugins (request/reply)
+fleet.heartbeat            HostBeat              every host in a fleet (NATS bus)
+fleet.incident.opened/     FleetIncident         the fleet view: one alert on many hosts
+updated/resolved
 =========================  ====================  ==========================================
 """
 
@@ -59,6 +62,7 @@ from watchkeeper.model.events import (
     SystemStarted,
     SystemStopped,
 )
+from watchkeeper.model.fleet import FleetIncident, HostBeat
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
@@ -76,6 +80,11 @@ __all__ = [
     "COMMAND",
     "COMMAND_ALL",
     "CONFIG_CHANGED",
+    "FLEET_HEARTBEAT",
+    "FLEET_INCIDENT_OPENED",
+    "FLEET_INCIDENT_RESOLVED",
+    "FLEET_INCIDENT_TOPICS",
+    "FLEET_INCIDENT_UPDATED",
     "HEALTH_CHANGED",
     "INCIDENT_OPENED",
     "INCIDENT_RESOLVED",
@@ -168,6 +177,23 @@ COMMAND: Topic[Command] = Topic(
     "command.*", Command, "a command for one agent (request/reply)", reply=AgentReply
 )
 COMMAND_ALL: Topic[Command] = COMMAND.at("all")
+FLEET_HEARTBEAT: Topic[HostBeat] = Topic(
+    "fleet.heartbeat", HostBeat, "a host's account of itself (fleet mode)"
+)
+FLEET_INCIDENT_OPENED: Topic[FleetIncident] = Topic(
+    "fleet.incident.opened", FleetIncident, "the same alert on many hosts"
+)
+FLEET_INCIDENT_UPDATED: Topic[FleetIncident] = Topic(
+    "fleet.incident.updated", FleetIncident, "a fleet incident gained or lost hosts"
+)
+FLEET_INCIDENT_RESOLVED: Topic[FleetIncident] = Topic(
+    "fleet.incident.resolved", FleetIncident, "a fleet incident ended"
+)
+FLEET_INCIDENT_TOPICS: Mapping[str, Topic[FleetIncident]] = {
+    "opened": FLEET_INCIDENT_OPENED,
+    "updated": FLEET_INCIDENT_UPDATED,
+    "resolved": FLEET_INCIDENT_RESOLVED,
+}
 
 
 def command_for(agent: str) -> Topic[Command]:
@@ -193,6 +219,8 @@ def _all() -> list[Topic[Any]]:
         SYSTEM_STARTED,
         SYSTEM_STOPPED,
         COMMAND,
+        FLEET_HEARTBEAT,
+        *FLEET_INCIDENT_TOPICS.values(),
     ]
 
 
