@@ -21,7 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.model.alerts import Severity
 
-__all__ = ["FleetHostState", "FleetIncident", "FleetIncidentHost", "HostBeat"]
+__all__ = [
+    "FleetHostState",
+    "FleetHostSummary",
+    "FleetIncident",
+    "FleetIncidentHost",
+    "HostBeat",
+]
 
 
 class FleetHostState(StrEnum):
@@ -55,6 +61,29 @@ class HostBeat(BaseModel):
     last_sample_at: float | None = None
     outbox: int = Field(0, description="messages waiting for the server")
     connected: bool = True
+
+
+class FleetHostSummary(BaseModel):
+    """One row of the fleet view: a host as the central side last heard of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    name: str = ""
+    state: FleetHostState
+    last_seen: float | None = Field(None, description="time of its newest message")
+    age_s: float | None = Field(None, description="seconds since then")
+    status: str = "unknown"
+    score: float | None = None
+    firing: int = 0
+    incidents: int = 0
+    pending_approvals: int = 0
+    agents: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    version: str = ""
+    outbox: int = 0
+    connected: bool = True
+    worst_severity: Severity | None = None
 
 
 class FleetIncidentHost(BaseModel):
