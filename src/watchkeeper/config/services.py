@@ -146,6 +146,11 @@ class ServiceSpec(_Frozen):
     stop_timeout: float = Field(default=10.0, gt=0, le=_MAX_TIMEOUT)
     min_uptime: float = Field(default=1.0, ge=0, le=_MAX_TIMEOUT)
     unit: str | None = Field(default=None, min_length=1, max_length=256)
+    watch: Literal["auto", "dbus", "poll"] = Field(
+        default="auto",
+        description="systemd only: how changes are seen; auto uses D-Bus events when the "
+        "system bus answers and polls otherwise",
+    )
     depends_on: list[str] = Field(
         default_factory=list, max_length=64, description="services this one needs to work"
     )
@@ -214,6 +219,8 @@ class ServiceSpec(_Frozen):
                     f"service {self.name}: {', '.join(own)} apply only to manager='process'; "
                     f"a {self.manager} service is started by its own service manager"
                 )
+        if self.watch != "auto" and self.manager != "systemd":
+            raise ValueError(f"service {self.name}: watch applies only to manager='systemd'")
         return self
 
     @property

@@ -16,7 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EventKind", "ServiceEvent", "ServiceState", "ServiceStatus"]
+__all__ = ["JOURNAL_LINES_MAX", "EventKind", "ServiceEvent", "ServiceState", "ServiceStatus"]
+
+JOURNAL_LINES_MAX = 50
+"""The most log lines a status or an event carries."""
 
 
 class ServiceState(StrEnum):
@@ -38,6 +41,12 @@ class ServiceStatus(BaseModel):
 
     ``healthy`` is ``None`` when no probe is configured or the service is not running;
     ``restarts`` counts starts after the first one (for systemd: its ``NRestarts``).
+    ``restart_policy`` is systemd's ``Restart=`` of the unit (``"no"``, ``"always"``,
+    ``"on-failure"``...; ``None`` for other backends): when set to anything but ``"no"``,
+    systemd restarts the unit itself and watchkeeper only watches. ``start_limit_hit``
+    means systemd stopped restarting it (``Result=start-limit-hit``). ``journal`` holds
+    the last lines the service logged (its journal, or the stderr a process service
+    wrote), cleaned, once it has failed; empty otherwise.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +63,14 @@ class ServiceStatus(BaseModel):
     restarts: int = Field(default=0, ge=0)
     critical: bool = False
     detail: str = ""
+    restart_policy: str | None = None
+    start_limit_hit: bool = False
+    journal: list[str] = Field(default_factory=list, max_length=JOURNAL_LINES_MAX)
+
+    @property
+    def restarts_itself(self) -> bool:
+        """True when its own manager restarts it (systemd with ``Restart=`` other than no)."""
+        return self.restart_policy not in (None, "", "no")
 
     @property
     def is_up(self) -> bool:
@@ -70,6 +87,8 @@ class ServiceEvent(BaseModel):
     ``exited`` is an exit nobody asked for (a crash, or a clean exit of a service meant to
     run); ``stopped`` is the end of a stop the manager itself was asked to do.
     ``failed_start`` is true when the exit came sooner than the spec's ``min_uptime``.
+    ``journal``, ``restart_policy``, ``restarts`` and ``start_limit_hit`` are as in
+    :class:`ServiceStatus`, at the moment of the event (the journal only on an exit).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,3 +103,7 @@ class ServiceEvent(BaseModel):
     uptime: float | None = None
     failed_start: bool = False
     detail: str = ""
+    restart_policy: str | None = None
+    restarts: int = Field(default=0, ge=0)
+    start_limit_hit: bool = False
+    journal: list[str] = Field(default_factory=list, max_length=JOURNAL_LINES_MAX)

@@ -4,7 +4,10 @@ Neither systemctl nor the Windows service API offers us a cheap stream of events
 these backends poll: one batched status query per ``poll_interval`` while watching, and
 one per call to ``list``/``status``. Events are derived by comparing each answer with the
 previous one. A subclass writes two methods: ``_fetch`` (statuses for some specs) and
-``_act`` (start/stop/restart one spec).
+``_act`` (start/stop/restart one spec). A backend that can also be *told* about changes
+(systemd over D-Bus) calls ``_refresh`` for the services it heard about and narrows
+``_poll_specs`` to what still needs polling. When a service fails, ``_last_words`` (if the
+backend has any: systemd's journal) is read once and kept on its status and exit event.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Literal
 
 from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import EventKind, ServiceEvent, ServiceState, ServiceStatus
+from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services.base import EventSink, UnknownServiceError, deliver_event
 from watchkeeper.services.probes import ProbeRunner, run_probe
 
@@ -67,6 +71,8 @@ class PolledServiceManager(ABC):
         self._locks = {name: asyncio.Lock() for name in self._specs}
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
+        self._view = asyncio.Lock()  # one fetch-and-compare at a time: answers stay in order
+        self._words: dict[str, list[str]] = {}  # service -> its last words, while failed
 
     # ------------------------------------------------------------ for subclasses
 
@@ -82,15 +88,27 @@ class PolledServiceManager(ABC):
     async def _act(self, action: Action, spec: ServiceSpec) -> None:
         """Carry out ``action``; raise the typed service errors on failure."""
 
+    async def _last_words(self, spec: ServiceSpec) -> builtins.list[str]:
+        """The last lines a failed service logged, cleaned (none by default)."""
+        return []
+
+    def _poll_specs(self) -> builtins.list[ServiceSpec]:
+        """The specs the poll loop asks about (all, unless events cover some)."""
+        return builtins.list(self._specs.values())
+
+    async def _refresh(self, specs: Sequence[ServiceSpec]) -> builtins.list[ServiceStatus]:
+        """Ask about ``specs`` now and emit what changed."""
+        async with self._view:
+            statuses = await self._fetch(specs)
+            return [await self._observe(statuses[spec.name]) for spec in specs]
+
     # ------------------------------------------------------------ the protocol
 
     async def list(self) -> builtins.list[ServiceStatus]:
-        statuses = await self._fetch(builtins.list(self._specs.values()))
-        return [await self._observe(statuses[name]) for name in self._specs]
+        return await self._refresh(builtins.list(self._specs.values()))
 
     async def status(self, name: str) -> ServiceStatus:
-        spec = self._spec(name)
-        return await self._observe((await self._fetch([spec]))[name])
+        return (await self._refresh([self._spec(name)]))[0]
 
     async def start(self, name: str) -> ServiceStatus:
         return await self._do("start", name)
@@ -152,7 +170,9 @@ class PolledServiceManager(ABC):
         while True:
             await asyncio.sleep(self._poll_interval)
             try:
-                await self.list()
+                specs = self._poll_specs()
+                if specs:
+                    await self._refresh(specs)
             except Exception:
                 _log.exception("polling %s services failed", self.name)
 
@@ -166,6 +186,19 @@ class PolledServiceManager(ABC):
             current = current.model_copy(update={"healthy": health[0], "probe_detail": health[1]})
         if current.state is ServiceState.UNKNOWN:
             return current  # a failed query says nothing; keep comparing with the last answer
+        if current.state is ServiceState.FAILED:
+            words = self._words.get(name)
+            if words is None:
+                try:
+                    words = await self._last_words(self._specs[name])
+                except Exception:
+                    _log.exception("reading the last log lines of %s failed", name)
+                    words = []
+                self._words[name] = words
+            if words:
+                current = current.model_copy(update={"journal": words})
+        else:
+            self._words.pop(name, None)
         previous = self._last.get(name)
         self._last[name] = current
         if previous is None:
@@ -192,6 +225,14 @@ class PolledServiceManager(ABC):
         exit_status: bool = False,
         detail: str | None = None,
     ) -> None:
+        said = status.detail if detail is None else detail
+        journal = status.journal if kind == "exited" else []
+        if journal:
+            # The last line it logged, in the words of the event too: whoever shows only
+            # the event's detail still sees why.
+            said = clean(
+                f"{said}; last log: {journal[-1]}" if said else journal[-1], SERVICE_DETAIL
+            )
         event = ServiceEvent(
             name=status.name,
             manager=self.name,
@@ -200,6 +241,10 @@ class PolledServiceManager(ABC):
             exit_code=status.last_exit_code if exit_status else None,
             exit_signal=status.last_exit_signal if exit_status else None,
             at=datetime.fromtimestamp(self._clock(), tz=UTC),
-            detail=status.detail if detail is None else detail,
+            detail=said,
+            restart_policy=status.restart_policy,
+            restarts=status.restarts,
+            start_limit_hit=status.start_limit_hit,
+            journal=journal,
         )
         await deliver_event(self._on_event, event)

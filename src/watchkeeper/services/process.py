@@ -46,6 +46,7 @@ from watchkeeper.services._children import (
     signal_child,
     write_pidfile,
 )
+from watchkeeper.services._journal import file_tail
 from watchkeeper.services._pidwatch import (
     ProcessIdentity,
     adopt_from_pidfile,
@@ -106,6 +107,7 @@ class ProcessServiceManager:
             self._slots[spec.name] = slot
         self._on_event = on_event
         self._log_dir = log_dir
+        self._words: dict[str, list[str]] = {}  # service -> output tail of its last failure
         self._clock = clock
         self._probe_runner = probe_runner
         self._poll_interval = poll_interval
@@ -237,7 +239,11 @@ class ProcessServiceManager:
         return datetime.fromtimestamp(self._clock(), tz=UTC)
 
     def _snapshot(self, slot: Slot) -> ServiceStatus:
-        return slot.snapshot(self.name)
+        status = slot.snapshot(self.name)
+        words = self._words.get(slot.spec.name)
+        if words and status.state is ServiceState.FAILED:
+            status = status.model_copy(update={"journal": words})
+        return status
 
     def _event(self, slot: Slot, kind: EventKind, pid: int | None, **extra: Any) -> ServiceEvent:
         return ServiceEvent(
@@ -293,6 +299,7 @@ class ProcessServiceManager:
         )
         slot.run, slot.ever_ran = run, True
         slot.launches += 1
+        self._words.pop(spec.name, None)
         slot.state, slot.detail = ServiceState.STARTING, "starting"
         slot.healthy = None
         if spec.probe is not None:
@@ -321,6 +328,11 @@ class ProcessServiceManager:
             run.startup_task.cancel()
         outcome = exit_outcome(run, returncode, uptime, spec.min_uptime)
         code, sig, detail = outcome.exit_code, outcome.exit_signal, outcome.detail
+        words: list[str] = []
+        if outcome.state is ServiceState.FAILED:
+            # Its last words: the tail of the output it wrote, as evidence of why.
+            words = file_tail(self.log_path(spec.name))
+            self._words[spec.name] = words
         slot.run, slot.state, slot.detail = None, outcome.state, detail
         slot.healthy = None
         slot.last_exit_code, slot.last_exit_signal = code, sig
@@ -335,6 +347,8 @@ class ProcessServiceManager:
             uptime=round(uptime, 6),
             failed_start=outcome.failed_start,
             detail=detail,
+            restarts=max(0, slot.launches - 1),
+            journal=words,
         )
         try:
             await deliver_event(self._on_event, event)

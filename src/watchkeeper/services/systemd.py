@@ -4,27 +4,42 @@ Everything goes through ``systemctl`` run with an argv list (never a shell), wit
 names checked by :func:`validate_unit_name` before they get anywhere near it::
 
     systemctl show UNIT... --property=Id,LoadState,ActiveState,SubState,MainPID,... --no-pager
-    systemctl --no-ask-password --no-pager start|stop|restart UNIT
+    systemctl --no-ask-password --no-pager start|stop|restart|reset-failed UNIT
+    journalctl -u UNIT -n 20 -o json --no-pager      (when a unit fails: its last words)
 
-``systemctl`` is a constructor parameter: point it at another executable to use a
-different one (tests use a stand-in script, since systemd is not PID 1 there).
-systemd offers no cheap event stream here, so status is polled every ``poll_interval``
-once ``start_watching()`` is called; see :mod:`watchkeeper.services._polling`.
+``systemctl`` and ``journalctl`` are constructor parameters: point them at other
+executables to use different ones (tests use stand-in scripts where systemd is not PID 1).
+
+Changes are heard over the system D-Bus once ``start_watching()`` is called (see
+:mod:`watchkeeper.services._dbus`): a signal about a unit makes the manager read that
+unit at once, so a crash is an event within milliseconds. While the bus cannot be
+reached (and for specs with ``watch = "poll"``) status is polled every ``poll_interval``
+instead; see :mod:`watchkeeper.services._polling`.
+
+systemd restarts a unit whose ``Restart=`` is set (anything but ``no``) by itself; the
+status says so (``restart_policy``), and the moments it is dead between two lives
+(``auto-restart``) read as ``failed``, so each death is an ``exited`` event and a crash
+loop shows as one. A unit systemd gave up on says ``start_limit_hit``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
+import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState, ServiceStatus
 from watchkeeper.model.text import SERVICE_DETAIL, clean
+from watchkeeper.services._journal import LINES_MAX, journal_tail
 from watchkeeper.services._polling import Action, PolledServiceManager
 from watchkeeper.services.base import (
     EventSink,
@@ -34,7 +49,12 @@ from watchkeeper.services.base import (
 )
 from watchkeeper.services.probes import ProbeRunner, run_probe
 
+if TYPE_CHECKING:
+    from watchkeeper.services._dbus import UnitSignals
+
 __all__ = ["SHOW_PROPERTIES", "SystemdServiceManager", "validate_unit_name"]
+
+_log = logging.getLogger(__name__)
 
 SHOW_PROPERTIES = (
     "Id",
@@ -47,6 +67,7 @@ SHOW_PROPERTIES = (
     "ExecMainStatus",
     "NRestarts",
     "Result",
+    "Restart",
 )
 
 # systemd's own alphabet minus the backslash escapes; ASCII ranges spelled out so that
@@ -72,7 +93,15 @@ _NOT_FOUND_MARKERS = ("not found", "not loaded", "does not exist")
 _EXIT_NO_PERMISSION = 4  # systemctl's LSB exit status for "insufficient privileges"
 _EXIT_NOT_INSTALLED = 5  # ... and for "unit not found"
 _CLD_EXITED = 1  # ExecMainCode values: how the main process ended (see waitid(2))
-_VERBING = {"start": "starting", "stop": "stopping", "restart": "restarting"}
+_VERBING = {
+    "start": "starting",
+    "stop": "stopping",
+    "restart": "restarting",
+    "reset-failed": "resetting the failed state of",
+}
+_RESTART_VALUES = frozenset(
+    {"no", "always", "on-success", "on-failure", "on-abnormal", "on-abort", "on-watchdog"}
+)
 _SHOW_TIMEOUT = 15.0
 _ACTION_MARGIN = 15.0
 
@@ -132,17 +161,122 @@ class SystemdServiceManager(PolledServiceManager):
         on_event: EventSink | None = None,
         *,
         systemctl: str | Path = "systemctl",
+        journalctl: str | Path = "journalctl",
+        journal_lines: int = LINES_MAX,
         poll_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         probe_runner: ProbeRunner = run_probe,
+        bus_address: str | None = None,
     ) -> None:
         self._systemctl = str(systemctl)
+        self._journalctl = str(journalctl)
+        self._journal_lines = journal_lines
         self._monotonic = monotonic
         self._units: dict[str, str] = {}
         super().__init__(
             specs, on_event, poll_interval=poll_interval, clock=clock, probe_runner=probe_runner
         )
+        self._bus_address = bus_address
+        self._signals: UnitSignals | None = None
+        self._by_unit: dict[str, list[ServiceSpec]] = {}
+        for spec in self._specs.values():
+            if spec.watch != "poll":
+                self._by_unit.setdefault(self._units[spec.name], []).append(spec)
+        self._pending: set[str] = set()
+        self._waker: asyncio.Event | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def watching_events(self) -> bool:
+        """True while D-Bus signals are heard (the units are not being polled)."""
+        return self._signals is not None and self._signals.connected
+
+    async def start_watching(self) -> None:
+        """Listen for systemd's D-Bus signals (units with ``watch`` other than ``poll``),
+        and poll whatever they do not cover; idempotent."""
+        if self._closed:
+            return
+        if self._by_unit and self._signals is None:
+            from watchkeeper.services._dbus import UnitSignals
+
+            self._waker = asyncio.Event()
+            self._signals = UnitSignals(
+                self._by_unit,
+                self._heard,
+                on_state=self._bus_state,
+                bus_address=self._bus_address,
+            )
+            self._listener = asyncio.create_task(self._read_heard(), name="systemd signals")
+            await self._signals.start()
+        await super().start_watching()
+
+    async def aclose(self) -> None:
+        signals, self._signals = self._signals, None
+        listener, self._listener = self._listener, None
+        if signals is not None:
+            await signals.aclose()
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await super().aclose()
+
+    def _poll_specs(self) -> builtins.list[ServiceSpec]:
+        specs = builtins.list(self._specs.values())
+        if self.watching_events:
+            return [spec for spec in specs if spec.watch == "poll"]
+        return specs
+
+    def _heard(self, units: set[str]) -> None:
+        """A signal named these (watched) units: read them as soon as possible."""
+        self._pending |= units
+        if self._waker is not None:
+            self._waker.set()
+
+    def _bus_state(self, connected: bool) -> None:
+        if connected:  # read every unit once: what happened while we were not listening
+            self._heard(set(self._by_unit))
+        wanted = [s.name for specs in self._by_unit.values() for s in specs if s.watch == "dbus"]
+        if not connected and wanted:
+            _log.warning(
+                'services %s ask for watch = "dbus" but the system bus does not answer: '
+                "they are polled every %g s meanwhile",
+                ", ".join(wanted),
+                self._poll_interval,
+            )
+
+    async def _read_heard(self) -> None:
+        assert self._waker is not None
+        while True:
+            await self._waker.wait()
+            self._waker.clear()
+            units, self._pending = self._pending, set()
+            specs = [spec for unit in sorted(units) for spec in self._by_unit.get(unit, ())]
+            if not specs:
+                continue
+            try:
+                await self._refresh(specs)
+            except Exception:
+                _log.exception("reading systemd units after a signal failed")
+
+    async def reset_failed(self, name: str) -> ServiceStatus:
+        """``systemctl reset-failed UNIT``, then start it: systemd forgets the failures
+        that made it give up (a start-limit hit) and tries the unit again."""
+        spec = self._spec(name)
+        async with self._locks[name]:
+            await self.status(name)
+            self._expecting[name] = "start"
+            try:
+                await self._act("reset-failed", spec)
+                await self._act("start", spec)
+                return await self.status(name)
+            finally:
+                self._expecting.pop(name, None)
+
+    async def _last_words(self, spec: ServiceSpec) -> builtins.list[str]:
+        unit = validate_unit_name(self._units[spec.name])
+        return await journal_tail(unit, lines=self._journal_lines, journalctl=self._journalctl)
 
     def _check_spec(self, spec: ServiceSpec) -> None:
         try:
@@ -219,6 +353,10 @@ class SystemdServiceManager(PolledServiceManager):
         if props.get("LoadState") == "not-found":
             return self._unknown(spec, f"unit {unit} is not installed")
         state = _STATE_MAP.get(active, ServiceState.UNKNOWN)
+        if sub == "auto-restart":
+            state = ServiceState.FAILED  # dead; systemd starts it again after RestartSec
+        restart = props.get("Restart", "")
+        policy = restart if restart in _RESTART_VALUES else None
         pid = _int(props.get("MainPID")) or None
         started_at = None
         start_us = _int(props.get("ExecMainStartTimestampMonotonic"))
@@ -236,6 +374,11 @@ class SystemdServiceManager(PolledServiceManager):
         detail = f"{unit}: {clean(active, SERVICE_DETAIL, 40)}/{clean(sub, SERVICE_DETAIL, 40)}"
         if result and result != "success":
             detail += f", result {result}"
+        limit_hit = result == "start-limit-hit" and state is ServiceState.FAILED
+        if limit_hit:
+            detail += ": systemd gave up restarting it"
+        elif sub == "auto-restart":
+            detail += f": systemd restarts it (Restart={policy})"
         return ServiceStatus(
             name=spec.name,
             manager=self.name,
@@ -247,15 +390,19 @@ class SystemdServiceManager(PolledServiceManager):
             restarts=_int(props.get("NRestarts")) or 0,
             critical=spec.critical,
             detail=detail,
+            restart_policy=policy,
+            start_limit_hit=limit_hit,
         )
 
-    async def _act(self, action: Action, spec: ServiceSpec) -> None:
+    async def _act(self, action: Action | Literal["reset-failed"], spec: ServiceSpec) -> None:
         unit = validate_unit_name(self._units[spec.name])  # checked again right before use
         timeout = _ACTION_MARGIN + (
             spec.start_timeout
             if action == "start"
             else spec.stop_timeout
             if action == "stop"
+            else 0.0
+            if action == "reset-failed"
             else spec.start_timeout + spec.stop_timeout
         )
         args = ["--no-ask-password", "--no-pager", action, unit]
