@@ -78,10 +78,13 @@ def build_registries(settings: Settings, services: dict[str, Any] | None = None)
     )
 
 
-def default_agent_factories(registries: Registries) -> dict[str, AgentFactory]:
+def default_agent_factories(
+    registries: Registries, settings: Settings | None = None
+) -> dict[str, AgentFactory]:
     """The built-in agents, in start order, each given the registries it uses: the
     analyzer reads the actions (to offer the LLM every one, plugins' too) and the rules,
-    the remediator runs the actions, the sensor samples the collectors. Imports happen
+    the remediator runs the actions, the sensor samples the collectors. With ``settings``
+    of ``[fleet] role = "central"`` the fleet agent keeps the fleet view. Imports happen
     here, not at module import."""
     from watchkeeper.agents.analyzer import AnalyzerAgent
     from watchkeeper.agents.communicator import CommunicatorAgent
@@ -97,12 +100,17 @@ def default_agent_factories(registries: Registries) -> dict[str, AgentFactory]:
     def remediator(name: str, ctx: AgentContext) -> BaseAgent:
         return RemediatorAgent(name, ctx, actions=registries.actions)
 
-    return {
+    factories: dict[str, AgentFactory] = {
         "sensor": sensor,
         "analyzer": analyzer,
         "remediator": remediator,
         "communicator": CommunicatorAgent,
     }
+    if settings is not None and settings.fleet.role == "central":
+        from watchkeeper.agents.fleet import FleetAgent
+
+        factories["fleet"] = FleetAgent
+    return factories
 
 
 class Orchestrator:
@@ -155,7 +163,9 @@ class Orchestrator:
             personality=lambda: self.store.current.personality,
         )
         self.agents: dict[str, BaseAgent] = {}
-        chosen = default_agent_factories(self.registries) if factories is None else factories
+        chosen = (
+            default_agent_factories(self.registries, settings) if factories is None else factories
+        )
         for name, factory in chosen.items():
             if settings.agents.for_agent(name).enabled:
                 self.add_agent(factory(name, self.ctx))
