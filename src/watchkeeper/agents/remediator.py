@@ -14,6 +14,7 @@ by the orchestrator); without one the agent holds the built-in actions.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.services import ServiceEvent
+from watchkeeper.model.text import LABEL, clean
 from watchkeeper.model.topics import ALERT_FIRING, ALERT_RESOLVED, ANALYSIS_RESULT, SERVICE_TOPICS
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry
@@ -32,6 +34,11 @@ __all__ = ["RemediatorAgent"]
 
 _REASON_MAX = 500
 _BY_MAX = 128
+_WHO_MAX = 64
+#: The host a command being served came from (``Message.origin``), for the audit.
+_ASKED_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "remediator_asked_from", default=None
+)
 
 
 class RemediatorAgent(BaseAgent):
@@ -144,6 +151,24 @@ class RemediatorAgent(BaseAgent):
         )
 
     # -- commands ----------------------------------------------------------------------------
+    async def execute_command(self, message: Message) -> dict[str, Any]:
+        """As every agent does, remembering which host sent the command: an approval from
+        another host (the fleet view) is recorded as "alice from host central-1"."""
+        token = _ASKED_FROM.set(message.origin or None)
+        try:
+            return await super().execute_command(message)
+        finally:
+            _ASKED_FROM.reset(token)
+
+    def _who(self, params: Mapping[str, Any], default: str) -> str:
+        """Who answers, cleaned (it is another program's text), and from which host when
+        the command came over the network."""
+        who = clean(str(params.get("by", default)), LABEL)[:_WHO_MAX] or default
+        origin = _ASKED_FROM.get()
+        if origin and origin != self.ctx.bus.host:
+            who = f"{who} from host {clean(origin, LABEL)[:_WHO_MAX]}"
+        return who[:_BY_MAX]
+
     async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if command == "list_actions":
             return {"actions": [info.model_dump(mode="json") for info in self.actions()]}
@@ -187,13 +212,16 @@ class RemediatorAgent(BaseAgent):
         """A person's ``approve`` or ``reject`` of an action awaiting approval."""
         try:
             if command == "reject":
-                await self.pipeline.reject(request_id, str(params.get("by", "a person")))
-                return {"id": request_id, "outcome": "rejected"}
-            record = await self.pipeline.approve(request_id, str(params.get("by", "user")))
+                who = self._who(params, "a person")
+                await self.pipeline.reject(request_id, who)
+                return {"id": request_id, "outcome": "rejected", "by": who}
+            who = self._who(params, "user")
+            record = await self.pipeline.approve(request_id, who)
         except PendingNotFound:
             raise CommandError(f"no pending action with id {request_id!r}") from None
         return {
             "id": request_id,
             "outcome": record.outcome.value,
+            "by": who,
             "record": record.model_dump(mode="json"),
         }

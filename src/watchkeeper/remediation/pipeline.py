@@ -277,7 +277,7 @@ class RemediationPipeline:
         """A person said yes: the request goes through the gate again, as theirs."""
         request, _ = self._approvals.take(request_id)
         approved = dataclasses.replace(
-            request, proposer="user", proposed_by=by, reason=f"approved: {request.reason}"
+            request, proposer="user", proposed_by=by, reason=f"approved by {by}: {request.reason}"
         )
         return await self.submit(approved)
 

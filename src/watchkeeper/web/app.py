@@ -23,13 +23,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchkeeper import __version__
-from watchkeeper.web.auth import AuthMiddleware
+from watchkeeper.web.auth import PUBLIC_PATHS, AuthMiddleware
 from watchkeeper.web.guards import BodyLimit, HostGuard
 from watchkeeper.web.hosts import HostPolicy
 from watchkeeper.web.live import LiveHub
 from watchkeeper.web.routes import (
     control,
     events,
+    fleet,
     incidents,
     insight,
     metrics,
@@ -137,7 +138,17 @@ def create_app(
     )
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
-    for module in (system, metrics, insight, incidents, remediation, control, events, pages):
+    for module in (
+        system,
+        metrics,
+        insight,
+        incidents,
+        remediation,
+        control,
+        fleet,
+        events,
+        pages,
+    ):
         app.include_router(module.build(ctx))
     static = resources.files("watchkeeper.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -147,6 +158,7 @@ def create_app(
         AuthMiddleware,
         token=token,
         open_reads=lambda: orchestrator.settings.web.open_reads,
+        public_paths=PUBLIC_PATHS | {"/fleet"},
     )
     if web.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

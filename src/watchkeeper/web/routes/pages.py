@@ -25,12 +25,18 @@ def build(ctx: WebContext) -> APIRouter:
     router = APIRouter()
     index = read_template("index.html")
     docs = read_template("docs.html")
+    fleet = read_template("fleet.html")
     registry = None
     cache: dict[str, tuple[float, bytes]] = {}
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(index, headers={"cache-control": "no-cache"})
+
+    @router.get("/fleet", response_class=HTMLResponse, include_in_schema=False)
+    async def fleet_page() -> HTMLResponse:
+        """Every host of the fleet; a row opens that host's own view (``/fleet#host``)."""
+        return HTMLResponse(fleet, headers={"cache-control": "no-cache"})
 
     @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     async def reference() -> HTMLResponse:
