@@ -581,13 +581,22 @@ class FleetSim:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def run(self, url: str, *, stats: SimStats | None = None) -> SimStats:
+    async def run(
+        self, url: str, *, stats: SimStats | None = None, connect_timeout: float = 5.0
+    ) -> SimStats:
         """Connect to ``url`` and send every host's traffic for ``config.duration`` s."""
         import nats
 
         stats = stats if stats is not None else SimStats()
-        nc = await nats.connect(
-            url, name="watchkeeper-fleet-sim", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url,
+                name="watchkeeper-fleet-sim",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+            ),
+            timeout=connect_timeout,
         )
         try:
             await self.send(nc, stats)
