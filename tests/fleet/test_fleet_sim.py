@@ -21,7 +21,14 @@ from watchkeeper.model.fleet import HostBeat
 from watchkeeper.model.message import Message
 from watchkeeper.model.metrics import MetricCatalog, MetricsSample
 from watchkeeper.model.topics import BUILTIN
-from watchkeeper.testing.fleet_sim import FleetSim, SimConfig, SimStats, Template, main
+from watchkeeper.testing.fleet_sim import (
+    FleetSim,
+    Outgoing,
+    SimConfig,
+    SimStats,
+    Template,
+    main,
+)
 from watchkeeper.testing.nats_server import NatsServer
 
 
@@ -32,8 +39,8 @@ def base() -> MetricsSample:
     return real_sample()
 
 
-def _traffic(sim: FleetSim, rounds: int, start: float = 1.8e9) -> list[tuple[str, bytes, Any]]:
-    out: list[tuple[str, bytes, Any]] = []
+def _traffic(sim: FleetSim, rounds: int, start: float = 1.8e9) -> list[Outgoing]:
+    out: list[Outgoing] = []
     for n in range(rounds):
         now = start + n * sim.config.interval
         for host in sim.hosts:
@@ -56,15 +63,15 @@ def test_every_message_parses_into_its_topics_model_on_its_hosts_subject(
     resolved: set[str] = set()
     fixes: list[ActionRecord] = []
     catalog = MetricCatalog(build_default_registry().metric_specs())
-    for subj, body, msg_id in traffic:
+    for subj, body, msg_id, event in traffic:
         message = Message.from_dict(json.loads(body))
         value = message.value  # parsed by the topic's own model; raises when it does not fit
         assert isinstance(value, BUILTIN.resolve(message.topic).model)
         assert parse_subject("wk", subj) == (message.host, message.topic)
         assert message.origin == message.host and check_host_id(message.host)
-        # Telemetry is plain NATS; every event carries its id for JetStream's dedupe.
-        assert (msg_id is None) == is_telemetry(message.topic)
-        assert msg_id in (None, message.id)
+        # Telemetry is a plain publish, events go to JetStream; both carry the id.
+        assert event != is_telemetry(message.topic)
+        assert msg_id == message.id
         topics[message.topic] += 1
         if isinstance(value, MetricsSample):
             assert value.host == message.host
@@ -95,7 +102,7 @@ def test_every_message_parses_into_its_topics_model_on_its_hosts_subject(
 def test_hosts_differ_from_each_other_and_from_tick_to_tick(base: MetricsSample) -> None:
     sim = FleetSim(SimConfig(hosts=20), base=base)
     samples: dict[str, list[MetricsSample]] = defaultdict(list)
-    for _subject, body, _ in _traffic(sim, 5):
+    for _subject, body, _id, _event in _traffic(sim, 5):
         message = Message.from_dict(json.loads(body))
         if message.topic == "metrics.sample":
             samples[message.host].append(message.parse(MetricsSample))

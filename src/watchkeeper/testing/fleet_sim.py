@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
-__all__ = ["FleetSim", "SimConfig", "SimStats", "Template", "main", "real_sample"]
+__all__ = ["FleetSim", "Outgoing", "SimConfig", "SimStats", "Template", "main", "real_sample"]
 
 AGENTS = ["sensor", "analyzer", "remediator", "communicator"]
 ROLES = ("web", "db", "cache", "worker", "batch", "edge")
@@ -266,8 +266,13 @@ class _Host:
     open: list[tuple[Alert, int, int | None]] = field(default_factory=list)
 
 
-#: A message ready to send: subject, body, message id (for events) or None (telemetry).
-Outgoing = tuple[str, bytes, str | None]
+#: A message ready to send: subject, body, message id, and True for an event (JetStream,
+#: acked) or False for telemetry (a plain publish).
+Outgoing = tuple[str, bytes, str, bool]
+#: The headers the NATS bus puts on every message: its id (JetStream's de-duplication) and
+#: the publishing process (so a process skips its own messages).
+MSG_ID_HEADER = "Nats-Msg-Id"
+INSTANCE_HEADER = "Wk-Instance"
 
 
 class FleetSim:
@@ -293,6 +298,7 @@ class FleetSim:
         self._beat_t = self._beat_template()
         #: Called with (host, alert, topic, sent_at) for every alert message built.
         self.on_alert: Callable[[str, Alert, str, float], None] | None = None
+        self.instance = f"fleet-sim-{uuid.uuid4().hex[:12]}"
 
     # -- profiles and templates ----------------------------------------------------------
 
@@ -371,7 +377,7 @@ class FleetSim:
         template = Template(envelope)
         top_count = len(top)
 
-        def fill(host: _Host, now: float) -> bytes:
+        def fill(host: _Host, now: float, message_id: str) -> bytes:
             rng = self.rng
             mem_used = int(host.memory_total * host.memory / 100)
             disk_used = int(host.disk_total * host.disk / 100)
@@ -409,7 +415,7 @@ class FleetSim:
                 values[f"top.{n}"] = _num(share * rng.uniform(0.6, 1.0) + 0.05)
             host_text = _text(host.id)
             return template.fill(
-                _text(uuid.uuid4().hex),
+                _text(message_id),
                 repr(now),
                 host_text,
                 host_text,
@@ -464,8 +470,9 @@ class FleetSim:
     def sample(self, host: _Host, now: float) -> Outgoing:
         """This tick's ``metrics.sample`` of ``host``."""
         host.last_sample_at = now
-        body = self._sample_fill(host, now)
-        return subject(self.config.prefix, host.id, METRICS_SAMPLE.name), body, None
+        message_id = uuid.uuid4().hex
+        body = self._sample_fill(host, now, message_id)
+        return subject(self.config.prefix, host.id, METRICS_SAMPLE.name), body, message_id, False
 
     def beat(self, host: _Host, now: float) -> Outgoing:
         """This tick's ``fleet.heartbeat`` of ``host``."""
@@ -474,8 +481,9 @@ class FleetSim:
         status = ("healthy", "degraded", "critical")[worst if firing else 0]
         score = 100.0 - 15.0 * firing - (20.0 if worst == 2 else 0.0)
         host_text = _text(host.id)
+        message_id = uuid.uuid4().hex
         body = self._beat_t.fill(
-            _text(uuid.uuid4().hex),
+            _text(message_id),
             repr(now),
             host_text,
             host_text,
@@ -489,12 +497,12 @@ class FleetSim:
             str(firing),
             repr(host.last_sample_at) if host.last_sample_at is not None else "null",
         )
-        return subject(self.config.prefix, host.id, FLEET_HEARTBEAT.name), body, None
+        return subject(self.config.prefix, host.id, FLEET_HEARTBEAT.name), body, message_id, False
 
     def _event(self, host: _Host, topic: str, value: Any, sender: str, now: float) -> Outgoing:
         message = Message(topic=topic, sender=sender, value=value, host=host.id, timestamp=now)
         body = json.dumps(message.to_dict(), separators=(",", ":")).encode()
-        return subject(self.config.prefix, host.id, topic), body, message.id
+        return subject(self.config.prefix, host.id, topic), body, message.id, True
 
     def _alert(self, host: _Host, now: float) -> Alert:
         rule, subj, severity, summary, remedy = self.rng.choice(TROUBLES)
@@ -630,14 +638,14 @@ class FleetSim:
             stats.late_ticks += lag > slot_len
             now = self.clock()
             for host in wheel[n % slots]:
-                for subj, body, msg_id in self.tick(host, now):
+                for subj, body, msg_id, event in self.tick(host, now):
                     stats.bytes += len(body)
-                    if msg_id is None:
+                    if not event:
                         if subj.endswith(FLEET_HEARTBEAT.name):
                             stats.beats += 1
                         else:
                             stats.samples += 1
-                        await nc.publish(subj, body)
+                        await nc.publish(subj, body, headers=self._headers(msg_id))
                         continue
                     stats.events += 1
                     if ".alert." in subj:
@@ -657,11 +665,14 @@ class FleetSim:
         stats.cpu_s = time.process_time() - cpu0
         stats.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    def _headers(self, message_id: str) -> dict[str, str]:
+        return {MSG_ID_HEADER: message_id, INSTANCE_HEADER: self.instance}
+
     async def _publish_event(
         self, js: JetStreamContext, subj: str, body: bytes, msg_id: str, stats: SimStats
     ) -> None:
         try:
-            ack = await js.publish(subj, body, timeout=5.0, headers={"Nats-Msg-Id": msg_id})
+            ack = await js.publish(subj, body, timeout=5.0, headers=self._headers(msg_id))
         except Exception as exc:  # a missing stream, a timeout: counted, the run goes on
             stats.errors += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"[:200] + (
