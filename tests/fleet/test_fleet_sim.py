@@ -5,16 +5,19 @@ subscriber in the numbers the simulator says it sent, spread over the interval."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 
+from watchkeeper.bus import FLEET
 from watchkeeper.bus.subjects import is_telemetry, parse_subject
 from watchkeeper.collectors.sampler import build_default_registry
-from watchkeeper.config.fleet import check_host_id
+from watchkeeper.config.fleet import BusSettings, check_host_id
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.fleet import HostBeat
@@ -161,3 +164,65 @@ async def test_hosts_are_spread_over_the_interval_not_sent_at_once(
     buckets = Counter(min(9, int((t - start) / 0.2)) for t in arrivals)
     assert max(buckets.values()) <= 20, buckets
     assert len(buckets) == 10, buckets
+
+
+async def test_fifty_hosts_reach_a_fleet_subscriber_on_a_real_server_exactly(
+    nats_server: NatsServer, base: MetricsSample, tmp_path: Path
+) -> None:
+    from watchkeeper.bus.nats import NatsBus
+
+    settings = BusSettings(backend="nats", servers=[nats_server.url], host_id="central")
+    bus = NatsBus(settings, host="central", data_dir=tmp_path / "bus")
+    samples = bus.subscribe("metrics.sample", name="sim-samples", maxsize=10_000, scope=FLEET)
+    beats = bus.subscribe("fleet.heartbeat", name="sim-beats", maxsize=10_000, scope=FLEET)
+    events = bus.subscribe("alert.#", name="sim-alerts", maxsize=10_000, scope=FLEET)
+    fixes = bus.subscribe("remediation.#", name="sim-fixes", maxsize=10_000, scope=FLEET)
+    await bus.start()
+    try:
+        assert await bus.wait_connected(timeout=15), bus.status()
+        sim = FleetSim(
+            SimConfig(
+                hosts=50, interval=1.0, heartbeat_interval=2.0, duration=6.0, alerts_per_min=300
+            ),
+            base=base,
+        )
+        sent: Counter[tuple[str, str]] = Counter()  # (host, topic) of every alert sent
+        alert_ids: set[str] = set()
+
+        def note(host: str, alert: Alert, topic: str, sent_at: float) -> None:
+            sent[(host, topic)] += 1
+            alert_ids.add(alert.id)
+
+        sim.on_alert = note
+        stats = await sim.run(nats_server.url)
+        assert stats.errors == 0 and stats.acked == stats.events, stats.last_error
+        assert stats.samples == 50 * 6 and stats.beats == 50 * 3 and stats.alerts > 0
+
+        async def drain(sub: Any, want: int) -> list[Message]:
+            got: list[Message] = []
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(got) < want and asyncio.get_running_loop().time() < deadline:
+                try:
+                    got.append(await asyncio.wait_for(sub.get(), 1.0))
+                except TimeoutError:
+                    continue
+            with contextlib.suppress(TimeoutError):  # and nothing more than was sent
+                got.append(await asyncio.wait_for(sub.get(), 0.5))
+            return got
+
+        got_samples = await drain(samples, stats.samples)
+        got_beats = await drain(beats, stats.beats)
+        got_alerts = await drain(events, sum(sent.values()))
+        got_fixes = await drain(fixes, stats.events - sum(sent.values()))
+    finally:
+        await bus.stop()
+    per_host = Counter(m.host for m in got_samples)
+    assert len(got_samples) == 300 and set(per_host.values()) == {6} and len(per_host) == 50
+    assert len(got_beats) == 150 and len({m.host for m in got_beats}) == 50
+    assert all(m.parse(HostBeat).host == m.host for m in got_beats)
+    assert Counter((m.host, m.topic) for m in got_alerts) == sent
+    assert {m.parse(Alert).id for m in got_alerts} == alert_ids
+    assert len(got_fixes) == stats.events - sum(sent.values())
+    assert all(m.parse(ActionRecord).alert_id in alert_ids for m in got_fixes)
+    assert len({m.id for m in got_alerts + got_fixes}) == stats.events  # none twice
+    assert bus.status()["dropped"]["malformed"] == 0  # type: ignore[index]
