@@ -26,19 +26,23 @@ class IncidentsMixin(DbBase):
     """Incidents. Mixed into :class:`SyncStorage`."""
 
     @guarded
-    def record_incident(self, incident: Incident) -> None:
-        """Keep the incident as it is now (insert it, or update its row in place)."""
+    def record_incident(self, incident: Incident, *, host: str | None = None) -> None:
+        """Keep the incident as it is now (insert it, or update its row in place); it is
+        about ``host``, else the incident's own ``host``. An older report arriving after a
+        newer one (a host catching up) does not turn it back."""
+        about = incident.host if host is None else host
         members = to_json([m.model_dump(mode="json") for m in incident.members])
         remedies = to_json([r.model_dump(mode="json") for r in incident.remedies])
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO incident (id, key, state, severity, title, root, members, remedies,"
-                " opened_at, updated_at, resolved_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " opened_at, updated_at, resolved_at, data, host)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " key = excluded.key, state = excluded.state, severity = excluded.severity,"
                 " title = excluded.title, root = excluded.root, members = excluded.members,"
                 " remedies = excluded.remedies, updated_at = excluded.updated_at,"
-                " resolved_at = excluded.resolved_at, data = excluded.data",
+                " resolved_at = excluded.resolved_at, data = excluded.data,"
+                " host = excluded.host WHERE excluded.updated_at >= incident.updated_at",
                 (
                     incident.id,
                     incident.key,
@@ -52,6 +56,7 @@ class IncidentsMixin(DbBase):
                     incident.updated_at,
                     incident.resolved_at,
                     to_json(incident.model_dump(mode="json")),
+                    about,
                 ),
             )
             conn.executemany(
@@ -70,15 +75,18 @@ class IncidentsMixin(DbBase):
         start: float | None = None,
         end: float | None = None,
         limit: int = 100,
+        host: str | None = None,
     ) -> list[Incident]:
         """Stored incidents, newest opened first; ``state`` narrows to ``"open"`` or
-        ``"resolved"``; ``[start, end]`` keeps those open at some point in that span."""
+        ``"resolved"``; ``[start, end]`` keeps those open at some point in that span;
+        ``host`` keeps one host's (default: every host's)."""
         if state not in ("open", "resolved", "all"):
             raise ValueError(f"state must be open, resolved or all, not {state!r}")
         clause, args = where(
             ("state = ?", None if state == "all" else IncidentState(state).value),
             ("opened_at <= ?", end),
             ("(resolved_at IS NULL OR resolved_at >= ?)", start),
+            ("host = ?", host),
         )
         sql = f"SELECT data FROM incident{clause} ORDER BY opened_at DESC, id LIMIT ?"
         rows = self._db().execute(sql, (*args, limit))
@@ -109,16 +117,13 @@ class IncidentsMixin(DbBase):
             conn.execute("UPDATE incident SET notified_at = ? WHERE id = ?", (at, incident_id))
 
     @guarded
-    def incident_last_notified(self, key: str) -> float | None:
+    def incident_last_notified(self, key: str, host: str | None = None) -> float | None:
         """When people were last told about an incident about ``key`` (its root's
-        subject) that is still open as far as storage knows: after a restart the analyzer
-        opens a new incident for the same trouble, and people need not hear it twice."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT max(notified_at) FROM incident WHERE key = ? AND state = ?",
-                (key, IncidentState.OPEN.value),
-            )
-            .fetchone()
+        subject; on ``host``, when given) that is still open as far as storage knows:
+        after a restart the analyzer opens a new incident for the same trouble, and
+        people need not hear it twice."""
+        clause, args = where(
+            ("key = ?", key), ("state = ?", IncidentState.OPEN.value), ("host = ?", host)
         )
+        row = self._db().execute(f"SELECT max(notified_at) FROM incident{clause}", args).fetchone()
         return None if row is None or row[0] is None else float(row[0])

@@ -37,18 +37,47 @@ class RecordsMixin(DbBase):
 
     # -- alerts -------------------------------------------------------------------------
     @guarded
-    def record_alert(self, alert: Alert, transition: str, at: float | None = None) -> None:
+    def record_alert(
+        self,
+        alert: Alert,
+        transition: str,
+        at: float | None = None,
+        *,
+        host: str = "",
+        message_id: str | None = None,
+    ) -> bool:
         """Keep the alert's latest state and add one transition (``firing``, ``changed``,
-        ``escalated``, ``resolved``) to its history."""
+        ``escalated``, ``resolved``) to its history. ``host``: the host it is about
+        (a central host records every host's). ``message_id``: the bus message it came
+        in; the same message again adds nothing (False)."""
         ts = at if at is not None else alert.updated_at
         with self._tx() as conn:
+            added = conn.execute(
+                "INSERT OR IGNORE INTO alert_transition (alert_id, fingerprint, ts, kind,"
+                " severity, summary, host, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.id,
+                    alert.fingerprint,
+                    ts,
+                    transition,
+                    alert.severity.value,
+                    alert.summary,
+                    host,
+                    message_id,
+                ),
+            ).rowcount
+            if not added:
+                return False
+            # A step older than the one stored (a host catching up out of order) adds to
+            # the history but does not turn the alert back.
             conn.execute(
                 "INSERT INTO alert (id, fingerprint, rule, severity, subject, state, started_at,"
-                " updated_at, resolved_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                " updated_at, resolved_at, data, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET severity = excluded.severity,"
                 " subject = excluded.subject, state = excluded.state,"
                 " updated_at = excluded.updated_at, resolved_at = excluded.resolved_at,"
-                " data = excluded.data",
+                " data = excluded.data, host = excluded.host"
+                " WHERE excluded.updated_at >= alert.updated_at",
                 (
                     alert.id,
                     alert.fingerprint,
@@ -60,33 +89,33 @@ class RecordsMixin(DbBase):
                     alert.updated_at,
                     alert.resolved_at,
                     to_json(alert.model_dump(mode="json")),
+                    host,
                 ),
             )
-            conn.execute(
-                "INSERT INTO alert_transition (alert_id, fingerprint, ts, kind, severity, summary)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (alert.id, alert.fingerprint, ts, transition, alert.severity.value, alert.summary),
-            )
+            return True
 
     @guarded
-    def mark_notified(self, fingerprint: str, at: float) -> None:
-        """Remember that people were told about the firing alert with ``fingerprint``."""
+    def mark_notified(self, fingerprint: str, at: float, host: str | None = None) -> None:
+        """Remember that people were told about the firing alert with ``fingerprint``
+        (on ``host``, when given: the same rule and subject fire on many hosts)."""
+        clause, args = where(("fingerprint = ?", fingerprint), ("host = ?", host))
         with self._tx() as conn:
             conn.execute(
                 "UPDATE alert SET notified_at = ? WHERE id = (SELECT id FROM alert"
-                " WHERE fingerprint = ? ORDER BY started_at DESC LIMIT 1)",
-                (at, fingerprint),
+                f"{clause} ORDER BY started_at DESC LIMIT 1)",
+                (at, *args),
             )
 
     @guarded
-    def last_notified(self, fingerprint: str) -> float | None:
-        """When people were last told about ``fingerprint`` while it is still firing."""
+    def last_notified(self, fingerprint: str, host: str | None = None) -> float | None:
+        """When people were last told about ``fingerprint`` (on ``host``, when given)
+        while it is still firing."""
+        clause, args = where(("fingerprint = ?", fingerprint), ("host = ?", host))
         row = (
             self._db()
             .execute(
-                "SELECT state, notified_at FROM alert WHERE fingerprint = ?"
-                " ORDER BY started_at DESC LIMIT 1",
-                (fingerprint,),
+                f"SELECT state, notified_at FROM alert{clause} ORDER BY started_at DESC LIMIT 1",
+                args,
             )
             .fetchone()
         )
@@ -101,15 +130,18 @@ class RecordsMixin(DbBase):
         end: float | None = None,
         state: str | None = None,
         limit: int = 1000,
+        host: str | None = None,
     ) -> list[Alert]:
         """Alerts that were open at some point in ``[start, end]``, newest first.
 
-        ``state`` narrows to ``"firing"`` or ``"resolved"`` (their current state).
+        ``state`` narrows to ``"firing"`` or ``"resolved"`` (their current state),
+        ``host`` to one host's (default: every host's).
         """
         clause, args = where(
             ("started_at <= ?", end),
             ("(resolved_at IS NULL OR resolved_at >= ?)", start),
             ("state = ?", state),
+            ("host = ?", host),
         )
         sql = f"SELECT data FROM alert{clause} ORDER BY started_at DESC LIMIT ?"
         rows = self._db().execute(sql, (*args, limit))
@@ -133,17 +165,19 @@ class RecordsMixin(DbBase):
 
     # -- the audit trail ----------------------------------------------------------------
     @guarded
-    def record_action(self, record: ActionRecord) -> None:
-        """Keep an action record; a later record with the same id (the same attempt
-        moving on, e.g. running → succeeded) replaces the earlier one."""
+    def record_action(self, record: ActionRecord, *, host: str = "") -> None:
+        """Keep an action record (about ``host``); a later record with the same id (the
+        same attempt moving on, e.g. running → succeeded) replaces the earlier one, an
+        older one arriving late (a host catching up) does not."""
         updated = record.finished_at or record.started_at or record.created_at
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO audit (id, action, target, outcome, proposer, created_at,"
-                " updated_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                " updated_at, data, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,"
                 " target = excluded.target, updated_at = excluded.updated_at,"
-                " data = excluded.data",
+                " data = excluded.data, host = excluded.host"
+                " WHERE excluded.updated_at >= audit.updated_at",
                 (
                     record.id,
                     record.action,
@@ -153,6 +187,7 @@ class RecordsMixin(DbBase):
                     record.created_at,
                     updated,
                     to_json(record.model_dump(mode="json")),
+                    host,
                 ),
             )
 
@@ -164,13 +199,16 @@ class RecordsMixin(DbBase):
         limit: int = 100,
         start: float | None = None,
         end: float | None = None,
+        host: str | None = None,
     ) -> list[ActionRecord]:
-        """Action records, newest first, optionally for one target and/or one action."""
+        """Action records, newest first, optionally for one target and/or one action,
+        and for one host (default: every host's)."""
         clause, args = where(
             ("target = ?", target),
             ("action = ?", action),
             ("created_at >= ?", start),
             ("created_at <= ?", end),
+            ("host = ?", host),
         )
         sql = f"SELECT data FROM audit{clause} ORDER BY created_at DESC LIMIT ?"
         return list(self._parse_rows(ActionRecord, self._db().execute(sql, (*args, limit))))
@@ -206,6 +244,28 @@ class RecordsMixin(DbBase):
             ]
 
         return SuccessRates(by_action=rates("action"), by_target=rates("target"))
+
+    # -- hosts --------------------------------------------------------------------------
+    @guarded
+    def claim_rows(self, host: str) -> int:
+        """File the rows written before hosts were recorded (host "") under ``host``,
+        this daemon's id; how many. Cheap when there are none (an index lookup)."""
+        total = 0
+        with self._tx() as conn:
+            for table in ("alert", "alert_transition", "audit", "incident"):
+                total += conn.execute(
+                    f"UPDATE {table} SET host = ? WHERE host = ''", (host,)
+                ).rowcount
+        return total
+
+    @guarded
+    def hosts_recorded(self) -> list[str]:
+        """Every host some alert, action record or incident is about, sorted."""
+        rows = self._db().execute(
+            "SELECT host FROM alert UNION SELECT host FROM audit"
+            " UNION SELECT host FROM incident ORDER BY 1"
+        )
+        return [str(host) for (host,) in rows]
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod

@@ -306,6 +306,7 @@ class Storage:
     log_activity = Write(SyncStorage.log_activity, "log activity")
     record_health = Write(SyncStorage.record_health, "store a health change")
     save_baseline = Write(SyncStorage.save_baseline, "save a baseline")
+    claim_rows = Write(SyncStorage.claim_rows, "file older rows under this host")
 
     last_notified = Query(SyncStorage.last_notified)
     metric_range = Query(SyncStorage.metric_range)
@@ -324,6 +325,7 @@ class Storage:
     health_history = Query(SyncStorage.health_history)
     load_baselines = Query(SyncStorage.load_baselines)
     integrity_check = Query(SyncStorage.integrity_check)
+    hosts_recorded = Query(SyncStorage.hosts_recorded)
 
     async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport | None:
         """Roll-up and retention on the writer thread; None when it failed (counted)."""

@@ -106,10 +106,29 @@ _V3 = (
         joined_at REAL NOT NULL, PRIMARY KEY (incident_id, alert_id)) WITHOUT ROWID""",
 )
 
+_V4 = (
+    # A central host keeps the history of every host: each alert, transition, action
+    # record and incident says which host it is about. Rows from before are this host's
+    # ("" until the daemon that wrote them claims them under its host id).
+    "ALTER TABLE alert ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE alert_transition ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE audit ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE incident ADD COLUMN host TEXT NOT NULL DEFAULT ''",
+    # The bus message a transition came from: a message delivered twice (a host catching
+    # up after a restart) is one row.
+    "ALTER TABLE alert_transition ADD COLUMN message_id TEXT",
+    "CREATE UNIQUE INDEX alert_transition_message ON alert_transition (message_id)"
+    " WHERE message_id IS NOT NULL",
+    "CREATE INDEX alert_host ON alert (host, started_at)",
+    "CREATE INDEX audit_host ON audit (host, created_at)",
+    "CREATE INDEX incident_host ON incident (host, opened_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables: metrics, alerts, audit, events, analyses, baselines", _V1),
     Migration(2, "alert.notified_at and the indexes the searches need", _V2),
     Migration(3, "incidents: correlated alerts with their root cause and remedies", _V3),
+    Migration(4, "the host of every alert, action record and incident (a fleet)", _V4),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
