@@ -1,5 +1,12 @@
 """Prometheus exposition: host metrics, alert states, action counts, watchkeeper's health.
 
+Every series carries a ``host`` label, this host's id (``[bus] host_id``, else the
+machine's), so the series of many hosts can share one Prometheus. On the central host
+(``[fleet] role = "central"``) the ``watchkeeper_fleet_*`` series describe every host of
+the fleet, each with that host's id as its ``host`` label: its state (up, stale, lost),
+health score, firing alerts, open incidents, pending approvals and the age of its newest
+message. Host ids are subject tokens; display names never become labels.
+
 ``WatchkeeperCollector`` is a prometheus-client ``Collector`` that reads the latest
 snapshot when scraped (never collecting anything itself). Host metrics are named from the
 same declarations the collectors emit under: the spec ``disk.{mount}.percent`` becomes
@@ -19,20 +26,31 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 from watchkeeper import __version__
+from watchkeeper.model.fleet import FleetHostState
 from watchkeeper.model.metrics import SERVICE_METRIC_SPECS, MetricSpec
+from watchkeeper.web.fleet_view import fleet_view
 
 if TYPE_CHECKING:
     from watchkeeper.web.live import LiveHub
 
-__all__ = ["SpecIndex", "WatchkeeperCollector", "build_registry", "prometheus_name"]
+__all__ = [
+    "HostLabelled",
+    "SpecIndex",
+    "WatchkeeperCollector",
+    "build_registry",
+    "prometheus_name",
+]
 
 _PREFIX = "watchkeeper_"
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ALIVE = {"running", "paused", "degraded", "starting"}
 _MAX_ALERT_SERIES = 200
+#: Hosts given per-host fleet series; a bigger fleet shows its worst hosts and the counts.
+_MAX_FLEET_SERIES = 10_000
 
 
 def prometheus_name(spec_name: str) -> tuple[str, tuple[str, ...]]:
@@ -129,6 +147,7 @@ class WatchkeeperCollector(Collector):
         yield from self._alerts()
         yield from self._actions()
         yield from self._self()
+        yield from self._fleet()
 
     def _host(self) -> Iterator[Metric]:
         sample = self.hub.sources.latest_sample()
@@ -295,12 +314,98 @@ class WatchkeeperCollector(Collector):
             value=self.hub.client_count,
         )
 
+    def _fleet(self) -> Iterator[Metric]:
+        state = fleet_view(self.hub.orchestrator)
+        if state is None:
+            return
+        now = self.hub.orchestrator.clock()
+        rows = state.hosts(now)
+        hosts = GaugeMetricFamily(
+            "watchkeeper_fleet_hosts", "Hosts of the fleet by state", labels=["state"]
+        )
+        counts = {s.value: 0 for s in FleetHostState}
+        for row in rows:
+            counts[str(row.state)] = counts.get(str(row.state), 0) + 1
+        for name, count in counts.items():
+            hosts.add_metric([name], count)
+        yield hosts
+        up = GaugeMetricFamily(
+            "watchkeeper_fleet_host_state",
+            "A host's state as the fleet view sees it (1 for the current one)",
+            labels=["host", "state"],
+        )
+        score = GaugeMetricFamily(
+            "watchkeeper_fleet_host_health_score", "A host's health score, 0-100", labels=["host"]
+        )
+        firing = GaugeMetricFamily(
+            "watchkeeper_fleet_host_alerts_firing", "A host's firing alerts", labels=["host"]
+        )
+        incidents = GaugeMetricFamily(
+            "watchkeeper_fleet_host_incidents_open", "A host's open incidents", labels=["host"]
+        )
+        pending = GaugeMetricFamily(
+            "watchkeeper_fleet_host_actions_pending",
+            "A host's actions waiting for approval",
+            labels=["host"],
+        )
+        age = GaugeMetricFamily(
+            "watchkeeper_fleet_host_last_seen_age_seconds",
+            "Seconds since the fleet view last heard from a host",
+            labels=["host"],
+        )
+        for row in rows[:_MAX_FLEET_SERIES]:
+            host = [row.host]
+            for name in FleetHostState:
+                up.add_metric([row.host, name.value], 1.0 if row.state == name else 0.0)
+            if row.score is not None:
+                score.add_metric(host, row.score)
+            firing.add_metric(host, row.firing)
+            incidents.add_metric(host, row.incidents)
+            pending.add_metric(host, row.pending_approvals)
+            if row.age_s is not None:
+                age.add_metric(host, row.age_s)
+        yield from (up, score, firing, incidents, pending, age)
+        fleet_open = sum(1 for item in state.incidents() if getattr(item, "state", "") == "open")
+        yield GaugeMetricFamily(
+            "watchkeeper_fleet_incidents_open",
+            "Fleet incidents open (one problem on many hosts)",
+            value=fleet_open,
+        )
+
+
+class HostLabelled(Collector):
+    """Another collector's series, each with ``host="<id>"`` added where it has none (the
+    fleet series name their own host)."""
+
+    def __init__(self, inner: Collector, host: str) -> None:
+        self.inner = inner
+        self.host = host
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():
+            metric.samples = [
+                sample
+                if "host" in sample.labels
+                else Sample(
+                    sample.name,
+                    {"host": self.host, **sample.labels},
+                    sample.value,
+                    sample.timestamp,
+                    sample.exemplar,
+                )
+                for sample in metric.samples
+            ]
+            yield metric
+
 
 def build_registry(hub: LiveHub) -> CollectorRegistry:
-    """A fresh registry with watchkeeper's collector and this process's own CPU/memory."""
+    """A fresh registry with watchkeeper's collector and this process's own CPU/memory,
+    every series labelled with this host's id."""
     from prometheus_client import ProcessCollector
 
+    host = str(hub.orchestrator.bus.host)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WatchkeeperCollector(hub))
-    ProcessCollector(namespace="watchkeeper", registry=registry)
+    registry.register(HostLabelled(WatchkeeperCollector(hub), host))
+    process = ProcessCollector(namespace="watchkeeper", registry=None)
+    registry.register(HostLabelled(process, host))
     return registry

@@ -1,0 +1,102 @@
+"""``/metrics`` with a ``host`` label on every series, and on the central host the fleet's
+per-host series, fed by the real fleet agent from heartbeats about other hosts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from web_helpers import LiveServer
+
+from watchkeeper.model.fleet import HostBeat
+from watchkeeper.model.topics import FLEET_HEARTBEAT
+
+
+def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    flags = {"fleet": {"role": "central", "stale_after": 30, "lost_after": 120}}
+    flags["bus"] = {"host_id": "central-1"}
+    with LiveServer(tmp_path_factory.mktemp("fleet-metrics"), flags=flags) as live:
+        yield live
+
+
+def _beat(host: str, **fields: object) -> HostBeat:
+    values: dict[str, object] = {
+        "host": host,
+        "sent_at": time.time(),
+        "interval": 5.0,
+        "status": "healthy",
+        "score": 90.0,
+        **fields,
+    }
+    return HostBeat.model_validate(values)
+
+
+def test_every_series_has_this_hosts_label(tmp_path: Path) -> None:
+    with LiveServer(tmp_path, flags={"bus": {"host_id": "web-7"}}) as plain:
+        text = httpx.get(plain.url + "/metrics", timeout=10).text
+    families = _families(text)
+    assert families, text
+    unlabelled = [
+        name for name, rows in families.items() for labels, _ in rows if "host" not in labels
+    ]
+    assert unlabelled == []
+    assert all(labels["host"] == "web-7" for rows in families.values() for labels, _ in rows)
+    assert families["watchkeeper_agent_up"][0][0]["host"] == "web-7"
+    assert "watchkeeper_process_resident_memory_bytes" in families
+    assert not any(name.startswith("watchkeeper_fleet_") for name in families)
+
+
+def test_the_central_host_gives_every_fleet_host_its_series(central: LiveServer) -> None:
+    assert central.orchestrator is not None
+    bus = central.orchestrator.bus
+    web = _beat("web-2", status="degraded", score=61.5, name='evil"} 1\nfake_series 9')
+    db = _beat("db-3", score=20.0)
+
+    def scraped() -> dict[str, list[tuple[dict[str, str], float]]] | None:
+        # Beats come every interval; the fleet agent hears them once it runs.
+        central.call(lambda: bus.publish(FLEET_HEARTBEAT, web, sender="fleet", host="web-2"))
+        central.call(lambda: bus.publish(FLEET_HEARTBEAT, db, sender="fleet", host="db-3"))
+        time.sleep(1.05)  # the exposition is built at most once a second
+        families = _families(httpx.get(central.url + "/metrics", timeout=10).text)
+        scores = families.get("watchkeeper_fleet_host_health_score", [])
+        return families if {labels["host"] for labels, _ in scores} >= {"web-2", "db-3"} else None
+
+    families = None
+    deadline = time.monotonic() + 15
+    while families is None and time.monotonic() < deadline:
+        families = scraped()
+    assert families is not None, "the fleet series never showed both hosts"
+    score = {
+        labels["host"]: value for labels, value in families["watchkeeper_fleet_host_health_score"]
+    }
+    assert score["web-2"] == 61.5 and score["db-3"] == 20.0
+    state = {
+        (labels["host"], labels["state"]): value
+        for labels, value in families["watchkeeper_fleet_host_state"]
+    }
+    assert state[("web-2", "up")] == 1.0 and state[("web-2", "lost")] == 0.0
+    ages = dict(
+        (labels["host"], value)
+        for labels, value in families["watchkeeper_fleet_host_last_seen_age_seconds"]
+    )
+    assert 0 <= ages["web-2"] < 30
+    counts = {labels["state"]: value for labels, value in families["watchkeeper_fleet_hosts"]}
+    assert counts["up"] >= 2
+    # The display name is no label: nothing it says becomes a series.
+    assert "fake_series" not in families
+    assert all("name" not in labels for rows in families.values() for labels, _ in rows)
+    # This host's own series keep its id.
+    assert families["watchkeeper_agent_up"][0][0]["host"] == "central-1"
