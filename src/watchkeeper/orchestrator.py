@@ -13,6 +13,14 @@ builds and injects into the agents that use them, the web and the plugin hosts::
 
 ``orchestrator.agents`` maps agent names to agents; plugins do not look there, they get
 the registries through their host (``watchkeeper.plugins.PluginHost``).
+
+On a NATS bus (``[bus] backend = "nats"``) it publishes this host's ``fleet.heartbeat``
+every ``[fleet] heartbeat_interval`` (at start, and a last one saying "stopped"), and a
+host placed without an analyzer (``watchkeeper run --agents sensor,remediator``) starts a
+rules-only fallback analyzer after ``[fleet] fallback_analyzer_after`` seconds cut off
+from the server, and stops it once the connection is back. ``snapshot().placement`` says
+which agents are placed here and whether the fallback runs. On the in-memory bus none of
+this runs.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper import __version__
+from watchkeeper.agents._placement import FallbackSwitch, host_beat
 from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.bus import InMemoryBus, make_bus
 from watchkeeper.config import Settings
@@ -33,7 +42,12 @@ from watchkeeper.live_config import ConfigStore
 from watchkeeper.logs import RepeatedProblem
 from watchkeeper.model.events import SystemStarted, SystemStopped
 from watchkeeper.model.snapshot import AgentState, BusCounters, SystemSnapshot
-from watchkeeper.model.topics import SERVICE_TOPICS, SYSTEM_STARTED, SYSTEM_STOPPED
+from watchkeeper.model.topics import (
+    FLEET_HEARTBEAT,
+    SERVICE_TOPICS,
+    SYSTEM_STARTED,
+    SYSTEM_STOPPED,
+)
 from watchkeeper.personality import say
 from watchkeeper.status import STATUS_FILE, write_json_atomic
 from watchkeeper.supervisor import Supervisor
@@ -176,6 +190,17 @@ class Orchestrator:
         self.plugins = PluginManager(self)
         self.extras["plugins"] = self.plugins.status
         self.plugins.load()
+        # -- placement: which agents run here; on NATS, the heartbeat and the fallback.
+        self.placed = list(self.agents)
+        self.fleet_mode = settings.bus.backend == "nats"
+        self._beat_trouble = RepeatedProblem(log)
+        self.fallback: FallbackSwitch | None = None
+        self.fallback_since: float | None = None
+        self.fallback_runs = 0
+        after = settings.fleet.fallback_analyzer_after
+        if self.fleet_mode and "analyzer" not in self.agents and after > 0:
+            self.fallback = FallbackSwitch(after, settle=min(2.0, after))
+        self.extras["placement"] = self.placement
 
     @property
     def settings(self) -> Settings:
@@ -239,6 +264,22 @@ class Orchestrator:
             details=self._agent_details(),
             **extras,
         )
+
+    def placement(self) -> dict[str, Any]:
+        """Which agents are placed on this host, its role, and the fallback analyzer's
+        state (``off``, ``standby`` or ``running``; ``never`` without NATS or when this
+        host runs its own analyzer)."""
+        state = "never"
+        if self.fallback is not None:
+            state = "running" if self.fallback.active else "standby"
+        return {
+            "host": self.bus.host,
+            "agents": list(self.placed),
+            "role": self.settings.fleet.role if self.fleet_mode else "standalone",
+            "fallback_analyzer": state,
+            "fallback_since": self.fallback_since,
+            "fallback_runs": self.fallback_runs,
+        }
 
     def _agent_details(self) -> dict[str, Any]:
         details: dict[str, Any] = {}
@@ -313,6 +354,89 @@ class Orchestrator:
             except Exception as exc:
                 log.error("service manager %s did not stop cleanly: %s", name, exc)
 
+    # -- the fleet: heartbeat and fallback analyzer ------------------------------------------
+    def heartbeat(self, *, stopped: bool = False) -> Any:
+        """This host's ``HostBeat`` now."""
+        return host_beat(
+            self.agents,
+            self.settings,
+            host=self.bus.host,
+            bus_status=self.bus.status(),
+            started_at=self.started_at,
+            now=self.clock(),
+            stopped=stopped,
+            fallback=self.fallback is not None and self.fallback.active,
+        )
+
+    async def _publish_beat(self, *, stopped: bool = False) -> None:
+        try:
+            await self.bus.publish(
+                FLEET_HEARTBEAT, self.heartbeat(stopped=stopped), sender="orchestrator"
+            )
+        except Exception as exc:
+            self._beat_trouble.failed("cannot publish the heartbeat: %s", exc)
+        else:
+            self._beat_trouble.over("the heartbeat goes out again")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._publish_beat()
+            await asyncio.sleep(self.settings.fleet.heartbeat_interval)
+
+    def _connected(self) -> bool:
+        try:
+            return bool(self.bus.status().get("connected", True))
+        except Exception:
+            return False
+
+    async def _fallback_loop(self, switch: FallbackSwitch) -> None:
+        poll = min(1.0, max(0.05, switch.after / 4))
+        while True:
+            change = switch.update(self._connected())
+            if change == "start":
+                await self._start_fallback(switch.cut_for() or switch.after)
+            elif change == "stop":
+                await self._stop_fallback()
+            await asyncio.sleep(poll)
+
+    async def _start_fallback(self, cut_for: float) -> None:
+        from watchkeeper.agents.analyzer import AnalyzerAgent
+
+        agent = AnalyzerAgent(
+            "analyzer",
+            self.ctx,
+            rules=self.registries.rules,
+            actions=self.registries.actions,
+            llm=False,
+        )
+        self.add_agent(agent)
+        self.fallback_since = self.clock()
+        self.fallback_runs += 1
+        log.warning(
+            "no connection to the bus server for %.0fs: fallback analyzer started "
+            "(rules only, this host's own policy) until the connection is back",
+            cut_for,
+        )
+
+    async def _stop_fallback(self) -> None:
+        agent = self.agents.get("analyzer")
+        if agent is None:
+            return
+        await self.supervisor.remove("analyzer")
+        del self.agents["analyzer"]
+        resolved = 0
+        stand_down = getattr(agent, "stand_down", None)
+        if stand_down is not None:
+            resolved = await stand_down("the connection to the bus server is back")
+        ran = self.clock() - (self.fallback_since or self.clock())
+        self.fallback_since = None
+        log.warning(
+            "connection to the bus server is back: fallback analyzer stopped after %.0fs "
+            "(%d open alert(s) resolved here; the central analyzer takes over)",
+            ran,
+            resolved,
+        )
+
     async def _start_bus(self) -> None:
         # A networked bus that cannot reach its server still starts: this host keeps
         # working alone and catches up when the server returns.
@@ -345,11 +469,18 @@ class Orchestrator:
             await self._start_services()
             async with asyncio.TaskGroup() as group:
                 status = group.create_task(self._status_loop(), name="status-writer")
+                loops = [status]
                 group.create_task(self.supervisor.run(list(self.agents.values()), stop))
                 group.create_task(self.plugins.serve(stop), name="plugin-subscriptions")
+                if self.fleet_mode:
+                    loops.append(group.create_task(self._heartbeat_loop(), name="heartbeat"))
+                if self.fallback is not None:
+                    fallback = self._fallback_loop(self.fallback)
+                    loops.append(group.create_task(fallback, name="fallback-analyzer"))
                 await stop.wait()
                 self.state = "stopping"
-                status.cancel()
+                for loop in loops:
+                    loop.cancel()
         finally:
             await self.plugins.stop()  # plugins: each within its stop_timeout
             await self._stop_services()
@@ -358,6 +489,8 @@ class Orchestrator:
             self.state = "stopped"
             with contextlib.suppress(Exception):
                 await self.bus.publish(SYSTEM_STOPPED, SystemStopped(), sender="orchestrator")
+            if self.fleet_mode:
+                await self._publish_beat(stopped=True)
             try:
                 await asyncio.wait_for(self.bus.stop(), 15)
             except Exception as exc:

@@ -85,6 +85,16 @@ class Supervisor:
             self._supervise(agent), name=f"supervise:{agent.name}"
         )
 
+    async def remove(self, name: str) -> None:
+        """Stop the agent ``name`` and stop supervising it (a fallback analyzer standing
+        down); nothing happens for a name not supervised."""
+        task = self._tasks.pop(name, None)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
     async def _supervise(self, agent: BaseAgent) -> None:
         failures = 0
         while True:

@@ -17,6 +17,13 @@ asked about it once (its alerts go along), within the limits of ``AdviceGate``. 
 is validated and published as another ``analysis.result`` whose ``source`` is the model's
 name and whose ``incident_id`` names the incident. When Ollama is away, analysis carries
 on with the rules and ``llm_status`` says why; a cheap probe brings the model back by itself.
+
+A central analyzer (``[fleet] role = "central"``) also analyses every host of the fleet
+that runs no analyzer of its own (it learns which from their heartbeats): one analysis
+state per host (:mod:`watchkeeper.agents._hosts`), and what it finds is published about
+that host (``host=<id>``), so that host's remediator acts on it through its own policy
+gate. The model is asked about each host's incidents as about this host's, the host named.
+Built with ``llm=False`` it analyses with the rules only (a leaf's fallback analyzer).
 """
 
 from __future__ import annotations
@@ -29,16 +36,18 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from watchkeeper.agents._hosts import MAX_HOSTS, HostAnalyses, HostAnalysis
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AdviceGate, consult
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
-from watchkeeper.model.alerts import SEVERITY_RANK, Alert, SuggestedAction
+from watchkeeper.model.alerts import SEVERITY_RANK, Alert, AlertState, SuggestedAction
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.events import Escalation, GaveUp, LlmStatus
-from watchkeeper.model.incidents import Incident
+from watchkeeper.model.fleet import HostBeat
+from watchkeeper.model.incidents import Incident, IncidentState
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.model.topics import (
@@ -46,6 +55,7 @@ from watchkeeper.model.topics import (
     ALERT_TOPICS,
     ANALYSIS_LLM_STATUS,
     ANALYSIS_RESULT,
+    FLEET_HEARTBEAT,
     INCIDENT_TOPICS,
     METRICS_SAMPLE,
     REMEDIATION_ESCALATED,
@@ -101,8 +111,11 @@ class AnalyzerAgent(BaseAgent):
         actions: ActionCatalog | None = None,
         storage: Any = None,
         interval: float | None = None,
+        llm: bool = True,
+        max_hosts: int = MAX_HOSTS,
     ) -> None:
         super().__init__(name, ctx, interval=interval)
+        self._llm_allowed = llm
         self.engine = AnalysisEngine(ctx.settings, rules=rules)
         self._actions: ActionCatalog = actions if actions is not None else _BuiltinCatalog()
         self._storage = storage if storage is not None else ctx.storage
@@ -117,7 +130,7 @@ class AnalyzerAgent(BaseAgent):
         )
         self._advisor: OllamaAdvisor | None = None
         self._advisor_key: tuple[Any, ...] | None = None
-        self.llm_status = "llm: not checked yet" if settings.ollama.enabled else "llm: disabled"
+        self.llm_status = "llm: not checked yet" if self._llm_wanted() else self._llm_off()
         self.llm_available = False
         self._next_probe = 0.0
         self._next_baseline_save = ctx.monotonic() + _BASELINE_SAVE_EVERY
@@ -125,16 +138,40 @@ class AnalyzerAgent(BaseAgent):
         self.analysis_ms: float | None = None
         self.llm_calls = 0
         self.llm_fallbacks = 0
-        # Incidents that wanted the model while it was busy: id -> the trigger key.
-        self._llm_waiting: dict[str, str] = {}
+        # Incidents that wanted the model while it was busy: id -> (trigger key, host).
+        self._llm_waiting: dict[str, tuple[str, str | None]] = {}
         self._incident_rank: dict[str, int] = {}  # open incident -> severity last announced
-        self.on(METRICS_SAMPLE.name, self._on_sample, maxsize=4)
-        self.on("service.*", self._on_service_event, maxsize=200)
+        # A central analyzer hears every host's messages (scope "fleet") and keeps one
+        # analysis state per host it serves; its own host's go to self.engine as before.
+        self.own_host = ctx.bus.host
+        self.hosts: HostAnalyses | None = None
+        scope = "local"
+        if settings.fleet.role == "central":
+            scope = "fleet"
+            self.hosts = HostAnalyses(
+                ctx.settings,
+                own=self.own_host,
+                rules=rules,
+                data_dir=ctx.data_dir,
+                max_hosts=max_hosts,
+            )
+            self.on(FLEET_HEARTBEAT.name, self._on_beat, maxsize=10_000, scope=scope)
+        many = 1 if scope == "local" else 50
+        self.on(METRICS_SAMPLE.name, self._on_sample, maxsize=4 * many, scope=scope)
+        self.on("service.*", self._on_service_event, maxsize=200 * many, scope=scope)
         # Remediation's one escalation: the pipeline has nothing left to try (not each failure).
-        self.on(REMEDIATION_ESCALATED.name, self._on_remediation_escalated, maxsize=100)
-        self.on(REMEDIATION_GAVE_UP.name, self._on_gave_up, maxsize=100)
+        self.on(
+            REMEDIATION_ESCALATED.name, self._on_remediation_escalated, maxsize=100, scope=scope
+        )
+        self.on(REMEDIATION_GAVE_UP.name, self._on_gave_up, maxsize=100, scope=scope)
         # A lifted give-up is the remediator's remediation_gave_up alert resolving.
-        self.on(ALERT_RESOLVED.name, self._on_alert_resolved, maxsize=200)
+        self.on(ALERT_RESOLVED.name, self._on_alert_resolved, maxsize=200, scope=scope)
+
+    def _llm_wanted(self) -> bool:
+        return self._llm_allowed and self.settings.ollama.enabled
+
+    def _llm_off(self) -> str:
+        return "llm: disabled" if self._llm_allowed else "llm: off (rules only)"
 
     # -- life ------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -151,6 +188,8 @@ class AnalyzerAgent(BaseAgent):
             with contextlib.suppress(BaseException):
                 await task
         await self._save_baselines()
+        if self.hosts is not None:
+            await asyncio.to_thread(self.hosts.save_all)
         if self._advisor is not None:
             with contextlib.suppress(Exception):
                 await self._advisor.aclose()
@@ -158,14 +197,17 @@ class AnalyzerAgent(BaseAgent):
 
     async def _perform_check(self) -> None:
         now_mono = self.ctx.monotonic()
-        settings = self.settings
-        if settings.ollama.enabled and now_mono >= self._next_probe:
+        if self._llm_wanted() and now_mono >= self._next_probe:
             await self.probe_llm()
-        elif not settings.ollama.enabled:
-            self.llm_status, self.llm_available = "llm: disabled", False
+        elif not self._llm_wanted():
+            self.llm_status, self.llm_available = self._llm_off(), False
+        if self.hosts is not None:
+            self.hosts.forget_silent(now_mono)
         if now_mono >= self._next_baseline_save:
             self._next_baseline_save = now_mono + _BASELINE_SAVE_EVERY
             await self._save_baselines()
+            if self.hosts is not None:
+                await asyncio.to_thread(self.hosts.save_all)
 
     async def _save_baselines(self) -> None:
         if self._storage is None or not self.engine.baselines.dirty:
@@ -179,7 +221,7 @@ class AnalyzerAgent(BaseAgent):
     # -- the LLM ---------------------------------------------------------------------------
     def advisor(self) -> OllamaAdvisor | None:
         o = self.settings.ollama
-        if not o.enabled:
+        if not o.enabled or not self._llm_allowed:
             return None
         from watchkeeper.llm import OllamaAdvisor
 
@@ -197,7 +239,7 @@ class AnalyzerAgent(BaseAgent):
     async def probe_llm(self) -> str:
         advisor = self.advisor()
         if advisor is None:
-            self.llm_status, self.llm_available = "llm: disabled", False
+            self.llm_status, self.llm_available = self._llm_off(), False
             return self.llm_status
         health = await advisor.probe()
         was = None if self.llm_status.startswith("llm: not checked") else self.llm_available
@@ -216,38 +258,51 @@ class AnalyzerAgent(BaseAgent):
             )
         return self.llm_status
 
-    def _want_llm_for(self, incident: Incident, key: str) -> None:
+    def _want_llm_for(self, incident: Incident, key: str, host: str | None = None) -> None:
         """Ask the model about ``incident`` once (``key`` names the occasion: opened, or a
-        severity it rose to); while it answers another, the incident waits its turn."""
+        severity it rose to); while it answers another, the incident waits its turn.
+        ``host`` is the remote host the incident is on (None: this one)."""
         if self.advisor() is None:
             return
         if self._llm_task is not None and not self._llm_task.done():
             self.gate.skipped["in_flight"] += 1
             if incident.id in self._llm_waiting or len(self._llm_waiting) < _LLM_WAITING_MAX:
-                self._llm_waiting[incident.id] = key
+                self._llm_waiting[incident.id] = (key, host)
             return
-        alerts = self._alerts_of(incident)
+        engine = self._engine_of(host)
+        alerts = self._alerts_of(incident, engine) if engine is not None else []
         if not alerts or self.gate.may_call([key]) is not None:
             return
         self._llm_task = asyncio.get_running_loop().create_task(
-            self._ask_in_turn(alerts, [key], incident.id)
+            self._ask_in_turn(alerts, [key], incident.id, host)
         )
 
-    def _alerts_of(self, incident: Incident) -> list[Alert]:
-        alerts = self.engine.alerts
+    def _engine_of(self, host: str | None) -> AnalysisEngine | None:
+        if host is None:
+            return self.engine
+        state = self.hosts.hosts.get(host) if self.hosts is not None else None
+        return state.engine if state is not None else None
+
+    def _alerts_of(self, incident: Incident, engine: AnalysisEngine | None = None) -> list[Alert]:
+        alerts = (engine or self.engine).alerts
         return [alerts[fp] for fp in incident.fingerprints if fp in alerts]
 
-    async def _ask_in_turn(self, alerts: list[Alert], triggers: list[str], incident: str) -> None:
-        await self.ask_llm(alerts, "alert", triggers, incident_id=incident)
+    async def _ask_in_turn(
+        self, alerts: list[Alert], triggers: list[str], incident: str, host: str | None
+    ) -> None:
+        await self.ask_llm(alerts, "alert", triggers, incident_id=incident, host=host)
         # The next incident that waited, if it is still open.
         while self._llm_waiting:
-            iid, key = next(iter(self._llm_waiting.items()))
+            iid, (key, on) = next(iter(self._llm_waiting.items()))
             del self._llm_waiting[iid]
-            waiting = next((i for i in self.engine.incidents_open() if i.id == iid), None)
-            if waiting is None or not (alerts := self._alerts_of(waiting)):
+            engine = self._engine_of(on)
+            if engine is None:
+                continue
+            waiting = next((i for i in engine.incidents_open() if i.id == iid), None)
+            if waiting is None or not (alerts := self._alerts_of(waiting, engine)):
                 continue
             if self.gate.may_call([key]) is None:
-                await self.ask_llm(alerts, "alert", [key], incident_id=iid)
+                await self.ask_llm(alerts, "alert", [key], incident_id=iid, host=on)
 
     async def ask_llm(
         self,
@@ -256,23 +311,34 @@ class AnalyzerAgent(BaseAgent):
         triggers: list[str] | None = None,
         *,
         incident_id: str | None = None,
+        host: str | None = None,
     ) -> AnalysisResult | None:
-        """Ask the model about ``alerts`` now (of ``incident_id``, when one); publishes and
-        returns the analysis."""
+        """Ask the model about ``alerts`` now (of ``incident_id``, when one; on the remote
+        ``host``, when given); publishes and returns the analysis."""
         advisor = self.advisor()
-        if advisor is None:
+        engine = self._engine_of(host)
+        if advisor is None or engine is None:
             return None
+        sample = self.latest_sample
+        asked = alerts
+        if host is not None and self.hosts is not None:
+            state = self.hosts.hosts.get(host)
+            sample = state.latest_sample if state is not None else None
+            # The prompt names the host: one model serves the fleet.
+            asked = [
+                a.model_copy(update={"summary": f"on host {host}: {a.summary}"}) for a in alerts
+            ]
         result, used = await consult(
             advisor,
             self.gate,
-            alerts,
-            self.latest_sample,
+            asked,
+            sample,
             self._actions.infos(),
             trigger="analyze_now" if trigger == "analyze_now" else "alert",
             now=self.ctx.clock(),
             # Read when the answer is in: the rules may find worse while the model writes.
-            rules_verdict=self.engine.verdict,
-            rules_summary=self._rules_summary,
+            rules_verdict=engine.verdict,
+            rules_summary=lambda: self._rules_summary(engine),
             triggers=triggers,
         )
         if incident_id is not None:
@@ -284,28 +350,56 @@ class AnalyzerAgent(BaseAgent):
             self.llm_calls += 1
         if used:
             self.llm_available = True
-            self.latest_llm_analysis = result
+            if host is None:
+                self.latest_llm_analysis = result
         else:
             self.llm_fallbacks += 1
             self.llm_status = result.fallback_reason or "llm: failed"
             self.llm_available = False
             self._next_probe = self.ctx.monotonic() + self.settings.ollama.probe_interval
-        await self._publish_analysis(result)
+        await self._publish_analysis(result, host)
         return result
 
     # -- handlers --------------------------------------------------------------------------
+    def _route(self, message: Message) -> tuple[bool, HostAnalysis | None]:
+        """Whether to analyse ``message``, and the remote host's state it belongs to (None:
+        it is about this host). Messages about a host not analysed here are skipped."""
+        about = message.host or self.own_host
+        if self.hosts is None or about == self.own_host:
+            return True, None
+        state = self.hosts.get(about, self.ctx.monotonic())
+        return state is not None, state
+
+    async def _on_beat(self, message: Message) -> None:
+        if self.hosts is not None and message.host == message.origin:
+            self.hosts.learn(message.parse(HostBeat), self.ctx.monotonic())
+
     async def _on_sample(self, message: Message) -> None:
+        wanted, remote = self._route(message)
+        if not wanted:
+            return
         sample = message.parse(MetricsSample)
-        self.latest_sample = sample
         started = time.perf_counter()
-        transitions = self.engine.observe(sample, sample.timestamp)
-        self.analysis_ms = round((time.perf_counter() - started) * 1000, 3)
-        await self._announce(transitions)
+        if remote is None:
+            self.latest_sample = sample
+            transitions = self.engine.observe(sample, sample.timestamp)
+            self.analysis_ms = round((time.perf_counter() - started) * 1000, 3)
+            await self._announce(transitions)
+            return
+        remote.latest_sample = sample
+        remote.samples += 1
+        await self._announce(remote.engine.observe(sample, sample.timestamp), remote)
 
     async def _on_service_event(self, message: Message) -> None:
+        wanted, remote = self._route(message)
+        if not wanted:
+            return
         event = message.parse(ServiceEvent)
         kind, name = event.kind, event.name
-        critical = any(s.name == name and s.critical for s in self.settings.services)
+        if remote is not None:
+            critical = remote.critical(name)
+        else:
+            critical = any(s.name == name and s.critical for s in self.settings.services)
         if kind == "exited":
             state, detail = "failed", event.detail or "exited"
         elif kind in ("started", "healthy"):
@@ -322,70 +416,96 @@ class AnalyzerAgent(BaseAgent):
             last_exit_code=event.exit_code,
             last_exit_signal=event.exit_signal,
         )
-        await self._announce(self.engine.observe_service(status, self.ctx.clock()))
+        engine = remote.engine if remote is not None else self.engine
+        transitions = engine.observe_service(status, self.ctx.clock())
+        await self._announce(transitions, remote)
 
     async def _on_remediation_escalated(self, message: Message) -> None:
         """Remediation ran out of candidates: the alert it was for escalates, once."""
+        wanted, remote = self._route(message)
+        if not wanted:
+            return
         escalation = message.parse(Escalation)
-        transition = self.engine.remediation_failed(
+        engine = remote.engine if remote is not None else self.engine
+        transition = engine.remediation_failed(
             escalation.alert_id, escalation.fingerprint, self.ctx.clock(), escalation.detail
         )
         if transition is not None:
-            await self._announce([transition])
+            await self._announce([transition], remote)
 
     async def _on_gave_up(self, message: Message) -> None:
         """The remediator stopped trying a target: its incident says so."""
+        wanted, remote = self._route(message)
+        if not wanted:
+            return
         gave_up = message.parse(GaveUp)
+        engine = remote.engine if remote is not None else self.engine
         await self._announce(
-            self.engine.remediation_gave_up(
+            engine.remediation_gave_up(
                 gave_up.target, gave_up.failures, gave_up.reason, self.ctx.clock()
-            )
+            ),
+            remote,
         )
 
     async def _on_alert_resolved(self, message: Message) -> None:
         alert = message.parse(Alert)
         if alert.rule != "remediation_gave_up" or alert.source != "remediator":
             return
+        wanted, remote = self._route(message)
+        if not wanted:
+            return
+        engine = remote.engine if remote is not None else self.engine
         target = alert.subject.removeprefix("service:")
         _, _, by = alert.summary.rpartition(" reset by ")
-        await self._announce(self.engine.giveup_reset(target, by or "a person", self.ctx.clock()))
+        transitions = engine.giveup_reset(target, by or "a person", self.ctx.clock())
+        await self._announce(transitions, remote)
 
-    async def _announce(self, transitions: list[Transition]) -> None:
+    async def _announce(
+        self, transitions: list[Transition], remote: HostAnalysis | None = None
+    ) -> None:
+        """Publish what ``transitions`` changed: about this host, or about ``remote``'s
+        host (``host=<id>``: its subjects, its remediator)."""
+        engine = remote.engine if remote is not None else self.engine
+        host = remote.host if remote is not None else None
+        ranks = remote.incident_rank if remote is not None else self._incident_rank
         firing: list[Alert] = []
         for transition in transitions:
-            await self.publish(ALERT_TOPICS[transition.kind], transition.alert)
+            await self.publish(ALERT_TOPICS[transition.kind], transition.alert, host=host)
             if transition.kind in ("firing", "escalated"):
                 firing.append(transition.alert)
-        changes = self.engine.take_incident_changes()
+        changes = engine.take_incident_changes()
         worse: dict[str, Incident] = {}
         for kind, incident in changes:
-            await self.publish(INCIDENT_TOPICS[kind], incident)
+            await self.publish(INCIDENT_TOPICS[kind], incident, host=host)
             rank = SEVERITY_RANK[incident.severity]
-            if kind == "opened" or (
-                kind == "updated" and rank > self._incident_rank.get(incident.id, rank)
-            ):
+            if kind == "opened" or (kind == "updated" and rank > ranks.get(incident.id, rank)):
                 worse[incident.id] = incident
             if kind == "resolved":
-                self._incident_rank.pop(incident.id, None)
+                ranks.pop(incident.id, None)
                 self._llm_waiting.pop(incident.id, None)
             else:
-                self._incident_rank[incident.id] = rank
+                ranks[incident.id] = rank
         if firing:
-            for incident_id, alerts in self._by_incident(firing):
-                await self._publish_analysis(self._rules_result(alerts, incident_id))
+            for incident_id, alerts in self._by_incident(firing, engine):
+                await self._publish_analysis(self._rules_result(alerts, incident_id, engine), host)
         for incident in worse.values():
-            self._want_llm_for(incident, f"incident:{incident.id}:{incident.severity.value}")
+            key = f"incident:{incident.id}:{incident.severity.value}"
+            self._want_llm_for(incident, key, host)
 
-    def _by_incident(self, alerts: list[Alert]) -> list[tuple[str | None, list[Alert]]]:
+    def _by_incident(
+        self, alerts: list[Alert], engine: AnalysisEngine
+    ) -> list[tuple[str | None, list[Alert]]]:
         """``alerts`` by the incident they belong to (info alerts belong to none)."""
         groups: dict[str | None, list[Alert]] = {}
         for alert in alerts:
-            incident = self.engine.incident_of(alert.fingerprint)
+            incident = engine.incident_of(alert.fingerprint)
             groups.setdefault(incident.id if incident else None, []).append(alert)
         return list(groups.items())
 
-    def _rules_result(self, alerts: list[Alert], incident_id: str | None) -> AnalysisResult:
-        incident = next((i for i in self.engine.incidents_open() if i.id == incident_id), None)
+    def _rules_result(
+        self, alerts: list[Alert], incident_id: str | None, engine: AnalysisEngine
+    ) -> AnalysisResult:
+        incident = next((i for i in engine.incidents_open() if i.id == incident_id), None)
         recommended: list[SuggestedAction] = (
             list(incident.remedies) if incident is not None else self._rule_actions(alerts)
         )
@@ -393,20 +513,46 @@ class AnalyzerAgent(BaseAgent):
             at=self.ctx.clock(),
             trigger="alert",
             source="rules",
-            verdict=verdict_of(self.engine.alerts.values()),
-            summary=self._rules_summary(),
+            verdict=verdict_of(engine.alerts.values()),
+            summary=self._rules_summary(engine),
             alert_ids=[a.id for a in alerts],
             fingerprints=[a.fingerprint for a in alerts],
             incident_id=incident_id,
             recommended=recommended,
         )
 
-    async def _publish_analysis(self, result: AnalysisResult) -> None:
-        self.latest_analysis = result
-        await self.publish(ANALYSIS_RESULT, result)
+    async def _publish_analysis(self, result: AnalysisResult, host: str | None = None) -> None:
+        if host is None:
+            self.latest_analysis = result
+        await self.publish(ANALYSIS_RESULT, result, host=host)
 
-    def _rules_summary(self) -> str:
-        firing = self.engine.firing()
+    async def stand_down(self, reason: str) -> int:
+        """Resolve every alert and incident this analyzer has open on this host, saying
+        ``reason`` (a fallback analyzer handing the host back to the central one, so its
+        alerts are not left open twice); the number of alerts resolved."""
+        now = self.ctx.clock()
+        alerts = self.engine.firing()
+        for alert in alerts:
+            evidence = {**alert.evidence, "resolved_because": reason}
+            done = alert.model_copy(
+                update={
+                    "state": AlertState.RESOLVED,
+                    "resolved_at": now,
+                    "updated_at": now,
+                    "evidence": evidence,
+                }
+            )
+            await self.publish(ALERT_RESOLVED, done)
+        for incident in self.engine.incidents_open():
+            closed = incident.model_copy(
+                update={"state": IncidentState.RESOLVED, "resolved_at": now, "updated_at": now}
+            )
+            await self.publish(INCIDENT_TOPICS["resolved"], closed)
+        self.engine.alerts.clear()
+        return len(alerts)
+
+    def _rules_summary(self, engine: AnalysisEngine | None = None) -> str:
+        firing = (engine or self.engine).firing()
         if not firing:
             return "all clear"
         parts = [
@@ -453,4 +599,5 @@ class AnalyzerAgent(BaseAgent):
             "llm_calls_last_hour": self.gate.calls_last_hour(),
             "llm_skipped": dict(self.gate.skipped),
             "analysis_ms": self.analysis_ms,
+            **({"fleet": self.hosts.status()} if self.hosts is not None else {}),
         }

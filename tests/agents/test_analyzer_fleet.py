@@ -1,0 +1,227 @@
+"""A central analyzer on a bus that carries other hosts' messages: one analysis state per
+host, hosts that analyse themselves left alone, findings published about the host they
+concern. Other hosts' messages enter the bus the way a network backend hands them over
+(``bus.deliver``), each with its own host and origin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from watchkeeper import __version__
+from watchkeeper.agents.analyzer import AnalyzerAgent
+from watchkeeper.agents.base import AgentContext
+from watchkeeper.bus import InMemoryBus, Message
+from watchkeeper.config import Settings, deep_merge
+from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.fleet import HostBeat
+from watchkeeper.model.services import ServiceEvent
+from watchkeeper.supervisor import Supervisor
+from watchkeeper.testing.scenarios import Scenario, build_samples
+
+HOT = Scenario.model_validate(
+    {
+        "name": "hot",
+        "steps": 12,
+        "changes": [{"from": 0, "set": {"cpu": 97}}],
+        "processes": [{"pid": 4242, "name": "spinner", "cpu": 99, "rss_mb": 20}],
+        "expect": {"verdict": "critical"},
+    }
+)
+QUIET = Scenario.model_validate({"name": "quiet", "steps": 12, "expect": {"verdict": "healthy"}})
+
+
+def _settings(tmp_path: Path, role: str = "central") -> Settings:
+    base = Settings.model_validate({}).model_dump(mode="json")
+    return Settings.model_validate(
+        deep_merge(
+            base,
+            {
+                "data_dir": str(tmp_path),
+                "agents": {"check_interval": 0.1},
+                "analyzer": {"for_seconds": 0, "runaway_for_seconds": 10},
+                "ollama": {"enabled": False},
+                "bus": {"host_id": "central"},
+                "fleet": {"role": role},
+            },
+        )
+    )
+
+
+class Central:
+    def __init__(self, agent: AnalyzerAgent, bus: InMemoryBus) -> None:
+        self.agent = agent
+        self.bus = bus
+
+    def remote(self, topic: str, value: BaseModel, host: str, sender: str = "sensor") -> None:
+        """A message from ``host`` about itself, as the network hands it over."""
+        self.bus.deliver(Message(topic=topic, sender=sender, value=value, host=host, origin=host))
+
+    def beat(self, host: str, agents: list[str]) -> None:
+        beat = HostBeat(host=host, agents=agents, sent_at=0.0, interval=10.0, version=__version__)
+        self.remote("fleet.heartbeat", beat, host, sender="orchestrator")
+
+    async def samples(self, scenario: Scenario, host: str) -> None:
+        for _, sample in build_samples(scenario):
+            self.remote("metrics.sample", sample.model_copy(update={"host": host}), host)
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def _running(tmp_path: Path, role: str, **kw: Any) -> AsyncIterator[Central]:
+    bus = InMemoryBus(host="central")
+    store = ConfigStore(_settings(tmp_path, role), None, bus)
+    ctx = AgentContext(bus=bus, settings=store, data_dir=tmp_path)
+    agent = AnalyzerAgent("analyzer", ctx, **kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(Supervisor(bus).run([agent], stop))
+    await until(lambda: agent.state.value == "running")
+    try:
+        yield Central(agent, bus)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def central(tmp_path: Path) -> AsyncIterator[Central]:
+    async with _running(tmp_path, "central") as c:
+        yield c
+
+
+async def until(predicate: Any, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def drain(sub: Any) -> list[Message]:
+    out = []
+    while (message := sub.get_nowait()) is not None:
+        out.append(message)
+    return out
+
+
+async def test_hot_host_a_alerts_about_a_only_and_a_self_analysing_host_is_left_alone(
+    central: Central,
+) -> None:
+    alerts = central.bus.subscribe("alert.*", name="t", scope="fleet")
+    analyses = central.bus.subscribe("analysis.result", name="t2", scope="fleet")
+    local = central.bus.subscribe("alert.*", name="t3")  # the central host's own
+    central.beat("host-a", ["sensor", "remediator"])
+    central.beat("host-b", ["sensor", "analyzer", "remediator"])
+    central.beat("host-c", ["sensor", "remediator"])
+    await asyncio.sleep(0.05)
+    # a is hot, b is hot too but analyses itself, c is quiet: interleaved, never mixed.
+    await asyncio.gather(
+        central.samples(HOT, "host-a"),
+        central.samples(HOT, "host-b"),
+        central.samples(QUIET, "host-c"),
+    )
+    await until(lambda: alerts.qsize() > 0)
+    await asyncio.sleep(0.2)
+    fired = [m for m in drain(alerts) if m.topic == "alert.firing"]
+    assert fired, "host a's high CPU raised no alert"
+    assert {m.host for m in fired} == {"host-a"}
+    assert {m.origin for m in fired} == {"central"}
+    assert {m.payload["rule"] for m in fired} & {"cpu_high", "runaway_process"}
+    results = drain(analyses)
+    assert results and {m.host for m in results} == {"host-a"}
+    assert all(m.payload["verdict"] == "critical" for m in results)
+    assert drain(local) == []  # nothing said about the central host itself
+    status = central.agent.status()
+    assert status["verdict"] == "healthy"  # its own host: untouched by a's samples
+    assert status["fleet"]["hosts"] == 2  # a and c; b analyses itself
+    assert status["fleet"]["self_analysing"] == 1
+    assert status["fleet"]["firing"] >= 1
+
+
+async def test_a_host_that_starts_its_own_analyzer_is_no_longer_analysed_here(
+    central: Central,
+) -> None:
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    central.beat("host-a", ["sensor", "remediator"])
+    await central.samples(QUIET, "host-a")
+    await until(lambda: central.agent.status()["fleet"]["hosts"] == 1)
+    central.beat("host-a", ["sensor", "analyzer", "remediator"])
+    await until(lambda: central.agent.status()["fleet"]["hosts"] == 0)
+    await central.samples(HOT, "host-a")
+    await asyncio.sleep(0.2)
+    assert drain(alerts) == []
+
+
+async def test_samples_before_a_heartbeat_or_with_a_forged_beat_are_not_analysed(
+    central: Central,
+) -> None:
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    await central.samples(HOT, "host-x")  # no heartbeat heard yet: may run its own analyzer
+    # A beat about host-y published by host-z is not host-y's word on itself.
+    forged = HostBeat(host="host-y", agents=["sensor"], sent_at=0.0, interval=10.0)
+    central.bus.deliver(
+        Message(topic="fleet.heartbeat", sender="x", value=forged, host="host-y", origin="host-z")
+    )
+    await central.samples(HOT, "host-y")
+    await asyncio.sleep(0.2)
+    assert drain(alerts) == []
+    assert central.agent.status()["fleet"]["hosts"] == 0
+    assert central.agent.status()["fleet"]["ignored_samples"] >= 24
+
+
+async def test_a_service_killed_on_a_leaf_is_an_alert_about_that_leaf_with_a_restart(
+    central: Central,
+) -> None:
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    central.beat("leaf-1", ["sensor", "remediator"])
+    await asyncio.sleep(0.05)
+    event = ServiceEvent(
+        kind="exited", name="web", manager="process", at=1.0, detail="killed", exit_signal=9
+    )
+    central.remote("service.exited", event, "leaf-1")
+    message = await alerts.get(timeout=5)
+    assert message.host == "leaf-1"
+    assert message.payload["subject"] == "service:web"
+    actions = [a["action"] for a in message.payload["suggested_actions"]]
+    assert "restart_service" in actions
+
+
+async def test_hosts_past_the_cap_are_refused_and_counted(tmp_path: Path) -> None:
+    async with _running(tmp_path, "central", max_hosts=1) as central:
+        alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+        central.beat("host-a", ["sensor"])
+        central.beat("host-b", ["sensor"])
+        await asyncio.sleep(0.05)
+        await central.samples(QUIET, "host-a")
+        await central.samples(HOT, "host-b")
+        await asyncio.sleep(0.2)
+        assert drain(alerts) == []
+        fleet = central.agent.status()["fleet"]
+        assert fleet["hosts"] == 1 and fleet["refused_samples"] >= 12
+
+
+async def test_a_plain_host_analyser_never_reads_other_hosts_samples(tmp_path: Path) -> None:
+    async with _running(tmp_path, "host") as host:
+        alerts = host.bus.subscribe("alert.firing", name="t", scope="fleet")
+        host.beat("host-a", ["sensor"])
+        await host.samples(HOT, "host-a")
+        await asyncio.sleep(0.2)
+        assert drain(alerts) == []
+        assert "fleet" not in host.agent.status()
+
+
+async def test_each_hosts_baselines_are_saved_on_their_own(tmp_path: Path) -> None:
+    async with _running(tmp_path, "central") as central:
+        central.beat("host-a", ["sensor"])
+        await asyncio.sleep(0.05)
+        await central.samples(QUIET, "host-a")
+        await until(lambda: central.agent.status()["fleet"]["hosts"] == 1)
+    saved = tmp_path / "fleet-baselines" / "host-a.json"
+    assert saved.is_file(), list(tmp_path.rglob("*"))
+    assert not (tmp_path / "fleet-baselines" / "central.json").exists()
