@@ -24,7 +24,7 @@ from watchkeeper.analysis.levels import LevelTracker, near_line, raw_level
 from watchkeeper.config import ExpectedPattern, Settings
 from watchkeeper.model.alerts import Severity, SuggestedAction
 from watchkeeper.model.metrics import MetricsSample, ProcessGroup, ProcessInfo
-from watchkeeper.model.text import LABEL, clean
+from watchkeeper.model.text import LABEL, LOG_LINE, clean
 
 __all__ = [
     "Check",
@@ -551,6 +551,67 @@ _BUSY_CPU_PERCENT = 20.0
 _DISK_WAIT = frozenset({"disk-sleep", "disk_sleep", "D"})
 
 
+def systemd_evidence(status: Any) -> dict[str, Any]:
+    """What a status says beyond its state: the unit's ``Restart=``, its restart count, a
+    start-limit hit, and its last log lines (``journal``; cleaned again here, since a
+    status may come from another host)."""
+    out: dict[str, Any] = {}
+    policy = getattr(status, "restart_policy", None)
+    if policy:
+        out["restart_policy"] = clean(str(policy), LABEL, 20)
+        out["restarts"] = getattr(status, "restarts", 0) or 0
+    if getattr(status, "start_limit_hit", False):
+        out["start_limit_hit"] = True
+    journal = getattr(status, "journal", None) or ()
+    if journal:
+        out["journal"] = [clean(str(line), LOG_LINE, 200) for line in list(journal)[-20:]]
+    return out
+
+
+def restarts_itself(status: Any) -> bool:
+    """True for a unit systemd restarts on its own (``Restart=`` set, not ``no``)."""
+    return getattr(status, "restart_policy", None) not in (None, "", "no")
+
+
+def down_remedies(status: Any, name: str, evidence: dict[str, Any]) -> tuple[SuggestedAction, ...]:
+    """What to propose for a service that is down (and why not, in ``evidence``).
+
+    A unit systemd restarts itself gets no restart from watchkeeper (two supervisors
+    racing for one service help nobody); once systemd gave up (a start-limit hit), the
+    remedy is ``reset_failed``, for a person to approve when the cause is addressed, since
+    a plain start is refused until then."""
+    if getattr(status, "start_limit_hit", False):
+        evidence["not_proposed"] = {
+            "restart_service": "systemd refuses to start it again until its failed state is reset"
+        }
+        return (
+            SuggestedAction(
+                action="reset_failed",
+                target=status.name,
+                target_kind="service",
+                reason=f"systemd gave up on {name} (start limit hit): reset it once the cause "
+                "is fixed",
+                confidence=0.5,
+            ),
+        )
+    if restarts_itself(status):
+        policy = clean(str(status.restart_policy), LABEL, 20)
+        evidence["not_proposed"] = {
+            "restart_service": f"systemd restarts it itself (Restart={policy}); watchkeeper "
+            "watches instead of racing it"
+        }
+        return ()
+    return (
+        SuggestedAction(
+            action="restart_service",
+            target=status.name,
+            target_kind="service",
+            reason=f"service {name} is down",
+            confidence=0.9,
+        ),
+    )
+
+
 def service_checks(
     status: Any,
     settings: Settings | None = None,
@@ -572,7 +633,14 @@ def service_checks(
     state = str(status.state)
     down = state == "failed"
     severity = Severity.CRITICAL if status.critical else Severity.WARNING
-    action = "restart_service"
+    down_evidence: dict[str, Any] = {
+        "service": status.name,
+        "state": state,
+        "exit_code": status.last_exit_code,
+        "exit_signal": status.last_exit_signal,
+        "critical": status.critical,
+    }
+    down_evidence.update(systemd_evidence(status))
     yield Check(
         "service_down",
         subject,
@@ -581,22 +649,8 @@ def service_checks(
         f"service {name} is down ({status.detail or state})"
         if down
         else f"service {name} is {state}",
-        {
-            "service": status.name,
-            "state": state,
-            "exit_code": status.last_exit_code,
-            "exit_signal": status.last_exit_signal,
-            "critical": status.critical,
-        },
-        (
-            SuggestedAction(
-                action=action,
-                target=status.name,
-                target_kind="service",
-                reason=f"service {name} is down",
-                confidence=0.9,
-            ),
-        ),
+        down_evidence,
+        down_remedies(status, name, down_evidence),
         for_s=0,
         clear_s=0,
     )

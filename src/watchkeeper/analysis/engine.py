@@ -39,7 +39,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from watchkeeper.analysis.baselines import BaselineBook
-from watchkeeper.analysis.checks import Check, judge, run_checks, service_checks
+from watchkeeper.analysis.checks import (
+    Check,
+    judge,
+    restarts_itself,
+    run_checks,
+    service_checks,
+)
 from watchkeeper.analysis.flapping import FlapTracker, flap_check, restart_suggestion
 from watchkeeper.analysis.incidents import IncidentBook, IncidentContext, ServiceFacts
 from watchkeeper.analysis.levels import LevelTracker
@@ -79,6 +85,26 @@ def verdict_of(alerts: Iterable[Alert]) -> str:
         (SEVERITY_RANK[a.severity] for a in alerts if a.state is AlertState.FIRING), default=-1
     )
     return "critical" if worst >= 2 else "degraded" if worst >= 1 else "healthy"
+
+
+class _Known:
+    """A service event's status, with what the latest sample knew and the event lacks."""
+
+    def __init__(self, status: Any, **known: Any) -> None:
+        self._status = status
+        self.__dict__.update(known)
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._status, key)
+
+
+def _with_known_policy(status: Any, last: Any) -> Any:
+    """``status`` with the ``Restart=`` of the unit from its last sampled status when the
+    event did not say (an event tells what happened; the sample what the unit is)."""
+    if last is None or getattr(status, "restart_policy", None) is not None:
+        return status
+    policy = getattr(last, "restart_policy", None)
+    return status if not policy else _Known(status, restart_policy=policy)
 
 
 def _capped(level: Severity | None, cap: Severity | None) -> Severity | None:
@@ -163,13 +189,16 @@ class AnalysisEngine:
         flapping here, once (the next sample does not count it again)."""
         settings = self._settings()
         name, state = str(status.name), str(status.state)
+        status = _with_known_policy(status, self._status.get(name))
         if state in ("failed", "running", "starting"):
             self.flaps.event(name, state != "failed", now)
         detail = str(getattr(status, "detail", None) or "")
         if state == "failed" and detail:
             self.observe_log(name, detail)
+        for line in getattr(status, "journal", None) or ():
+            self.observe_log(name, str(line))
         checks = list(service_checks(status, settings, now))
-        checks.append(self._flap_check(name, bool(status.critical), settings, now))
+        checks.append(self._flap_check(name, bool(status.critical), settings, now, status))
         return self._settle(self._apply(vet(checks, None, settings, self.levels.tracked), now), now)
 
     def observe_log(self, service: str, line: str) -> None:
@@ -203,7 +232,7 @@ class AnalysisEngine:
             if alert.subject != f"service:{target}" or fp in self._held:
                 continue
             actions = list(self._suggested.get(fp, ()))
-            if alert.rule == "service_flapping" and not actions:
+            if alert.rule == "service_flapping" and not actions and self._restartable(target):
                 actions = [restart_suggestion(target)]
             again = alert.model_copy(update={"suggested_actions": actions, "updated_at": now})
             self.alerts[fp] = again
@@ -369,7 +398,7 @@ class AnalysisEngine:
                 self.observe_log(status.name, status.detail)  # a service's last words
             self._status[status.name] = status
             self.flaps.sample(status.name, str(status.state), status.restarts, now)
-            checks.append(self._flap_check(status.name, status.critical, settings, now))
+            checks.append(self._flap_check(status.name, status.critical, settings, now, status))
         present = {s.name for s in statuses}
         if set(self.flaps.names()) - present:
             self.flaps.forget(present)
@@ -378,7 +407,16 @@ class AnalysisEngine:
                 del self._status[name]
         return checks
 
-    def _flap_check(self, name: str, critical: bool, settings: Settings, now: float) -> Check:
+    def _restartable(self, name: str) -> bool:
+        """False for a unit systemd restarts itself, or one it gave up on."""
+        last = self._status.get(name)
+        return last is None or not (
+            getattr(last, "start_limit_hit", False) or restarts_itself(last)
+        )
+
+    def _flap_check(
+        self, name: str, critical: bool, settings: Settings, now: float, status: Any = None
+    ) -> Check:
         a = settings.analyzer
         state = self.flaps.judge(name, now, window=a.flap_window, threshold=a.flap_changes)
         subject = f"service:{name}"
@@ -404,6 +442,7 @@ class AnalysisEngine:
             window=a.flap_window,
             restart_held=held,
             note=self._notes.get(name, ""),
+            status=status,
         )
 
     # -- incidents ---------------------------------------------------------------------------
@@ -423,7 +462,8 @@ class AnalysisEngine:
         for alert in firing:
             if alert.rule == "service_flapping" and not remedies.get(alert.fingerprint):
                 name = alert.subject.removeprefix("service:")
-                remedies[alert.fingerprint] = (restart_suggestion(name),)
+                if self._restartable(name):
+                    remedies[alert.fingerprint] = (restart_suggestion(name),)
         held = self.incidents.correlate(firing, remedies, self._context(), now)
         texts = {fp: f"held until {root} is fixed" for fp, root in held.items()}
         out: list[Transition] = []

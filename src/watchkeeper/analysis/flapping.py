@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from watchkeeper.analysis.checks import Check
+from watchkeeper.analysis.checks import Check, down_remedies, restarts_itself, systemd_evidence
 from watchkeeper.model.alerts import Severity, SuggestedAction
 from watchkeeper.model.text import LABEL, clean
 
@@ -171,11 +171,15 @@ def flap_check(
     window: float,
     restart_held: str = "",
     note: str = "",
+    status: Any = None,
 ) -> Check:
     """The ``service_flapping`` check of one service: fires while it flaps.
 
     ``restart_held`` says why no restart is proposed (one was, moments ago: a loop gets
-    one); ``note`` is remediation's word on the target ("gave up after 5 failures")."""
+    one); ``note`` is remediation's word on the target ("gave up after 5 failures").
+    ``status``, its latest, adds what systemd says (``Restart=``, restarts, a start-limit
+    hit, the journal): a unit systemd restarts itself is given no restart by watchkeeper,
+    and one systemd gave up on is given ``reset_failed``."""
     label = clean(name, LABEL, 64)
     now_state = {True: "running", False: "down", None: "unknown"}[state.up]
     minutes = window / 60
@@ -197,6 +201,11 @@ def flap_check(
         evidence["restart"] = restart_held
     if note:
         evidence["remediation"] = note
+    suggested: tuple[SuggestedAction, ...] = () if restart_held else (restart_suggestion(name),)
+    if status is not None:
+        evidence.update(systemd_evidence(status))
+        if getattr(status, "start_limit_hit", False) or restarts_itself(status):
+            suggested = down_remedies(status, label, evidence)
     return Check(
         "service_flapping",
         f"service:{name}",
@@ -204,7 +213,7 @@ def flap_check(
         (Severity.CRITICAL if critical else Severity.WARNING) if state.flapping else None,
         summary,
         evidence,
-        () if restart_held else (restart_suggestion(name),),
+        suggested,
         for_s=0,
         clear_s=0,
     )

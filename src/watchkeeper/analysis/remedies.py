@@ -9,7 +9,8 @@ told to expect something that cannot happen:
   when a ``remediation.log_files`` entry does;
 - ``restart_service`` only for a service that can be started again: a process service
   with ``argv``, or a systemd/Windows one (a pidfile-only process is watched, not owned);
-  never a service named in ``remediation.protected_names``;
+  never a service named in ``remediation.protected_names``; ``reset_failed`` only for a
+  systemd service, under the same protection;
 - no process action on a protected process: pid 0/1, kernel threads (``kernel_thread``
   or a child of kthreadd), watchkeeper itself and its ancestors (in samples of this host:
   a pid means nothing on another host, whose own gate knows its watchkeeper), or a process
@@ -45,7 +46,7 @@ __all__ = ["names_of_info", "own_pids", "process_protection", "vet"]
 
 _KTHREADD = 2
 _PROCESS_ACTIONS = frozenset({"kill_process", "renice_process"})
-_SERVICE_ACTIONS = frozenset({"restart_service", "start_service"})
+_SERVICE_ACTIONS = frozenset({"restart_service", "start_service", "reset_failed"})
 _own_cache: tuple[int, frozenset[int], str] | None = None
 
 
@@ -158,7 +159,7 @@ class _World:
         if action == "rotate_log" and suggestion.target_kind == "path":
             return self._rotatable(target)
         if action in _SERVICE_ACTIONS and suggestion.target_kind == "service":
-            return self._restartable(target)
+            return self._restartable(target, action)
         if action in _PROCESS_ACTIONS or suggestion.target_kind == "process":
             return self._touchable(suggestion)
         return None
@@ -191,13 +192,15 @@ class _World:
             "",
         )
 
-    def _restartable(self, name: str) -> tuple[str, str, str] | None:
+    def _restartable(self, name: str, action: str) -> tuple[str, str, str] | None:
         label = clean(name, LABEL, 64)
         protected = self.protected
         if name.lower() in protected or name.lower().removesuffix(".service") in protected:
             why = f"service {label} is protected (remediation.protected_names)"
             return why, "", "protected service name"
         spec = self.specs.get(name)
+        if action == "reset_failed" and spec is not None and spec.manager != "systemd":
+            return f"service {label} is not managed by systemd", "", ""
         # Without a spec here the service may live on another host of the fleet, whose
         # own gate knows it: only a spec that says "watched, not owned" rules it out.
         if spec is not None and spec.manager == "process" and spec.argv is None:

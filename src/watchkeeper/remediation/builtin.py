@@ -195,6 +195,28 @@ class StartService(_ServiceAction):
     verb = "start"
 
 
+class ResetFailed(_ServiceAction):
+    """``systemctl reset-failed UNIT``, then start it (argv only, via the systemd manager).
+
+    Only for ``manager = "systemd"`` services: systemd stops restarting a unit that failed
+    too often (a start-limit hit) and refuses a plain start until its failed state is
+    reset. Dangerous (a person approves, unless ``remediation.allow_actions`` names it):
+    resetting before the cause is fixed just runs the crash loop again."""
+
+    info = _INFO["reset_failed"]
+    verb = "reset_failed"
+
+    async def validate(self, request: ActionRequest, ctx: ActionContext) -> str | None:
+        problem = await super().validate(request, ctx)
+        if problem is not None:
+            return problem
+        name = request.target or ""
+        spec = next(s for s in ctx.settings().services if s.name == name)
+        if spec.manager != "systemd" or not hasattr(ctx.manager_for(name), "reset_failed"):
+            return f"service {name!r} is not managed by systemd: reset_failed applies to units"
+        return None
+
+
 class DropCaches:
     info = _INFO["drop_caches"]
 
@@ -269,6 +291,7 @@ def builtin_registry() -> ActionRegistry:
     actions: list[Any] = [
         RestartService(),
         StartService(),
+        ResetFailed(),
         KillProcess(),
         ReniceProcess(),
         CleanDirectory(),

@@ -49,6 +49,14 @@ BUILTIN_ACTIONS: tuple[ActionInfo, ...] = (
         timeout=60,
     ),
     ActionInfo(
+        name="reset_failed",
+        description="Clear a systemd unit's failed state (systemctl reset-failed) and start "
+        "it: for a unit systemd gave up on, once the cause is fixed.",
+        target_kind="service",
+        risk="dangerous",
+        timeout=60,
+    ),
+    ActionInfo(
         name="kill_process",
         description="Stop a process: SIGTERM, then SIGKILL after a grace period.",
         target_kind="process",
