@@ -335,3 +335,6 @@ def simulate_service_crash(
 # command, approve, watch, cli) live in their own modules; registered last, so they come
 # after the commands above in --help.
 register(app)
+from watchkeeper.cli.fleet import register as register_fleet  # noqa: E402
+
+register_fleet(app)
