@@ -12,7 +12,14 @@ engines that own the concerns:
 - activity text: :class:`~watchkeeper.notify.activity.ActivityLines` words one line per
   notable event in the chosen personality, logged and kept in the activity log;
 - notification: :class:`~watchkeeper.notify.announcer.Announcer` tells people, once per
-  incident rather than once per alert in it::
+  incident rather than once per alert in it.
+
+On a host with ``[fleet] role = "central"`` it also hears every other host's alerts,
+incidents and remediation records (scope ``"fleet"``): it records them with their host,
+so the history of any host is kept centrally, and tells people of them with the host
+named, once per fleet incident (``fleet.incident.*``) rather than once per host. Every
+other host records its own history as before. The same message twice (a host catching up
+after a restart) is recorded once::
 
     agent = CommunicatorAgent("communicator", ctx, storage=orchestrator.storage)
     agent.latest_health.score          # 0-100, with agent.latest_health.reasons
@@ -42,6 +49,7 @@ from watchkeeper.model.events import (
     LlmStatus,
     SystemStarted,
 )
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
@@ -59,6 +67,8 @@ from watchkeeper.storage.recorder import Recorder
 __all__ = ["CommunicatorAgent"]
 
 _LEVELS = {"warning": logging.WARNING, "critical": logging.ERROR}
+#: Other hosts' firing alerts remembered (for their steps), at most; the oldest go first.
+_REMOTE_ALERTS = 50_000
 
 
 class CommunicatorAgent(BaseAgent):
@@ -105,9 +115,16 @@ class CommunicatorAgent(BaseAgent):
         )
         self.on("metrics.sample", self._on_sample, maxsize=50)
         self._incident_severity: dict[str, Severity] = {}
-        self.on("alert.#", self._on_alert)
-        self.on("incident.#", self._on_incident)
-        self.on("remediation.#", self._on_remediation)
+        fleet = getattr(self.settings, "fleet", None)
+        #: A central host records and tells of every host's alerts, incidents and actions.
+        self.central = getattr(fleet, "role", "host") == "central"
+        scope, size = ("fleet", 20_000) if self.central else ("local", 1000)
+        self._remote_alerts: dict[tuple[str, str], Severity] = {}
+        self.on("alert.#", self._on_alert, maxsize=size, scope=scope)
+        self.on("incident.#", self._on_incident, maxsize=size, scope=scope)
+        self.on("remediation.#", self._on_remediation, maxsize=size, scope=scope)
+        if self.central:
+            self.on("fleet.incident.*", self._on_fleet_incident, maxsize=1000)
         self.on("agent.#", self._on_agent)
         self.on("service.#", self._on_service)
         self.on("analysis.result", self._on_analysis)
@@ -146,8 +163,18 @@ class CommunicatorAgent(BaseAgent):
         return configured if isinstance(configured, NotificationSettings) else _DEFAULT
 
     # -- life ---------------------------------------------------------------------------
+    @property
+    def _local(self) -> str:
+        return self.ctx.bus.host
+
+    def _remote(self, message: Message) -> str | None:
+        """The other host a message is about, or None for this host's own."""
+        host = message.host
+        return None if not host or host == self._local else host
+
     async def setup(self) -> None:
         await self.recorder.ensure_open()
+        await self.recorder.claim(self._local)
         await self.announcer.start()
         self.timeline.begin()
 
@@ -202,7 +229,10 @@ class CommunicatorAgent(BaseAgent):
         if notice.incident is not None:
             await self.recorder.incident_notified(notice.incident.id, notice.created_at)
         elif notice.alert is not None:
-            await self.recorder.notified(notice.key, notice.created_at)
+            # Another host's alert is told under "<host>/<fingerprint>", with its host.
+            remote = notice.key != notice.alert.fingerprint
+            host = notice.host if remote else (self._local or None)
+            await self.recorder.notified(notice.alert.fingerprint, notice.created_at, host)
 
     async def _gave_up(self, channel: str, notice: Notification, error: str) -> None:
         line = self.lines.gave_up(channel, notice.key, error)
@@ -218,6 +248,10 @@ class CommunicatorAgent(BaseAgent):
     async def _on_alert(self, message: Message) -> None:
         alert = message.parse(Alert)
         suffix = message.topic.partition(".")[2]
+        remote = self._remote(message)
+        if remote is not None:
+            await self._on_remote_alert(message, alert, suffix, remote)
+            return
         previous = self.tracker.alerts.get(alert.fingerprint)
         step: str | None = suffix
         if suffix == "resolved" or alert.state is AlertState.RESOLVED:
@@ -227,21 +261,62 @@ class CommunicatorAgent(BaseAgent):
             step = "changed" if previous.severity != alert.severity else None
         self.tracker.alert(alert)
         if step is not None:
-            await self.recorder.alert(alert, step, message.timestamp)
+            await self.recorder.alert(
+                alert, step, message.timestamp, host=self._local, message_id=message.id
+            )
             await self._activity(message, self.lines.alert(alert, step, message.timestamp))
         told = None
         if suffix == "firing" and previous is None and step not in ("resolved", "escalated"):
-            told = await self.recorder.last_notified(alert.fingerprint)
+            told = await self.recorder.last_notified(alert.fingerprint, self._local or None)
         await self.announcer.alert(alert, step, fired=suffix == "firing", notified_at=told)
         await self._health_changed()
+
+    async def _on_remote_alert(
+        self, message: Message, alert: Alert, suffix: str, host: str
+    ) -> None:
+        """Another host's alert (a central host): recorded with its host and told with the
+        host named; it leaves this host's health alone."""
+        key = (host, alert.id)
+        previous = self._remote_alerts.pop(key, None)
+        step: str | None = suffix
+        if suffix == "resolved" or alert.state is AlertState.RESOLVED:
+            step = "resolved"
+        else:
+            if suffix == "firing" and previous is not None:
+                step = "changed" if previous != alert.severity else None
+            self._remote_alerts[key] = alert.severity
+            if len(self._remote_alerts) > _REMOTE_ALERTS:
+                del self._remote_alerts[next(iter(self._remote_alerts))]
+        if step is not None:
+            await self.recorder.alert(
+                alert, step, message.timestamp, host=host, message_id=message.id
+            )
+        told = None
+        if suffix == "firing" and previous is None and step == "firing":
+            told = await self.recorder.last_notified(alert.fingerprint, host)
+        await self.announcer.alert(
+            alert, step, fired=suffix == "firing", notified_at=told, host=host
+        )
+
+    async def _on_fleet_incident(self, message: Message) -> None:
+        incident = message.parse(FleetIncident)
+        kind = message.topic.rpartition(".")[2]
+        if kind != "updated":
+            self.logger.info("fleet incident %s: %s", kind, clean(incident.title, NOTIFICATION))
+        await self.announcer.fleet_incident(kind, incident)
 
     async def _on_incident(self, message: Message) -> None:
         incident = message.parse(Incident)
         kind = message.topic.partition(".")[2]
+        remote = self._remote(message)
+        if remote is not None:
+            # Kept in its host's history; people hear of its alerts, host named.
+            await self.recorder.incident(incident, host=remote)
+            return
         told = None
         if kind == "opened":
             told = await self.recorder.incident_last_notified(incident.key)
-        await self.recorder.incident(incident)
+        await self.recorder.incident(incident, host=self._local)
         # The activity log hears of an update only when the incident's severity moved.
         before = self._incident_severity.pop(incident.id, None)
         if kind != "resolved":
@@ -256,12 +331,14 @@ class CommunicatorAgent(BaseAgent):
         record = message.value
         if not isinstance(record, ActionRecord):
             return  # remediation.escalated and .gave_up reach people through their alerts
-        await self.recorder.action(record)
+        remote = self._remote(message)
+        await self.recorder.action(record, host=remote or self._local)
         suffix = message.topic.partition(".")[2]
         outcome = suffix if suffix == "gave_up" else record.outcome.value
         line = self.lines.action(record, outcome)
-        await self._activity(message, line)
-        await self.announcer.action(record, outcome, line)
+        if remote is None:
+            await self._activity(message, line)
+        await self.announcer.action(record, outcome, line, host=remote)
 
     async def _on_agent(self, message: Message) -> None:
         suffix = message.topic.partition(".")[2]

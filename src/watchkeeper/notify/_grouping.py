@@ -9,7 +9,9 @@ The life of a group::
 
 A rise in severity is told at once (``escalated``); a resolved notice goes to exactly
 the channels that were told the alert (or incident) fired. An incident's group is keyed
-``incident:<id>``; its opening is its ``firing``.
+``incident:<id>``, a fleet incident's ``fleet:<id>``; its opening is its ``firing``. On a
+central host another host's alert is grouped as ``<host>/<alert id>``: the same rule and
+subject firing on two hosts are two problems until a fleet incident joins them.
 """
 
 from __future__ import annotations
@@ -20,19 +22,27 @@ from dataclasses import dataclass, field
 
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import NoticeKind
 
-__all__ = ["AlertGrouper", "IncidentBook", "Outgoing", "Subject", "group_key"]
+__all__ = ["AlertGrouper", "FleetBook", "IncidentBook", "Outgoing", "Subject", "group_key"]
 
 Route = Callable[[Severity], frozenset[str]]
-Subject = Alert | Incident
-"""What a group is about: one alert, or one incident of correlated alerts."""
+Subject = Alert | Incident | FleetIncident
+"""What a group is about: one alert, one incident of correlated alerts, or one fleet
+incident (the same alert on many hosts)."""
 
 
-def group_key(item: Subject) -> str:
-    """The group (and notice key) of an alert (its fingerprint) or an incident."""
-    return item.fingerprint if isinstance(item, Alert) else f"incident:{item.id}"
+def group_key(item: Subject, host: str | None = None) -> str:
+    """The group of an alert (its fingerprint; ``<host>/<id>`` for another host's), an
+    incident or a fleet incident."""
+    if isinstance(item, Alert):
+        return item.fingerprint if host is None else f"{host}/{item.id}"
+    if isinstance(item, FleetIncident):
+        return f"fleet:{item.id}"
+    return f"incident:{item.id}"
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Outgoing:
     channels: frozenset[str]
     told: Subject | None = None
     """For a resolved notice: the alert or incident as people were last told of it."""
+    host: str | None = None
+    """The other host an alert is about (None: this host's own)."""
 
 
 @dataclass
@@ -58,6 +70,7 @@ class _Group:
     absorbed: bool = False  # told alone once, now told through its incident
     told: set[str] = field(default_factory=set)
     escalation_told: bool = False
+    host: str | None = None
 
 
 class AlertGrouper:
@@ -75,6 +88,7 @@ class AlertGrouper:
         self._route = route
         self._local_time = local_time
         self._groups: dict[str, _Group] = {}
+        self._by_alert_id: dict[str, str] = {}  # alert id -> its group's key
         self._held_resolved: list[Outgoing] = []
         self.suppressed = 0
         self.flapped = 0
@@ -109,24 +123,32 @@ class AlertGrouper:
 
     # -- events -------------------------------------------------------------------------
     def on_firing(
-        self, alert: Subject, now: float, notified_at: float | None = None, *, wait: float = 0.0
+        self,
+        alert: Subject,
+        now: float,
+        notified_at: float | None = None,
+        *,
+        wait: float = 0.0,
+        host: str | None = None,
     ) -> list[Outgoing]:
         """A firing alert, or an opened or updated incident (new, or seen again).
         ``notified_at`` is when people were told about it before a restart, if storage
         remembers; ``wait`` is the least time a first notice waits (``group_wait`` when
-        longer)."""
-        key = group_key(alert)
+        longer); ``host``: the other host an alert is about."""
+        key = group_key(alert, host)
         group = self._groups.get(key)
         if group is None:
-            group = _Group(alert=alert, due=now + max(wait, self.settings.group_wait))
+            group = _Group(alert=alert, due=now + max(wait, self.settings.group_wait), host=host)
             if notified_at is not None and now - notified_at < self.settings.repeat_interval:
                 group.due = None
                 group.notified_at = notified_at
                 group.told_rank = SEVERITY_RANK[alert.severity]
                 group.told = set(self._route(alert.severity))
-            self._groups[key] = group
+            self._add(key, group)
             return self.due(now)
         group.alert = alert
+        if isinstance(alert, Alert):
+            self._by_alert_id[alert.id] = key
         group.absorbed = False  # told alone again: out of any incident
         if group.notified_at is not None and SEVERITY_RANK[alert.severity] > group.told_rank:
             return self._send(group, "escalated", now)
@@ -135,13 +157,16 @@ class AlertGrouper:
         self.suppressed += 1
         return self.due(now)
 
-    def on_escalated(self, alert: Subject, now: float) -> list[Outgoing]:
+    def on_escalated(
+        self, alert: Subject, now: float, *, host: str | None = None
+    ) -> list[Outgoing]:
         """The analyzer escalated the alert (it lasted, or remediation failed), or an
         alert of the incident was escalated."""
-        key = group_key(alert)
+        key = group_key(alert, host)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(alert=alert, due=now)
+            group = _Group(alert=alert, due=now, host=host)
+            self._add(key, group)
         group.alert = alert
         if group.notified_at is None or group.due is not None:
             group.pending_kind, group.due = "escalated", now
@@ -152,8 +177,8 @@ class AlertGrouper:
         group.escalation_told = True
         return self._send(group, "escalated", now)
 
-    def on_resolved(self, alert: Subject, now: float) -> list[Outgoing]:
-        group = self._groups.pop(group_key(alert), None)
+    def on_resolved(self, alert: Subject, now: float, *, host: str | None = None) -> list[Outgoing]:
+        group = self._pop(group_key(alert, host))
         if group is None:
             return []
         if group.notified_at is None:
@@ -161,7 +186,9 @@ class AlertGrouper:
             return []
         if not self.settings.send_resolved or not group.told:
             return []
-        out = Outgoing("resolved", alert, frozenset(group.told), told=group.told_item)
+        out = Outgoing(
+            "resolved", alert, frozenset(group.told), told=group.told_item, host=group.host
+        )
         woke_someone = group.told_rank >= SEVERITY_RANK[Severity.CRITICAL]
         if self.quiet(now) and not woke_someone:
             if self._hold():
@@ -179,10 +206,16 @@ class AlertGrouper:
         if group is None:
             return False
         if group.notified_at is None:
-            del self._groups[key]
+            self._pop(key)
             return True
         group.absorbed, group.due = True, None
         return False
+
+    def absorb_alert(self, alert_id: str) -> bool:
+        """:meth:`absorb` for the group of the alert with ``alert_id`` (a fleet incident
+        names its hosts' alerts by id)."""
+        key = self._by_alert_id.get(alert_id)
+        return False if key is None else self.absorb(key)
 
     def due(self, now: float) -> list[Outgoing]:
         """Everything that should go out at ``now``: first notices after ``group_wait``,
@@ -203,6 +236,18 @@ class AlertGrouper:
         return out
 
     # -- internals ----------------------------------------------------------------------
+    def _add(self, key: str, group: _Group) -> None:
+        self._groups[key] = group
+        if isinstance(group.alert, Alert):
+            self._by_alert_id[group.alert.id] = key
+
+    def _pop(self, key: str) -> _Group | None:
+        group = self._groups.pop(key, None)
+        alert = group.alert if group is not None else None
+        if isinstance(alert, Alert) and self._by_alert_id.get(alert.id) == key:
+            del self._by_alert_id[alert.id]
+        return group
+
     def _hold(self) -> bool:
         hours = self.settings.quiet_hours
         return hours is not None and hours.mode == "hold"
@@ -229,7 +274,7 @@ class AlertGrouper:
         self._mark(group, channels, now)
         if kind == "escalated" and isinstance(group.alert, Alert):
             group.escalation_told = group.escalation_told or group.alert.escalated
-        return [Outgoing(kind, group.alert, channels)]
+        return [Outgoing(kind, group.alert, channels, host=group.host)]
 
 
 class IncidentBook:
@@ -273,3 +318,50 @@ class IncidentBook:
         for fingerprint in incident.fingerprints:
             self._member_of[fingerprint] = incident.id
         return incident.fingerprints
+
+
+def fleet_key_of(alert: Alert) -> str:
+    """The key a fleet incident about this alert carries (rule and subject, cleaned)."""
+    return clean(f"{alert.rule}:{alert.subject}", NOTIFICATION)
+
+
+class FleetBook:
+    """Which hosts' alerts belong to an open fleet incident, so they are told through it.
+
+    An alert is named by its id (every host's alert ids are its own). A host's alert that
+    fires while a fleet incident about the same rule and subject is open waits ``grace``
+    seconds for the fleet view to add it, rather than going out alone.
+    """
+
+    def __init__(self, grace: float = 2.0) -> None:
+        self.grace = grace
+        self._open: dict[str, FleetIncident] = {}
+        self._member_of: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def holding(self, alert_id: str) -> FleetIncident | None:
+        """The open fleet incident the alert with ``alert_id`` is part of, if any."""
+        found = self._member_of.get(alert_id)
+        return None if found is None else self._open.get(found)
+
+    def wait_for(self, alert: Alert) -> float:
+        return self.grace if fleet_key_of(alert) in self._keys else 0.0
+
+    def update(self, incident: FleetIncident, *, resolved: bool) -> list[str]:
+        """Take a fleet incident as it is now; the ids of the alerts firing in it."""
+        for alert_id in [a for a, i in self._member_of.items() if i == incident.id]:
+            del self._member_of[alert_id]
+        members = [h.alert_id for h in incident.hosts if h.firing]
+        if resolved:
+            self._open.pop(incident.id, None)
+            if self._keys.get(incident.key) == incident.id:
+                del self._keys[incident.key]
+            return members
+        self._open[incident.id] = incident
+        self._keys[incident.key] = incident.id
+        for alert_id in members:
+            self._member_of[alert_id] = incident.id
+        return members

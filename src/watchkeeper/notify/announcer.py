@@ -23,6 +23,7 @@ from typing import Any
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.activity import ActionLine
@@ -94,17 +95,28 @@ class Announcer:
         await self.notifier.pump()
 
     async def alert(
-        self, alert: Alert, step: str | None, *, fired: bool, notified_at: float | None = None
+        self,
+        alert: Alert,
+        step: str | None,
+        *,
+        fired: bool,
+        notified_at: float | None = None,
+        host: str | None = None,
     ) -> None:
         """An alert's ``step`` (``resolved``, ``escalated``, ...; None when it is the same
         alert again); ``fired`` when it came as ``alert.firing``, which grouping may
-        repeat; ``notified_at``: when people were last told about it before a restart."""
+        repeat; ``notified_at``: when people were last told about it before a restart;
+        ``host``: another host's alert, told by a central host with that host named."""
         if step == "resolved":
-            await self.notifier.alert_resolved(alert)
+            await self.notifier.alert_resolved(alert, host=host)
         elif step == "escalated":
-            await self.notifier.alert_escalated(alert)
+            await self.notifier.alert_escalated(alert, host=host)
         elif fired:
-            await self.notifier.alert_firing(alert, notified_at=notified_at)
+            await self.notifier.alert_firing(alert, notified_at=notified_at, host=host)
+
+    async def fleet_incident(self, kind: str, incident: FleetIncident) -> None:
+        """``fleet.incident.<kind>``: people hear once of the same alert on many hosts."""
+        await self.notifier.fleet_incident(kind, incident)
 
     async def incident(
         self, kind: str, incident: Incident, *, notified_at: float | None = None
@@ -113,16 +125,24 @@ class Announcer:
         ``notified_at``: when they were last told of this trouble before a restart."""
         await self.notifier.incident(kind, incident, notified_at=notified_at)
 
-    async def action(self, record: ActionRecord, outcome: str, line: ActionLine) -> None:
-        """A remediation that failed, timed out, gave up or waits for a person."""
+    async def action(
+        self, record: ActionRecord, outcome: str, line: ActionLine, *, host: str | None = None
+    ) -> None:
+        """A remediation that failed, timed out, gave up or waits for a person (on
+        ``host``, another host, named first)."""
         if outcome not in FAILED_OUTCOMES and outcome != "pending":
             return
+        where = "" if host is None else f"{clean(host, NOTIFICATION, 64)}: "
+        details: dict[str, Any] = {"record": record.model_dump(mode="json")}
+        if host is not None:
+            details["host"] = host
         await self.notifier.event(
-            f"remediation:{record.action}:{record.target}:{outcome}",
+            f"{'' if host is None else host + '/'}remediation:{record.action}:"
+            f"{record.target}:{outcome}",
             Severity.WARNING if line.severity == "warning" else Severity.INFO,
-            line.plain,
-            f"{line.plain}\nReason: {clean(record.reason, NOTIFICATION, 500)}",
-            details={"record": record.model_dump(mode="json")},
+            f"{where}{line.plain}",
+            f"{where}{line.plain}\nReason: {clean(record.reason, NOTIFICATION, 500)}",
+            details=details,
         )
 
     async def crash_loop(self, agent: str, restarts: int, reason: str) -> None:

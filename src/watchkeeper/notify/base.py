@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident
 
 __all__ = [
@@ -39,9 +40,11 @@ NoticeKind = Literal["firing", "repeat", "escalated", "resolved", "event"]
 
 class Notification(BaseModel):
     """One message for people. ``key`` groups notices about the same thing: an incident
-    (``incident:<id>``), an alert's fingerprint, or an event's key such as
-    ``remediation:restart_service:web:failed``. ``incident`` or ``alert`` is what it is
-    about, whole (a webhook receives it as JSON)."""
+    (``incident:<id>``), a fleet incident (``fleet:<id>``), an alert's fingerprint
+    (``<host>/<fingerprint>`` for another host's alert, told by a central host), or an
+    event's key such as ``remediation:restart_service:web:failed``. ``incident``,
+    ``fleet_incident`` or ``alert`` is what it is about, whole (a webhook receives it as
+    JSON); ``host`` is the host it is about."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -54,6 +57,7 @@ class Notification(BaseModel):
     created_at: float
     alert: Alert | None = None
     incident: Incident | None = None
+    fleet_incident: FleetIncident | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -12,11 +12,18 @@ from typing import Any
 
 from watchkeeper.humanize import human_duration
 from watchkeeper.model.alerts import Alert, Severity
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident, IncidentMember
 from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify.base import NoticeKind, Notification
 
-__all__ = ["alert_notice", "event_notice", "human_duration", "incident_notice"]
+__all__ = [
+    "alert_notice",
+    "event_notice",
+    "fleet_incident_notice",
+    "human_duration",
+    "incident_notice",
+]
 
 _VERBS: dict[str, str] = {
     "firing": "FIRING",
@@ -38,14 +45,22 @@ def _evidence(evidence: dict[str, Any], limit: int = 6) -> str:
     return ", ".join(parts)
 
 
-def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> Notification:
-    """The notice for one step of an alert's life (``firing``, ``repeat``, ...)."""
+def alert_notice(
+    alert: Alert, kind: NoticeKind, *, host: str, now: float, name_host: bool = False
+) -> Notification:
+    """The notice for one step of an alert's life (``firing``, ``repeat``, ...).
+    ``name_host``: the alert is another host's (told by a central host), so its title
+    begins with that host and its key carries it."""
     verb = _VERBS.get(kind, kind.upper())
     subject = clean(alert.subject, NOTIFICATION, 120)
+    where = f"{clean(host, NOTIFICATION, 64)}: " if name_host else ""
     title = clean(
-        f"{verb} {alert.severity.value} {alert.rule} on {subject}: {alert.summary}", NOTIFICATION
+        f"{where}{verb} {alert.severity.value} {alert.rule} on {subject}: {alert.summary}",
+        NOTIFICATION,
     )
     lines = [clean(alert.summary, NOTIFICATION, 1000), ""]
+    if name_host:
+        lines.append(f"Host: {clean(host, NOTIFICATION, 64)}")
     lines.append(f"Severity: {alert.severity.value}   Rule: {alert.rule}   Subject: {subject}")
     if kind == "resolved":
         ended = alert.resolved_at or now
@@ -66,7 +81,7 @@ def alert_notice(alert: Alert, kind: NoticeKind, *, host: str, now: float) -> No
     lines.append(f"Fingerprint: {alert.fingerprint}")
     return Notification(
         kind=kind,
-        key=alert.fingerprint,
+        key=f"{host}/{alert.fingerprint}" if name_host else alert.fingerprint,
         severity=alert.severity,
         title=title,
         body="\n".join(lines),
@@ -172,6 +187,68 @@ def incident_notice(
         host=host,
         created_at=now,
         incident=incident,
+    )
+
+
+_FLEET_VERBS: dict[str, str] = {
+    "firing": "FLEET INCIDENT",
+    "repeat": "FLEET STILL OPEN",
+    "escalated": "FLEET WORSE",
+    "resolved": "FLEET RESOLVED",
+}
+#: Hosts listed in a fleet notice; the rest are counted.
+_HOSTS_SHOWN = 20
+
+
+def fleet_incident_notice(
+    incident: FleetIncident,
+    kind: NoticeKind,
+    *,
+    host: str,
+    now: float,
+    told: FleetIncident | None = None,
+) -> Notification:
+    """The one notice for the same alert on many hosts ("7 hosts: disk usage on /var/log
+    since 14:05"), with every host in it; ``told`` heads a resolved notice as above."""
+    verb = _FLEET_VERBS.get(kind, kind.upper())
+    headline = told if kind == "resolved" and told is not None else incident
+    title_text = clean(headline.title, NOTIFICATION, 200)
+    title = clean(f"{verb} {headline.severity.value}: {title_text}", NOTIFICATION)
+    firing = [h for h in incident.hosts if h.firing]
+    lines = [title_text, ""]
+    lines.append(
+        f"Severity: {headline.severity.value}   Rule: {clean(incident.rule, NOTIFICATION, 60)}"
+        f"   Subject: {clean(incident.subject, NOTIFICATION, 120)}"
+    )
+    if kind == "resolved":
+        ended = incident.resolved_at or now
+        lines.append(f"Resolved at {_clock(ended)} after {human_duration(ended - incident.since)}.")
+    else:
+        lines.append(
+            f"Since {_clock(incident.since)} on {len(firing)} host"
+            f"{'' if len(firing) == 1 else 's'} ({human_duration(now - incident.since)} so far)."
+        )
+    shown = headline.hosts[:_HOSTS_SHOWN]
+    if shown:
+        lines.append("Hosts:")
+    for member in shown:
+        state = "" if member.firing else " (cleared)"
+        lines.append(
+            f"  {clean(member.host, NOTIFICATION, 64)}: {member.severity.value} "
+            f"{clean(member.summary, NOTIFICATION, 200)}{state}"
+        )
+    if len(headline.hosts) > _HOSTS_SHOWN:
+        lines.append(f"  … and {len(headline.hosts) - _HOSTS_SHOWN} more")
+    lines.append(f"Fleet incident: {clean(incident.id, NOTIFICATION, 64)}")
+    return Notification(
+        kind=kind,
+        key=f"fleet:{incident.id}",
+        severity=headline.severity,
+        title=title,
+        body="\n".join(lines),
+        host=host,
+        created_at=now,
+        fleet_incident=incident,
     )
 
 

@@ -9,6 +9,8 @@ endpoint only ever delays its own queue::
     await notifier.start()
     await notifier.incident("opened", incident)   # returns at once; delivery happens behind
     await notifier.alert_firing(alert)       # silent while the alert is in an open incident
+    await notifier.fleet_incident("opened", fleet_incident)   # a central host: many hosts
+    await notifier.alert_firing(alert, host="web-1")   # another host's: silent once in it
     notifier.reconfigure(new_settings, build_channels(new_settings))   # live, no restart
     await notifier.aclose()
 """
@@ -28,11 +30,23 @@ from typing import Any
 
 from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
+from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident, IncidentState
-from watchkeeper.notify._grouping import AlertGrouper, IncidentBook, Outgoing
+from watchkeeper.notify._grouping import (
+    AlertGrouper,
+    FleetBook,
+    IncidentBook,
+    Outgoing,
+    group_key,
+)
 from watchkeeper.notify._lanes import ChannelStats, Lane, NotifierStats, close_quietly
 from watchkeeper.notify.base import ChannelRegistry, Notification, NotificationChannel
-from watchkeeper.notify.compose import alert_notice, event_notice, incident_notice
+from watchkeeper.notify.compose import (
+    alert_notice,
+    event_notice,
+    fleet_incident_notice,
+    incident_notice,
+)
 
 __all__ = ["ChannelStats", "Notifier", "NotifierStats"]
 
@@ -68,6 +82,7 @@ class Notifier:
         self._lanes = {ch.name: Lane(ch, settings.queue_size) for ch in registry}
         self.grouper = AlertGrouper(settings, self.route, local_time=local_time)
         self.incidents = IncidentBook(expected=expect_incidents)
+        self.fleet = FleetBook()
         self.absorbed = 0
         self._on_notified = on_notified
         self._on_give_up = on_give_up
@@ -182,32 +197,60 @@ class Notifier:
             close_quietly(channel)
 
     # -- input --------------------------------------------------------------------------
-    async def alert_firing(self, alert: Alert, *, notified_at: float | None = None) -> None:
+    async def alert_firing(
+        self, alert: Alert, *, notified_at: float | None = None, host: str | None = None
+    ) -> None:
         """An ``alert.firing`` message: new, seen again, or with a new severity. Silent
-        while the alert belongs to an open incident: people hear of it through that."""
+        while the alert belongs to an open incident or fleet incident: people hear of it
+        through that. ``host``: another host's alert (a central host), named in its notice."""
         if not self.settings.enabled:
             return
-        if self._absorb(alert):
+        if self._absorb(alert, host):
             return
-        wait = self.incidents.wait_for(alert)
-        await self._emit(self.grouper.on_firing(alert, self._clock(), notified_at, wait=wait))
+        wait = max(
+            self.incidents.wait_for(alert) if host is None else 0.0, self.fleet.wait_for(alert)
+        )
+        outgoing = self.grouper.on_firing(alert, self._clock(), notified_at, wait=wait, host=host)
+        await self._emit(outgoing)
         self._tick.set()
 
-    async def alert_escalated(self, alert: Alert) -> None:
-        """An escalated alert; inside an open incident, the incident is escalated (once)."""
+    async def alert_escalated(self, alert: Alert, *, host: str | None = None) -> None:
+        """An escalated alert; inside an open incident, the incident is escalated (once);
+        inside a fleet incident it says nothing (the fleet incident tells a rise)."""
         if not self.settings.enabled:
             return
-        incident = self.incidents.holding(alert.fingerprint)
-        self._absorb(alert)
+        if self.fleet.holding(alert.id) is not None:
+            self._absorb(alert, host)
+            return
+        incident = self.incidents.holding(alert.fingerprint) if host is None else None
+        self._absorb(alert, host)
         item: Alert | Incident = alert if incident is None else incident
-        await self._emit(self.grouper.on_escalated(item, self._clock()))
+        await self._emit(self.grouper.on_escalated(item, self._clock(), host=host))
 
-    async def alert_resolved(self, alert: Alert) -> None:
+    async def alert_resolved(self, alert: Alert, *, host: str | None = None) -> None:
         """An alert ended. Inside an open incident it says nothing, unless people were
         told of it alone before it joined: then its resolved notice closes that."""
         if self.settings.enabled:
-            self._absorb(alert)
-            await self._emit(self.grouper.on_resolved(alert, self._clock()))
+            self._absorb(alert, host)
+            await self._emit(self.grouper.on_resolved(alert, self._clock(), host=host))
+
+    async def fleet_incident(self, kind: str, incident: FleetIncident) -> None:
+        """``fleet.incident.opened``, ``.updated`` or ``.resolved`` (a central host): one
+        notice when it opens, one when its severity rises, one when it resolves; the
+        hosts' own alerts in it are told through it, not one by one (those told before it
+        formed keep only their resolved notice)."""
+        if not self.settings.enabled:
+            return
+        resolved = kind == "resolved" or incident.state == "resolved"
+        for alert_id in self.fleet.update(incident, resolved=resolved):
+            if self.grouper.absorb_alert(alert_id):
+                self.absorbed += 1
+        now = self._clock()
+        if resolved:
+            await self._emit(self.grouper.on_resolved(incident, now))
+        else:
+            await self._emit(self.grouper.on_firing(incident, now))
+        self._tick.set()
 
     async def incident(
         self, kind: str, incident: Incident, *, notified_at: float | None = None
@@ -230,12 +273,14 @@ class Notifier:
             await self._emit(self.grouper.on_firing(incident, now, notified_at))
         self._tick.set()
 
-    def _absorb(self, alert: Alert) -> bool:
-        """True when the alert is told through its open incident (its own group, if one
-        was waiting, is dropped)."""
-        if self.incidents.holding(alert.fingerprint) is None:
+    def _absorb(self, alert: Alert, host: str | None = None) -> bool:
+        """True when the alert is told through its open incident or fleet incident (its
+        own group, if one was waiting, is dropped)."""
+        if self.fleet.holding(alert.id) is None and (
+            host is not None or self.incidents.holding(alert.fingerprint) is None
+        ):
             return False
-        self.grouper.absorb(alert.fingerprint)
+        self.grouper.absorb(group_key(alert, host))
         self.absorbed += 1
         return True
 
@@ -290,11 +335,22 @@ class Notifier:
         now = self._clock()
         for item in outgoing:
             subject = item.item
-            if isinstance(subject, Incident):
+            if isinstance(subject, FleetIncident):
+                told_fleet = item.told if isinstance(item.told, FleetIncident) else None
+                notice = fleet_incident_notice(
+                    subject, item.kind, host=self.host, now=now, told=told_fleet
+                )
+            elif isinstance(subject, Incident):
                 told = item.told if isinstance(item.told, Incident) else None
                 notice = incident_notice(subject, item.kind, host=self.host, now=now, told=told)
             else:
-                notice = alert_notice(subject, item.kind, host=self.host, now=now)
+                notice = alert_notice(
+                    subject,
+                    item.kind,
+                    host=item.host or self.host,
+                    now=now,
+                    name_host=item.host is not None,
+                )
             self._enqueue(notice, item.channels)
             if self._on_notified is not None and not notice.resolved:
                 try:
@@ -394,6 +450,6 @@ class Notifier:
             flapped=self.grouper.flapped,
             held=self.grouper.held(now) + len(self._held_events),
             dropped_quiet=self.grouper.dropped_quiet,
-            incidents_open=len(self.incidents),
+            incidents_open=len(self.incidents) + len(self.fleet),
             absorbed=self.absorbed,
         )

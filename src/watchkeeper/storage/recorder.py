@@ -96,33 +96,47 @@ class Recorder:
         if self.storage.is_open:
             await self.storage.write_sample(sample.timestamp, sample.flat())
 
-    async def alert(self, alert: Alert, kind: str, at: float) -> None:
-        """Keep one step (``firing``, ``changed``, ``escalated``, ``resolved``) of an alert."""
+    async def alert(
+        self,
+        alert: Alert,
+        kind: str,
+        at: float,
+        *,
+        host: str = "",
+        message_id: str | None = None,
+    ) -> None:
+        """Keep one step (``firing``, ``changed``, ``escalated``, ``resolved``) of an alert
+        about ``host``; the same ``message_id`` twice is kept once."""
         if self.storage.is_open:
-            await self.storage.record_alert(alert, kind, at=at)
+            await self.storage.record_alert(alert, kind, at=at, host=host, message_id=message_id)
 
-    async def incident(self, incident: Incident) -> None:
+    async def incident(self, incident: Incident, *, host: str | None = None) -> None:
         """Keep an incident as ``incident.opened/updated/resolved`` reported it."""
         if self.storage.is_open:
-            await self.storage.record_incident(incident)
+            await self.storage.record_incident(incident, host=host)
 
     async def incident_notified(self, incident_id: str, at: float) -> None:
         """Remember that people were told about an incident, across restarts."""
         if self.storage.is_open:
             await self.storage.mark_incident_notified(incident_id, at)
 
-    async def incident_last_notified(self, key: str) -> float | None:
+    async def incident_last_notified(self, key: str, host: str | None = None) -> float | None:
         """When people were last told about a still-open incident about ``key``."""
         if not self.storage.is_open:
             return None
         with contextlib.suppress(StorageError):
-            return await self.storage.incident_last_notified(key)
+            return await self.storage.incident_last_notified(key, host)
         return None
 
-    async def action(self, record: ActionRecord) -> None:
-        """Add or move on one entry of the audit trail."""
+    async def action(self, record: ActionRecord, *, host: str = "") -> None:
+        """Add or move on one entry of the audit trail (about ``host``)."""
         if self.storage.is_open:
-            await self.storage.record_action(record)
+            await self.storage.record_action(record, host=host)
+
+    async def claim(self, host: str) -> None:
+        """File the rows kept before hosts were recorded under ``host`` (this daemon's)."""
+        if self.storage.is_open and host:
+            await self.storage.claim_rows(host)
 
     async def agent_event(self, event: AgentEvent) -> None:
         """Keep an agent's (or the system's) start, stop, restart or state change."""
@@ -144,15 +158,15 @@ class Recorder:
         if self.storage.is_open:
             await self.storage.record_health(record)
 
-    async def notified(self, fingerprint: str, at: float) -> None:
-        """Remember that people were told about an alert, across restarts."""
+    async def notified(self, fingerprint: str, at: float, host: str | None = None) -> None:
+        """Remember that people were told about an alert (on ``host``), across restarts."""
         if self.storage.is_open:
-            await self.storage.mark_notified(fingerprint, at)
+            await self.storage.mark_notified(fingerprint, at, host)
 
-    async def last_notified(self, fingerprint: str) -> float | None:
+    async def last_notified(self, fingerprint: str, host: str | None = None) -> float | None:
         """When people were last told about a still-firing alert; None when unknown."""
         if not self.storage.is_open:
             return None
         with contextlib.suppress(StorageError):
-            return await self.storage.last_notified(fingerprint)
+            return await self.storage.last_notified(fingerprint, host)
         return None
