@@ -61,6 +61,20 @@ def title_of(count: int, rule: str, subject: str, since: float) -> str:
 class _Member:
     alert: Alert
     firing: bool = True
+    shown: FleetIncidentHost | None = None  # built once per change, not once per update
+
+    def row(self, host: str) -> FleetIncidentHost:
+        shown = self.shown
+        if shown is None or shown.firing != self.firing or shown.severity != self.alert.severity:
+            shown = self.shown = FleetIncidentHost(
+                host=host,
+                alert_id=self.alert.id[:128],
+                severity=self.alert.severity,
+                summary=clean(self.alert.summary, NOTIFICATION),
+                since=self.alert.started_at,
+                firing=self.firing,
+            )
+        return shown
 
 
 @dataclass(slots=True)
@@ -203,17 +217,7 @@ class FleetJudge:
         if incident_id is None:
             digest = hashlib.sha256(f"{group.key}\x00{since:.3f}".encode()).hexdigest()
             incident_id = f"fleet-{digest[:16]}"
-        hosts = [
-            FleetIncidentHost(
-                host=host,
-                alert_id=member.alert.id[:128],
-                severity=member.alert.severity,
-                summary=clean(member.alert.summary, NOTIFICATION),
-                since=member.alert.started_at,
-                firing=member.firing,
-            )
-            for host, member in group.members.items()
-        ]
+        hosts = [member.row(host) for host, member in group.members.items()]
         hosts.sort(key=lambda item: (not item.firing, item.host))
         count = len(firing) if firing else len(hosts)
         return FleetIncident(
