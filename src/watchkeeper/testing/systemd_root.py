@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,6 +48,8 @@ __all__ = [
     "cache_dir",
     "debian_mirror",
     "ensure_root",
+    "host_mounts_under",
+    "wait_for",
 ]
 
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "procps")
@@ -113,7 +115,7 @@ must "$m/sys/fs/cgroup" cgroup2
 [ "$(stat -c %d:%i "$m")" != "$(stat -c %d:%i /)" ] || { echo "root is /" >&2; exit 97; }
 hostname "$name"
 exec env -i container=watchkeeper-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    chroot "$m" /lib/systemd/systemd --log-target=console systemd.unified_cgroup_hierarchy=1
+    chroot "$m" /lib/systemd/systemd systemd.unified_cgroup_hierarchy=1
 """
 
 
@@ -168,7 +170,7 @@ def _cgroup2_mount() -> Path:
     return Path("/nonexistent")
 
 
-def _mounts_under(path: Path) -> list[str]:
+def host_mounts_under(path: Path) -> list[str]:
     """The host's mount points at or below ``path`` (there should never be any)."""
     prefix = str(path)
     found = []
@@ -183,7 +185,7 @@ def _remove_tree(path: Path) -> None:
     """Delete a folder we made, refusing if anything is mounted inside it."""
     if not path.exists():
         return
-    mounted = _mounts_under(path)
+    mounted = host_mounts_under(path)
     if mounted:
         raise SystemdUnavailable(f"refusing to delete {path}: mounted there: {mounted[0]}")
     subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=True)
@@ -338,6 +340,17 @@ def _provision(root: Path, deps: Path, log: Path) -> None:
     pip = [f"{_VENV}/bin/pip", "install", "--quiet", "--no-index", "--find-links", "/opt/wk-wheels"]
     _in_chroot(root, [*pip, *names], "pip install in the root", log)
     _remove_tree(wheels)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` every 0.1 s until it returns something true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def _ns_pids(ns: str) -> list[int]:
@@ -502,23 +515,25 @@ class SystemdRoot:
         self.run([*pip, "--force-reinstall", wheel], timeout=300)
 
     def start_watchkeeper(
-        self, config_text: str, *, name: str = "wk", args: Sequence[str] = ("--no-web",)
+        self, config_text: str, *, name: str = "wk", port: int | None = 8000
     ) -> WatchkeeperInRoot:
         """Run ``watchkeeper run`` inside the root as the transient unit ``watchkeeper-NAME``.
 
-        Its data dir is /var/lib/watchkeeper/NAME in the root; read it with the handle.
+        Its data dir is /var/lib/watchkeeper/NAME in the root, its web API on the root's
+        own loopback at ``port`` (``None``: no web); read both through the handle.
         """
         config = f"/etc/watchkeeper/{name}.toml"
         data = f"/var/lib/watchkeeper/{name}"
         self.write_file(config, config_text)
         self.path(data).mkdir(parents=True, exist_ok=True)
         unit = f"watchkeeper-{name}.service"
+        web = ["--no-web"] if port is None else ["--host", "127.0.0.1", "--port", str(port)]
         self.run([
             "systemd-run", f"--unit={unit}", "--property=KillMode=mixed",
             f"--working-directory={data}", f"{_VENV}/bin/watchkeeper", "run",
-            "--config", config, "--data-dir", data, *args,
+            "--config", config, "--data-dir", data, *web,
         ])  # fmt: skip
-        return WatchkeeperInRoot(self, unit, data)
+        return WatchkeeperInRoot(self, unit, data, port)
 
     # -- stopping ---------------------------------------------------------------------------
     def stop(self, timeout: float = 20.0) -> None:
@@ -572,10 +587,33 @@ def _children(pid: int) -> list[int]:
 class WatchkeeperInRoot:
     """A ``watchkeeper run`` inside a :class:`SystemdRoot`, read through its files."""
 
-    def __init__(self, root: SystemdRoot, unit: str, data_dir: str) -> None:
+    def __init__(self, root: SystemdRoot, unit: str, data_dir: str, port: int | None) -> None:
         self.root = root
         self.unit = unit
         self.data_dir = data_dir
+        self.port = port
+
+    def api(self, path: str) -> Any:
+        """GET ``path`` of its web API (inside the root's network namespace) as JSON;
+        ``None`` when it does not answer 200."""
+        if self.port is None:
+            raise RuntimeError("this watchkeeper runs without the web API")
+        code = (
+            "import sys, urllib.request\n"
+            "try:\n"
+            f"    r = urllib.request.urlopen('http://127.0.0.1:{self.port}' + sys.argv[1], "
+            "timeout=10)\n"
+            "    sys.stdout.write(r.read().decode())\n"
+            "except Exception as exc:\n"
+            "    sys.exit(f'no answer: {exc}')\n"
+        )
+        done = self.root.run(["/usr/bin/python3", "-c", code, path], check=False)
+        if done.returncode != 0:
+            return None
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            return None
 
     def status(self) -> dict[str, Any]:
         """Its system_status.json ({} until the first one is written)."""
