@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -171,6 +171,10 @@ def _alerts(wk: WatchkeeperInRoot, subject: str) -> list[dict[str, Any]]:
     return [a for a in reply.get("firing", []) if a["subject"] == subject]
 
 
+def restarted(root: SystemdRoot, times: int) -> Callable[[], bool]:
+    return lambda: root.show("wk-dbus-always.service", "NRestarts")["NRestarts"] == str(times)
+
+
 def test_a_restart_always_unit_is_left_to_systemd(
     units: SystemdRoot, wk: WatchkeeperInRoot
 ) -> None:
@@ -184,11 +188,7 @@ def test_a_restart_always_unit_is_left_to_systemd(
             "wk-dbus-always to run",
         )
         root.run(["kill", "-KILL", str(pid)])
-        wait_for(
-            lambda n=str(kill): root.show("wk-dbus-always.service", "NRestarts")["NRestarts"] == n,
-            20,
-            "systemd to restart wk-dbus-always",
-        )
+        wait_for(restarted(root, kill), 20, "systemd to restart wk-dbus-always")
     wait_for(
         lambda: root.show("wk-dbus-always.service", "ActiveState")["ActiveState"] == "active",
         20,
