@@ -40,6 +40,7 @@ __all__ = [
     "NetnsUnavailable",
     "VethNamespace",
     "free_port",
+    "nats_login_error",
     "wait_for",
 ]
 
@@ -269,6 +270,10 @@ probe = {{ kind = "http", url = "http://127.0.0.1:{self.service_port}/", expect_
         reply.raise_for_status()
         return reply.json()
 
+    def get_text(self, path: str, timeout: float = 5.0) -> str:
+        """The body of GET ``path`` as text, whatever the status (to look for leaks)."""
+        return httpx.get(self.url + path, timeout=timeout).text
+
     def post(self, path: str, body: Any = None, *, token: str | None = None) -> httpx.Response:
         """POST with this host's token (or ``token``; ``""`` sends none)."""
         use = self.token if token is None else token
@@ -477,3 +482,23 @@ class VethNamespace:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def nats_login_error(port: int, user: str, password: str, *, address: str = "127.0.0.1") -> str:
+    """What the server says to a login (raw protocol, no client library): ``""`` when it
+    accepts it, else its ``-ERR`` line (e.g. ``-ERR 'Authorization Violation'``)."""
+    with socket.create_connection((address, port), timeout=3) as sock:
+        sock.settimeout(3)
+        buffer = b""
+        while b"\r\n" not in buffer:
+            buffer += sock.recv(4096)
+        connect = {"verbose": False, "pedantic": False, "user": user, "pass": password}
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    line = reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    return "" if line.startswith("PONG") else line
