@@ -377,7 +377,7 @@ class SystemdRoot:
         self.console_log = instance / "console.log"
         self._wheel = wheel
         self._proc: subprocess.Popen[bytes] | None = None
-        self._cgroup = _cgroup2_mount() / f"watchkeeper-systemd-{instance.name}"
+        self.cgroup = _cgroup2_mount() / f"watchkeeper-systemd-{instance.name}"
         self.pid = 0
         self.pid_ns = ""
 
@@ -411,10 +411,10 @@ class SystemdRoot:
         layer, merged = self.instance / "layer", self.instance / "root"
         layer.mkdir()
         merged.mkdir()
-        self._cgroup.mkdir()
+        self.cgroup.mkdir()
         enter_cgroup = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
         argv = [
-            "setpriv", "--pdeathsig", "KILL", "sh", "-c", enter_cgroup, "sh", str(self._cgroup),
+            "setpriv", "--pdeathsig", "KILL", "sh", "-c", enter_cgroup, "sh", str(self.cgroup),
             "unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--cgroup", "--fork",
             "--kill-child", "sh", "-c", _BOOT_SCRIPT, "sh",
             str(self.base), str(layer), str(merged), "wk-systemd",
@@ -566,14 +566,14 @@ class SystemdRoot:
         return _ns_pids(self.pid_ns) if self.pid_ns else []
 
     def _remove_cgroup(self) -> None:
-        if not self._cgroup.is_dir():
+        if not self.cgroup.is_dir():
             return
-        for sub in sorted(self._cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        for sub in sorted(self.cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
             if sub.is_dir():
                 with contextlib.suppress(OSError):
                     sub.rmdir()
         with contextlib.suppress(OSError):
-            self._cgroup.rmdir()
+            self.cgroup.rmdir()
 
 
 def _children(pid: int) -> list[int]:
