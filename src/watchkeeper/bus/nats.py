@@ -70,7 +70,7 @@ from watchkeeper.bus.subjects import (
 from watchkeeper.config.fleet import BusSettings
 from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic_matches
 from watchkeeper.model.message import Message
-from watchkeeper.model.secret import masked_url, secret_value
+from watchkeeper.model.secret import MASK, masked_url, secret_value
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -92,6 +92,10 @@ _DRAIN_BATCH = 256
 _STOP_DRAIN_SECONDS = 3.0
 _DENIED_FOR = 60.0
 _DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
+#: Errors that explain a failure (a refused login, a bad certificate) stay the last error
+#: for this long against the plain connection errors that follow them.
+_TELLING = re.compile(r"authori[sz]ation|permission|certificate|ssl|tls", re.I)
+_KEEP_TELLING = 10.0
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -153,6 +157,7 @@ class NatsBus(InMemoryBus):
         self._denied: dict[str, float] = {}
         self._logged: set[str] = set()
         self.last_error: str | None = None
+        self._telling_since = -_KEEP_TELLING
         self.streams = "unknown"
         self.counts: dict[str, int] = {
             "events_sent": 0,
@@ -183,11 +188,16 @@ class NatsBus(InMemoryBus):
         for secret in (self.settings.password, self.settings.token):
             plain = secret_value(secret)
             if plain:
-                text = text.replace(plain, "***")
+                text = text.replace(plain, MASK)
         return text[:300]
 
     def _note(self, what: str, error: BaseException | str) -> None:
         text = error if isinstance(error, str) else (str(error) or type(error).__name__)
+        now = time.monotonic()
+        if what in ("connect", "connection") and now - self._telling_since < _KEEP_TELLING:
+            return  # the refused login says more than the reset that follows it
+        if _TELLING.search(text):
+            self._telling_since = now
         self.last_error = self._scrub(f"{what}: {text}")
         if what not in self._logged:
             self._logged.add(what)

@@ -80,7 +80,7 @@ def _read_line(sock: socket.socket, buffer: bytearray) -> bytes:
 
 def _jetstream_ready(port: int) -> bool:
     """True when the server greets a client and JetStream answers an account-info request
-    (when the server needs a login, its greeting saying JetStream is on is enough)."""
+    (when the server needs a login or TLS, its greeting saying JetStream is on is enough)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
             buffer = bytearray()
@@ -90,7 +90,7 @@ def _jetstream_ready(port: int) -> bool:
             info = json.loads(line[5:])
             if not info.get("jetstream"):
                 return False
-            if info.get("auth_required"):
+            if info.get("auth_required") or info.get("tls_required"):
                 return True
             sock.sendall(
                 b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}'
