@@ -299,9 +299,20 @@
     return false;
   }
 
+  function clearView() {
+    // Nothing of the host shown before may stay on screen (an Approve button least of all).
+    for (const id of ["host-alerts", "host-incidents", "host-pending"]) empty($(id), "Loading…");
+    empty($("host-metrics"), "Loading…", 2);
+    empty($("host-actions"), "Loading…", 6);
+    for (const id of ["host-score", "host-status", "host-seen", "host-agents"]) $(id).textContent = "";
+    $("host-state").textContent = "…";
+  }
+
   function route() {
     const match = /^#host=([a-z0-9][a-z0-9_-]{0,63})$/.exec(window.location.hash);
-    state.host = match ? match[1] : null;
+    const host = match ? match[1] : null;
+    if (host !== state.host) clearView();
+    state.host = host;
     $("fleet-list").hidden = Boolean(state.host);
     $("host-view").hidden = !state.host;
     if (!state.host) $("crumb").textContent = "";
