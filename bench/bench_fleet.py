@@ -152,6 +152,20 @@ def streams(monitor: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def central_backlog(monitor: str) -> int | None:
+    """Bytes the server holds for the central, not yet read by it (``/connz``)."""
+    try:
+        data = get_json(f"{monitor}/connz")
+    except (OSError, ValueError):
+        return None
+    pending = [
+        int(conn.get("pending_bytes", 0))
+        for conn in data.get("connections") or []
+        if "central" in str(conn.get("name", ""))
+    ]
+    return sum(pending) if pending else None
+
+
 class Usage:
     """CPU and memory of one process over a window (its children counted too)."""
 
@@ -325,6 +339,7 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
             latency.measuring = True
         time.sleep(args.window)
         varz1, jsz1, wall = get_json(f"{monitor}/varz"), streams(monitor), time.monotonic() - t0
+        backlog = central_backlog(monitor)
         server_fig, central_fig = server_use.result(), central_use.result()
         latency_fig = latency.close() if latency is not None else None
         out, err = sim.communicate(timeout=duration + 60)
@@ -364,9 +379,19 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
             ),
             "rss_mb": round((server_fig["rss_mb"] or 0) + (central_fig["rss_mb"] or 0), 1),
         }
+        offered = hosts / args.interval + hosts / max(args.interval, 10.0)
+        kept_up = (
+            sim_fig is not None
+            and sim_fig["max_lag_ms"] < 1000
+            and (backlog or 0) < 2**20
+            and (latency_fig is None or latency_fig["alerts_missed"] == 0)
+        )
         return {
             "hosts": hosts,
             "interval_s": args.interval,
+            "offered_messages_per_s": round(offered, 1),
+            "kept_up": kept_up,
+            "server_backlog_to_central_bytes": backlog,
             "window_s": round(wall, 1),
             "fleet_view": view,
             "hosts_in_fleet_view": fleet_seen,
@@ -483,16 +508,25 @@ def render(result: dict[str, Any]) -> str:
         f"hosts spread over the interval. Figures over a {window:.0f} s window after a "
         "warm-up; CPU in % of one core, memory as RSS (PSS in brackets).",
         "",
-        "| hosts | messages/s into the server | nats-server CPU / memory "
+        "| hosts | messages/s offered / into the server | nats-server CPU / memory "
         "| central CPU / memory | central side total | alert → fleet view p50 / p99 "
-        "| hosts in the view |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| hosts in the view | kept up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
         srv, cen, side = size["nats_server"], size["central_watchkeeper"], size["central_side"]
         lat = size.get("alert_to_view") or {}
+        sim = size.get("simulator") or {}
+        backlog = size.get("server_backlog_to_central_bytes") or 0
+        kept = (
+            "yes"
+            if size.get("kept_up")
+            else f"no: simulator {sim.get('max_lag_ms', 0) / 1000:.0f} s behind, "
+            f"{_size(backlog)} queued for the central"
+        )
         lines.append(
-            f"| {size['hosts']:,} | {size['server_messages_in_per_s']:,.0f} "
+            f"| {size['hosts']:,} | {size.get('offered_messages_per_s', 0):,.0f} / "
+            f"{size['server_messages_in_per_s']:,.0f} "
             f"({size['server_mb_in_per_s']} MB/s) "
             f"| {_pct(srv['cpu_percent_of_one_core'])} / {_mb(srv['rss_mb'])} "
             f"({_mb(srv['pss_mb'])}) "
@@ -501,14 +535,18 @@ def render(result: dict[str, Any]) -> str:
             f"| {_pct(side['cpu_percent_of_one_core'])} / {_mb(side['rss_mb'])} "
             f"| {_ms(lat.get('p50_s'))} / {_ms(lat.get('p99_s'))} "
             f"({lat.get('alerts_timed', 0)} alerts, {lat.get('alerts_missed', 0)} missed) "
-            f"| {size.get('hosts_in_fleet_view')} |"
+            f"| {size.get('hosts_in_fleet_view')} | {kept} |"
         )
     lines += [
         "",
         "Alert → fleet view: the simulator logs each `alert.firing` with its send time; the "
         f"benchmark polls `GET /api/fleet/hosts/{{host}}` every {POLL_S * 1000:.0f} ms until "
         'the alert\'s id is there (the poll adds up to that much). "Missed": not shown '
-        f"within {VIEW_TIMEOUT_S:.0f} s. The hosts in the view count the central itself.",
+        f"within {VIEW_TIMEOUT_S:.0f} s. The hosts in the view count the central itself. "
+        '"Kept up": the simulator stayed on schedule (less than 1 s behind), the server held '
+        "under 1 MB unread for the central and no alert was missed; when the central reads "
+        "too slowly the server holds its messages and then slows the publishers, so the "
+        "messages into the server fall below those offered.",
         "",
         "JetStream storage written per host per day (the streams' bytes over the window, "
         "extrapolated), and what a stream holds once it is full (telemetry is kept for its "

@@ -46,7 +46,7 @@ def test_bench_fleet_measures_a_small_fleet_end_to_end(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     (size,) = result["sizes"]
-    assert size["hosts"] == 12 and size["fleet_view"] == "ok", size
+    assert size["hosts"] == 12 and size["fleet_view"] == "ok" and size["kept_up"], size
     assert size["hosts_in_fleet_view"] == 13  # twelve simulated hosts and the central
     sim = size["simulator"]
     assert sim["errors"] == 0 and sim["samples"] > 0 and sim["acked"] == sim["events"]
