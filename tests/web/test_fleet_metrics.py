@@ -15,6 +15,9 @@ from web_helpers import LiveServer
 from watchkeeper.model.fleet import HostBeat
 from watchkeeper.model.topics import FLEET_HEARTBEAT
 
+NATS_PASSWORD = "nats-password-never-shown"
+WEB_TOKEN = "web-token-never-shown-0123456789"
+
 
 def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -27,7 +30,8 @@ def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 @pytest.fixture(scope="module")
 def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     flags = {"fleet": {"role": "central", "stale_after": 30, "lost_after": 120}}
-    flags["bus"] = {"host_id": "central-1"}
+    flags["bus"] = {"host_id": "central-1", "user": "central-1", "password": NATS_PASSWORD}
+    flags["web"] = {"token": WEB_TOKEN}
     with LiveServer(tmp_path_factory.mktemp("fleet-metrics"), flags=flags) as live:
         yield live
 
@@ -100,3 +104,19 @@ def test_the_central_host_gives_every_fleet_host_its_series(central: LiveServer)
     assert all("name" not in labels for rows in families.values() for labels, _ in rows)
     # This host's own series keep its id.
     assert families["watchkeeper_agent_up"][0][0]["host"] == "central-1"
+
+
+def test_no_secret_in_any_fleet_read(central: LiveServer) -> None:
+    with central.client() as http:
+        central.wait_for(
+            lambda: http.get("/api/fleet/hosts").json()["total"] >= 1, what="a host in the view"
+        )
+        for path in (
+            "/api/fleet/hosts",
+            "/api/fleet/hosts/central-1",
+            "/api/fleet/incidents",
+            "/metrics",
+            "/fleet",
+        ):
+            text = http.get(path).text
+            assert NATS_PASSWORD not in text and WEB_TOKEN not in text, path
