@@ -92,3 +92,29 @@ def test_an_unreadable_passwords_file_is_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "not TOML" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_installed_command_prints_the_config(tmp_path: Path) -> None:
+    """``watchkeeper fleet server-config`` as an operator runs it, piped into a file."""
+    import subprocess
+    import sys
+
+    require_nats()
+    port = _free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", "fleet", "server-config", "--central", "hub",
+         "-H", "leaf-1", "-H", "leaf-2", "--port", str(port), "--address", "127.0.0.1",
+         "--store-dir", str(tmp_path / "store")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'user: "leaf-2"' in done.stdout
+    with NatsServer(directory=tmp_path / "srv", port=port, config_text=done.stdout) as server:
+        assert server.running
+    bad = subprocess.run(
+        [sys.executable, "-m", "watchkeeper", "fleet", "server-config", "--central", "hub",
+         "-H", "Leaf 1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "host id 'Leaf 1'" in bad.stderr
