@@ -29,10 +29,27 @@ from watchkeeper.model.text import LABEL, clean
 from watchkeeper.model.topics import command_for
 from watchkeeper.web.fleet_view import FleetView, fleet_view
 from watchkeeper.web.json_body import StrictJSONRoute
+from watchkeeper.web.models import ErrorBody
 from watchkeeper.web.routes._common import WebContext, fail, json_response
 
 __all__ = ["AnswerBody", "build"]
 
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_CENTRAL: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "this host does not keep the fleet view",
+}
+_READ: _Responses = {409: _NOT_CENTRAL}
+_ONE: _Responses = {
+    404: {"model": ErrorBody, "description": "no such host or incident in the fleet"},
+    409: _NOT_CENTRAL,
+    422: {"model": ErrorBody, "description": "not a host id or an id"},
+}
+_ANSWER: _Responses = {
+    **_ONE,
+    409: {"description": "the host refused (no such pending action), or not central"},
+    504: {"description": "the host did not answer within [bus] request_timeout"},
+}
 _ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _BY_DEFAULT = "fleet-api"
 
@@ -76,7 +93,7 @@ def build(ctx: WebContext) -> APIRouter:
             )
         return state
 
-    @router.get("/api/fleet/hosts", summary="Every host of the fleet, worst first")
+    @router.get("/api/fleet/hosts", summary="Every host of the fleet, worst first", responses=_READ)
     async def hosts() -> Response:
         """Each host's state (up, stale, lost), health status and score, firing alerts,
         open incidents, pending approvals and when it was last heard of; plus the count
@@ -98,7 +115,7 @@ def build(ctx: WebContext) -> APIRouter:
             }
         )
 
-    @router.get("/api/fleet/hosts/{host}", summary="One host's own view")
+    @router.get("/api/fleet/hosts/{host}", summary="One host's own view", responses=_ONE)
     async def host(host: str = Path(max_length=128)) -> Response:
         """The host's summary, its newest heartbeat and sample, firing alerts, open
         incidents, pending approvals and recent actions, as the central host last heard."""
@@ -109,14 +126,18 @@ def build(ctx: WebContext) -> APIRouter:
             raise fail(404, f"no host {host_id!r} in the fleet")
         return json_response({"host": host_id, **found})
 
-    @router.get("/api/fleet/incidents", summary="Fleet incidents: one problem on many hosts")
+    @router.get(
+        "/api/fleet/incidents",
+        summary="Fleet incidents: one problem on many hosts",
+        responses=_READ,
+    )
     async def incidents() -> Response:
         state = view()
         rows = [jsonable_row(row) for row in state.incidents()]
         open_count = sum(1 for row in rows if row.get("state") == "open")
         return json_response({"open": open_count, "total": len(rows), "incidents": rows})
 
-    @router.get("/api/fleet/incidents/{incident_id}", summary="One fleet incident")
+    @router.get("/api/fleet/incidents/{incident_id}", summary="One fleet incident", responses=_ONE)
     async def incident(incident_id: str = Path(max_length=128)) -> Response:
         state = view()
         if not _ID.match(incident_id):
@@ -163,6 +184,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.post(
         "/api/fleet/hosts/{host}/approvals/{request_id}",
         summary="Approve a pending action on a host",
+        responses=_ANSWER,
     )
     async def approve(
         host: str = Path(max_length=128),
@@ -177,6 +199,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.post(
         "/api/fleet/hosts/{host}/rejections/{request_id}",
         summary="Reject a pending action on a host",
+        responses=_ANSWER,
     )
     async def reject(
         host: str = Path(max_length=128),
