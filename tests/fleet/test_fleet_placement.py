@@ -5,7 +5,8 @@ central running ``--agents analyzer,communicator`` with ``fleet.role = "central"
 A demo service killed on the leaf is analysed by the central (its alert is about the
 leaf, published by the central) and healed on the leaf by the leaf's remediator (the
 leaf's own audit). Then the server is killed: the leaf, cut off, starts its fallback
-analyzer and heals a second kill on its own.
+analyzer and heals a second kill on its own; when the server is back, it stands the
+fallback down.
 """
 
 from __future__ import annotations
@@ -207,3 +208,15 @@ def test_leaf_healed_by_central_analysis_then_alone_when_the_server_dies(
     assert again[0]["alert_id"] and again[0]["alert_id"] != record["alert_id"]
     assert "died again" not in again[0]["reason"]
     assert wait_for(lambda: leaf.service_pid(healthy=True), 20, "demo healthy after the 2nd")
+
+    # The server is back: the leaf stands its fallback down and the central analyses it.
+    server.restart()
+    wait_for(
+        lambda: leaf.status().get("placement", {}).get("fallback_analyzer") == "standby",
+        30,
+        "the leaf's fallback analyzer to stand down",
+    )
+    assert "connection to the bus server is back" in " ".join(leaf.log_tail(200).split())
+    assert "analyzer" not in leaf.status()["agents"]
+    assert leaf.status()["placement"]["fallback_runs"] == 1
+    wait_for(lambda: _analysed_here(central) == 1, 30, "the central analysing the leaf again")
