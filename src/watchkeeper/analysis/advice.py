@@ -33,6 +33,7 @@ from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
     "AdviceGate",
@@ -55,6 +56,7 @@ def worse_verdict(rules: str, model: str) -> str:
 
 _MB = 1024 * 1024
 _MAX_PROCS = 8
+_LOG_LINES = 2  # of a failed service's journal, to the model
 
 
 @dataclass
@@ -66,6 +68,9 @@ class IdMap:
 
 
 def _evidence(alert: Alert) -> dict[str, float | str]:
+    """A few of the alert's values for the model. A failed service's last log lines (its
+    journal) come right after its name and state, the last line first, so the prompt's
+    evidence cap keeps them; they are data like any label (the brief cleans each)."""
     out: dict[str, float | str] = {}
     for key, value in alert.evidence.items():
         if isinstance(value, bool) or value is None:
@@ -76,6 +81,12 @@ def _evidence(alert: Alert) -> dict[str, float | str]:
             out[key[:32]] = value
         if len(out) >= 8:
             break
+    logged = alert.evidence.get("journal")
+    if isinstance(logged, list) and logged:
+        lines = [clean(str(line), PROMPT_DATA) for line in logged[-_LOG_LINES:]][::-1]
+        named = {"last_log" if i == 0 else f"log_before_{i}": line for i, line in enumerate(lines)}
+        items = list(out.items())
+        out = dict([*items[:2], *named.items(), *items[2:]][:8])
     return out
 
 

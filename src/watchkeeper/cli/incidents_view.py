@@ -18,10 +18,11 @@ from rich.text import Text
 from watchkeeper.cli._format import DASH, ago, clock, duration, new_table, plain, severity_style
 
 if TYPE_CHECKING:
+    from watchkeeper.model.alerts import Alert
     from watchkeeper.model.incidents import Incident, IncidentMember
     from watchkeeper.web.responses import IncidentDetail, IncidentsReply
 
-__all__ = ["incident_block", "incident_detail_view", "incidents_view"]
+__all__ = ["incident_block", "incident_detail_view", "incidents_view", "journal_block"]
 
 _ROLE_STYLE = {"root": "bold red", "effect": "yellow"}
 
@@ -139,6 +140,19 @@ def incidents_view(body: IncidentsReply, now: float) -> RenderableType:
     return Group(*out)
 
 
+def journal_block(alert: Alert, *, lines: int = 20) -> RenderableType | None:
+    """The last log lines a failed service wrote (its journal or captured stderr), from
+    the alert's evidence; ``None`` when it has none. Each line is shown literally."""
+    logged = alert.evidence.get("journal")
+    if not isinstance(logged, list) or not logged:
+        return None
+    head = Text("  Last log lines of ", style="dim")
+    head.append_text(plain(alert.subject, "cyan", limit=60))
+    head.append(":", style="dim")
+    shown = [Text("    ").append_text(plain(line, limit=200)) for line in logged[-lines:]]
+    return Group(head, *shown)
+
+
 def incident_detail_view(body: IncidentDetail, now: float) -> RenderableType:
     """``watchkeeper incidents ID``: the incident, its alerts in full, what was done."""
     parts: list[RenderableType] = [incident_block(body.incident, now, members=50)]
@@ -156,6 +170,12 @@ def incident_detail_view(body: IncidentDetail, now: float) -> RenderableType:
                 plain(alert.summary, limit=300),
             )
         parts.append(alerts)
+        logged: set[str] = set()
+        for alert in body.members:
+            block = journal_block(alert)
+            if block is not None and alert.subject not in logged:
+                logged.add(alert.subject)  # a service's alerts share its one journal
+                parts.append(block)
     if body.actions:
         done = new_table(
             "Actions taken",

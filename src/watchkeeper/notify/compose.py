@@ -33,6 +33,9 @@ _VERBS: dict[str, str] = {
 }
 
 
+_LOG_LINES_SHOWN = 10
+
+
 def _clock(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -43,6 +46,17 @@ def _evidence(evidence: dict[str, Any], limit: int = 6) -> str:
         shown = f"{value:.4g}" if isinstance(value, float) else clean(str(value), NOTIFICATION, 60)
         parts.append(f"{clean(key, NOTIFICATION, 60)}={shown}")
     return ", ".join(parts)
+
+
+def _journal(logged: Any, limit: int = _LOG_LINES_SHOWN) -> list[str]:
+    """A failed service's last log lines (its journal, or its captured stderr), one a
+    line, cleaned, the last ``limit`` of them."""
+    if not isinstance(logged, list) or not logged:
+        return []
+    return [
+        "Last log lines:",
+        *(f"  {clean(str(line), NOTIFICATION, 200)}" for line in logged[-limit:]),
+    ]
 
 
 def alert_notice(
@@ -72,8 +86,10 @@ def alert_notice(
             f"Firing since {_clock(alert.started_at)} "
             f"({human_duration(now - alert.started_at)} so far)."
         )
-    if alert.evidence:
-        lines.append(f"Evidence: {_evidence(alert.evidence)}")
+    shown = {k: v for k, v in alert.evidence.items() if k != "journal"}
+    if shown:
+        lines.append(f"Evidence: {_evidence(shown)}")
+    lines.extend(_journal(alert.evidence.get("journal")))
     for action in alert.suggested_actions[:3]:
         target = f" {clean(action.target, NOTIFICATION, 80)}" if action.target else ""
         reason = f" ({clean(action.reason, NOTIFICATION, 120)})" if action.reason else ""
