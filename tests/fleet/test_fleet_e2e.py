@@ -124,6 +124,11 @@ def test_a_killed_service_shows_centrally_and_is_healed_on_its_host(fleet: Fleet
     assert seen[0]["outcome"] == "succeeded"
     alert_ids = {a["id"] for a in web1.alert_history() if a["rule"] == "service_down"}
     assert record["alert_id"] in alert_ids
+    wait_for(
+        lambda: record["alert_id"] in history(fleet.central, about="web-1")["alerts"],
+        15,
+        "web-1's alert in the central's history",
+    )
     # Nothing ran anywhere else.
     for host_id, ids in others.items():
         assert audit_ids(fleet[host_id]) == ids, host_id
@@ -265,6 +270,37 @@ def in_step(fleet: FleetHosts, host_id: str, timeout: float, what: str) -> None:
         ) from None
 
 
+def test_the_central_killed_and_restarted_catches_up_once(fleet: FleetHosts) -> None:
+    """The central crashes (SIGKILL) at 3 a.m.; web-1 heals a service meanwhile; the central
+    restarted on its data dir has web-1's restart once, and the fleet view works again."""
+    central, web1 = fleet.central, fleet["web-1"]
+    in_step(fleet, "web-1", 30, "in step first")
+    before = audit_ids(web1)
+    central.kill()
+    web1.kill_service()
+    healed = wait_for(
+        lambda: [r for r in web1.restarts() if r["id"] not in before],
+        30,
+        "web-1 healing while the central is down",
+    )
+    central.start()
+    wait_for(central.ready, 60, "the central's web again")
+    wait_for(
+        lambda: any(r["id"] == healed[0]["id"] for r in central_actions(fleet, "web-1")),
+        45,
+        "web-1's restart on the restarted central's fleet view",
+    )
+    in_step(fleet, "web-1", 45, "caught up after the central's restart")
+    central_history = history(central, about="web-1")
+    assert central_history["transitions"] == history(web1)["transitions"]
+    assert max(central_history["audit"].values()) == 1
+    wait_for(
+        lambda: central.get("/api/fleet/hosts")["counts"]["up"] == len(SPECS),
+        30,
+        "every host up on the restarted central",
+    )
+
+
 def test_server_killed_and_restarted_loses_and_duplicates_nothing(
     fleet: FleetHosts, server: NatsServer
 ) -> None:
@@ -284,6 +320,10 @@ def test_server_killed_and_restarted_loses_and_duplicates_nothing(
         "web-1 healing while the server is down",
     )
     assert not any(r["id"] == healed[0]["id"] for r in central_actions(fleet, "web-1"))
+    # A click on the fleet view meanwhile is answered in words, and runs nothing.
+    cut = fleet.central.post(f"/api/fleet/hosts/web-2/approvals/{'0' * 12}", {"by": "alice"})
+    assert cut.status_code == 504, cut.text
+    assert "web-2" in cut.json()["detail"]
     time.sleep(2)
     server.restart()
 
