@@ -205,6 +205,10 @@ def test_fleet_page_hosts_host_view_and_approvals(tmp_path: Path, sleeper: psuti
                 central.wait_for(lambda: sleeper.nice() == 10, what="the renice")
                 actions = page.locator("#host-actions tr", has_text="renice_process")
                 expect(actions.first).to_be_visible(timeout=10_000)
+                # The host's own dashboard says who approved it.
+                page.goto(central.url + "/")
+                row = page.locator("#audit tr", has_text="by dashboard").first
+                expect(row).to_contain_text("renice_process", timeout=15_000)
                 browser.close()
         finally:
             stop.set()

@@ -484,7 +484,8 @@
         el("td", null, el("code", { text: r.action })),
         el("td", { text: r.target || "-" }),
         el("td", null, pill(r.outcome)),
-        el("td", { className: "hide-s", text: r.detail || "" }))));
+        // Who said yes to it ("alice from host central-1" when approved on the fleet view).
+        el("td", { className: "hide-s", text: r.proposer === "user" && r.proposed_by ? `by ${r.proposed_by}: ${r.detail || ""}` : r.detail || "" }))));
     }
   }
 
