@@ -354,11 +354,19 @@
 
   const bySeverity = (a, b) => (RANK[a.severity] - RANK[b.severity]);
 
+  // A failed service's last log lines (evidence.journal), as plain text, never as HTML.
+  function journalBlock(a) {
+    const lines = a && a.evidence && Array.isArray(a.evidence.journal) ? a.evidence.journal : [];
+    if (!lines.length) return null;
+    return el("pre", { className: "journal", title: "last log lines", text: lines.slice(-20).map(String).join("\n") });
+  }
+
   function alertRow(a) {
     return el("li", { dataset: { fingerprint: a.fingerprint } },
       pill(a.severity), el("span", { text: a.summary }),
       el("span", { className: "since", text: ago(a.started_at) }),
-      el("span", { className: "subject", text: `${a.rule} · ${a.subject}${a.escalated ? " · escalated" : ""}` }));
+      el("span", { className: "subject", text: `${a.rule} · ${a.subject}${a.escalated ? " · escalated" : ""}` }),
+      journalBlock(a));
   }
 
   // A member as the live alert shows it, else as the incident last saw it.
@@ -371,7 +379,8 @@
       el("span", { className: "role", text: role }),
       pill(live ? live.severity : m.severity),
       el("span", { text: cleared ? `${summary} (cleared)` : summary }),
-      el("span", { className: "subject", text: `${m.rule} · ${m.subject}${live && live.escalated ? " · escalated" : ""}` }));
+      el("span", { className: "subject", text: `${m.rule} · ${m.subject}${live && live.escalated ? " · escalated" : ""}` }),
+      m.rule === "service_down" ? journalBlock(live) : null);
   }
 
   function incidentRow(incident) {
