@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from watchkeeper.live_config import ConfigStore
 from watchkeeper.model.fleet import HostBeat
 from watchkeeper.model.services import ServiceEvent
 from watchkeeper.supervisor import Supervisor
-from watchkeeper.testing.scenarios import Scenario, build_samples
+from watchkeeper.testing.fake_ollama import FakeOllama
+from watchkeeper.testing.scenarios import Scenario, build_samples, scripted_model
 
 HOT = Scenario.model_validate(
     {
@@ -32,13 +35,26 @@ HOT = Scenario.model_validate(
         "changes": [{"from": 0, "set": {"cpu": 97}}],
         "processes": [{"pid": 4242, "name": "spinner", "cpu": 99, "rss_mb": 20}],
         "expect": {"verdict": "critical"},
+        "llm": {
+            "verdict": "critical",
+            "actions": [{"action": "renice_process", "target": "process:4242"}],
+        },
     }
 )
 QUIET = Scenario.model_validate({"name": "quiet", "steps": 12, "expect": {"verdict": "healthy"}})
 
 
-def _settings(tmp_path: Path, role: str = "central") -> Settings:
+def _settings(tmp_path: Path, role: str = "central", ollama_port: int | None = None) -> Settings:
     base = Settings.model_validate({}).model_dump(mode="json")
+    ollama: dict[str, Any] = {"enabled": False}
+    if ollama_port is not None:
+        ollama = {
+            "url": f"http://127.0.0.1:{ollama_port}",
+            "timeout": 5,
+            "retry_attempts": 1,
+            "probe_interval": 0.1,
+            "cooldown": 0,
+        }
     return Settings.model_validate(
         deep_merge(
             base,
@@ -46,7 +62,7 @@ def _settings(tmp_path: Path, role: str = "central") -> Settings:
                 "data_dir": str(tmp_path),
                 "agents": {"check_interval": 0.1},
                 "analyzer": {"for_seconds": 0, "runaway_for_seconds": 10},
-                "ollama": {"enabled": False},
+                "ollama": ollama,
                 "bus": {"host_id": "central"},
                 "fleet": {"role": role},
             },
@@ -74,9 +90,11 @@ class Central:
 
 
 @contextlib.asynccontextmanager
-async def _running(tmp_path: Path, role: str, **kw: Any) -> AsyncIterator[Central]:
+async def _running(
+    tmp_path: Path, role: str, ollama_port: int | None = None, **kw: Any
+) -> AsyncIterator[Central]:
     bus = InMemoryBus(host="central")
-    store = ConfigStore(_settings(tmp_path, role), None, bus)
+    store = ConfigStore(_settings(tmp_path, role, ollama_port), None, bus)
     ctx = AgentContext(bus=bus, settings=store, data_dir=tmp_path)
     agent = AnalyzerAgent("analyzer", ctx, **kw)
     stop = asyncio.Event()
@@ -225,3 +243,38 @@ async def test_each_hosts_baselines_are_saved_on_their_own(tmp_path: Path) -> No
     saved = tmp_path / "fleet-baselines" / "host-a.json"
     assert saved.is_file(), list(tmp_path.rglob("*"))
     assert not (tmp_path / "fleet-baselines" / "central.json").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_one_model_is_asked_about_a_hosts_incident_with_the_host_named(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with FakeOllama(models=["mistral"], port=port) as fake:
+        fake.set_reply_fn(scripted_model(HOT))
+        async with _running(tmp_path, "central", ollama_port=port) as central:
+            analyses = central.bus.subscribe("analysis.result", name="t", scope="fleet")
+            await until(lambda: central.agent.llm_available)
+            central.beat("host-a", ["sensor", "remediator"])
+            await asyncio.sleep(0.05)
+            await central.samples(HOT, "host-a")
+
+            found: list[Message] = []
+
+            def answered() -> bool:
+                found.extend(m for m in drain(analyses) if m.payload["source"] == "mistral")
+                return bool(found)
+
+            await until(answered, timeout=15)
+        answer = found[0]
+        assert answer.host == "host-a" and answer.origin == "central"
+        assert answer.payload["incident_id"]
+        assert [a["action"] for a in answer.payload["recommended"]] == ["renice_process"]
+        prompts = [json.dumps(body) for body in fake.bodies("/api/chat")]
+        assert prompts and all("host-a" in prompt for prompt in prompts)
+        assert central.agent.latest_llm_analysis is None  # the central's own host: not asked
