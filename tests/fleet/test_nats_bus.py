@@ -355,3 +355,34 @@ async def test_a_host_cannot_publish_as_another(
     dropped = status["dropped"]
     assert isinstance(dropped, dict) and dropped["refused"] >= 1
     assert "web-secret" not in json.dumps(status)
+
+
+async def test_streams_follow_the_settings(nats_server: NatsServer, make_bus: BusFactory) -> None:
+    await started(make_bus(nats_server, "central", events_max_age_hours=48))
+    raw = await nats.connect(nats_server.url)
+    js = raw.jetstream()
+    events = (await js.stream_info("WK_EVENTS")).config
+    telemetry = (await js.stream_info("WK_TELEMETRY")).config
+    await raw.close()
+    assert str(getattr(events.storage, "value", events.storage)) == "file"
+    assert events.max_age == 48 * 3600 and telemetry.max_age == 3600
+    assert "wk.*.alert.firing" in (events.subjects or [])
+    assert "wk.*.metrics.sample" in (telemetry.subjects or [])
+    # Commands are requests on core NATS: no stream answers them in the replier's place.
+    every = (events.subjects or []) + (telemetry.subjects or [])
+    assert not any(".command." in s for s in every)
+
+
+def test_the_default_bus_does_not_import_nats() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, watchkeeper.bus, watchkeeper.bus.subjects, watchkeeper.bus.outbox;"
+        "from watchkeeper.bus import make_bus;"
+        "from watchkeeper.config import Settings;"
+        "make_bus(Settings());"
+        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

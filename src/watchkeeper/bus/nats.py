@@ -86,6 +86,10 @@ log = logging.getLogger(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
 #: Names the process that published a message, so its own messages are not delivered twice.
 INSTANCE_HEADER = "Wk-Instance"
+#: JetStream recognises a resent event by its id for this long (capped by the events'
+#: max age). Only the event in flight when a host was cut off is ever resent; the
+#: receiving side's own id memory catches a later resend too.
+EVENTS_DEDUPE_SECONDS = 6 * 3600.0
 _SEEN_IDS = 20_000
 _REPLY_ROUTES = 4_096
 _DRAIN_BATCH = 256
@@ -400,22 +404,22 @@ class NatsBus(InMemoryBus):
             return
         s = self.settings
         events, telemetry = self._stream_subjects()
-        day = 24 * 3600.0
+        events_age = s.events_max_age_hours * 3600.0
+        telemetry_age = s.telemetry_max_age_minutes * 60.0
         wanted = (
-            (EVENTS_STREAM, events, s.events_max_age_hours * 3600.0),
-            (TELEMETRY_STREAM, telemetry, s.telemetry_max_age_minutes * 60.0),
+            (EVENTS_STREAM, events, events_age, min(events_age, EVENTS_DEDUPE_SECONDS)),
+            (TELEMETRY_STREAM, telemetry, telemetry_age, min(telemetry_age, 120.0)),
         )
         timeout = max(1.0, s.connect_timeout)
         result = "ready"
-        for name, subjects, max_age in wanted:
+        for name, subjects, max_age, dedupe in wanted:
             config = StreamConfig(
                 name=name,
                 subjects=subjects,
                 storage=StorageType.FILE,
                 max_age=max_age,
                 num_replicas=s.stream_replicas,
-                # The de-duplication window covers an outbox catching up after a day away.
-                duplicate_window=min(max_age, day),
+                duplicate_window=dedupe,
             )
             try:
                 try:
@@ -423,9 +427,14 @@ class NatsBus(InMemoryBus):
                 except nats.js.errors.NotFoundError:
                     await asyncio.wait_for(js.add_stream(config), timeout)
                     continue
-                have = set(info.config.subjects or [])
-                if not set(subjects) <= have:
-                    config.subjects = sorted(have | set(subjects))
+                have = info.config
+                subjects_now = set(have.subjects or [])
+                if not set(subjects) <= subjects_now or (
+                    have.max_age,
+                    have.duplicate_window,
+                    have.num_replicas,
+                ) != (max_age, dedupe, s.stream_replicas):
+                    config.subjects = sorted(subjects_now | set(subjects))
                     await asyncio.wait_for(js.update_stream(config), timeout)
             except asyncio.CancelledError:
                 raise
