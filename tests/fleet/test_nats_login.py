@@ -229,3 +229,35 @@ async def test_tls_with_a_client_certificate(nats_server_factory: Factory, tmp_p
         assert bare.status()["last_error"]
     finally:
         await bare.stop()
+
+
+async def test_nkey_login(nats_server_factory: Factory, tmp_path: Path) -> None:
+    nkeys = pytest.importorskip("nkeys", reason="nkey logins need the nkeys package")
+    import os
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "web-1.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    config = (
+        'listen: "127.0.0.1:{port}"\njetstream { store_dir: "{store}" }\n'
+        f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}\n'
+    )
+    server = nats_server_factory(config_text=config, name="nkey")
+    web = NatsBus(
+        _settings(server.url, "web-1", nkey_seed_file=seed_file),
+        host="web-1",
+        data_dir=tmp_path / "w",
+    )
+    central = NatsBus(
+        _settings(server.url, "central", nkey_seed_file=seed_file),
+        host="central",
+        data_dir=tmp_path / "c",
+    )
+    try:
+        await _round_trip(web, central)
+        assert seed.decode() not in json.dumps(web.status())
+    finally:
+        await web.stop()
+        await central.stop()

@@ -326,6 +326,13 @@ class NatsBus(InMemoryBus):
             options["password"] = secret_value(s.password)
         if s.token is not None:
             options["token"] = secret_value(s.token)
+        if s.nkey_seed_file is not None or s.creds_file is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("nkeys") is None:
+                raise RuntimeError(
+                    "an nkey or creds login needs the Python package nkeys (pip install nkeys)"
+                )
         if s.nkey_seed_file is not None:
             options["nkeys_seed"] = str(s.nkey_seed_file)
         if s.creds_file is not None:
