@@ -190,7 +190,7 @@ def test_fleet_page_hosts_host_view_and_approvals(tmp_path: Path, sleeper: psuti
                 expect(page.locator("#action-result")).to_have_text(
                     "host web-2 did not answer within 0.5 s", timeout=10_000
                 )
-                page.screenshot(path=str(ARTIFACTS / "fleet-host.png"), full_page=True)
+                page.screenshot(path=str(ARTIFACTS / "fleet-host-web-2.png"), full_page=True)
 
                 # The central host's own approval runs there and is audited.
                 page.goto(central.url + "/fleet#host=central-1")
@@ -198,6 +198,10 @@ def test_fleet_page_hosts_host_view_and_approvals(tmp_path: Path, sleeper: psuti
                 mine = page.locator("#host-pending li", has_text="renice_process")
                 button = mine.locator("button.approve").first
                 expect(button).to_be_visible(timeout=15_000)
+                # Its own sample, as the fleet view keeps it: metrics and top processes.
+                expect(page.locator("#host-metrics tr", has_text="Memory")).to_be_visible()
+                expect(page.locator("#host-procs tr td.num").first).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "fleet-host-central-1.png"), full_page=True)
                 button.click()
                 expect(page.locator("#action-result")).to_contain_text(
                     "(by dashboard)", timeout=10_000

@@ -206,6 +206,25 @@
         el("tr", null, el("th", { text: label }), el("td", { className: "num", text: value }))));
     } else empty($("host-metrics"), "No sample yet.", 2);
 
+    const services = sample.services || [];
+    if (services.length) {
+      $("host-services").replaceChildren(...services.map((svc) => el("tr", null,
+        el("td", { text: svc.name }),
+        el("td", null, pill(svc.state, svc.state === "running" ? "ok" : "critical")),
+        el("td", { className: "hide-s", text: svc.manager }),
+        el("td", { className: "num", text: svc.restarts || 0 }))));
+    } else empty($("host-services"), "No services configured.", 4);
+
+    const procs = ((sample.processes || {}).top_cpu || []).slice(0, 10);
+    if (procs.length) {
+      $("host-procs").replaceChildren(...procs.map((proc) => el("tr", null,
+        el("td", { className: "num", text: proc.pid }),
+        el("td", { text: proc.name, title: proc.cmdline || null }),
+        el("td", { className: "num", text: proc.cpu_percent == null ? "–" : Number(proc.cpu_percent).toFixed(1) }),
+        el("td", { className: "num", text: proc.memory_percent == null ? "–" : Number(proc.memory_percent).toFixed(1) }),
+        el("td", { className: "hide-s", text: proc.user || "–" }))));
+    } else empty($("host-procs"), "No processes in the sample.", 5);
+
     const alerts = view.alerts || [];
     $("host-alert-count").textContent = String(alerts.length);
     $("host-alert-count").dataset.hot = alerts.length ? "true" : "false";
@@ -303,6 +322,8 @@
     // Nothing of the host shown before may stay on screen (an Approve button least of all).
     for (const id of ["host-alerts", "host-incidents", "host-pending"]) empty($(id), "Loading…");
     empty($("host-metrics"), "Loading…", 2);
+    empty($("host-services"), "Loading…", 4);
+    empty($("host-procs"), "Loading…", 5);
     empty($("host-actions"), "Loading…", 6);
     for (const id of ["host-score", "host-status", "host-seen", "host-agents"]) $(id).textContent = "";
     $("host-state").textContent = "…";
