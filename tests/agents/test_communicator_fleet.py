@@ -85,6 +85,15 @@ class Host:
     storage: Storage
     communicator: CommunicatorAgent
     fleet: FleetAgent | None
+    tasks: list[asyncio.Task[None]]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        await self.storage.close()
 
 
 def settings_for(tmp_path: Path, url: str, role: str) -> Settings:
@@ -103,33 +112,29 @@ def settings_for(tmp_path: Path, url: str, role: str) -> Settings:
 
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    tasks: list[asyncio.Task[None]] = []
-    stores: list[Storage] = []
+    made: list[Host] = []
 
     async def make(url: str, role: str = "central", name: str = "central") -> Host:
         settings = settings_for(tmp_path / name, url, role)
         bus = InMemoryBus(host=name)
         storage = Storage.in_data_dir(tmp_path / name)
-        stores.append(storage)
+        await storage.open()  # as the orchestrator does, before the agents start
         ctx = AgentContext(
             bus=bus, settings=lambda: settings, data_dir=tmp_path / name, storage=storage
         )
         communicator = CommunicatorAgent("communicator", ctx, interval=0.05)
         fleet = FleetAgent("fleet", ctx, interval=0.05) if role == "central" else None
         agents: list[BaseAgent] = [communicator] + ([fleet] if fleet else [])
-        for agent in agents:
-            tasks.append(asyncio.create_task(agent.run()))
+        tasks = [asyncio.create_task(agent.run()) for agent in agents]
         for agent in agents:
             await until(lambda a=agent: a.state.value == "running")  # type: ignore[misc]
-        return Host(bus, storage, communicator, fleet)
+        host = Host(bus, storage, communicator, fleet, tasks)
+        made.append(host)
+        return host
 
     yield make
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    for storage in stores:
-        await storage.close()
+    for host in made:
+        await host.stop()
 
 
 def remote(
@@ -262,3 +267,37 @@ async def test_a_leaf_host_records_only_its_own_history(
     assert await leaf.storage.hosts_recorded() == ["web-9"]
     assert len(receiver.bodies) == 1
     assert receiver.titles()[0].startswith("FIRING critical disk_usage")  # its own: no prefix
+
+
+async def test_a_restarted_central_host_remembers_its_fleet_incident_and_tells_no_one_again(
+    start: Callable[..., Any], receiver: Receiver
+) -> None:
+    first: Host = await start(receiver.url)
+    hosts = ("web-1", "web-2", "web-3")
+    for host in hosts:
+        remote(first.bus, host, "alert.firing", alert(host))
+    await until(lambda: receiver.bodies)
+    await asyncio.sleep(GROUP_WAIT + 0.5)
+    assert [b["title"][:15] for b in receiver.bodies] == ["FLEET INCIDENT "]
+    assert first.fleet is not None
+    [before] = first.fleet.fleet_state.incidents()
+    await first.stop()
+
+    # The same data dir: the fleet view starts from the history, with the same incident.
+    again: Host = await start(receiver.url)
+    assert again.fleet is not None
+    state = again.fleet.fleet_state
+    [after] = await until(state.incidents)
+    assert after.id == before.id and after.title.startswith("3 hosts: ")
+    view = state.host_view("web-2", time.time())
+    assert view is not None and [a["id"] for a in view["alerts"]] == ["web-2-disk_usage"]
+    await asyncio.sleep(GROUP_WAIT + 1.0)
+    assert len(receiver.bodies) == 1, [b["title"] for b in receiver.bodies]
+
+    # It ends: people who were told it began are told it is over, once.
+    for host in hosts:
+        remote(again.bus, host, "alert.resolved", resolved(host))
+    await until(lambda: len(receiver.bodies) >= 2)
+    await asyncio.sleep(0.5)
+    assert [b["title"][:15] for b in receiver.bodies] == ["FLEET INCIDENT ", "FLEET RESOLVED "]
+    assert await again.storage.fleet_last_notified(before.id) is None

@@ -226,7 +226,9 @@ class CommunicatorAgent(BaseAgent):
         await self._activity(None, self.lines.health(change), kind="health.changed")
 
     async def _notified(self, notice: Notification) -> None:
-        if notice.incident is not None:
+        if notice.fleet_incident is not None:
+            await self.recorder.fleet_notified(notice.fleet_incident.id, notice.created_at)
+        elif notice.incident is not None:
             await self.recorder.incident_notified(notice.incident.id, notice.created_at)
         elif notice.alert is not None:
             # Another host's alert is told under "<host>/<fingerprint>", with its host.
@@ -303,7 +305,12 @@ class CommunicatorAgent(BaseAgent):
         kind = message.topic.rpartition(".")[2]
         if kind != "updated":
             self.logger.info("fleet incident %s: %s", kind, clean(incident.title, NOTIFICATION))
-        await self.announcer.fleet_incident(kind, incident)
+        told = None
+        if kind != "resolved":  # its id is the same after a restart of either side
+            told = await self.recorder.fleet_last_notified(incident.id)
+        await self.announcer.fleet_incident(kind, incident, notified_at=told)
+        if kind == "resolved":
+            await self.recorder.fleet_notified(incident.id, None)
 
     async def _on_incident(self, message: Message) -> None:
         incident = message.parse(Incident)

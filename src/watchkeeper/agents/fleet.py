@@ -13,7 +13,9 @@ message, with the host it is about, to the engines:
     agent = FleetAgent("fleet", ctx)
     agent.fleet_state.hosts(time.time())    # every host, worst first
 
-Per message it does one dictionary update; a sample is kept as its raw JSON and parsed only
+At start it reads the alerts still firing from the history (the central communicator
+records every host's), so a restarted fleet view has them, and their fleet incidents with
+the same ids, at once. Per message it does one dictionary update; a sample is kept as its raw JSON and parsed only
 when someone opens that host. Updates of open fleet incidents go out once a check (every
 second by default), however many hosts joined in between.
 """
@@ -35,6 +37,7 @@ from watchkeeper.model.alerts import Alert
 from watchkeeper.model.fleet import HostBeat
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.topics import FLEET_INCIDENT_TOPICS
+from watchkeeper.storage.errors import StorageError
 
 __all__ = ["FleetAgent"]
 
@@ -76,6 +79,28 @@ class FleetAgent(BaseAgent):
         return configured if isinstance(configured, FleetSettings) else FleetSettings()
 
     # -- life ---------------------------------------------------------------------------
+    async def setup(self) -> None:
+        """Start from the alerts still firing in the history (the central communicator
+        records every host's), so a restarted fleet view shows them and their fleet
+        incidents at once, with the ids they had."""
+        storage = self.ctx.storage
+        if storage is None or not storage.is_open:
+            return
+        try:
+            firing = await storage.firing_by_host()
+        except StorageError as exc:
+            self.logger.warning("fleet view starts empty: %s", exc)
+            return
+        now = self.ctx.clock()
+        changes: list[Change] = []
+        for host, alert in reversed(firing):  # oldest first, as they fired
+            if not host:
+                continue
+            self.fleet_state.observe_alert(host, alert, "alert.firing", alert.updated_at)
+            if self.fleet_state.state_of(host, now) is not None:
+                changes += self.judge.observe(host, alert, "alert.firing", now)
+        await self._announce(changes)
+
     async def _perform_check(self) -> None:
         """Follow ``[fleet]`` changes, send the gathered incident updates, prune."""
         fleet = self._fleet_settings()

@@ -114,9 +114,12 @@ class Announcer:
         elif fired:
             await self.notifier.alert_firing(alert, notified_at=notified_at, host=host)
 
-    async def fleet_incident(self, kind: str, incident: FleetIncident) -> None:
-        """``fleet.incident.<kind>``: people hear once of the same alert on many hosts."""
-        await self.notifier.fleet_incident(kind, incident)
+    async def fleet_incident(
+        self, kind: str, incident: FleetIncident, *, notified_at: float | None = None
+    ) -> None:
+        """``fleet.incident.<kind>``: people hear once of the same alert on many hosts;
+        ``notified_at``: when they were told of it before a restart."""
+        await self.notifier.fleet_incident(kind, incident, notified_at=notified_at)
 
     async def incident(
         self, kind: str, incident: Incident, *, notified_at: float | None = None

@@ -234,11 +234,14 @@ class Notifier:
             self._absorb(alert, host)
             await self._emit(self.grouper.on_resolved(alert, self._clock(), host=host))
 
-    async def fleet_incident(self, kind: str, incident: FleetIncident) -> None:
+    async def fleet_incident(
+        self, kind: str, incident: FleetIncident, *, notified_at: float | None = None
+    ) -> None:
         """``fleet.incident.opened``, ``.updated`` or ``.resolved`` (a central host): one
         notice when it opens, one when its severity rises, one when it resolves; the
         hosts' own alerts in it are told through it, not one by one (those told before it
-        formed keep only their resolved notice)."""
+        formed keep only their resolved notice). ``notified_at``: when people were told
+        of it before the fleet view restarted."""
         if not self.settings.enabled:
             return
         resolved = kind == "resolved" or incident.state == "resolved"
@@ -249,7 +252,7 @@ class Notifier:
         if resolved:
             await self._emit(self.grouper.on_resolved(incident, now))
         else:
-            await self._emit(self.grouper.on_firing(incident, now))
+            await self._emit(self.grouper.on_firing(incident, now, notified_at))
         self._tick.set()
 
     async def incident(

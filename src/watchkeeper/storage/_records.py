@@ -30,6 +30,7 @@ def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
 
 
 _FINISHED_BAD = (ActionOutcome.FAILED.value, ActionOutcome.TIMED_OUT.value)
+_FLEET_NOTIFIED = "fleet_notified:"
 
 
 class RecordsMixin(DbBase):
@@ -266,6 +267,40 @@ class RecordsMixin(DbBase):
             " UNION SELECT host FROM incident ORDER BY 1"
         )
         return [str(host) for (host,) in rows]
+
+    @guarded
+    def firing_by_host(self, limit: int = 100_000) -> list[tuple[str, Alert]]:
+        """``(host, alert)`` of every alert still firing as far as storage knows, newest
+        first: what a restarted fleet view starts from."""
+        rows = self._db().execute(
+            "SELECT host, data FROM alert WHERE state = ? ORDER BY started_at DESC LIMIT ?",
+            (AlertState.FIRING.value, limit),
+        )
+        out: list[tuple[str, Alert]] = []
+        for host, data in rows:
+            for alert in self._parse_rows(Alert, [(data,)]):
+                out.append((str(host), alert))
+        return out
+
+    @guarded
+    def mark_fleet_notified(self, incident_id: str, at: float | None) -> None:
+        """Remember (or, with None, forget) when people were told of a fleet incident."""
+        key = f"{_FLEET_NOTIFIED}{incident_id}"
+        with self._tx() as conn:
+            if at is None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._meta_set(conn, key, repr(float(at)))
+
+    @guarded
+    def fleet_last_notified(self, incident_id: str) -> float | None:
+        """When people were told of the fleet incident ``incident_id`` (its id is the same
+        after a restart of the fleet view), or None."""
+        value = self._meta_get(self._db(), f"{_FLEET_NOTIFIED}{incident_id}")
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            return None
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod

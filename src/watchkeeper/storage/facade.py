@@ -307,6 +307,7 @@ class Storage:
     record_health = Write(SyncStorage.record_health, "store a health change")
     save_baseline = Write(SyncStorage.save_baseline, "save a baseline")
     claim_rows = Write(SyncStorage.claim_rows, "file older rows under this host")
+    mark_fleet_notified = Write(SyncStorage.mark_fleet_notified, "mark a fleet incident notified")
 
     last_notified = Query(SyncStorage.last_notified)
     metric_range = Query(SyncStorage.metric_range)
@@ -326,6 +327,8 @@ class Storage:
     load_baselines = Query(SyncStorage.load_baselines)
     integrity_check = Query(SyncStorage.integrity_check)
     hosts_recorded = Query(SyncStorage.hosts_recorded)
+    firing_by_host = Query(SyncStorage.firing_by_host)
+    fleet_last_notified = Query(SyncStorage.fleet_last_notified)
 
     async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport | None:
         """Roll-up and retention on the writer thread; None when it failed (counted)."""

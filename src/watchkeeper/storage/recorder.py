@@ -133,6 +133,19 @@ class Recorder:
         if self.storage.is_open:
             await self.storage.record_action(record, host=host)
 
+    async def fleet_notified(self, incident_id: str, at: float | None) -> None:
+        """Remember when people were told of a fleet incident (None: it is over)."""
+        if self.storage.is_open:
+            await self.storage.mark_fleet_notified(incident_id, at)
+
+    async def fleet_last_notified(self, incident_id: str) -> float | None:
+        """When people were told of a fleet incident before a restart; None when unknown."""
+        if not self.storage.is_open:
+            return None
+        with contextlib.suppress(StorageError):
+            return await self.storage.fleet_last_notified(incident_id)
+        return None
+
     async def claim(self, host: str) -> None:
         """File the rows kept before hosts were recorded under ``host`` (this daemon's)."""
         if self.storage.is_open and host:
