@@ -15,9 +15,9 @@ message, with the host it is about, to the engines:
 
 At start it reads the alerts still firing from the history (the central communicator
 records every host's), so a restarted fleet view has them, and their fleet incidents with
-the same ids, at once. Per message it does one dictionary update; a sample is kept as its raw JSON and parsed only
-when someone opens that host. Updates of open fleet incidents go out once a check (every
-second by default), however many hosts joined in between.
+the same ids, at once. Per message it does one dictionary update; a sample is kept as its
+raw JSON and parsed only when someone opens that host. Updates of open fleet incidents go
+out once a check (every second by default), however many hosts joined in between.
 """
 
 from __future__ import annotations
