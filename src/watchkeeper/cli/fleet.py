@@ -87,7 +87,9 @@ def _hosts_view(hosts: dict[str, Any], incidents: dict[str, Any], now: float) ->
     parts: list[RenderableType] = [head]
     open_ones = [i for i in incidents.get("incidents", []) if i.get("state") == "open"]
     if open_ones:
-        table = new_table("Fleet incidents", [("Severity", "key"), ("Hosts", "num"), ("", "text")])
+        table = new_table(
+            "Fleet incidents", [("Severity", "key"), ("Hosts", "num"), ("Incident", "text")]
+        )
         for item in open_ones:
             severity = str(item.get("severity", ""))
             table.add_row(
