@@ -25,6 +25,7 @@ were only ever in its own mount namespace.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "PACKAGES",
@@ -292,11 +293,30 @@ def ensure_root(cache: Path | None = None) -> Path:
     The root is immutable once built (every boot overlays it). Building happens in a
     ``.partial`` folder renamed at the end, so an interrupted build is redone, never used.
     """
-    _check_host()
-    cache = cache or cache_dir()
+    return _prepare(cache or cache_dir())[0]
+
+
+@contextlib.contextmanager
+def _build_lock(cache: Path) -> Iterator[None]:
+    """One builder at a time per cache folder (other sessions may be booting too)."""
     cache.mkdir(parents=True, exist_ok=True)
-    log = cache / "build.log"
-    _wheel, deps = _build_wheels(cache, log)
+    with (cache / "build.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare(cache: Path) -> tuple[Path, Path]:
+    """(the cached root, this checkout's watchkeeper wheel), building what is missing."""
+    _check_host()
+    with _build_lock(cache):
+        wheel, deps = _build_wheels(cache, cache / "build.log")
+        return _ensure_root(cache, deps, cache / "build.log"), wheel
+
+
+def _ensure_root(cache: Path, deps: Path, log: Path) -> Path:
     root, stamp = _root_for(cache, deps)
     stamp_file = root / ".watchkeeper-root"
     if stamp_file.is_file() and stamp_file.read_text() == stamp:
@@ -380,17 +400,20 @@ class SystemdRoot:
         self.cgroup = _cgroup2_mount() / f"watchkeeper-systemd-{instance.name}"
         self.pid = 0
         self.pid_ns = ""
+        self._owner: IO[str] | None = None
 
     @classmethod
     def boot(cls, cache: Path | None = None, *, timeout: float = 90.0) -> SystemdRoot:
         """Build or reuse the root, boot systemd in it, install this checkout's watchkeeper."""
         cache = cache or cache_dir()
-        base = ensure_root(cache)
-        wheel, _deps = _build_wheels(cache, cache / "build.log")
+        base, wheel = _prepare(cache)
         instances = cache / "instances"
         instances.mkdir(exist_ok=True)
+        _prune_stale(instances)
         instance = Path(tempfile.mkdtemp(prefix="boot-", dir=instances))
         root = cls(base, wheel, instance)
+        root._owner = (instance / "owner.lock").open("w")
+        fcntl.flock(root._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this boot lives
         try:
             root._start(timeout)
             root._install_watchkeeper()
@@ -558,22 +581,50 @@ class SystemdRoot:
         self.pid = 0
         if left:
             raise RuntimeError(f"processes of the private systemd are still running: {left}")
-        self._remove_cgroup()
+        _remove_cgroup(self.cgroup)
         _remove_tree(self.instance)
+        if self._owner is not None:
+            self._owner.close()
+            self._owner = None
 
     def leftover_pids(self) -> list[int]:
         """Processes of this root's namespace still on the host (after stop: none)."""
         return _ns_pids(self.pid_ns) if self.pid_ns else []
 
-    def _remove_cgroup(self) -> None:
-        if not self.cgroup.is_dir():
-            return
-        for sub in sorted(self.cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if sub.is_dir():
-                with contextlib.suppress(OSError):
-                    sub.rmdir()
-        with contextlib.suppress(OSError):
-            self.cgroup.rmdir()
+
+def _remove_cgroup(cgroup: Path) -> None:
+    """Remove a boot's cgroup tree, deepest first (every process in it has ended)."""
+    if not cgroup.is_dir():
+        return
+    for sub in sorted(cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir():
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        cgroup.rmdir()
+
+
+def _prune_stale(instances: Path) -> None:
+    """Remove what a boot whose owner was killed (SIGKILL, a lost CI job) left behind.
+
+    A boot holds the lock on its folder's owner.lock while it lives; a folder whose lock
+    is free and whose cgroup has no process left is stale: its cgroup and folder go.
+    """
+    for folder in instances.glob("boot-*"):
+        lock = folder / "owner.lock"
+        if not lock.is_file():
+            continue
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # its owner is alive
+            cgroup = _cgroup2_mount() / f"watchkeeper-systemd-{folder.name}"
+            procs = [p for p in cgroup.rglob("cgroup.procs") if p.read_text().strip()]
+            if procs or host_mounts_under(folder):
+                continue
+            _remove_cgroup(cgroup)
+            _remove_tree(folder)
 
 
 def _children(pid: int) -> list[int]:
