@@ -31,6 +31,7 @@ def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
 
 _FINISHED_BAD = (ActionOutcome.FAILED.value, ActionOutcome.TIMED_OUT.value)
 _FLEET_NOTIFIED = "fleet_notified:"
+_CLAIMED = "rows_claimed_by"
 
 
 class RecordsMixin(DbBase):
@@ -250,13 +251,17 @@ class RecordsMixin(DbBase):
     @guarded
     def claim_rows(self, host: str) -> int:
         """File the rows written before hosts were recorded (host "") under ``host``,
-        this daemon's id; how many. Cheap when there are none (an index lookup)."""
+        this daemon's id; how many. Done once per host id: later starts only read a
+        mark (the transitions table has no host index and may be large)."""
         total = 0
         with self._tx() as conn:
+            if self._meta_get(conn, _CLAIMED) == host:
+                return 0
             for table in ("alert", "alert_transition", "audit", "incident"):
                 total += conn.execute(
                     f"UPDATE {table} SET host = ? WHERE host = ''", (host,)
                 ).rowcount
+            self._meta_set(conn, _CLAIMED, host)
         return total
 
     @guarded
