@@ -178,6 +178,24 @@ def test_an_approval_on_the_fleet_view_runs_on_the_addressed_host_only(
         15,
         "web-2's pending approval on the fleet view",
     )
+
+    # The fleet list shows both hosts in trouble, waiting for a person.
+    def in_trouble() -> dict[str, dict[str, Any]] | None:
+        rows = {row["host"]: row for row in fleet.central.get("/api/fleet/hosts")["hosts"]}
+        waiting = [rows[h] for h in ("web-2", "web-3")]
+        if all(
+            r["pending_approvals"] >= 1
+            and r["firing"] >= 1
+            and r["worst_severity"] == "critical"
+            and r["status"] != "healthy"
+            for r in waiting
+        ):
+            return rows
+        return None
+
+    wait_for(in_trouble, 15, "web-2 and web-3 critical, waiting for approval, on the fleet list")
+    alerts2 = host_view(fleet, "web-2")["alerts"]
+    assert any(a["rule"] == "service_down" and a["subject"] == "service:demo" for a in alerts2)
     url = fleet.central.url + "/api/fleet/hosts/{}/approvals/{}"
 
     # Without the central's token, or with a leaf's: refused, nothing runs.
@@ -320,6 +338,11 @@ def test_server_killed_and_restarted_loses_and_duplicates_nothing(
         "web-1 healing while the server is down",
     )
     assert not any(r["id"] == healed[0]["id"] for r in central_actions(fleet, "web-1"))
+    # web-1 itself crashes before the server is back: what it had not sent waits in its
+    # outbox on disk, and the restarted web-1 sends it.
+    web1.kill()
+    web1.start()
+    wait_for(web1.ready, 60, "web-1 restarted while the server is down")
     # A click on the fleet view meanwhile is answered in words, and runs nothing.
     cut = fleet.central.post(f"/api/fleet/hosts/web-2/approvals/{'0' * 12}", {"by": "alice"})
     assert cut.status_code == 504, cut.text
