@@ -183,6 +183,11 @@ class PagerDutyChannel(_JsonPoster):
                 root_cause=clean(incident.root_cause, NOTIFICATION),
                 alerts=[clean(f"{m.rule} on {m.subject}", NOTIFICATION) for m in incident.members],
             )
+        fleet = notice.fleet_incident
+        if fleet is not None:
+            body.update(component=fleet.subject, group="fleet", **{"class": fleet.rule})
+            firing = [h.host for h in fleet.hosts if h.firing]
+            body["custom_details"].update(hosts=firing[:100], host_count=len(firing))
         return {
             "routing_key": self._routing_key,
             "event_action": "trigger",
