@@ -204,3 +204,23 @@ def test_a_restart_always_crash_loop_gets_no_restart_from_watchkeeper(
     flap = [a for a in engine.firing() if a.rule == "service_flapping"]
     if flap:
         assert "Restart=always" in str(flap[0].evidence.get("not_proposed"))
+
+
+def test_a_start_limit_hit_after_the_alert_fired_brings_reset_failed() -> None:
+    """The unit's death fired service_down (restart proposed); systemd then gives up on
+    it: the alert fires again, now proposing reset_failed instead."""
+    settings = Settings.model_validate({"services": [{"name": "web", "manager": "systemd"}]})
+    engine = AnalysisEngine(lambda: settings)
+    from watchkeeper.model.metrics import MetricsSample
+
+    first = engine.observe(MetricsSample(timestamp=1.0, host="h", services=[_status()]), 1.0)
+    (down,) = [t.alert for t in first if t.alert.rule == "service_down"]
+    assert [a.action for a in down.suggested_actions] == ["restart_service"]
+    limited = _status(start_limit_hit=True, restart_policy="on-failure")
+    again = engine.observe(MetricsSample(timestamp=2.0, host="h", services=[limited]), 2.0)
+    (fired,) = [t for t in again if t.alert.rule == "service_down"]
+    assert fired.kind == "firing"
+    assert [a.action for a in fired.alert.suggested_actions] == ["reset_failed"]
+    assert fired.alert.id == down.id  # the same alert, not a new one
+    later = engine.observe(MetricsSample(timestamp=3.0, host="h", services=[limited]), 3.0)
+    assert [t for t in later if t.alert.rule == "service_down"] == []  # said once

@@ -107,6 +107,12 @@ def _with_known_policy(status: Any, last: Any) -> Any:
     return status if not policy else _Known(status, restart_policy=policy)
 
 
+def _new_remedy(alert: Alert, check: Check) -> bool:
+    """Whether ``check`` brings ``reset_failed`` to a service alert that lacked it."""
+    had = {a.action for a in alert.suggested_actions}
+    return "reset_failed" not in had and any(a.action == "reset_failed" for a in check.suggested)
+
+
 def _capped(level: Severity | None, cap: Severity | None) -> Severity | None:
     if level is None or cap is None:
         return level
@@ -340,9 +346,15 @@ class AnalysisEngine:
                 note = self._notes.get(check.subject.removeprefix("service:"))
                 if note is not None and check.subject.startswith("service:"):
                     evidence = {**evidence, "remediation": note}
-                self.alerts[fingerprint] = existing.model_copy(
-                    update={"summary": check.summary, "evidence": evidence}
-                )
+                update: dict[str, Any] = {"summary": check.summary, "evidence": evidence}
+                if held is None and _new_remedy(existing, check):
+                    # systemd gave up on the unit since the alert fired: its remedy is now
+                    # reset_failed, announced (the alert fires again with it).
+                    update.update(suggested_actions=list(check.suggested), updated_at=now)
+                    self.alerts[fingerprint] = existing.model_copy(update=update)
+                    out.append(Transition("firing", self.alerts[fingerprint]))
+                    continue
+                self.alerts[fingerprint] = existing.model_copy(update=update)
         return out
 
     def _resolve(self, fingerprint: str, now: float, why: str) -> Transition:
