@@ -1,8 +1,8 @@
 """The central analyzer's cost per host-sample when it analyses many hosts.
 
 A real ``AnalyzerAgent`` with ``[fleet] role = "central"`` runs under the supervisor on
-the in-memory bus; ``HOSTS`` hosts (no analyzer of their own, as their heartbeats say)
-send one sample each per round for ``ROUNDS`` rounds, handed to the bus the way the NATS
+the in-memory bus; 100 and 1,000 hosts (no analyzer of their own, as their heartbeats say)
+send one sample each per round for a number of rounds, handed to the bus the way the NATS
 backend hands over what it receives (``bus.deliver``). The samples are one real sample of
 this machine, varied per host and round (CPU, load, memory); one host in ten runs hot
 (CPU 97 %) for a stretch, so alerts, incidents and analyses are published about it too.
@@ -40,9 +40,9 @@ from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.supervisor import Supervisor
 from watchkeeper.testing.fleet_sim import real_sample
 
-HOSTS = 100
-ROUNDS = 120
-WARMUP = 10
+#: Fleet sizes measured, and the rounds (one sample of every host) at each.
+SIZES = {100: 120, 1000: 30}
+WARMUP = 5
 
 
 def varied(base: MetricsSample, host: str, n: int, rnd: random.Random, hot: bool) -> MetricsSample:
@@ -60,8 +60,7 @@ def varied(base: MetricsSample, host: str, n: int, rnd: random.Random, hot: bool
     return base.model_copy(update=update)
 
 
-async def run() -> dict[str, Any]:
-    base = real_sample()
+async def run(base: MetricsSample, hosts_n: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         defaults = Settings.model_validate({}).model_dump(mode="json")
         settings = Settings.model_validate(
@@ -83,7 +82,7 @@ async def run() -> dict[str, Any]:
         task = asyncio.create_task(Supervisor(bus).run([agent], stop))
         while agent.state.value != "running":
             await asyncio.sleep(0.01)
-        hosts = [f"sim-{i:04d}" for i in range(HOSTS)]
+        hosts = [f"sim-{i:04d}" for i in range(hosts_n)]
         for host in hosts:
             beat = HostBeat(
                 host=host,
@@ -107,9 +106,9 @@ async def run() -> dict[str, Any]:
         rss_before = psutil.Process().memory_info().rss
         cpu_before = time.process_time()
         done = 0
-        for n in range(ROUNDS):
+        for n in range(rounds):
             samples = [
-                varied(base, h, n, rnd, hot=(i % 10 == 0 and 20 <= n < 60))
+                varied(base, h, n, rnd, hot=(i % 10 == 0 and rounds // 6 <= n < rounds // 2))
                 for i, h in enumerate(hosts)
             ]
             messages = [
@@ -121,12 +120,12 @@ async def run() -> dict[str, Any]:
             started = time.perf_counter()
             for message in messages:
                 bus.deliver(message)
-            done += HOSTS
+            done += hosts_n
             assert agent.hosts is not None
             while sum(s.samples for s in agent.hosts.hosts.values()) < done:
                 await asyncio.sleep(0)
             if n >= WARMUP:
-                per_sample_ms.append((time.perf_counter() - started) * 1000 / HOSTS)
+                per_sample_ms.append((time.perf_counter() - started) * 1000 / hosts_n)
             while published.get_nowait() is not None:
                 pass
         cpu_s = time.process_time() - cpu_before
@@ -136,18 +135,18 @@ async def run() -> dict[str, Any]:
         stop.set()
         await asyncio.wait_for(task, 30)
     return {
-        "hosts": HOSTS,
-        "rounds": ROUNDS,
+        "hosts": hosts_n,
+        "rounds": rounds,
         "warmup_rounds": WARMUP,
-        "host_samples_timed": len(per_sample_ms) * HOSTS,
+        "host_samples_timed": len(per_sample_ms) * hosts_n,
         "ms_per_host_sample": {
             "median": round(statistics.median(per_sample_ms), 4),
             "p95": round(percentile(per_sample_ms, 0.95), 4),
             "p99": round(percentile(per_sample_ms, 0.99), 4),
             "max": round(max(per_sample_ms), 4),
         },
-        "cpu_ms_per_host_sample": round(cpu_s * 1000 / (ROUNDS * HOSTS), 4),
-        "host_samples_per_core_second": round(ROUNDS * HOSTS / cpu_s) if cpu_s else None,
+        "cpu_ms_per_host_sample": round(cpu_s * 1000 / (rounds * hosts_n), 4),
+        "host_samples_per_core_second": round(rounds * hosts_n / cpu_s) if cpu_s else None,
         "rss_growth_mb": round((rss_after - rss_before) / 2**20, 1),
         "hosts_analysed": status["hosts"],
         "alert_topics_published": {
@@ -158,14 +157,17 @@ async def run() -> dict[str, Any]:
 
 
 def main() -> None:
-    result = {"machine": machine_info(), "central_analyzer": asyncio.run(run())}
-    path = write_result("fleet_analyzer", result)
-    r = result["central_analyzer"]
-    ms = r["ms_per_host_sample"]
-    print(
-        f"{r['hosts']} hosts: {ms['median']} ms a host-sample (p95 {ms['p95']}, p99 {ms['p99']}), "
-        f"{r['cpu_ms_per_host_sample']} ms CPU; RSS +{r['rss_growth_mb']} MB -> {path}"
-    )
+    base = real_sample()
+    runs = {str(n): asyncio.run(run(base, n, rounds)) for n, rounds in SIZES.items()}
+    path = write_result("fleet_analyzer", {"machine": machine_info(), "central_analyzer": runs})
+    for r in runs.values():
+        ms = r["ms_per_host_sample"]
+        print(
+            f"{r['hosts']} hosts: {ms['median']} ms a host-sample (p95 {ms['p95']}, "
+            f"p99 {ms['p99']}), {r['cpu_ms_per_host_sample']} ms CPU; "
+            f"RSS +{r['rss_growth_mb']} MB"
+        )
+    print(f"-> {path}")
 
 
 if __name__ == "__main__":

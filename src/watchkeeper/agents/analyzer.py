@@ -156,9 +156,11 @@ class AnalyzerAgent(BaseAgent):
                 max_hosts=max_hosts,
             )
             self.on(FLEET_HEARTBEAT.name, self._on_beat, maxsize=10_000, scope=scope)
-        many = 1 if scope == "local" else 50
+        # A fleet's samples arrive spread over the interval; a queue of 2,000 holds a
+        # second of 10,000 hosts at 5 s, and a central that falls behind drops the oldest.
+        many = 1 if scope == "local" else 500
         self.on(METRICS_SAMPLE.name, self._on_sample, maxsize=4 * many, scope=scope)
-        self.on("service.*", self._on_service_event, maxsize=200 * many, scope=scope)
+        self.on("service.*", self._on_service_event, maxsize=200 * min(many, 50), scope=scope)
         # Remediation's one escalation: the pipeline has nothing left to try (not each failure).
         self.on(
             REMEDIATION_ESCALATED.name, self._on_remediation_escalated, maxsize=100, scope=scope
