@@ -386,3 +386,41 @@ def test_the_default_bus_does_not_import_nats() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_crash_in_the_middle_of_sending(
+    nats_server: NatsServer, make_bus: BusFactory
+) -> None:
+    """The server dies while events are in flight: each is stored once, in order."""
+    central = make_bus(nats_server, "central")
+    view = central.subscribe("system.*", name="view", scope="fleet")
+    web = make_bus(nats_server, "web-1")
+    await started(central)
+    await started(web)
+    sent: list[str] = []
+
+    async def publisher() -> None:
+        for i in range(600):
+            sent.append((await web.publish(SYSTEM_STARTED, Started(version=str(i)), sender="t")).id)
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(publisher())
+    while len(sent) < 200:
+        await asyncio.sleep(0.001)
+    nats_server.kill()
+    await task
+    nats_server.restart()
+    assert await web.flush(30), web.status()
+    got = await collect(view, 600, timeout=30)
+    got += await drain(view, 1.0)
+    assert [m.id for m in got] == sent
+    raw = await nats.connect(nats_server.url)
+    js = raw.jetstream()
+    info = await js.stream_info("WK_EVENTS")
+    stored = [
+        json.loads((await js.get_msg("WK_EVENTS", seq)).data or b"{}")["id"]
+        for seq in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
+    await raw.close()
+    assert stored == sent

@@ -93,6 +93,7 @@ EVENTS_DEDUPE_SECONDS = 6 * 3600.0
 _SEEN_IDS = 20_000
 _REPLY_ROUTES = 4_096
 _DRAIN_BATCH = 256
+_WINDOW = 64
 _STOP_DRAIN_SECONDS = 3.0
 _DENIED_FOR = 60.0
 _DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
@@ -525,13 +526,17 @@ class NatsBus(InMemoryBus):
             except Exception as error:  # never let the sender die
                 self._note("outbox", error)
 
-    async def _publish_acked(self, subject_name: str, body: bytes, message_id: str) -> bool:
-        """Publish one event and wait for JetStream's ack; True when stored."""
+    def _send_event(self, subject_name: str, body: bytes, message_id: str) -> asyncio.Task[Any]:
+        """Start publishing one event to JetStream (its ack is the task's result)."""
         js = self._js
         assert js is not None
-        task = asyncio.ensure_future(
+        return asyncio.get_running_loop().create_task(
             js.publish(subject_name, body, headers=self._headers(message_id))
         )
+
+    async def _await_ack(self, task: asyncio.Task[Any], subject_name: str) -> None:
+        """Wait for one event's ack: ``PermissionError`` when the server refused the
+        subject, ``TimeoutError`` after the request timeout, else JetStream's error."""
         deadline = time.monotonic() + self.settings.request_timeout
         try:
             while True:
@@ -540,7 +545,7 @@ class NatsBus(InMemoryBus):
                     ack = task.result()
                     if ack.duplicate:
                         self.counts["events_duplicate"] += 1
-                    return True
+                    return
                 if self._is_denied(subject_name):
                     raise PermissionError(subject_name)
                 if time.monotonic() > deadline:
@@ -551,42 +556,49 @@ class NatsBus(InMemoryBus):
                 with contextlib.suppress(BaseException):
                     await task
 
+    async def _publish_acked(self, subject_name: str, body: bytes, message_id: str) -> None:
+        await self._await_ack(self._send_event(subject_name, body, message_id), subject_name)
+
     async def _drain(self) -> None:
+        """Send the outbox in order, ``_WINDOW`` events in flight at a time (one
+        connection keeps them in order); a row goes once its ack is in."""
         box = self._outbox
         while self.connected and len(box) and not self._closing:
-            rows = box.peek(_DRAIN_BATCH)
+            rows = box.peek(_WINDOW)
+            tasks: list[asyncio.Task[Any] | None] = []
+            for row in rows:
+                denied = self._is_denied(row.subject)
+                tasks.append(None if denied else self._send_event(row.subject, row.body, row.id))
             acked: int | None = None
             stop = False
-            for row in rows:
-                if not self.connected:
-                    stop = True
-                    break
-                if self._is_denied(row.subject):
-                    box.remove(row.seq)
-                    continue
-                try:
-                    await self._publish_acked(row.subject, row.body, row.id)
-                except PermissionError:
-                    box.remove(row.seq)
-                    continue
-                except nats.js.errors.NoStreamResponseError:
-                    if not await self._stream_missing_subject(row.subject, row.body, row.id):
+            try:
+                for row, task in zip(rows, tasks, strict=True):
+                    if task is None:
+                        box.remove(row.seq)
+                        continue
+                    try:
+                        await self._await_ack(task, row.subject)
+                    except PermissionError:
+                        box.remove(row.seq)
+                        continue
+                    except nats.js.errors.NoStreamResponseError:
+                        if not await self._stream_missing_subject(row.subject, row.body, row.id):
+                            stop = True
+                            break
+                        box.remove(row.seq)
+                        continue
+                    except Exception as error:  # cut off mid-send: retry later, same ids
+                        self._note("publish", error)
                         stop = True
                         break
-                    box.remove(row.seq)
-                    continue
-                except asyncio.CancelledError:
-                    if acked is not None:
-                        box.remove_through(acked)
-                    raise
-                except Exception as error:  # cut off mid-send: retry later, same ids
-                    self._note("publish", error)
-                    stop = True
-                    break
-                acked = row.seq
-                self.counts["events_sent"] += 1
-            if acked is not None:
-                box.remove_through(acked)
+                    acked = row.seq
+                    self.counts["events_sent"] += 1
+            finally:
+                for task in tasks:
+                    if task is not None and not task.done():
+                        task.cancel()
+                if acked is not None:
+                    box.remove_through(acked)
             if stop:
                 return
 
