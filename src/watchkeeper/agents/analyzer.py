@@ -97,6 +97,10 @@ class AnalyzerAgent(BaseAgent):
     model may choose among; the orchestrator passes the registries it owns::
 
         AnalyzerAgent("analyzer", ctx, rules=registries.rules, actions=registries.actions)
+
+    With ``[fleet] role = "central"`` it also analyses up to ``max_hosts`` other hosts
+    (``status()["fleet"]`` counts them); ``llm=False`` keeps it to the rules (a leaf's
+    fallback analyzer).
     """
 
     kind = "analyzer"
