@@ -252,6 +252,9 @@ async def test_one_hosts_alert_names_the_host_and_a_replayed_message_counts_once
     assert receiver.titles()[1].startswith("db-1: ")
     [record] = await central.storage.audit(host="db-1")
     assert record.id == "r-9"
+    # The central activity log has both, each beginning with its host.
+    lines = [e.message for e in await central.storage.search_activity(text="db-1: ")]
+    assert len(lines) == 2 and all(line.startswith("db-1: ") for line in lines), lines
 
 
 async def test_a_leaf_host_records_only_its_own_history(

@@ -32,6 +32,7 @@ owner does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -293,6 +294,10 @@ class CommunicatorAgent(BaseAgent):
             await self.recorder.alert(
                 alert, step, message.timestamp, host=host, message_id=message.id
             )
+            line = self.lines.alert(alert, step, message.timestamp)
+            # In the searchable activity with its host; not in this host's log (a fleet of
+            # a thousand would drown it).
+            await self._activity(message, _on_host(line, host), logged=True)
         told = None
         if suffix == "firing" and previous is None and step == "firing":
             told = await self.recorder.last_notified(alert.fingerprint, host)
@@ -345,6 +350,8 @@ class CommunicatorAgent(BaseAgent):
         line = self.lines.action(record, outcome)
         if remote is None:
             await self._activity(message, line)
+        else:
+            await self._activity(message, _on_host(line, remote), logged=True)
         await self.announcer.action(record, outcome, line, host=remote)
 
     async def _on_agent(self, message: Message) -> None:
@@ -418,6 +425,11 @@ class CommunicatorAgent(BaseAgent):
 
 
 _DEFAULT = NotificationSettings()
+
+
+def _on_host(line: Line, host: str) -> Line:
+    """``line`` about another host: its text begins with that host."""
+    return dataclasses.replace(line, text=f"{clean(host, NOTIFICATION, 64)}: {line.text}")
 
 
 def _agent_event(message: Message, kind: str) -> tuple[str, str, str]:
