@@ -73,6 +73,8 @@ class Tap:
         except BaseException as exc:  # reported by __enter__ or the asserts
             self.error = exc
             self._ready.set()
+        finally:
+            self._loop.close()
 
     async def _main(self) -> None:
         import nats
