@@ -134,6 +134,7 @@ async def test_scopes_and_patterns_between_two_hosts(
         "mismatched": 0,
         "refused": 0,
         "telemetry_unsent": 0,
+        "oversized": 0,
     }
 
 
@@ -156,6 +157,7 @@ async def test_request_to_another_host_and_a_timeout_naming_it(
     reply = await central.request(PING, Command(command="ping"), sender="view", host="web-1")
     await responder
     assert reply.parse(Reply).ok is True and reply.origin == "web-1"
+    assert isinstance(reply.value, Reply) and reply.value.agent == "remediator"
 
     with pytest.raises(RequestTimeout, match="'db-9'"):
         await central.request(
@@ -424,3 +426,19 @@ async def test_a_crash_in_the_middle_of_sending(
     ]
     await raw.close()
     assert stored == sent
+
+
+async def test_an_event_too_big_for_the_server_is_dropped_and_counted(
+    nats_server: NatsServer, make_bus: BusFactory
+) -> None:
+    central = make_bus(nats_server, "central")
+    view = central.subscribe("system.*", name="view", scope="fleet")
+    web = make_bus(nats_server, "web-1")
+    await started(central)
+    await started(web)
+    await web.publish(SYSTEM_STARTED, Started(version="x" * (2 << 20)), sender="t")
+    await web.publish(SYSTEM_STARTED, Started(version="next"), sender="t")
+    assert await web.flush(10), web.status()
+    assert versions(await collect(view, 1) + await drain(view)) == ["next"]
+    dropped = web.status()["dropped"]
+    assert isinstance(dropped, dict) and dropped["oversized"] == 1

@@ -49,7 +49,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from watchkeeper.bus.memory import (
     FLEET,
@@ -104,6 +104,12 @@ _KEEP_TELLING = 10.0
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 
 
+class _AnyReply(BaseModel):
+    """The reply to a request on a topic that declares no reply model: any JSON object."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class _Remote:
     """One NATS interest: a subject filter (and for a fleet scope, a durable consumer)
     shared by every local subscription with the same pattern, scope and name."""
@@ -117,6 +123,12 @@ class _Remote:
         #: True while the durable consumer carries the events (core carries telemetry).
         self.events_via_stream = False
         self.opened = asyncio.Event()
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a send's failure as seen: the drain decides what it means (or has moved on)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _durable_name(host: str, name: str, pattern: str) -> str:
@@ -175,6 +187,7 @@ class NatsBus(InMemoryBus):
             "duplicates": 0,
             "refused": 0,
             "unstored": 0,
+            "oversized": 0,
         }
 
     # -- state ------------------------------------------------------------------------
@@ -224,6 +237,7 @@ class NatsBus(InMemoryBus):
                 "mismatched": self.counts["mismatched"],
                 "refused": self.counts["refused"],
                 "telemetry_unsent": self.counts["telemetry_unsent"],
+                "oversized": self.counts["oversized"],
             },
             "published": {
                 "events": self.counts["events_sent"],
@@ -530,9 +544,11 @@ class NatsBus(InMemoryBus):
         """Start publishing one event to JetStream (its ack is the task's result)."""
         js = self._js
         assert js is not None
-        return asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             js.publish(subject_name, body, headers=self._headers(message_id))
         )
+        task.add_done_callback(_retrieved)
+        return task
 
     async def _await_ack(self, task: asyncio.Task[Any], subject_name: str) -> None:
         """Wait for one event's ack: ``PermissionError`` when the server refused the
@@ -580,6 +596,13 @@ class NatsBus(InMemoryBus):
                         await self._await_ack(task, row.subject)
                     except PermissionError:
                         box.remove(row.seq)
+                        continue
+                    except nats.errors.MaxPayloadError:
+                        box.remove(row.seq)
+                        self._drop(
+                            "oversized", f"an event of {len(row.body)} bytes on {row.subject}"
+                        )
+                        self._note("publish", f"{row.subject}: larger than the server takes")
                         continue
                     except nats.js.errors.NoStreamResponseError:
                         if not await self._stream_missing_subject(row.subject, row.body, row.id):
@@ -833,6 +856,9 @@ class NatsBus(InMemoryBus):
             origin=self.host,
         )
 
+        declared = self._topics.resolve(name).reply
+        reply_model = declared if declared is not None else _AnyReply
+
         async def on_reply(msg: Msg) -> None:
             try:
                 data = json.loads(msg.data)
@@ -840,7 +866,7 @@ class NatsBus(InMemoryBus):
                     return
                 if data.get("topic") != REPLY_PREFIX + correlation_id:
                     return
-                reply = Message.from_dict(data)
+                reply = Message.from_dict(data, reply_model)
             except Exception:
                 self._drop("malformed", "a reply that does not parse")
                 return
