@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from watchkeeper import __version__
+from watchkeeper.agents._placement import FallbackSwitch
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
@@ -260,3 +261,30 @@ async def test_fallback_analyzer_finds_trouble_alone_when_cut_off_and_hands_back
     lines = [r.getMessage() for r in caplog.records if "fallback analyzer" in r.getMessage()]
     assert any(line.startswith("no connection to the bus server") for line in lines), lines
     assert any(line.startswith("connection to the bus server is back") for line in lines), lines
+
+
+def test_fallback_switch_waits_out_short_cuts_and_a_flapping_link() -> None:
+    now = [0.0]
+    switch = FallbackSwitch(30.0, settle=2.0, monotonic=lambda: now[0])
+    changes = []
+    # (time, connected): a 29 s cut, then a long one, a link that flaps back for 1 s,
+    # and the connection back for good.
+    for t, up in [
+        (0, False),
+        (29, False),
+        (29.5, True),
+        (31, False),
+        (60, False),
+        (61.5, False),
+        (62, True),
+        (62.9, True),
+        (63, False),
+        (64, True),
+        (65, True),
+        (66.1, True),
+        (70, True),
+    ]:
+        now[0] = t
+        changes.append((t, switch.update(up)))
+    assert [c for c in changes if c[1]] == [(61.5, "start"), (66.1, "stop")]
+    assert not switch.active and switch.cut_for() == 0.0
