@@ -10,7 +10,8 @@ over (a real sample of this machine, real heartbeats and alerts) and times, per 
   and an alert parsed, kept and judged (a fleet incident opening and growing to every
   host);
 - the reads: ``hosts(now)`` (the fleet list), ``host_view`` (one host, its sample parsed);
-- the memory the state holds (tracemalloc), beside its own estimate.
+- the memory the state and judge hold (tracemalloc, in a pass of its own), beside the
+  state's own estimate.
 
     python bench/bench_fleet_state.py        # writes bench/results/fleet_state.json
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -133,20 +135,43 @@ async def whole_path(hosts: list[str], sample: dict[str, Any]) -> dict[str, Any]
             await task
 
 
-def engines(hosts: list[str], sample: dict[str, Any]) -> dict[str, Any]:
-    settings = Settings(fleet={"role": "central"}).fleet
+def memory(hosts: list[str], sample: dict[str, Any], settings: Any) -> int:
+    """Bytes a state holds for every host's sample, beat and one firing alert (traced in a
+    pass of its own: tracing slows every allocation, so it stays out of the timings)."""
+    text = json.dumps(sample)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     state = FleetState(settings)
     judge = FleetJudge(settings)
     now = time.time()
+    for host in hosts:
+        state.observe_sample(host, json.loads(text), now)
+        state.observe_beat(HostBeat.model_validate(beat_payload(host)), now, host=host)
+        alert = Alert.model_validate(alert_payload(host, 0))
+        state.observe_alert(host, alert, "alert.firing", now)
+        for _kind, incident in judge.observe(host, alert, "alert.firing", now):
+            state.observe_fleet_incident(incident)
+    for _kind, incident in judge.flush(now):
+        state.observe_fleet_incident(incident)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held
+
+
+def engines(hosts: list[str], sample: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings(fleet={"role": "central"}).fleet
+    held = memory(hosts, sample, settings)
+    state = FleetState(settings)
+    judge = FleetJudge(settings)
+    now = time.time()
+    sample_text = json.dumps(sample)
     samples: list[float] = []
     beats: list[float] = []
     alerts: list[float] = []
     for rnd in range(ROUNDS):
         for host in hosts:
-            # A raw payload as the bus hands it over: each host's own dict (as parsed JSON).
-            raw = dict(sample)
+            # A raw payload as the bus hands it over: each host's own parsed JSON.
+            raw = json.loads(sample_text)
             t0 = time.perf_counter()
             state.observe_sample(host, raw, now + rnd)
             samples.append(time.perf_counter() - t0)
@@ -166,8 +191,6 @@ def engines(hosts: list[str], sample: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     flushed = judge.flush(now)
     flush_s = time.perf_counter() - t0
-    held = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
     reads = []
     for _ in range(20):
         t0 = time.perf_counter()
