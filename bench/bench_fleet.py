@@ -342,7 +342,12 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
         backlog = central_backlog(monitor)
         server_fig, central_fig = server_use.result(), central_use.result()
         latency_fig = latency.close() if latency is not None else None
-        out, err = sim.communicate(timeout=duration + 60)
+        try:
+            out, err = sim.communicate(timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            out, err = sim.communicate(timeout=10)
+            err += b"the simulator did not finish in time and was killed"
         sim_fig = json.loads(out.decode().strip().splitlines()[-1]) if sim.returncode == 0 else None
         fleet_seen = None
         if view == "ok":
@@ -650,8 +655,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(name)
         for hosts in sizes:
             print(f"bench_fleet: {hosts} hosts ...", file=sys.stderr, flush=True)
-            figures = measure_size(hosts, args, tmp)
-            result["sizes"].append(figures)
+            try:
+                figures = measure_size(hosts, args, tmp)
+            except Exception as exc:  # one size failing must not lose the others' figures
+                figures = {"hosts": hosts, "error": f"{type(exc).__name__}: {exc}"[:500]}
+                result["failed_sizes"] = [*result.get("failed_sizes", []), figures]
+            else:
+                result["sizes"].append(figures)
             print(json.dumps(figures), file=sys.stderr, flush=True)
         if args.leaf_window > 0:
             print("bench_fleet: leaf overhead ...", file=sys.stderr, flush=True)

@@ -226,3 +226,17 @@ async def test_fifty_hosts_reach_a_fleet_subscriber_on_a_real_server_exactly(
     assert all(m.parse(ActionRecord).alert_id in alert_ids for m in got_fixes)
     assert len({m.id for m in got_alerts + got_fixes}) == stats.events  # none twice
     assert bus.status()["dropped"]["malformed"] == 0  # type: ignore[index]
+
+
+async def test_a_run_that_cannot_keep_up_skips_ticks_and_ends_on_time(
+    nats_server: NatsServer, base: MetricsSample
+) -> None:
+    # 5,000 hosts every 0.1 s is 75,000 messages a second: more than one Python process
+    # sends. A real host never sends the samples it did not take, so neither does this.
+    config = SimConfig(hosts=5000, interval=0.1, heartbeat_interval=0.2, duration=3.0)
+    sim = FleetSim(config, base=base)
+    stats = await sim.run(nats_server.url)
+    assert stats.wall_s < config.duration + 3, stats.summary()
+    assert stats.skipped > 0 and stats.late_ticks > 0
+    assert stats.samples + stats.skipped <= 5000 * 30
+    assert "host ticks skipped" in stats.summary()
