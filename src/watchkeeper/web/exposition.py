@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -41,6 +41,7 @@ __all__ = [
     "SpecIndex",
     "WatchkeeperCollector",
     "build_registry",
+    "fleet_exposition",
     "prometheus_name",
 ]
 
@@ -147,7 +148,6 @@ class WatchkeeperCollector(Collector):
         yield from self._alerts()
         yield from self._actions()
         yield from self._self()
-        yield from self._fleet()
 
     def _host(self) -> Iterator[Metric]:
         sample = self.hub.sources.latest_sample()
@@ -314,63 +314,60 @@ class WatchkeeperCollector(Collector):
             value=self.hub.client_count,
         )
 
-    def _fleet(self) -> Iterator[Metric]:
-        state = fleet_view(self.hub.orchestrator)
-        if state is None:
-            return
-        now = self.hub.orchestrator.clock()
-        rows = state.hosts(now)
-        hosts = GaugeMetricFamily(
-            "watchkeeper_fleet_hosts", "Hosts of the fleet by state", labels=["state"]
-        )
-        counts = {s.value: 0 for s in FleetHostState}
-        for row in rows:
-            counts[str(row.state)] = counts.get(str(row.state), 0) + 1
-        for name, count in counts.items():
-            hosts.add_metric([name], count)
-        yield hosts
-        up = GaugeMetricFamily(
-            "watchkeeper_fleet_host_state",
-            "A host's state as the fleet view sees it (1 for the current one)",
-            labels=["host", "state"],
-        )
-        score = GaugeMetricFamily(
-            "watchkeeper_fleet_host_health_score", "A host's health score, 0-100", labels=["host"]
-        )
-        firing = GaugeMetricFamily(
-            "watchkeeper_fleet_host_alerts_firing", "A host's firing alerts", labels=["host"]
-        )
-        incidents = GaugeMetricFamily(
-            "watchkeeper_fleet_host_incidents_open", "A host's open incidents", labels=["host"]
-        )
-        pending = GaugeMetricFamily(
-            "watchkeeper_fleet_host_actions_pending",
-            "A host's actions waiting for approval",
-            labels=["host"],
-        )
-        age = GaugeMetricFamily(
-            "watchkeeper_fleet_host_last_seen_age_seconds",
-            "Seconds since the fleet view last heard from a host",
-            labels=["host"],
-        )
-        for row in rows[:_MAX_FLEET_SERIES]:
-            host = [row.host]
-            for name in FleetHostState:
-                up.add_metric([row.host, name.value], 1.0 if row.state == name else 0.0)
-            if row.score is not None:
-                score.add_metric(host, row.score)
-            firing.add_metric(host, row.firing)
-            incidents.add_metric(host, row.incidents)
-            pending.add_metric(host, row.pending_approvals)
-            if row.age_s is not None:
-                age.add_metric(host, row.age_s)
-        yield from (up, score, firing, incidents, pending, age)
-        fleet_open = sum(1 for item in state.incidents() if getattr(item, "state", "") == "open")
-        yield GaugeMetricFamily(
-            "watchkeeper_fleet_incidents_open",
-            "Fleet incidents open (one problem on many hosts)",
-            value=fleet_open,
-        )
+
+_FLEET_PER_HOST = (
+    ("health_score", "A host's health score, 0-100", "score"),
+    ("alerts_firing", "A host's firing alerts", "firing"),
+    ("incidents_open", "A host's open incidents", "incidents"),
+    ("actions_pending", "A host's actions waiting for approval", "pending_approvals"),
+    ("last_seen_age_seconds", "Seconds since the fleet view last heard from a host", "age_s"),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def fleet_exposition(orchestrator: Any) -> bytes:
+    """The ``watchkeeper_fleet_*`` series in the text format, empty unless this host keeps
+    the fleet view. Written directly rather than through prometheus-client, which spends
+    about 15 us a series: at 5,000 hosts that is 45,000 series, more than half a second
+    with the event loop held. Host ids are subject tokens; they are escaped all the same."""
+    state = fleet_view(orchestrator)
+    if state is None:
+        return b""
+    now = orchestrator.clock()
+    rows = state.hosts(now)[:_MAX_FLEET_SERIES]
+    central = _label(str(orchestrator.bus.host))
+    hosts = [(_label(str(row.host)), row) for row in rows]
+    out: list[str] = []
+
+    def family(name: str, text: str) -> None:
+        out.append(f"# HELP {name} {text}\n# TYPE {name} gauge\n")
+
+    counts = {s.value: 0 for s in FleetHostState}
+    for row in rows:
+        counts[str(row.state)] = counts.get(str(row.state), 0) + 1
+    family("watchkeeper_fleet_hosts", "Hosts of the fleet by state")
+    for name, count in counts.items():
+        out.append(f'watchkeeper_fleet_hosts{{host="{central}",state="{name}"}} {float(count)!r}\n')
+    name = "watchkeeper_fleet_host_state"
+    family(name, "A host's state as the fleet view sees it (1 for the current one)")
+    for host, row in hosts:
+        for each in FleetHostState:
+            on = "1.0" if row.state == each else "0.0"
+            out.append(f'{name}{{host="{host}",state="{each.value}"}} {on}\n')
+    for suffix, text, attr in _FLEET_PER_HOST:
+        name = f"watchkeeper_fleet_host_{suffix}"
+        family(name, text)
+        for host, row in hosts:
+            value = getattr(row, attr)
+            if value is not None:
+                out.append(f'{name}{{host="{host}"}} {float(value)!r}\n')
+    fleet_open = sum(1 for item in state.incidents() if getattr(item, "state", "") == "open")
+    family("watchkeeper_fleet_incidents_open", "Fleet incidents open (one problem on many hosts)")
+    out.append(f'watchkeeper_fleet_incidents_open{{host="{central}"}} {float(fleet_open)!r}\n')
+    return "".join(out).encode()
 
 
 class HostLabelled(Collector):

@@ -60,16 +60,16 @@ def build(ctx: WebContext) -> APIRouter:
         nonlocal registry
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        if registry is None:
-            from watchkeeper.web.exposition import build_registry
+        from watchkeeper.web.exposition import build_registry, fleet_exposition
 
+        if registry is None:
             registry = build_registry(ctx.hub)
         now = time.monotonic()
         cached = cache.get("text")
         if cached is None or now - cached[0] >= 1.0:
             # On the loop on purpose: the collector reads the agents' state, which only
             # the loop's thread may touch. A scrape costs a few milliseconds.
-            cached = (now, generate_latest(registry))
+            cached = (now, generate_latest(registry) + fleet_exposition(ctx.orchestrator))
             cache["text"] = cached
         return Response(cached[1], media_type=CONTENT_TYPE_LATEST)
 
