@@ -337,9 +337,9 @@ def fleet_exposition(orchestrator: Any) -> bytes:
     if state is None:
         return b""
     now = orchestrator.clock()
-    rows = state.hosts(now)[:_MAX_FLEET_SERIES]
+    rows = state.hosts(now)
     central = _label(str(orchestrator.bus.host))
-    hosts = [(_label(str(row.host)), row) for row in rows]
+    hosts = [(_label(str(row.host)), row) for row in rows[:_MAX_FLEET_SERIES]]
     out: list[str] = []
 
     def family(name: str, text: str) -> None:
