@@ -14,7 +14,7 @@ same declarations the collectors emit under: the spec ``disk.{mount}.percent`` b
 registry of its own, made when the app is built, never the global default one::
 
     registry = build_registry(hub)
-    text = generate_latest(registry)
+    text = generate_latest(registry) + fleet_exposition(orchestrator)
 """
 
 from __future__ import annotations
