@@ -442,3 +442,13 @@ async def test_an_event_too_big_for_the_server_is_dropped_and_counted(
     assert versions(await collect(view, 1) + await drain(view)) == ["next"]
     dropped = web.status()["dropped"]
     assert isinstance(dropped, dict) and dropped["oversized"] == 1
+
+
+async def test_a_scope_that_is_no_host_id_is_refused(
+    nats_server: NatsServer, make_bus: BusFactory
+) -> None:
+    bus = make_bus(nats_server, "central")
+    for scope in ("web.*", ">", "web-1.alert", "Web 1"):
+        with pytest.raises(ValueError, match="host id"):
+            bus.subscribe("alert.*", name="view", scope=scope)
+    assert bus.subscribe("alert.*", name="view", scope="web-1").scope == "web-1"

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict
 
 from watchkeeper.bus.memory import (
     FLEET,
+    LOCAL,
     REPLY_PREFIX,
     InMemoryBus,
     RequestTimeout,
@@ -67,10 +68,11 @@ from watchkeeper.bus.subjects import (
     subject,
     subject_pattern,
 )
-from watchkeeper.config.fleet import BusSettings
+from watchkeeper.config.fleet import BusSettings, check_host_id
 from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic_matches
 from watchkeeper.model.message import Message
 from watchkeeper.model.secret import MASK, masked_url, secret_value
+from watchkeeper.model.text import LOG_LINE, clean
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -168,7 +170,7 @@ class NatsBus(InMemoryBus):
         self._send_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._remotes: dict[tuple[str, str | None], _Remote] = {}
-        self._sub_remote: dict[int, tuple[str, str | None]] = {}
+        self._sub_remote: dict[Subscription, tuple[str, str | None]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._reply_routes: OrderedDict[str, str] = OrderedDict()
         self._denied: dict[str, float] = {}
@@ -207,7 +209,7 @@ class NatsBus(InMemoryBus):
             plain = secret_value(secret)
             if plain:
                 text = text.replace(plain, MASK)
-        return text[:300]
+        return clean(text, LOG_LINE, 300)
 
     def _note(self, what: str, error: BaseException | str) -> None:
         text = error if isinstance(error, str) else (str(error) or type(error).__name__)
@@ -386,6 +388,8 @@ class NatsBus(InMemoryBus):
         text = str(error)
         found = _DENIED.search(text)
         if found is not None:
+            if len(self._denied) > 1024:
+                self._denied.clear()
             self._denied[found.group(2)] = time.monotonic()
             if found.group(1).lower() == "publish":
                 self.counts["refused"] += 1
@@ -507,7 +511,8 @@ class NatsBus(InMemoryBus):
         if is_telemetry(name) or self._is_request_topic(name):
             nc = self._nc
             if nc is None or not self.connected:
-                self.counts["telemetry_unsent"] += 1
+                if is_telemetry(name):
+                    self.counts["telemetry_unsent"] += 1
                 return
             try:
                 await nc.publish(target, body, headers=self._headers(message.id))
@@ -651,8 +656,10 @@ class NatsBus(InMemoryBus):
 
     # -- subscribing ------------------------------------------------------------------
     def subscribe(
-        self, pattern: str, *, name: str, maxsize: int = 1000, scope: str = "local"
+        self, pattern: str, *, name: str, maxsize: int = 1000, scope: str = LOCAL
     ) -> Subscription:
+        if scope not in (LOCAL, FLEET):
+            check_host_id(scope)  # a host id is one subject token: no wildcards, no dots
         sub = super().subscribe(pattern, name=name, maxsize=maxsize, scope=scope)
         filter_subject = subject_pattern(self.prefix, sub.scope, pattern)
         durable = None
@@ -666,7 +673,7 @@ class NatsBus(InMemoryBus):
                 with contextlib.suppress(RuntimeError):
                     self._spawn(self._open_remote(remote))
         remote.refs += 1
-        self._sub_remote[id(sub)] = key
+        self._sub_remote[sub] = key
         return sub
 
     def _may_match_events(self, pattern: str) -> bool:
@@ -680,7 +687,7 @@ class NatsBus(InMemoryBus):
 
     def _remove(self, sub: Subscription) -> None:
         super()._remove(sub)
-        key = self._sub_remote.pop(id(sub), None)
+        key = self._sub_remote.pop(sub, None)
         if key is None:
             return
         remote = self._remotes.get(key)
@@ -787,7 +794,12 @@ class NatsBus(InMemoryBus):
         self.counts[kind] += 1
         if kind not in self._logged:
             self._logged.add(kind)
-            log.warning("nats bus (%s): dropped a message: %s", self.host, why)
+            log.warning(
+                "nats bus (%s): dropped a message (%s; counted, logged once): %s",
+                self.host,
+                kind,
+                clean(why, LOG_LINE),
+            )
 
     def _receive(self, msg: Msg, *, core: bool) -> None:
         """Check one message from NATS and deliver it locally (untrusted input)."""
