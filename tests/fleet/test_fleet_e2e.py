@@ -91,6 +91,11 @@ def test_every_host_is_on_the_fleet_view(fleet: FleetHosts) -> None:
     assert all(row["state"] == "up" and row["connected"] for row in rows.values())
     assert rows["db-1"]["agents"] == ["sensor", "remediator"]
     assert "fleet" in rows["central"]["agents"]
+    # Prometheus on the central: one series per host, labelled with its id.
+    metrics = fleet.central.get_text("/metrics")
+    for host_id in ("central", *LEAVES):
+        assert f'watchkeeper_fleet_host_state{{host="{host_id}",state="up"}} 1.0' in metrics
+    assert 'watchkeeper_fleet_hosts{host="central",state="up"} 5.0' in metrics
     # A leaf is no fleet view: it says so instead of showing a partial one.
     leaf = httpx.get(fleet["web-1"].url + "/api/fleet/hosts", timeout=5)
     assert leaf.status_code in (404, 409)
