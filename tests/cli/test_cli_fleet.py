@@ -114,6 +114,19 @@ def test_fleet_approve_runs_on_the_host_and_names_the_person(central: Daemon) ->
     assert "no pending action" in one_error_line(again)
 
 
+def test_fleet_reject_records_who_said_no(central: Daemon) -> None:
+    record = _pending(central)[0]
+    done = invoke(central, "fleet", "reject", "central-1", record["id"], "--by", "bob")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == f"central-1: {record['id']} rejected (by bob)"
+
+    def audited() -> bool:
+        audit = central.api("GET", "/api/remediation", params={"limit": 200})["audit"]
+        return any(r["id"] == record["id"] and r["detail"] == "rejected by bob" for r in audit)
+
+    central.wait_for(audited, "the rejection in the audit trail")
+
+
 def test_fleet_approve_needs_the_token(central: Daemon) -> None:
     refused = invoke(central, "fleet", "approve", "central-1", "abc", "--token", "x" * 43)
     assert refused.exit_code == 4
