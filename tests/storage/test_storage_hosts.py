@@ -120,6 +120,12 @@ def test_reads_narrow_to_one_host_and_default_to_every_host(db: SyncStorage) -> 
     assert [i.id for i in db.incidents(host="web-1")] == ["i-web1"]
     assert db.incidents(host="web-2") == []
     assert db.hosts_recorded() == ["web-1", "web-2"]
+    fingerprint = alert("x").fingerprint
+    assert [t.alert_id for t in db.alert_transitions(fingerprint=fingerprint)] == [
+        "a-web1", "a-web2",
+    ]  # fmt: skip
+    steps = db.alert_transitions(fingerprint=fingerprint, host="web-2")
+    assert [t.alert_id for t in steps] == ["a-web2"]
     # The same rule and subject fire on both hosts: each keeps its own notification memory.
     db.mark_notified(alert("x").fingerprint, T0 + 9, host="web-1")
     assert db.last_notified(alert("x").fingerprint, host="web-1") == T0 + 9

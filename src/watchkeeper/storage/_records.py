@@ -151,10 +151,17 @@ class RecordsMixin(DbBase):
 
     @guarded
     def alert_transitions(
-        self, alert_id: str | None = None, fingerprint: str | None = None, limit: int = 1000
+        self,
+        alert_id: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 1000,
+        host: str | None = None,
     ) -> list[AlertTransition]:
-        """An alert's life, oldest step first (by id, or every alert with a fingerprint)."""
-        clause, args = where(("alert_id = ?", alert_id), ("fingerprint = ?", fingerprint))
+        """An alert's life, oldest step first (by id, or every alert with a fingerprint;
+        ``host`` keeps one host's steps)."""
+        clause, args = where(
+            ("alert_id = ?", alert_id), ("fingerprint = ?", fingerprint), ("host = ?", host)
+        )
         sql = (
             "SELECT id, alert_id, fingerprint, ts, kind, severity, summary FROM alert_transition"
             f"{clause} ORDER BY ts, id LIMIT ?"
