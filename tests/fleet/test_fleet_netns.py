@@ -109,6 +109,11 @@ def _local_restarts(host: FleetHost) -> list[dict[str, Any]]:
         return [{"id": row[0]} for row in rows]
 
 
+def _outbox(host: FleetHost) -> dict[str, Any]:
+    outbox = host.status().get("bus_backend", {}).get("outbox", {})
+    return outbox if isinstance(outbox, dict) else {}
+
+
 def _stored(host: FleetHost, about: str | None = None) -> dict[str, Counter[str]]:
     db = host.data_dir / "watchkeeper.db"
     where, args = ("", ()) if about is None else (" WHERE host = ?", (about,))
@@ -147,6 +152,8 @@ def test_a_cut_off_host_heals_alone_and_catches_up_exactly_once(
     # The central cannot know yet, and says that edge-1 is no longer heard from.
     wait_for(lambda: _state(fleet, "edge-1") in ("stale", "lost"), 20, "edge-1 flagged stale")
     assert record_id not in _central_record_ids(fleet, "edge-1")
+    # What edge-1 could not send waits in its outbox.
+    wait_for(lambda: _outbox(edge).get("count", 0) >= 1, 15, "edge-1's events in its outbox")
     time.sleep(2)
 
     ns.reconnect()
@@ -173,3 +180,5 @@ def test_a_cut_off_host_heals_alone_and_catches_up_exactly_once(
     assert max(central["audit"].values()) == 1
     assert max(central["alerts"].values()) == 1
     assert central["transitions"] == _stored(edge)["transitions"]
+    wait_for(lambda: _outbox(edge).get("count") == 0, 30, "edge-1's outbox drained")
+    assert edge.status()["bus_backend"]["dropped"]["outbox_events"] == 0
