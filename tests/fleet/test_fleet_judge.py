@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from watchkeeper.config.fleet import FleetSettings
-from watchkeeper.fleet.judge import Change, FleetJudge
+from watchkeeper.fleet.judge import MAX_PER_HOST, Change, FleetJudge
 from watchkeeper.model.alerts import Alert, fingerprint_of
 
 SETTINGS = FleetSettings(incident_min_hosts=3, incident_window=600)
@@ -166,3 +166,19 @@ def test_a_resolve_for_an_alert_never_seen_changes_nothing() -> None:
     assert resolve(judge, "a", T0) == []
     assert judge.observe("a", alert("a", T0, state="resolved"), "alert.firing", T0) == []
     assert judge.stats()["keys"] == 0
+
+
+def test_a_host_flooding_subjects_cannot_push_out_the_fleets_alerts() -> None:
+    judge = FleetJudge(SETTINGS)
+    fire(judge, "good-1", T0)
+    fire(judge, "good-2", T0)
+    for n in range(MAX_PER_HOST + 500):
+        fire(judge, "noisy", T0, subject=f"/junk/{n}")
+    assert judge.stats()["ignored"] == 500
+    [(kind, incident)] = fire(judge, "good-3", T0)
+    assert kind == "opened" and [h.host for h in incident.hosts] == ["good-1", "good-2", "good-3"]
+    # Once some of its alerts resolve, the noisy host is followed again.
+    resolve(judge, "noisy", T0 + 5, subject="/junk/0")
+    assert fire(judge, "noisy", T0 + 6) == []
+    [(_, grown)] = judge.flush(T0 + 7)
+    assert "noisy" in [h.host for h in grown.hosts]

@@ -32,7 +32,15 @@ from watchkeeper.model.alerts import SEVERITY_RANK, Alert, AlertState, Severity
 from watchkeeper.model.fleet import FleetIncident, FleetIncidentHost
 from watchkeeper.model.text import LABEL, NOTIFICATION, clean
 
-__all__ = ["MAX_LEFT_HOSTS", "MAX_OPEN_KEYS", "Change", "FleetJudge", "fleet_key", "title_of"]
+__all__ = [
+    "MAX_LEFT_HOSTS",
+    "MAX_OPEN_KEYS",
+    "MAX_PER_HOST",
+    "Change",
+    "FleetJudge",
+    "fleet_key",
+    "title_of",
+]
 
 Change = tuple[Literal["opened", "updated", "resolved"], FleetIncident]
 #: Hosts that left an open incident, still listed (``firing=False``), at most.
@@ -40,6 +48,9 @@ MAX_LEFT_HOSTS = 100
 #: Alert keys followed at once (each a rule and subject firing somewhere); past this the
 #: keys firing on the fewest hosts are forgotten first.
 MAX_OPEN_KEYS = 50_000
+#: Firing alerts followed per host: a host that floods distinct subjects cannot push the
+#: others' alerts out; its alerts past this are ignored (and counted) until some resolve.
+MAX_PER_HOST = 200
 
 
 def fleet_key(alert: Alert) -> str:
@@ -100,6 +111,15 @@ class FleetJudge:
         self.opened = 0
         self.resolved = 0
         self.forgotten = 0
+        self.ignored = 0
+        self._per_host: dict[str, int] = {}
+
+    def _count(self, host: str, step: int) -> None:
+        left = self._per_host.get(host, 0) + step
+        if left > 0:
+            self._per_host[host] = left
+        else:
+            self._per_host.pop(host, None)
 
     def configure(self, settings: FleetSettings) -> None:
         self._settings = settings
@@ -109,24 +129,30 @@ class FleetJudge:
         key = fleet_key(alert)
         resolved = topic.endswith(".resolved") or alert.state is AlertState.RESOLVED
         group = self._groups.get(key)
+        member = group.members.get(host) if group is not None else None
+        joins = not resolved and (member is None or not member.firing)
+        if joins and self._per_host.get(host, 0) >= MAX_PER_HOST:
+            self.ignored += 1
+            return []
         if group is None:
             if resolved:
                 return []
             if len(self._groups) >= MAX_OPEN_KEYS:
                 self._forget_smallest()
             group = self._groups[key] = _Group(key=key, rule=alert.rule, subject=alert.subject)
-        member = group.members.get(host)
         if resolved:
             if member is None or not member.firing:
                 return []
             member.firing = False
             member.alert = alert
             group.count -= 1
-        elif member is None or not member.firing:
+            self._count(host, -1)
+        elif joins:
             group.members.pop(host, None)
             group.members[host] = _Member(alert)
             group.count += 1
-        else:
+            self._count(host, 1)
+        elif member is not None:  # firing already: only a new severity is news
             old = member.alert
             member.alert = alert
             if old.severity == alert.severity:
@@ -141,6 +167,7 @@ class FleetJudge:
             if member is not None and member.firing:
                 member.firing = False
                 group.count -= 1
+                self._count(host, -1)
                 changes.extend(self._judge(group, now))
         return changes
 
@@ -241,6 +268,9 @@ class FleetJudge:
         for group in unopened[: max(1, len(unopened) // 10)]:
             del self._groups[group.key]
             self.forgotten += 1
+            for host, member in group.members.items():
+                if member.firing:
+                    self._count(host, -1)
 
     def open_incidents(self) -> list[FleetIncident]:
         return [g.incident for g in self._groups.values() if g.incident is not None]
@@ -252,6 +282,7 @@ class FleetJudge:
             "opened": self.opened,
             "resolved": self.resolved,
             "forgotten": self.forgotten,
+            "ignored": self.ignored,
         }
 
 
