@@ -135,6 +135,7 @@ async def test_scopes_and_patterns_between_two_hosts(
         "refused": 0,
         "telemetry_unsent": 0,
         "oversized": 0,
+        "outbox_failed": 0,
     }
 
 
@@ -452,3 +453,22 @@ async def test_a_scope_that_is_no_host_id_is_refused(
         with pytest.raises(ValueError, match="host id"):
             bus.subscribe("alert.*", name="view", scope=scope)
     assert bus.subscribe("alert.*", name="view", scope="web-1").scope == "web-1"
+
+
+async def test_an_unreadable_outbox_file_is_kept_aside_and_the_bus_goes_on(
+    nats_server: NatsServer, make_bus: BusFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "web"
+    data.mkdir()
+    (data / "outbox.sqlite3").write_bytes(b"this is not a database, it is a disk gone wrong" * 50)
+    web = make_bus(nats_server, "web-1", data="web")
+    assert "unreadable" in str(web.status()["last_error"])
+    assert [p.name.split("-")[0] for p in data.glob("outbox.sqlite3.unreadable-*")] == [
+        "outbox.sqlite3.unreadable"
+    ]
+    central = make_bus(nats_server, "central")
+    view = central.subscribe("system.*", name="view", scope="fleet")
+    await started(central)
+    await started(web)
+    await web.publish(SYSTEM_STARTED, Started(version="fine"), sender="t")
+    assert versions(await collect(view, 1)) == ["fine"]

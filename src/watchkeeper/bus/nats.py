@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import re
+import sqlite3
 import ssl
 import time
 import uuid
@@ -159,7 +160,10 @@ class NatsBus(InMemoryBus):
         self.prefix = settings.subject_prefix
         self.data_dir = data_dir
         self.instance = uuid.uuid4().hex
-        self._outbox = Outbox(data_dir / "outbox.sqlite3", max_bytes=settings.outbox_max_mb << 20)
+        self.last_error: str | None = None
+        self._telling_since = -_KEEP_TELLING
+        self._logged: set[str] = set()
+        self._outbox = self._open_outbox()
         self._outbox_closed = False
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -174,9 +178,6 @@ class NatsBus(InMemoryBus):
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._reply_routes: OrderedDict[str, str] = OrderedDict()
         self._denied: dict[str, float] = {}
-        self._logged: set[str] = set()
-        self.last_error: str | None = None
-        self._telling_since = -_KEEP_TELLING
         self.streams = "unknown"
         self.counts: dict[str, int] = {
             "events_sent": 0,
@@ -190,7 +191,23 @@ class NatsBus(InMemoryBus):
             "refused": 0,
             "unstored": 0,
             "oversized": 0,
+            "outbox_failed": 0,
         }
+
+    def _open_outbox(self) -> Outbox:
+        """The outbox in ``data_dir``; an unreadable file is kept aside and a new one made
+        (the daemon starts either way, and says so)."""
+        path = self.data_dir / "outbox.sqlite3"
+        limit = self.settings.outbox_max_mb << 20
+        try:
+            return Outbox(path, max_bytes=limit)
+        except sqlite3.DatabaseError as error:
+            aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+            self._note("outbox", f"{path.name} was unreadable ({error}); kept as {aside.name}")
+            return Outbox(path, max_bytes=limit)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -240,6 +257,7 @@ class NatsBus(InMemoryBus):
                 "refused": self.counts["refused"],
                 "telemetry_unsent": self.counts["telemetry_unsent"],
                 "oversized": self.counts["oversized"],
+                "outbox_failed": self.counts["outbox_failed"],
             },
             "published": {
                 "events": self.counts["events_sent"],
@@ -259,9 +277,7 @@ class NatsBus(InMemoryBus):
             return
         self._closing = False
         if self._outbox_closed:
-            self._outbox = Outbox(
-                self.data_dir / "outbox.sqlite3", max_bytes=self.settings.outbox_max_mb << 20
-            )
+            self._outbox = self._open_outbox()
             self._outbox_closed = False
         self._connect_task = asyncio.create_task(self._connect_loop())
         self._send_task = asyncio.create_task(self._send_loop())
@@ -521,7 +537,12 @@ class NatsBus(InMemoryBus):
                 self.counts["telemetry_unsent"] += 1
                 self._note("publish", error)
             return
-        self._outbox.put(message.id, target, body, EVENT)
+        try:
+            self._outbox.put(message.id, target, body, EVENT)
+        except sqlite3.Error as error:  # a full or failing disk: local delivery went on
+            self.counts["outbox_failed"] += 1
+            self._note("outbox", error)
+            return
         self._wake.set()
 
     def _is_denied(self, subject_name: str) -> bool:
