@@ -3,6 +3,7 @@ view fed with three hosts: one up, one stale, one lost."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from fleet_web_helpers import fleet_factories, sample_fleet  # type: ignore[impo
 from web_helpers import LiveServer
 
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction, fingerprint_of
+from watchkeeper.model.message import Message
 
 CENTRAL = {
     "fleet": {"role": "central"},
@@ -203,3 +205,51 @@ def test_a_host_that_is_not_central_says_so(tmp_path: Path) -> None:
             )
         post = client.post("/api/fleet/hosts/web-2/approvals/abc", headers=plain.auth)
         assert post.status_code == 409
+
+
+def _answer_as(central: LiveServer, origin: str, payload: dict[str, Any]) -> None:
+    """Answer the next command for web-2's remediator as ``origin`` would over the network:
+    the way a host that misbehaves (or an impostor) would."""
+    assert central.orchestrator is not None and central.loop is not None
+    bus: Any = central.orchestrator.bus
+
+    async def answer() -> None:
+        sub = bus.subscribe("command.remediator", name="impostor", scope="web-2")
+        try:
+            asked = await sub.get(timeout=5)
+            reply = Message(
+                topic=asked.reply_to,
+                sender="remediator",
+                payload=payload,
+                correlation_id=asked.correlation_id,
+                host="central-1",
+                origin=origin,
+            )
+            bus.deliver(reply)
+        finally:
+            sub.close()
+
+    asyncio.run_coroutine_threadsafe(answer(), central.loop)
+    time.sleep(0.1)  # subscribed before the request goes out
+
+
+def test_an_odd_answer_from_a_host_is_one_clear_message(
+    http: httpx.Client, central: LiveServer
+) -> None:
+    path = "/api/fleet/hosts/web-2/approvals/3f9a0c1d2e4b"
+    _answer_as(central, "web-2", {"nonsense": True})
+    reply = http.post(path, headers=central.auth)
+    assert reply.status_code == 502
+    assert reply.json()["detail"] == "host web-2 answered with something that is not a reply"
+
+    _answer_as(central, "web-3", {"ok": True, "agent": "remediator", "command": "approve"})
+    reply = http.post(path, headers=central.auth)
+    assert reply.status_code == 502
+    assert reply.json()["detail"] == "the answer for host web-2 came from host web-3"
+
+    refusal = {"ok": False, "agent": "remediator", "command": "approve"}
+    _answer_as(central, "web-2", {**refusal, "error": "no\x1b[2J such\u202e action"})
+    reply = http.post(path, headers=central.auth)
+    assert reply.status_code == 409
+    assert reply.json()["detail"] == "host web-2: no [2J such  action"
+    assert "\x1b" not in reply.text and "\u202e" not in reply.text

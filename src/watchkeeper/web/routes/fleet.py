@@ -20,13 +20,13 @@ from typing import Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from watchkeeper.bus import RequestTimeout
 from watchkeeper.config.fleet import check_host_id
 from watchkeeper.model.events import AgentReply, Command
 from watchkeeper.model.fleet import FleetHostState, FleetHostSummary, FleetIncident
-from watchkeeper.model.text import LABEL, clean
+from watchkeeper.model.text import LABEL, LOG_LINE, clean
 from watchkeeper.model.topics import command_for
 from watchkeeper.web.fleet_view import FleetView, fleet_view
 from watchkeeper.web.json_body import StrictJSONRoute
@@ -49,6 +49,7 @@ _ONE: _Responses = {
 _ANSWER: _Responses = {
     **_ONE,
     409: {"description": "the host refused (no such pending action), or not central"},
+    502: {"model": ErrorBody, "description": "the answer was not the host's reply"},
     504: {"description": "the host did not answer within [bus] request_timeout"},
 }
 _HOSTS = TypeAdapter(list[FleetHostSummary])
@@ -171,11 +172,21 @@ def build(ctx: WebContext) -> APIRouter:
                 },
                 504,
             )
-        result = reply.parse(AgentReply).result()
+        # The answer is another host's text: checked and cleaned before anyone reads it.
+        if reply.origin and reply.origin != host_id:
+            detail = f"the answer for host {host_id} came from host {clean(reply.origin, LABEL)}"
+            return json_response({"ok": False, "host": host_id, "detail": detail}, 502)
+        try:
+            result = reply.parse(AgentReply).result()
+        except ValidationError:
+            detail = f"host {host_id} answered with something that is not a reply"
+            return json_response({"ok": False, "host": host_id, "detail": detail}, 502)
         data = {**result, "host": host_id, "answered_by": reply.origin}
         if result.get("ok"):
             return json_response(data)
-        data["detail"] = f"host {host_id}: {result.get('error') or 'refused'}"
+        error = clean(str(result.get("error") or "refused"), LOG_LINE)
+        data["error"] = error
+        data["detail"] = f"host {host_id}: {error}"
         return json_response(data, 409)
 
     @router.post(
