@@ -64,7 +64,7 @@ def _call(client: ApiClient, method: str, path: str, **kwargs: Any) -> tuple[int
         fail(f"{client.url} has no {path}: it is not a watchkeeper with the fleet view", 3)
     if status in (404, 409, 422) and isinstance(detail, str):
         fail(detail, 2)
-    if status == 504 and isinstance(detail, str):
+    if status in (502, 504) and isinstance(detail, str):
         fail(detail, 1)
     if status >= 400:
         raise client._error_for(response, path)
