@@ -278,3 +278,24 @@ async def test_the_one_model_is_asked_about_a_hosts_incident_with_the_host_named
         prompts = [json.dumps(body) for body in fake.bodies("/api/chat")]
         assert prompts and all("host-a" in prompt for prompt in prompts)
         assert central.agent.latest_llm_analysis is None  # the central's own host: not asked
+
+
+async def test_a_replayed_old_service_event_is_not_news_but_a_fresh_one_is(
+    central: Central,
+) -> None:
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    central.beat("leaf-1", ["sensor", "remediator"])
+    await asyncio.sleep(0.05)
+    await central.samples(QUIET, "leaf-1")  # its services: none down
+    newest = [s for _, s in build_samples(QUIET)][-1].timestamp
+
+    def died(at: float) -> None:
+        event = ServiceEvent(kind="exited", name="web", manager="process", at=at, detail="x")
+        central.remote("service.exited", event, "leaf-1")
+
+    died(newest - 600)  # ten minutes before the samples the central has read since
+    await asyncio.sleep(0.2)
+    assert drain(alerts) == []
+    died(newest)
+    message = await alerts.get(timeout=5)
+    assert message.host == "leaf-1" and message.payload["subject"] == "service:web"

@@ -35,7 +35,7 @@ from watchkeeper.model.metrics import MetricsSample
 if TYPE_CHECKING:
     from watchkeeper.config import Settings
 
-__all__ = ["MAX_HOSTS", "HostAnalyses", "HostAnalysis"]
+__all__ = ["MAX_HOSTS", "STALE_EVENT_S", "HostAnalyses", "HostAnalysis"]
 
 log = logging.getLogger("watchkeeper.agent.analyzer")
 
@@ -44,6 +44,8 @@ MAX_HOSTS = 10_000
 #: Heartbeats remembered at most (hosts that analyse themselves included).
 _MAX_KNOWN = 4 * MAX_HOSTS
 _BASELINE_DIR = "fleet-baselines"
+#: An event this much older than its host's newest sample is a replay, not news.
+STALE_EVENT_S = 30.0
 
 
 @dataclass
@@ -57,6 +59,13 @@ class HostAnalysis:
     samples: int = 0
     #: Open incident id -> the severity rank last announced (for the LLM's "worse").
     incident_rank: dict[str, int] = field(default_factory=dict)
+
+    def stale(self, at: float) -> bool:
+        """Whether an event of that host's at ``at`` (its clock) is older than its newest
+        sample by more than ``STALE_EVENT_S``: a stream replaying what a central missed
+        (its analyzer restarted), which the newer samples' service states already cover."""
+        sample = self.latest_sample
+        return sample is not None and at < sample.timestamp - STALE_EVENT_S
 
     def critical(self, service: str) -> bool:
         """Whether ``service`` is critical on that host, from its latest sample."""

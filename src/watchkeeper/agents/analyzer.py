@@ -402,6 +402,8 @@ class AnalyzerAgent(BaseAgent):
             return
         event = message.parse(ServiceEvent)
         kind, name = event.kind, event.name
+        if remote is not None and remote.stale(event.at.timestamp()):
+            return  # a replayed old event: that host's newer samples already say more
         if remote is not None:
             critical = remote.critical(name)
         else:
