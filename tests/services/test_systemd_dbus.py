@@ -415,3 +415,24 @@ async def test_close_while_connecting_leaves_nothing_running(
         await manager.aclose()
     names = {t.get_name() for t in asyncio.all_tasks()}
     assert not names & {"systemd D-Bus signals", "systemd signals", "poll systemd"}
+
+
+@pytest.mark.parametrize(
+    ("props", "hit"),
+    [
+        ({"Result": "start-limit-hit", "Restart": "no", "NRestarts": "0"}, True),
+        # systemd 252: its own restarts ran into the limit; Result keeps the first failure
+        ({"Result": "exit-code", "Restart": "on-failure", "NRestarts": "3"}, True),
+        ({"Result": "exit-code", "Restart": "on-failure", "NRestarts": "0"}, False),
+        ({"Result": "exit-code", "Restart": "no", "NRestarts": "3"}, False),
+    ],
+)
+async def test_a_unit_systemd_gave_up_on(
+    fake: FakeSystemd,
+    make_systemd: Callable[..., SystemdServiceManager],
+    props: dict[str, str],
+    hit: bool,
+) -> None:
+    fake.set_unit("web.service", ActiveState="failed", SubState="failed", MainPID="0", **props)
+    status = await make_systemd([unit_spec()]).status("web")
+    assert status.state is ServiceState.FAILED and status.start_limit_hit is hit

@@ -19,7 +19,9 @@ instead; see :mod:`watchkeeper.services._polling`.
 systemd restarts a unit whose ``Restart=`` is set (anything but ``no``) by itself; the
 status says so (``restart_policy``), and the moments it is dead between two lives
 (``auto-restart``) read as ``failed``, so each death is an ``exited`` event and a crash
-loop shows as one. A unit systemd gave up on says ``start_limit_hit``.
+loop shows as one. A unit systemd gave up on says ``start_limit_hit`` (its Result is
+``start-limit-hit``, or it has ``Restart=`` set and is failed for good after restarts:
+systemd keeps the first failure's Result when its own restarts hit the limit).
 """
 
 from __future__ import annotations
@@ -374,7 +376,12 @@ class SystemdServiceManager(PolledServiceManager):
         detail = f"{unit}: {clean(active, SERVICE_DETAIL, 40)}/{clean(sub, SERVICE_DETAIL, 40)}"
         if result and result != "success":
             detail += f", result {result}"
-        limit_hit = result == "start-limit-hit" and state is ServiceState.FAILED
+        restarted = _int(props.get("NRestarts")) or 0
+        # systemd 252 keeps the first failure's Result ("exit-code") when its own restarts
+        # run into the start limit: a unit it restarts, failed for good after restarts,
+        # is one it gave up on as well.
+        gave_up = policy not in (None, "no") and sub == "failed" and restarted > 0
+        limit_hit = state is ServiceState.FAILED and (result == "start-limit-hit" or gave_up)
         if limit_hit:
             detail += ": systemd gave up restarting it"
         elif sub == "auto-restart":
@@ -387,7 +394,7 @@ class SystemdServiceManager(PolledServiceManager):
             started_at=started_at,
             last_exit_code=exit_code,
             last_exit_signal=exit_signal,
-            restarts=_int(props.get("NRestarts")) or 0,
+            restarts=restarted,
             critical=spec.critical,
             detail=detail,
             restart_policy=policy,
