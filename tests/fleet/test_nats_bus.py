@@ -472,3 +472,25 @@ async def test_an_unreadable_outbox_file_is_kept_aside_and_the_bus_goes_on(
     await started(web)
     await web.publish(SYSTEM_STARTED, Started(version="fine"), sender="t")
     assert versions(await collect(view, 1)) == ["fine"]
+
+
+async def test_a_server_that_lost_its_store_gets_streams_and_consumers_again(
+    nats_server: NatsServer, make_bus: BusFactory
+) -> None:
+    import shutil
+
+    central = make_bus(nats_server, "central")
+    view = central.subscribe("system.*", name="view", scope="fleet")
+    web = make_bus(nats_server, "web-1")
+    await started(central)
+    await started(web)
+    await web.publish(SYSTEM_STARTED, Started(version="before"), sender="t")
+    assert versions(await collect(view, 1)) == ["before"]
+    nats_server.kill()
+    shutil.rmtree(nats_server.store_dir)  # the server's disk was replaced
+    await web.publish(SYSTEM_STARTED, Started(version="queued"), sender="t")
+    nats_server.restart()
+    got = await collect(view, 1, timeout=20)
+    assert versions(got) == ["queued"], (central.status(), web.status())
+    await web.publish(SYSTEM_STARTED, Started(version="after"), sender="t")
+    assert versions(await collect(view, 1)) == ["after"]

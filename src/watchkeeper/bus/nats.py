@@ -418,7 +418,37 @@ class NatsBus(InMemoryBus):
 
     async def _on_reconnected(self) -> None:
         self._connected = True
-        self._spawn(self._ensure_streams())
+        self._spawn(self._after_reconnect())
+        self._wake.set()
+
+    async def _after_reconnect(self) -> None:
+        """A server that came back may have lost its store (a new machine, a wiped disk):
+        make the streams and this bus's durable consumers again where they are missing."""
+        await self._ensure_streams()
+        js = self._js
+        if js is None:
+            return
+        for remote in list(self._remotes.values()):
+            if remote.durable is None or remote.pull_task is None:
+                continue
+            try:
+                await asyncio.wait_for(
+                    js.consumer_info(EVENTS_STREAM, remote.durable),
+                    max(1.0, self.settings.connect_timeout),
+                )
+                continue
+            except nats.js.errors.NotFoundError:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no answer now: the pull loop remakes it if it keeps failing
+                continue
+            psub = await self._pull_subscription(remote)
+            if psub is not None:
+                remote.pull_task.cancel()
+                remote.pull_task = asyncio.get_running_loop().create_task(
+                    self._pull_loop(remote, psub)
+                )
         self._wake.set()
 
     async def _on_closed(self) -> None:
