@@ -36,7 +36,7 @@ from watchkeeper.testing.nats_server import NatsServer, require_nats
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-PASSWORDS = {name: f"pw-{name}-f5netns-secret" for name in ("central", "edge-1")}
+PASSWORDS = {name: f"pw-{name}-f5netns-secret" for name in ("central", "edge-1", "edge-2")}
 
 
 def _namespace() -> VethNamespace:
@@ -52,15 +52,19 @@ def _namespace() -> VethNamespace:
 @pytest.fixture(scope="module")
 def cut_fleet(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[FleetHosts, VethNamespace]]:
+) -> Iterator[tuple[FleetHosts, dict[str, VethNamespace]]]:
+    """The central here; ``edge-1`` (all agents) and ``edge-2`` (``--agents
+    sensor,remediator``: the central analyses it) each in a namespace of its own."""
     require_nats()
     with ExitStack() as stack:
-        ns = _namespace()
-        stack.callback(ns.close)
+        spaces: dict[str, VethNamespace] = {}
+        for host in ("edge-1", "edge-2"):
+            spaces[host] = ns = _namespace()
+            stack.callback(ns.close)
         directory = tmp_path_factory.mktemp("netns")
         port = free_port()
         text = render_server_config(
-            ["edge-1"],
+            ["edge-1", "edge-2"],
             "central",
             passwords=PASSWORDS,
             port=port,
@@ -69,23 +73,26 @@ def cut_fleet(
         )
         server = NatsServer(directory=directory / "nats", port=port, config_text=text)
         stack.enter_context(server)
-        specs = [
-            HostSpec("central", role="central", service=False),
-            HostSpec(
-                "edge-1",
-                netns=ns.name,
-                servers=(f"nats://{ns.outer_address}:{port}",),
-                web_address=ns.inner_address,
-            ),
-        ]
+        specs = [HostSpec("central", role="central", service=False)]
+        for host, ns in spaces.items():
+            specs.append(
+                HostSpec(
+                    host,
+                    agents="sensor,remediator" if host == "edge-2" else None,
+                    netns=ns.name,
+                    servers=(f"nats://{ns.outer_address}:{port}",),
+                    web_address=ns.inner_address,
+                )
+            )
         fleet = FleetHosts(directory, [server.url], specs, passwords=PASSWORDS)
         stack.enter_context(fleet)
-        wait_for(
-            lambda: _state(fleet, "edge-1") == "up",
-            30,
-            "edge-1 (in its namespace) up on the fleet view",
-        )
-        yield fleet, ns
+        for host in spaces:
+            wait_for(
+                lambda h=host: _state(fleet, h) == "up",  # type: ignore[misc]
+                30,
+                f"{host} (in its namespace) up on the fleet view",
+            )
+        yield fleet, spaces
 
 
 def _state(fleet: FleetHosts, host: str) -> str | None:
@@ -129,9 +136,10 @@ def _stored(host: FleetHost, about: str | None = None) -> dict[str, Counter[str]
 
 
 def test_a_cut_off_host_heals_alone_and_catches_up_exactly_once(
-    cut_fleet: tuple[FleetHosts, VethNamespace],
+    cut_fleet: tuple[FleetHosts, dict[str, VethNamespace]],
 ) -> None:
-    fleet, ns = cut_fleet
+    fleet, spaces = cut_fleet
+    ns = spaces["edge-1"]
     edge = fleet["edge-1"]
     wait_for(lambda: edge.service_pid(healthy=True), 30, "edge-1's demo healthy")
     before = {r["id"] for r in _local_restarts(edge)}
@@ -182,3 +190,32 @@ def test_a_cut_off_host_heals_alone_and_catches_up_exactly_once(
     assert central["transitions"] == _stored(edge)["transitions"]
     wait_for(lambda: _outbox(edge).get("count") == 0, 30, "edge-1's outbox drained")
     assert edge.status()["bus_backend"]["dropped"]["outbox_events"] == 0
+
+
+def test_a_cut_off_host_without_an_analyzer_still_heals(
+    cut_fleet: tuple[FleetHosts, dict[str, VethNamespace]],
+) -> None:
+    """edge-2 leaves analysis to the central. Cut off by the network (the server is fine,
+    no connection is closed: the packets just stop), it must notice, start its rules-only
+    fallback analyzer (``fleet.fallback_analyzer_after`` is 3 s here) and heal its
+    service itself; back on the network it hands analysis back to the central."""
+    fleet, spaces = cut_fleet
+    edge = fleet["edge-2"]
+    wait_for(lambda: edge.service_pid(healthy=True), 30, "edge-2's demo healthy")
+    before = {r["id"] for r in _local_restarts(edge)}
+    spaces["edge-2"].cut()
+    try:
+        edge.kill_service()
+        healed = wait_for(
+            lambda: [r for r in _local_restarts(edge) if r["id"] not in before],
+            60,
+            "edge-2 (no analyzer of its own) healing its service while cut off",
+        )
+    finally:
+        spaces["edge-2"].reconnect()
+    wait_for(
+        lambda: healed[0]["id"] in _central_record_ids(fleet, "edge-2"),
+        60,
+        "edge-2's restart on the fleet view after the link came back",
+    )
+    assert _central_record_ids(fleet, "edge-2").count(healed[0]["id"]) == 1
