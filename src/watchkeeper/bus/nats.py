@@ -97,6 +97,7 @@ _SEEN_IDS = 20_000
 _REPLY_ROUTES = 4_096
 _DRAIN_BATCH = 256
 _WINDOW = 64
+_CONSUMER_CHECK_SECONDS = 30.0
 _STOP_DRAIN_SECONDS = 3.0
 _DENIED_FOR = 60.0
 _DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
@@ -431,17 +432,7 @@ class NatsBus(InMemoryBus):
         for remote in list(self._remotes.values()):
             if remote.durable is None or remote.pull_task is None:
                 continue
-            try:
-                await asyncio.wait_for(
-                    js.consumer_info(EVENTS_STREAM, remote.durable),
-                    max(1.0, self.settings.connect_timeout),
-                )
-                continue
-            except nats.js.errors.NotFoundError:
-                pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # no answer now: the pull loop remakes it if it keeps failing
+            if not await self._consumer_gone(remote):
                 continue
             psub = await self._pull_subscription(remote)
             if psub is not None:
@@ -814,8 +805,26 @@ class NatsBus(InMemoryBus):
             self._note("consumer", error)
             return None
 
+    async def _consumer_gone(self, remote: _Remote) -> bool:
+        js = self._js
+        if js is None or remote.durable is None:
+            return False
+        try:
+            await asyncio.wait_for(
+                js.consumer_info(EVENTS_STREAM, remote.durable),
+                max(1.0, self.settings.connect_timeout),
+            )
+        except nats.js.errors.NotFoundError:
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        return False
+
     async def _pull_loop(self, remote: _Remote, psub: Any) -> None:
         failures = 0
+        quiet_since = time.monotonic()
         while not self._closing:
             if not self.connected:
                 await asyncio.sleep(0.1)
@@ -824,6 +833,13 @@ class NatsBus(InMemoryBus):
                 msgs = await psub.fetch(batch=_DRAIN_BATCH, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 failures = 0
+                if time.monotonic() - quiet_since > _CONSUMER_CHECK_SECONDS:
+                    # Quiet for long: make sure the consumer was not deleted meanwhile.
+                    quiet_since = time.monotonic()
+                    if await self._consumer_gone(remote):
+                        again = await self._pull_subscription(remote)
+                        if again is not None:
+                            psub = again
                 continue
             except asyncio.CancelledError:
                 raise
@@ -836,6 +852,7 @@ class NatsBus(InMemoryBus):
                     psub = again
                 continue
             failures = 0
+            quiet_since = time.monotonic()
             for msg in msgs:
                 self._receive(msg, core=False)
                 with contextlib.suppress(Exception):
