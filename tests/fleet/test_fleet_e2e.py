@@ -331,16 +331,23 @@ def test_server_killed_and_restarted_loses_and_duplicates_nothing(
     assert "web-1" in full
     for host_id in full:
         in_step(fleet, host_id, 30, "in step first")
-    web1 = fleet["web-1"]
-    before = audit_ids(web1)
+    web1, db1 = fleet["web-1"], fleet["db-1"]
+    before, db1_before = audit_ids(web1), audit_ids(db1)
 
     server.kill()
-    # Cut off, web-1 heals on its own (its analyzer and remediator never needed the server).
+    # Cut off, web-1 heals on its own (its analyzer and remediator never needed the server);
+    # db-1, analysed by the central, heals with its fallback analyzer.
     web1.kill_service()
+    db1.kill_service()
     healed = wait_for(
         lambda: [r for r in web1.restarts() if r["id"] not in before],
         30,
         "web-1 healing while the server is down",
+    )
+    db1_healed = wait_for(
+        lambda: [r for r in db1.restarts() if r["id"] not in db1_before],
+        45,
+        "db-1 healing with its fallback analyzer while the server is down",
     )
     assert not any(r["id"] == healed[0]["id"] for r in central_actions(fleet, "web-1"))
     # web-1 itself crashes before the server is back: what it had not sent waits in its
@@ -368,6 +375,16 @@ def test_server_killed_and_restarted_loses_and_duplicates_nothing(
         assert max(central["audit"].values(), default=1) == 1
         # Every firing and resolving the host stored, the central stored once.
         assert central["transitions"] == local["transitions"], host_id
+    # db-1 keeps no history of its own (no communicator there): its remediator's audit is
+    # in the central's store, each record once.
+    db1_ids = audit_ids(db1)
+    assert db1_healed[0]["id"] in db1_ids
+    wait_for(
+        lambda: db1_ids <= set(history(fleet.central, about="db-1")["audit"]),
+        45,
+        "db-1's audit in the central's store",
+    )
+    assert max(history(fleet.central, about="db-1")["audit"].values()) == 1
     wait_for(
         lambda: fleet.central.get("/api/fleet/hosts")["counts"]["up"] == len(SPECS),
         30,
