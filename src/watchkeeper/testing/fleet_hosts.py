@@ -425,18 +425,29 @@ class VethNamespace:
     """
 
     def __init__(self) -> None:
-        tag = os.urandom(3).hex()
+        self._pick(os.urandom(3).hex())
+        self._made = False
+
+    def _pick(self, tag: str) -> None:
         self.name = f"wk-{tag}"
         self.outer_dev = f"wkv{tag}o"
         self.inner_dev = f"wkv{tag}i"
         third, fourth = int(tag[:2], 16), (int(tag[2:4], 16) % 64) * 4
         self.outer_address = f"10.231.{third}.{fourth + 1}"
         self.inner_address = f"10.231.{third}.{fourth + 2}"
-        self._made = False
+
+    def _taken(self) -> bool:
+        """True when another namespace (a test running beside this one) has the /30."""
+        shown = _ip("-4", "-o", "addr", "show", check=False).stdout
+        return f" {self.outer_address}/" in shown or f" {self.inner_address}/" in shown
 
     def open(self) -> VethNamespace:
         if os.geteuid() != 0:
             raise NetnsUnavailable("network namespaces need root")
+        for _ in range(20):
+            if not self._taken():
+                break
+            self._pick(os.urandom(3).hex())
         try:
             _ip("netns", "add", self.name)
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
