@@ -180,6 +180,8 @@ class NatsBus(InMemoryBus):
         self._reply_routes: OrderedDict[str, str] = OrderedDict()
         self._denied: dict[str, float] = {}
         self.streams = "unknown"
+        self._api_denied_at = -1.0
+        self._set_up = False
         self.counts: dict[str, int] = {
             "events_sent": 0,
             "events_duplicate": 0,
@@ -287,7 +289,11 @@ class NatsBus(InMemoryBus):
         """Wait until connected and every subscription's NATS side is in place."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.connected and all(r.opened.is_set() for r in self._remotes.values()):
+            if (
+                self.connected
+                and self._set_up
+                and all(r.opened.is_set() for r in self._remotes.values())
+            ):
                 nc = self._nc
                 if nc is not None:
                     with contextlib.suppress(Exception):
@@ -320,6 +326,7 @@ class NatsBus(InMemoryBus):
             with contextlib.suppress(BaseException):
                 await task
         self._connect_task = self._send_task = None
+        self._set_up = False
         self._tasks.clear()
         nc, self._nc, self._js = self._nc, None, None
         self._connected = False
@@ -398,6 +405,7 @@ class NatsBus(InMemoryBus):
             await self._ensure_streams()
             for remote in list(self._remotes.values()):
                 await self._open_remote(remote)
+            self._set_up = True
             self._wake.set()
             return
 
@@ -405,9 +413,15 @@ class NatsBus(InMemoryBus):
         text = str(error)
         found = _DENIED.search(text)
         if found is not None:
+            denied = found.group(2).lower()  # the client reports the subject lower-cased
+            if denied.startswith("$js."):
+                # A host user may not manage streams or consumers: expected, not an error.
+                self._api_denied_at = time.monotonic()
+                log.debug("nats bus (%s): %s", self.host, text)
+                return
             if len(self._denied) > 1024:
                 self._denied.clear()
-            self._denied[found.group(2)] = time.monotonic()
+            self._denied[denied] = time.monotonic()
             if found.group(1).lower() == "publish":
                 self.counts["refused"] += 1
             self._note("permission", text.removeprefix("nats: "))
@@ -444,6 +458,26 @@ class NatsBus(InMemoryBus):
 
     async def _on_closed(self) -> None:
         self._connected = False
+
+    async def _api(self, call: Any, timeout: float) -> Any:
+        """Await one JetStream API call; ``PermissionError`` as soon as the server refuses
+        this login the API (a host user may not manage streams or consumers)."""
+        began = time.monotonic()
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.05)
+                if done:
+                    return task.result()
+                if self._api_denied_at >= began:
+                    raise PermissionError("this login may not use the JetStream API")
+                if time.monotonic() - began > timeout:
+                    raise TimeoutError("the JetStream API did not answer")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     # -- streams ----------------------------------------------------------------------
     def _stream_subjects(self) -> tuple[list[str], list[str]]:
@@ -486,9 +520,9 @@ class NatsBus(InMemoryBus):
             )
             try:
                 try:
-                    info = await asyncio.wait_for(js.stream_info(name), timeout)
+                    info = await self._api(js.stream_info(name), timeout)
                 except nats.js.errors.NotFoundError:
-                    await asyncio.wait_for(js.add_stream(config), timeout)
+                    await self._api(js.add_stream(config), timeout)
                     continue
                 have = info.config
                 subjects_now = set(have.subjects or [])
@@ -498,7 +532,7 @@ class NatsBus(InMemoryBus):
                     have.num_replicas,
                 ) != (max_age, dedupe, s.stream_replicas):
                     config.subjects = sorted(subjects_now | set(subjects))
-                    await asyncio.wait_for(js.update_stream(config), timeout)
+                    await self._api(js.update_stream(config), timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a host user may not manage streams: the central does
@@ -567,11 +601,12 @@ class NatsBus(InMemoryBus):
         self._wake.set()
 
     def _is_denied(self, subject_name: str) -> bool:
-        when = self._denied.get(subject_name)
+        key = subject_name.lower()
+        when = self._denied.get(key)
         if when is None:
             return False
         if time.monotonic() - when > _DENIED_FOR:
-            del self._denied[subject_name]
+            del self._denied[key]
             return False
         return True
 
@@ -687,7 +722,7 @@ class NatsBus(InMemoryBus):
         except nats.js.errors.NoStreamResponseError:
             pass
         try:
-            await asyncio.wait_for(js.stream_info(EVENTS_STREAM), self.settings.connect_timeout)
+            await self._api(js.stream_info(EVENTS_STREAM), self.settings.connect_timeout)
         except Exception as error:
             self._note("publish", f"no JetStream stream {EVENTS_STREAM} yet ({error})")
             return False
@@ -790,7 +825,7 @@ class NatsBus(InMemoryBus):
             filter_subject=remote.filter_subject,
         )
         try:
-            return await asyncio.wait_for(
+            return await self._api(
                 js.pull_subscribe(
                     remote.filter_subject,
                     durable=remote.durable,
@@ -810,7 +845,7 @@ class NatsBus(InMemoryBus):
         if js is None or remote.durable is None:
             return False
         try:
-            await asyncio.wait_for(
+            await self._api(
                 js.consumer_info(EVENTS_STREAM, remote.durable),
                 max(1.0, self.settings.connect_timeout),
             )
