@@ -1,5 +1,6 @@
-"""``/metrics`` with a ``host`` label on every series, and on the central host the fleet's
-per-host series, fed by the real fleet agent from heartbeats about other hosts."""
+"""A real central watchkeeper whose fleet agent hears messages about other hosts on its
+bus: ``/metrics`` with a ``host`` label on every series and the fleet's per-host series,
+no secret in any fleet read, and the fleet API's answers in their declared models."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 from web_helpers import LiveServer
 
+from watchkeeper.model.actions import ActionOutcome, ActionRecord
+from watchkeeper.model.alerts import Alert, Severity, fingerprint_of
 from watchkeeper.model.fleet import HostBeat
-from watchkeeper.model.topics import FLEET_HEARTBEAT
+from watchkeeper.model.topics import ALERT_FIRING, FLEET_HEARTBEAT, REMEDIATION_OUTCOMES
+from watchkeeper.web.fleet_responses import FleetHostsReply, FleetHostView, FleetIncidentsReply
 
 NATS_PASSWORD = "nats-password-never-shown"
 WEB_TOKEN = "web-token-never-shown-0123456789"
@@ -120,3 +125,54 @@ def test_no_secret_in_any_fleet_read(central: LiveServer) -> None:
         ):
             text = http.get(path).text
             assert NATS_PASSWORD not in text and WEB_TOKEN not in text, path
+
+
+def test_fleet_answers_fit_their_declared_models(central: LiveServer) -> None:
+    """The real fleet agent's view read back with the models ``/openapi.json`` names."""
+    assert central.orchestrator is not None
+    bus = central.orchestrator.bus
+    now = time.time()
+    alert = Alert(
+        id="m1",
+        fingerprint=fingerprint_of("disk_usage", "disk:/var/log"),
+        rule="disk_usage",
+        severity=Severity.WARNING,
+        subject="disk:/var/log",
+        summary="/var/log is 91% full",
+        started_at=now,
+        updated_at=now,
+    )
+    waiting = ActionRecord(
+        id="m2",
+        action="restart_service",
+        target="nginx",
+        proposer="rule",
+        outcome=ActionOutcome.PENDING,
+        created_at=now,
+    )
+
+    async def web4_says() -> None:
+        await bus.publish(FLEET_HEARTBEAT, _beat("web-4"), sender="x", host="web-4")
+        await bus.publish(ALERT_FIRING, alert, sender="x", host="web-4")
+        await bus.publish(REMEDIATION_OUTCOMES["pending"], waiting, sender="x", host="web-4")
+
+    central.call(web4_says)
+    with central.client() as http:
+
+        def seen() -> bool:
+            view = http.get("/api/fleet/hosts/web-4")
+            return view.status_code == 200 and bool(view.json()["approvals"])
+
+        central.wait_for(seen, what="web-4 in the fleet view")
+        cases: list[tuple[str, type[BaseModel]]] = [
+            ("/api/fleet/hosts", FleetHostsReply),
+            ("/api/fleet/hosts/web-4", FleetHostView),
+            ("/api/fleet/incidents", FleetIncidentsReply),
+        ]
+        for path, model in cases:
+            body = http.get(path).json()
+            model.model_validate(body)
+            assert set(body) <= set(model.model_fields), (path, set(body) - set(model.model_fields))
+        view = FleetHostView.model_validate(http.get("/api/fleet/hosts/web-4").json())
+        assert view.alerts[0].id == "m1" and view.approvals[0].id == "m2"
+        assert view.summary.firing == 1 and view.summary.pending_approvals == 1

@@ -28,6 +28,7 @@ from watchkeeper.model.events import AgentReply, Command
 from watchkeeper.model.fleet import FleetHostState, FleetHostSummary, FleetIncident
 from watchkeeper.model.text import LABEL, LOG_LINE, clean
 from watchkeeper.model.topics import command_for
+from watchkeeper.web.fleet_responses import FleetHostsReply, FleetHostView, FleetIncidentsReply
 from watchkeeper.web.fleet_view import FleetView, fleet_view
 from watchkeeper.web.json_body import StrictJSONRoute
 from watchkeeper.web.models import ErrorBody
@@ -97,7 +98,12 @@ def build(ctx: WebContext) -> APIRouter:
             )
         return state
 
-    @router.get("/api/fleet/hosts", summary="Every host of the fleet, worst first", responses=_READ)
+    @router.get(
+        "/api/fleet/hosts",
+        summary="Every host of the fleet, worst first",
+        response_model=FleetHostsReply,
+        responses=_READ,
+    )
     async def hosts() -> Response:
         """Each host's state (up, stale, lost), health status and score, firing alerts,
         open incidents, pending approvals and when it was last heard of; plus the count
@@ -112,7 +118,12 @@ def build(ctx: WebContext) -> APIRouter:
         head = {"central": this_host(), "now": now, "counts": counts, "total": len(rows)}
         return _with_rows(head, "hosts", _HOSTS.dump_json(rows))
 
-    @router.get("/api/fleet/hosts/{host}", summary="One host's own view", responses=_ONE)
+    @router.get(
+        "/api/fleet/hosts/{host}",
+        summary="One host's own view",
+        response_model=FleetHostView,
+        responses=_ONE,
+    )
     async def host(host: str = Path(max_length=128)) -> Response:
         """The host's summary, its newest heartbeat and sample, firing alerts, open
         incidents, pending approvals and recent actions, as the central host last heard."""
@@ -126,6 +137,7 @@ def build(ctx: WebContext) -> APIRouter:
     @router.get(
         "/api/fleet/incidents",
         summary="Fleet incidents: one problem on many hosts",
+        response_model=FleetIncidentsReply,
         responses=_READ,
     )
     async def incidents() -> Response:
@@ -135,7 +147,12 @@ def build(ctx: WebContext) -> APIRouter:
         head = {"open": open_count, "total": len(rows)}
         return _with_rows(head, "incidents", _INCIDENTS.dump_json(rows))
 
-    @router.get("/api/fleet/incidents/{incident_id}", summary="One fleet incident", responses=_ONE)
+    @router.get(
+        "/api/fleet/incidents/{incident_id}",
+        summary="One fleet incident",
+        response_model=FleetIncident,
+        responses=_ONE,
+    )
     async def incident(incident_id: str = Path(max_length=128)) -> Response:
         state = view()
         if not _ID.match(incident_id):
