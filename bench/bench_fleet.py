@@ -29,6 +29,7 @@ Exits 3 (skipped) when ``nats-server`` is not installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -305,6 +306,10 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
             port=web_port,
             interval=args.interval,
         )
+        if args.nice:
+            for pid in (server.pid, central.pid):
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(int(pid or 0)).nice(args.nice)
         view = wait_view(web_port, central)
         events_log = work / "alerts.jsonl"
         duration = args.warmup + args.window + 5
@@ -375,6 +380,18 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
                 if max_age
                 else round(per_day),
             }
+        # Per host and day as a fleet on schedule writes it: bytes per message times the
+        # messages a host sends (telemetry), or scaled to one alert a host an hour (events).
+        rate = args.alerts_per_min * 60 / hosts
+        for name, figures in storage.items():
+            per_message = figures["bytes_per_message"] or 0
+            if name == "WK_TELEMETRY":
+                sends = 86400 / args.interval + 86400 / max(args.interval, 10.0)
+                figures["bytes_per_host_per_day_on_schedule"] = round(per_message * sends)
+            elif rate > 0:
+                figures["bytes_per_host_per_day_at_1_alert_an_hour"] = round(
+                    figures["bytes_per_host_per_day"] / rate
+                )
         total_day = sum(s["bytes_per_host_per_day"] for s in storage.values())
         central_side = {
             "cpu_percent_of_one_core": round(
@@ -462,7 +479,11 @@ def verdict(result: dict[str, Any]) -> dict[str, bool | None]:
     met: dict[str, bool | None] = {"central_cpu": None, "central_memory": None, "p99": None}
     if at is not None:
         side = at["central_side"]
-        met["central_cpu"] = side["cpu_percent_of_one_core"] < TARGETS["central_cpu_percent_max"]
+        # CPU under the target counts only when the central kept up: a central that falls
+        # behind used what it was given, not what it needed.
+        met["central_cpu"] = bool(at.get("kept_up")) and (
+            side["cpu_percent_of_one_core"] < TARGETS["central_cpu_percent_max"]
+        )
         met["central_memory"] = side["rss_mb"] < TARGETS["central_memory_mb_max"]
         p99 = (at.get("alert_to_view") or {}).get("p99_s")
         met["p99"] = None if p99 is None else p99 <= TARGETS["alert_to_view_p99_s_max"]
@@ -511,7 +532,14 @@ def render(result: dict[str, Any]) -> str:
         "process) sending every host's sample every 5 s (a real sample of this machine, "
         "numbers varied per host), a heartbeat every 10 s, and alerts with remediations, "
         f"hosts spread over the interval. Figures over a {window:.0f} s window after a "
-        "warm-up; CPU in % of one core, memory as RSS (PSS in brackets).",
+        "warm-up; CPU in % of one core, memory as RSS (PSS in brackets)."
+        + (
+            f" The server and the central ran at nice {result['central_nice']}, so that "
+            "the other work on the machine took its CPU from the simulator and the rest, "
+            "as on a dedicated central host."
+            if result.get("central_nice")
+            else ""
+        ),
         "",
         "| hosts | messages/s offered / into the server | nats-server CPU / memory "
         "| central CPU / memory | central side total | alert → fleet view p50 / p99 "
@@ -553,25 +581,27 @@ def render(result: dict[str, Any]) -> str:
         "too slowly the server holds its messages and then slows the publishers, so the "
         "messages into the server fall below those offered.",
         "",
-        "JetStream storage written per host per day (the streams' bytes over the window, "
-        "extrapolated), and what a stream holds once it is full (telemetry is kept for its "
-        "max age, events for theirs):",
+        "JetStream storage per host per day: telemetry as a host on schedule writes it "
+        "(bytes per stored sample or heartbeat, from the stream's bytes and messages over "
+        "the window in `/jsz`, times 17,280 samples and 8,640 heartbeats a day) and what the "
+        "stream holds at its max age; events scaled to one alert a host an hour (each "
+        "alert is 2 to 4 events: firing, a remediation's start and end, resolved):",
         "",
-        "| hosts | telemetry written / held | bytes per sample or beat "
-        "| events written / held | bytes per event | alerts per host per hour (this run) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| hosts | telemetry per host per day / held (max age) | bytes per sample or beat "
+        "| events per host per day at 1 alert an hour | bytes per event |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
         tel = size["stream_storage"].get("WK_TELEMETRY") or {}
         ev = size["stream_storage"].get("WK_EVENTS") or {}
+        day = tel.get("bytes_per_host_per_day_on_schedule", 0)
+        age = tel.get("max_age_s") or 86400
         lines.append(
-            f"| {size['hosts']:,} | {_size(tel.get('bytes_per_host_per_day', 0))} / "
-            f"{_size(tel.get('held_bytes_per_host', 0))} "
+            f"| {size['hosts']:,} | {_size(day)} / {_size(day * min(1.0, age / 86400))} "
+            f"({age / 3600:.0f} h) "
             f"| {_size(tel.get('bytes_per_message') or 0)} "
-            f"| {_size(ev.get('bytes_per_host_per_day', 0))} / "
-            f"{_size(ev.get('held_bytes_per_host', 0))} "
-            f"| {_size(ev.get('bytes_per_message') or 0)} "
-            f"| {size['alerts_per_host_per_hour']} |"
+            f"| {_size(ev.get('bytes_per_host_per_day_at_1_alert_an_hour', 0))} "
+            f"| {_size(ev.get('bytes_per_message') or 0)} |"
         )
     leaf = result.get("leaf")
     if leaf:
@@ -632,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaf-window", type=float, default=120.0, help="0: no leaf run")
     parser.add_argument("--leaf-settle", type=float, default=15.0)
     parser.add_argument("--leaf-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice value for the server and the central (negative needs root): on a shared "
+        "machine, gives the measured side the CPU a dedicated one would",
+    )
     parser.add_argument("--output", type=Path, help="write here, not bench/results/")
     parser.add_argument(
         "--render", type=Path, help="only print the docs section of this result JSON"
@@ -649,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "fleet_scale",
         "machine": {**machine_info(), "loadavg_before": [round(x, 2) for x in os.getloadavg()]},
         "targets": TARGETS,
+        "central_nice": args.nice,
         "sizes": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as name:
