@@ -253,3 +253,18 @@ def test_an_odd_answer_from_a_host_is_one_clear_message(
     assert reply.status_code == 409
     assert reply.json()["detail"] == "host web-2: no [2J such  action"
     assert "\x1b" not in reply.text and "\u202e" not in reply.text
+
+
+def test_closed_reads_keep_the_page_shell_open_and_the_fleet_closed(tmp_path: Path) -> None:
+    flags = {**CENTRAL, "web": {"open_reads": False}}
+    fleet = sample_fleet()
+    with (
+        LiveServer(tmp_path, flags=flags, factories=fleet_factories(fleet)) as live,
+        live.client() as client,
+    ):
+        page = client.get("/fleet")
+        assert page.status_code == 200 and "/static/fleet.js" in page.text
+        assert live.token not in page.text
+        assert client.get("/static/fleet.js").status_code == 200
+        assert client.get("/api/fleet/hosts").status_code == 401
+        assert client.get("/api/fleet/hosts", headers=live.auth).json()["total"] == 3
