@@ -167,6 +167,14 @@ def central_backlog(monitor: str) -> int | None:
     return sum(pending) if pending else None
 
 
+def renice(pid: int, nice: int) -> None:
+    """Set ``nice`` on every thread of ``pid`` (Linux sets it per thread)."""
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, int(task), nice)
+
+
 class Usage:
     """CPU and memory of one process over a window (its children counted too)."""
 
@@ -308,8 +316,7 @@ def measure_size(hosts: int, args: argparse.Namespace, tmp: Path) -> dict[str, A
         )
         if args.nice:
             for pid in (server.pid, central.pid):
-                with contextlib.suppress(psutil.Error):
-                    psutil.Process(int(pid or 0)).nice(args.nice)
+                renice(int(pid or 0), args.nice)
         view = wait_view(web_port, central)
         events_log = work / "alerts.jsonl"
         duration = args.warmup + args.window + 5
@@ -681,6 +688,11 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_fleet: skipped: nats-server is not installed", file=sys.stderr)
         return SKIPPED
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+
+    def stopped(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # the finally blocks stop every process started
+
+    signal.signal(signal.SIGTERM, stopped)
     started = time.monotonic()
     result: dict[str, Any] = {
         "benchmark": "fleet_scale",
