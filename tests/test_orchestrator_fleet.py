@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from watchkeeper import __version__
-from watchkeeper.agents._placement import FallbackSwitch
+from watchkeeper.agents._placement import FallbackSwitch, LinkWatch
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings, deep_merge
 from watchkeeper.live_config import ConfigStore
@@ -288,3 +288,40 @@ def test_fallback_switch_waits_out_short_cuts_and_a_flapping_link() -> None:
         changes.append((t, switch.update(up)))
     assert [c for c in changes if c[1]] == [(61.5, "start"), (66.1, "stop")]
     assert not switch.active and switch.cut_for() == 0.0
+
+
+def test_link_watch_sees_a_silent_cut_as_an_outbox_that_stops_draining() -> None:
+    now = [0.0]
+    link = LinkWatch(5.0, monotonic=lambda: now[0])
+
+    def up(t: float, count: int, connected: bool = True) -> bool:
+        now[0] = t
+        return link.up({"connected": connected, "outbox": {"count": count, "bytes": 10}})
+
+    assert up(0, 0) and up(1, 2) and up(2, 1)  # events go out and are acknowledged
+    assert up(3, 3) and up(6.9, 5)  # waiting, none acknowledged for 4.9 s
+    assert not up(7.1, 6)  # 5 s without one acknowledged: cut, though "connected"
+    assert link.why == "the bus server has acknowledged nothing (6 event(s) waiting)"
+    assert up(8, 4) and link.why == ""  # draining again
+    assert not up(9, 0, connected=False) and link.why == "no connection to the bus server"
+
+
+async def test_a_silent_cut_starts_the_fallback_and_a_drained_outbox_stops_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="watchkeeper.orchestrator")
+    settings = _settings(
+        tmp_path, ["sensor", "remediator"], sensor_every=600, fallback_analyzer_after=0.5
+    )
+    async with _run(settings) as run:
+        o, bus = run.orchestrator, run.bus
+        bus.outbox = 3  # the client still says connected; nothing is acknowledged
+        await until(lambda: "analyzer" in o.agents, timeout=10)
+        bus.outbox = 0
+        await until(lambda: "analyzer" not in o.agents, timeout=10)
+    lines = [" ".join(r.getMessage().split()) for r in caplog.records]
+    assert any(
+        line.startswith("the bus server has acknowledged nothing (3 event(s) waiting)")
+        and "fallback analyzer started" in line
+        for line in lines
+    ), lines

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper import __version__
-from watchkeeper.agents._placement import FallbackSwitch, host_beat
+from watchkeeper.agents._placement import FallbackSwitch, LinkWatch, host_beat
 from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.bus import InMemoryBus, make_bus
 from watchkeeper.config import Settings
@@ -383,23 +383,29 @@ class Orchestrator:
             await self._publish_beat()
             await asyncio.sleep(self.settings.fleet.heartbeat_interval)
 
-    def _connected(self) -> bool:
+    def _link_up(self, link: LinkWatch) -> bool:
         try:
-            return bool(self.bus.status().get("connected", True))
-        except Exception:
+            return link.up(self.bus.status())
+        except Exception as exc:
+            link.why = f"the bus status is unreadable ({exc})"
             return False
 
     async def _fallback_loop(self, switch: FallbackSwitch) -> None:
         poll = min(1.0, max(0.05, switch.after / 4))
+        link = LinkWatch(max(1.0, min(5.0, switch.after / 2)))
+        why = ""
         while True:
-            change = switch.update(self._connected())
+            up = self._link_up(link)
+            if not up:
+                why = link.why
+            change = switch.update(up)
             if change == "start":
-                await self._start_fallback(switch.cut_for() or switch.after)
+                await self._start_fallback(switch.cut_for() or switch.after, why)
             elif change == "stop":
                 await self._stop_fallback()
             await asyncio.sleep(poll)
 
-    async def _start_fallback(self, cut_for: float) -> None:
+    async def _start_fallback(self, cut_for: float, why: str = "") -> None:
         from watchkeeper.agents.analyzer import AnalyzerAgent
 
         agent = AnalyzerAgent(
@@ -413,8 +419,9 @@ class Orchestrator:
         self.fallback_since = self.clock()
         self.fallback_runs += 1
         log.warning(
-            "no connection to the bus server for %.0fs: fallback analyzer started "
+            "%s for %.0fs: fallback analyzer started "
             "(rules only, this host's own policy) until the connection is back",
+            why or "no connection to the bus server",
             cut_for,
         )
 

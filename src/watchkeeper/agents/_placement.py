@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from watchkeeper.agents.base import BaseAgent
     from watchkeeper.config import Settings
 
-__all__ = ["FALLBACK_AGENT", "FallbackSwitch", "host_beat", "outbox_size"]
+__all__ = ["FALLBACK_AGENT", "FallbackSwitch", "LinkWatch", "host_beat", "outbox_size"]
 
 #: How the heartbeat names a running fallback analyzer (not "analyzer": a central
 #: analyzer keeps analysing a host whose own analysis is only a stand-in).
@@ -76,6 +76,38 @@ class FallbackSwitch:
     def cut_for(self) -> float:
         """Seconds without a connection so far (0 when connected)."""
         return 0.0 if self._cut_since is None else self._monotonic() - self._cut_since
+
+
+class LinkWatch:
+    """Whether the bus reaches its server, from its ``status()``: connected, and its
+    outbox draining. A link whose packets just stop (a cable, a firewall) leaves the
+    client "connected" until its pings time out, minutes later; but then nothing it sends
+    is acknowledged, so events wait in the outbox. Waiting events that have not gone
+    down for ``stuck_after`` seconds count as a cut, with the reason in :attr:`why`."""
+
+    def __init__(
+        self, stuck_after: float, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stuck_after = stuck_after
+        self.why = ""
+        self._monotonic = monotonic
+        self._last = 0
+        self._moved = monotonic()
+
+    def up(self, status: Mapping[str, Any]) -> bool:
+        now = self._monotonic()
+        count = outbox_size(status)
+        if count == 0 or count < self._last:
+            self._moved = now
+        self._last = count
+        if not status.get("connected", True):
+            self.why = "no connection to the bus server"
+            return False
+        if now - self._moved >= self.stuck_after:
+            self.why = f"the bus server has acknowledged nothing ({count} event(s) waiting)"
+            return False
+        self.why = ""
+        return True
 
 
 def outbox_size(status: Mapping[str, Any]) -> int:
