@@ -177,3 +177,23 @@ async def test_a_local_approval_is_recorded_as_before(
     )
     assert reply.payload["ok"] is True and reply.payload["by"] == "api"
     await until(lambda: sleeper.nice() == 10)
+
+
+async def test_a_remote_request_to_act_is_audited_with_its_host(
+    web2: RemediatorAgent, sleeper: psutil.Process
+) -> None:
+    """A person's run_action from the central passes web-2's gate like a local one (a
+    person's request runs in approve mode) and the audit names the host it came from."""
+    params = {
+        "action": "renice_process",
+        "target": str(sleeper.pid),
+        "params": {"create_time": sleeper.create_time(), "name": sleeper.name()},
+        "by": "alice",
+    }
+    _bus(web2).deliver(_from_central("run_action", params))
+    await until(lambda: sleeper.nice() == 10)
+    await until(
+        lambda: any(r.outcome is ActionOutcome.SUCCEEDED for r in _audit_for(web2, sleeper))
+    )
+    done = [r for r in _audit_for(web2, sleeper) if r.outcome is ActionOutcome.SUCCEEDED]
+    assert done[0].proposer == "user" and done[0].proposed_by == "alice from host central-1"

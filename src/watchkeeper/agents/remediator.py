@@ -179,7 +179,7 @@ class RemediatorAgent(BaseAgent):
             return await self._answer(command, str(params.get("id", "")), params)
         if command == "reset_giveup":
             target = str(params.get("target", ""))
-            if not await self.pipeline.reset_giveup(target, "a person"):
+            if not await self.pipeline.reset_giveup(target, self._who(params, "a person")):
                 raise CommandError(f"{target!r} is not in a given-up state")
             return {"target": target, "reset": True}
         raise CommandError(f"agent {self.name!r} has no command {command!r}")
@@ -202,7 +202,7 @@ class RemediatorAgent(BaseAgent):
             target_kind=action.info.target_kind,
             params=dict(extra),
             proposer="user",
-            proposed_by=str(params.get("by", "user"))[:_BY_MAX],
+            proposed_by=self._who(params, "user"),
             reason=str(params.get("reason", "asked by a person"))[:_REASON_MAX],
         )
 
