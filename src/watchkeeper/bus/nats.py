@@ -21,7 +21,19 @@ catches up), a host-id scope that host's. What arrives is untrusted: a message t
 not parse, or whose ``host`` differs from its subject's host, is dropped and counted.
 
 ``start()`` connects in the background (the host works alone until the server answers,
-and reconnects forever); ``stop()`` sends what it can within a few seconds and closes.
+and reconnects forever); ``stop()`` sends what it can within a few seconds and closes::
+
+    bus = make_bus(settings)                 # [bus] backend = "nats"
+    view = bus.subscribe("alert.*", name="fleet-view", scope="fleet")
+    await bus.start()
+    await bus.wait_connected(10)             # tests: connected, subscriptions in place
+    reply = await bus.request(COMMAND.at("remediator"), command, sender="view", host="web-1")
+    await bus.flush(5)                       # tests: every event acknowledged
+    await bus.stop()
+
+``status()`` says whether it is connected, what waits in the outbox, what was dropped
+and why (malformed, another host's id, refused by the server, too big), and the last
+error, with no secret in it.
 """
 
 from __future__ import annotations
