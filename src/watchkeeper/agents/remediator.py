@@ -8,6 +8,11 @@ which owns the whole lifecycle (decide → record → run → verify → escalat
 the pipeline emits is published. ``alert.escalated`` is not a proposal and is not heard
 here: escalation happens once, inside the pipeline (its docstring says why).
 
+Commands are heard only for this host (the bus's local scope): an approval given on the
+fleet view arrives as a command from the central host and passes this host's gate like a
+local one; its audit names the person and the host it came from ("alice from host
+central-1").
+
 The action registry is injected (``RemediatorAgent(name, ctx, actions=registry)``, built
 by the orchestrator); without one the agent holds the built-in actions.
 """
