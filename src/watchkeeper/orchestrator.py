@@ -54,6 +54,7 @@ from watchkeeper.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from watchkeeper.model.actions import ActionRecord, ActionRequest
+    from watchkeeper.model.fleet import HostBeat
     from watchkeeper.plugins import Registries, RegistryKind
 
 __all__ = ["AgentFactory", "Orchestrator", "build_registries", "default_agent_factories"]
@@ -355,7 +356,7 @@ class Orchestrator:
                 log.error("service manager %s did not stop cleanly: %s", name, exc)
 
     # -- the fleet: heartbeat and fallback analyzer ------------------------------------------
-    def heartbeat(self, *, stopped: bool = False) -> Any:
+    def heartbeat(self, *, stopped: bool = False) -> HostBeat:
         """This host's ``HostBeat`` now."""
         return host_beat(
             self.agents,
@@ -399,10 +400,13 @@ class Orchestrator:
             if not up:
                 why = link.why
             change = switch.update(up)
-            if change == "start":
-                await self._start_fallback(switch.cut_for() or switch.after, why)
-            elif change == "stop":
-                await self._stop_fallback()
+            try:
+                if change == "start":
+                    await self._start_fallback(switch.cut_for() or switch.after, why)
+                elif change == "stop":
+                    await self._stop_fallback()
+            except Exception as exc:  # the rest of the host must keep running
+                log.error("the fallback analyzer could not %s: %s", change, exc)
             await asyncio.sleep(poll)
 
     async def _start_fallback(self, cut_for: float, why: str = "") -> None:
