@@ -45,7 +45,7 @@ MAX_HOSTS = 10_000
 _MAX_KNOWN = 4 * MAX_HOSTS
 _BASELINE_DIR = "fleet-baselines"
 #: An event this much older than its host's newest sample is a replay, not news.
-STALE_EVENT_S = 30.0
+STALE_EVENT_S = 10.0
 
 
 @dataclass
