@@ -219,3 +219,23 @@ def test_fleet_page_hosts_host_view_and_approvals(tmp_path: Path, sleeper: psuti
             beating.join(5)
         # The one failed request is the approval web-2 never answered: the page said so.
         assert [p for p in problems if "status of 504" not in p] == []
+
+
+def test_fleet_page_on_a_host_that_is_not_central(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with LiveServer(tmp_path, flags={"bus": {"host_id": "web-2"}}) as plain:
+        problems: list[str] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.goto(plain.url + "/fleet")
+            expect(page.locator("#problem")).to_have_text(
+                "this watchkeeper (host web-2) does not keep the fleet view: "
+                'its [fleet] role is "host"; ask the central host',
+                timeout=10_000,
+            )
+            expect(page.locator("#live")).to_have_text("no fleet view here")
+            browser.close()
+        assert problems == []

@@ -9,7 +9,7 @@
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = "wk-token";
   const REFRESH_MS = 3000;
-  const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", host: null, timer: null };
+  const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", host: null, timer: null, status: 200 };
 
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
@@ -312,6 +312,7 @@
 
   // -- routing and refresh ---------------------------------------------------------------
   function failed(reply) {
+    state.status = reply.status;
     const detail = reply.data && reply.data.detail;
     if (reply.status === 401) problem("Reads need the API token on this server: paste it under API token.");
     else problem(typeof detail === "string" ? detail : `the fleet view answered HTTP ${reply.status}`);
@@ -344,17 +345,19 @@
 
   async function refresh() {
     window.clearTimeout(state.timer);
+    state.status = 200;
     try {
       const ok = state.host ? await refreshHost() : await refreshList();
       if (ok) {
         $("updated").textContent = clock(Date.now() / 1000);
         live(true, "live");
-      } else live(false, "retrying");
+      } else live(false, state.status === 409 ? "no fleet view here" : "retrying");
     } catch (error) {
       live(false, "offline");
       problem(`cannot reach watchkeeper: ${error.message}`);
     }
-    state.timer = window.setTimeout(refresh, REFRESH_MS);
+    // A host that keeps no fleet view will not grow one soon: ask again now and then.
+    state.timer = window.setTimeout(refresh, state.status === 409 ? 30000 : REFRESH_MS);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
