@@ -171,7 +171,7 @@ def test_fleet_page_hosts_host_view_and_approvals(tmp_path: Path, sleeper: psuti
                 page.screenshot(path=str(ARTIFACTS / "fleet-hosts.png"), full_page=True)
 
                 # web-2's own view: its alert as text, its approval, and no answer from it.
-                web.locator("a.host-link").click()
+                web.locator("td.seen").click()  # anywhere on the row
                 expect(page.locator("#crumb")).to_have_text(" › web-2")
                 expect(page.locator("#host-view")).to_be_visible()
                 expect(page.locator("#fleet-list")).to_be_hidden()

@@ -156,7 +156,7 @@
     body.replaceChildren(...rows.map((row) => {
       const link = el("a", { href: `#host=${encodeURIComponent(row.host)}`, className: "host-link", text: row.host });
       const name = row.name && row.name !== row.host ? el("span", { className: "host-name", text: row.name }) : null;
-      return el("tr", { dataset: { state: row.state, host: row.host } },
+      const tr = el("tr", { dataset: { state: row.state, host: row.host } },
         el("td", null, link, name),
         el("td", null, pill(row.state, row.state === "up" ? "ok" : row.state === "stale" ? "warning" : "critical")),
         el("td", null, pill(row.status || "unknown")),
@@ -165,6 +165,11 @@
         el("td", { className: "num", text: row.incidents }),
         el("td", { className: "num", text: row.pending_approvals }),
         el("td", { className: "seen", text: ago(row.age_s) }));
+      // The whole row opens the host (the link inside stays for keyboards).
+      tr.addEventListener("click", (event) => {
+        if (!event.target.closest("a")) window.location.hash = link.getAttribute("href");
+      });
+      return tr;
     }));
   }
 
