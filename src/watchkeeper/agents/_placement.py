@@ -8,6 +8,9 @@ the server, should start a rules-only analyzer of its own, and when to stop it::
     switch = FallbackSwitch(after=30.0)
     switch.update(connected=False)     # "start" once cut off for 30 s, else None
     switch.update(connected=True)      # "stop" once connected again for `settle` s
+
+:class:`LinkWatch` reads "connected" from a bus's ``status()``: the client's word, or an
+outbox that has stopped draining (a cut whose packets just stop).
 """
 
 from __future__ import annotations
