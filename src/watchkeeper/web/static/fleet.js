@@ -159,10 +159,10 @@
       const tr = el("tr", { dataset: { state: row.state, host: row.host } },
         el("td", null, link, name),
         el("td", null, pill(row.state, row.state === "up" ? "ok" : row.state === "stale" ? "warning" : "critical")),
-        el("td", null, pill(row.status || "unknown")),
+        el("td", { className: "hide-s" }, pill(row.status || "unknown")),
         el("td", { className: "num", text: row.score == null ? "–" : Math.round(row.score) }),
         el("td", { className: "num", text: row.firing, dataset: { hot: row.firing ? "true" : "false" } }),
-        el("td", { className: "num", text: row.incidents }),
+        el("td", { className: "num hide-s", text: row.incidents }),
         el("td", { className: "num", text: row.pending_approvals }),
         el("td", { className: "seen", text: ago(row.age_s) }));
       // The whole row opens the host (the link inside stays for keyboards).
