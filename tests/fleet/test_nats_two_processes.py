@@ -18,8 +18,9 @@ import pytest
 from watchkeeper.bus import make_bus
 from watchkeeper.bus.nats import NatsBus
 from watchkeeper.config import Settings
+from watchkeeper.config.fleet import BusSettings
 from watchkeeper.model.events import AgentReply, Command, SystemStarted
-from watchkeeper.model.topics import COMMAND
+from watchkeeper.model.topics import COMMAND, SYSTEM_STARTED
 from watchkeeper.testing.nats_server import NatsServer
 
 HOST_PROGRAM = textwrap.dedent(
@@ -152,3 +153,85 @@ async def test_a_host_process_and_a_central_process(
     finally:
         _kill(proc)
         await central.stop()
+
+
+CENTRAL_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from watchkeeper.bus.nats import NatsBus
+    from watchkeeper.config.fleet import BusSettings
+
+    async def main() -> None:
+        url, data = sys.argv[1], Path(sys.argv[2])
+        settings = BusSettings(backend="nats", servers=[url], host_id="central",
+                               reconnect_wait=0.1)
+        bus = NatsBus(settings, host="central", data_dir=data)
+        view = bus.subscribe("system.*", name="view", scope="fleet")
+        await bus.start()
+        await bus.wait_connected(10)
+        print("ready", flush=True)
+        async for message in view:
+            print(message.id, message.value.version, flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_central_killed_mid_stream_catches_up_exactly_once(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The central process dies (SIGKILL) and comes back: every event exactly once."""
+    script = tmp_path / "central_program.py"
+    script.write_text(CENTRAL_PROGRAM)
+
+    def start_central() -> subprocess.Popen[str]:
+        with (tmp_path / "central.log").open("a") as log:
+            return subprocess.Popen(
+                [sys.executable, str(script), nats_server.url, str(tmp_path / "central")],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    async def read(proc: subprocess.Popen[str], count: int) -> list[str]:
+        assert proc.stdout is not None
+        lines = []
+        for _ in range(count):
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+            lines.append(line.split()[0])
+        return lines
+
+    web = NatsBus(
+        BusSettings(backend="nats", servers=[nats_server.url], host_id="web-1"),
+        host="web-1",
+        data_dir=tmp_path / "web",
+    )
+    await web.start()
+    assert await web.wait_connected(10)
+    central = start_central()
+    try:
+        await _wait_line(central, "ready")
+        sent = [
+            (await web.publish(SYSTEM_STARTED, SystemStarted(version=f"a{i}"), sender="t")).id
+            for i in range(10)
+        ]
+        first = await read(central, 10)
+        _kill(central)
+        sent += [
+            (await web.publish(SYSTEM_STARTED, SystemStarted(version=f"b{i}"), sender="t")).id
+            for i in range(10)
+        ]
+        assert await web.flush(10)
+        central = start_central()
+        await _wait_line(central, "ready")
+        second = await read(central, 10)
+        assert first + second == sent
+        assert central.stdout is not None
+        with pytest.raises(TimeoutError):
+            extra = await asyncio.wait_for(asyncio.to_thread(central.stdout.readline), 1.0)
+            raise AssertionError(f"a duplicate arrived: {extra!r}")
+    finally:
+        _kill(central)
+        await web.stop()

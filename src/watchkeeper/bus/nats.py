@@ -904,6 +904,12 @@ class NatsBus(InMemoryBus):
                 self._receive(msg, core=False)
                 with contextlib.suppress(Exception):
                     await msg.ack()
+            nc = self._nc
+            if nc is not None:
+                # One round trip per batch: the acks are in before more is fetched, so a
+                # central that crashes sees at most this batch again (its ids, not counted).
+                with contextlib.suppress(Exception):
+                    await nc.flush(timeout=max(1, int(self.settings.request_timeout)))
 
     def _drop(self, kind: str, why: str) -> None:
         self.counts[kind] += 1
