@@ -299,3 +299,28 @@ async def test_a_replayed_old_service_event_is_not_news_but_a_fresh_one_is(
     died(newest)
     message = await alerts.get(timeout=5)
     assert message.host == "leaf-1" and message.payload["subject"] == "service:web"
+
+
+async def test_the_first_alert_of_a_dead_unit_carries_its_journal_and_restart_policy(
+    central: Central,
+) -> None:
+    # The alert made from the exit event itself (before any sample) is the one people are
+    # told of first: it must already carry the unit's last log lines, cleaned.
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    central.beat("leaf-2", ["sensor", "remediator"])
+    await asyncio.sleep(0.05)
+    event = ServiceEvent(
+        kind="exited",
+        name="api",
+        manager="systemd",
+        at=1.0,
+        detail="exit-code",
+        exit_code=1,
+        restart_policy="no",
+        journal=["api: cannot bind 0.0.0.0:80: address in use", "api: exiting\x1b[31m"],
+    )
+    central.remote("service.exited", event, "leaf-2")
+    message = await alerts.get(timeout=5)
+    evidence = message.payload["evidence"]
+    assert evidence["journal"][0] == "api: cannot bind 0.0.0.0:80: address in use"
+    assert "\x1b" not in evidence["journal"][1]

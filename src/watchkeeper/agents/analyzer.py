@@ -423,6 +423,10 @@ class AnalyzerAgent(BaseAgent):
             probe_detail=None,
             last_exit_code=event.exit_code,
             last_exit_signal=event.exit_signal,
+            journal=event.journal,
+            restart_policy=event.restart_policy,
+            start_limit_hit=event.start_limit_hit,
+            restarts=event.restarts,
         )
         engine = remote.engine if remote is not None else self.engine
         transitions = engine.observe_service(status, self.ctx.clock())
