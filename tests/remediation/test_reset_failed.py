@@ -27,7 +27,7 @@ from watchkeeper.remediation.pipeline import RemediationPipeline
 from watchkeeper.services import build_managers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
-from test_services_systemd import FakeSystemd  # type: ignore[import-not-found]
+from test_services_systemd import FakeSystemd
 
 
 class _Sink:

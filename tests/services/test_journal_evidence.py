@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_services_systemd import FakeSystemd  # type: ignore[import-not-found]
+from test_services_systemd import FakeSystemd
 
 from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState

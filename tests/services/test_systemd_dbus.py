@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
-from test_services_systemd import FakeSystemd  # type: ignore[import-not-found]
+from test_services_systemd import FakeSystemd
 
 from watchkeeper.config.services import ServiceSpec
 from watchkeeper.model.services import ServiceState

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from fleet_web_helpers import fleet_factories, sample_fleet  # type: ignore[import-not-found]
+from fleet_web_helpers import fleet_factories, sample_fleet
 from web_helpers import LiveServer
 
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction, fingerprint_of

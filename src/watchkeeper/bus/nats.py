@@ -110,6 +110,7 @@ _REPLY_ROUTES = 4_096
 _DRAIN_BATCH = 256
 _WINDOW = 64
 _CONSUMER_CHECK_SECONDS = 30.0
+_PING_INTERVAL_S = 10
 _STOP_DRAIN_SECONDS = 3.0
 _DENIED_FOR = 60.0
 _DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
@@ -366,6 +367,10 @@ class NatsBus(InMemoryBus):
             "connect_timeout": s.connect_timeout,
             "reconnect_time_wait": s.reconnect_wait,
             "max_reconnect_attempts": -1,
+            # A link that goes silent (a cut cable, a dropped route) sends no error: pings
+            # find it within about 30 s, so the host knows it is alone and says so.
+            "ping_interval": _PING_INTERVAL_S,
+            "max_outstanding_pings": 2,
             "allow_reconnect": True,
             "no_echo": True,
             "inbox_prefix": f"_INBOX_{self.host}",
@@ -414,9 +419,17 @@ class NatsBus(InMemoryBus):
             self._nc = nc
             self._js = nc.jetstream(timeout=self.settings.request_timeout)
             self._connected = True
+            # Plain subscriptions first: a host login that may not manage streams waits
+            # for those checks to be refused, and must not miss what is said about it
+            # meanwhile. Durable consumers need the streams, so they come after.
+            remotes = list(self._remotes.values())
+            for remote in remotes:
+                if remote.durable is None:
+                    await self._open_remote(remote)
             await self._ensure_streams()
-            for remote in list(self._remotes.values()):
-                await self._open_remote(remote)
+            for remote in remotes:
+                if remote.durable is not None:
+                    await self._open_remote(remote)
             self._set_up = True
             self._wake.set()
             return
