@@ -449,9 +449,11 @@ class SystemdRoot:
         deadline = time.monotonic() + timeout
         while not self.pid:
             if self._proc.poll() is not None:
+                said = self.console_log.read_text(errors="replace").strip()[-400:]
+                if self._proc.returncode == _REFUSED:  # a safety check failed: never a skip
+                    raise RuntimeError(said)
                 raise SystemdUnavailable(
-                    f"systemd did not boot (exit status {self._proc.returncode}): "
-                    + self.console_log.read_text(errors="replace").strip()[-400:]
+                    f"systemd did not boot (exit status {self._proc.returncode}): {said}"
                 )
             if time.monotonic() > deadline:
                 raise SystemdUnavailable("systemd did not start within the timeout")
