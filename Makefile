@@ -59,7 +59,7 @@ test: $(STAMP)
 test-realmodel: $(REALMODEL_STAMP)
 	WATCHKEEPER_REQUIRE_REALMODEL=1 $(BIN)/python -m pytest -m realmodel $(PYTEST_ARGS)
 
-# A real systemd booted as PID 1 in its own debootstrap root (tests/systemd/real/); needs root
+# A real systemd booted as PID 1 in its own debootstrap root (tests/systemd_real/); needs root
 # and debootstrap; a missing part fails, not skips.
 test-systemd: $(STAMP)
 	WATCHKEEPER_REQUIRE_SYSTEMD=1 $(BIN)/python -m pytest -m systemd $(PYTEST_ARGS)
