@@ -178,7 +178,13 @@ def exercised(daemon: ConfigDaemon, receiver: Receiver) -> dict[str, bytes]:
 
 
 def _fill(name: str, where: str, path: str) -> str:
-    values = {"name": "communicator", "metric": "cpu.percent", "incident_id": "no-such-incident"}
+    values = {
+        "name": "communicator",
+        "metric": "cpu.percent",
+        "incident_id": "no-such-incident",
+        "host": "no-such-host",
+        "id": "no-such-id",
+    }
     if name not in values:
         raise AssertionError(f"{path}: give the secrets test a value for {where} {name!r}")
     return values[name]

@@ -30,6 +30,8 @@ __all__ = [
 
 # Environment variables of ours that are not settings keys.
 _ENV_NOT_SETTINGS = {"WATCHKEEPER_CONFIG", "WATCHKEEPER_TOKEN", "WATCHKEEPER_URL"}
+#: The test suite's switches (WATCHKEEPER_REQUIRE_NATS, ..._NETNS, ..._SYSTEMD, ..._REALMODEL).
+_ENV_TEST_SWITCHES = "WATCHKEEPER_REQUIRE_"
 DEFAULT_CONFIG_NAME = "watchkeeper.toml"
 
 
@@ -76,7 +78,11 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """Our environment variables as nested keys, to name them in error messages."""
     layer: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in _ENV_NOT_SETTINGS
+            or name.startswith(_ENV_TEST_SWITCHES)
+        ):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         node = layer
@@ -93,7 +99,11 @@ def _check_env_names(environ: Mapping[str, str]) -> None:
     """A misspelt WATCHKEEPER_ variable is a mistake worth stopping for; so is a value
     nested too deeply for anyone to mean it (pydantic-settings decodes it as JSON)."""
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in _ENV_NOT_SETTINGS
+            or name.startswith(_ENV_TEST_SWITCHES)
+        ):
             continue
         if text_depth(value) > MAX_DEPTH:
             raise ConfigError(f"environment variable {name}: nested deeper than {MAX_DEPTH} levels")
