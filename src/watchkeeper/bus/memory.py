@@ -333,6 +333,14 @@ class InMemoryBus:
 
         ``value`` must be the request topic's reply model when the topic declares one.
         """
+        message = self._reply_message(request, value, sender=sender)
+        if message is not None:
+            self.deliver(message)
+        return message
+
+    def _reply_message(self, request: Message, value: BaseModel, *, sender: str) -> Message | None:
+        """The reply to ``request`` addressed to its asker, checked against the topic's
+        reply model; None when the request asked for no reply. A backend sends it."""
         if not request.reply_to:
             return None
         topic = self._topics.get(request.topic)
@@ -349,7 +357,6 @@ class InMemoryBus:
             host=request.origin or self._host,
             origin=self._host,
         )
-        self.deliver(message)
         return message
 
     # -- looking at it -----------------------------------------------------------------

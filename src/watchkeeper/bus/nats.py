@@ -82,7 +82,7 @@ from watchkeeper.bus.subjects import (
     subject_pattern,
 )
 from watchkeeper.config.fleet import BusSettings, check_host_id
-from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic_matches
+from watchkeeper.model.envelope import Topic, TopicRegistry, topic_matches
 from watchkeeper.model.message import Message
 from watchkeeper.model.secret import MASK, masked_url, secret_value
 from watchkeeper.model.text import LOG_LINE, clean
@@ -1047,22 +1047,9 @@ class NatsBus(InMemoryBus):
             if request.origin and request.origin != self.host:
                 return None  # came from another host without a way back (a stream replay)
             return await super().reply(request, value, sender=sender)
-        if not request.reply_to:
+        message = self._reply_message(request, value, sender=sender)
+        if message is None:
             return None
-        topic = self._topics.get(request.topic)
-        expected = topic.reply if topic is not None and topic.reply is not None else BaseModel
-        if not isinstance(value, expected):
-            raise WrongPayload(
-                f"a reply on {request.topic!r} is {expected.__name__}, not {type(value).__name__}"
-            )
-        message = Message(
-            topic=request.reply_to,
-            sender=sender,
-            value=value,
-            correlation_id=request.correlation_id,
-            host=request.origin or self.host,
-            origin=self.host,
-        )
         nc = self._nc
         if nc is None or not self.connected:
             self._note("reply", "not connected: the reply is lost (the asker will time out)")
