@@ -11,26 +11,7 @@
   const REFRESH_MS = 3000;
   const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", host: null, timer: null, status: 200 };
 
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    if (props) {
-      for (const [key, value] of Object.entries(props)) {
-        if (value == null) continue;
-        if (key === "text") node.textContent = value;
-        else if (key === "dataset") Object.assign(node.dataset, value);
-        else if (key === "className") node.className = value;
-        else node.setAttribute(key, value);
-      }
-    }
-    for (const child of children) {
-      if (child == null) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  const pill = (text, level) =>
-    el("span", { className: "pill small", text, dataset: { level: level || text } });
+  const { el, pill } = window.wkDom;
 
   function ago(seconds) {
     if (seconds == null) return "never";
