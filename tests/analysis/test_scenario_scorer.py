@@ -336,3 +336,20 @@ def test_a_deferred_restart_is_tried_again_when_its_backoff_ends() -> None:
     # when it runs; verified down again at 40 s, deferred again (the backoff doubled to
     # 60 s: until 90 s), and by then the service is back (from 60 s): the try is dropped.
     assert got == [(0.0, "run"), (10.0, "defer"), (30.0, "run"), (40.0, "defer")]
+
+
+def test_a_reset_failed_proposal_is_judged_not_executed() -> None:
+    # The model may propose reset_failed for a systemd unit the scenario has; the gate looks
+    # at what the unit's manager can do, and the scorer must judge the proposal (dangerous:
+    # a person approves) rather than crash on the stand-in manager.
+    scenario = make(
+        {
+            "name": "crash loop",
+            "settings": {"services": [{"name": "api", "manager": "systemd"}]},
+            "services": [{"name": "api", "state": "failed"}],
+            "expect": {"verdict": "critical"},
+        }
+    )
+    gate, _ = _gate(scenario)
+    record = gate.submit(ActionRequest("reset_failed", "api", "llm", target_kind="service"))
+    assert record.verdict == "approve", record.reason

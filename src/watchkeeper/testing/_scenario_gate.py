@@ -72,11 +72,18 @@ class _ScenarioContext(ActionContext):
 
 
 class _ScenarioManager:
-    """Stands for the scenario's service manager: the gate needs one to exist; nothing is
-    ever asked of it, since the scorer executes nothing."""
+    """Stands for the scenario's service manager: the gate needs one to exist and may look
+    at what it can do (``reset_failed`` is offered only where the manager has it); calling
+    any of it fails, since the scorer executes nothing."""
 
     def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"the scenario scorer executes nothing (asked to {name})")
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def refuse(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError(f"the scenario scorer executes nothing (asked to {name})")
+
+        return refuse
 
 
 def _drive(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
