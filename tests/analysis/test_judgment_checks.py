@@ -21,6 +21,7 @@ import pytest
 
 from watchkeeper.analysis.checks import Check
 from watchkeeper.analysis.engine import AnalysisEngine, Transition
+from watchkeeper.analysis.remedies import own_pids
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import Alert, Severity
@@ -395,10 +396,12 @@ def test_a_service_main_process_is_reniced_never_killed() -> None:
 
 
 def test_protected_names_come_from_the_configuration() -> None:
-    proc = Proc(3300, "pgbouncer", cpu=99.0)
+    # A pid that is not one of this test's own ancestors (those are protected for real).
+    pid = next(p for p in range(3300, 9000) if p not in own_pids())
+    proc = Proc(pid, "pgbouncer", cpu=99.0)
     assert actions_of([_hot_for_three_minutes(proc)]) == {
-        ("renice_process", "3300"),
-        ("kill_process", "3300"),
+        ("renice_process", str(pid)),
+        ("kill_process", str(pid)),
     }
     alert = _hot_for_three_minutes(proc, remediation={"protected_names": ["PgBouncer"]})
     assert alert.suggested_actions == []

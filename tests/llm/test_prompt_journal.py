@@ -92,6 +92,25 @@ def test_journal_lines_are_in_the_alert_and_the_data_block_only() -> None:
     assert evidence["log_before_1"] == "fatal: cannot bind :80"
 
 
+def test_the_units_own_lines_reach_the_model_before_systemds() -> None:
+    # systemd's last words on a unit (exit status, result) say *that* it failed; the
+    # unit's own lines before them say *why*. Both reach the model, the unit's first.
+    journal = [
+        "starting web",
+        "reading /etc/web.conf",
+        "fatal: permission denied on /etc/web.conf",
+        "systemd: web.service: Main process exited, code=exited, status=1/FAILURE",
+        "systemd: web.service: Failed with result 'exit-code'.",
+    ]
+    evidence = _brief(journal).findings[0].evidence
+    logged = [evidence[k] for k in ("last_log", "log_before_1", "log_before_2")]
+    assert logged == [
+        "systemd: web.service: Failed with result 'exit-code'.",
+        "fatal: permission denied on /etc/web.conf",
+        "reading /etc/web.conf",
+    ]
+
+
 async def test_an_injection_in_the_journal_changes_nothing(
     fake: FakeOllama, advisor_for: Callable[..., OllamaAdvisor]
 ) -> None:

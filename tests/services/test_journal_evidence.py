@@ -207,3 +207,37 @@ async def test_a_process_service_carries_the_tail_of_its_stderr(
     await manager.start("worker")
     assert (await manager.status("worker")).journal == []  # a new life starts clean
     await manager.stop("worker")
+
+
+def test_systemds_own_words_about_the_unit_are_told_apart() -> None:
+    entries = [
+        {"MESSAGE": "opening /etc/app.conf", "_PID": "4321", "_COMM": "app"},
+        {"MESSAGE": "permission denied", "_PID": "4321", "_COMM": "app"},
+        {"MESSAGE": "app.service: Main process exited, code=exited, status=1/FAILURE",
+         "_PID": "1", "_COMM": "systemd"},
+        {"MESSAGE": "app.service: Failed with result 'exit-code'.", "_PID": "1"},
+    ]  # fmt: skip
+    lines = parse_journal_json("\n".join(json.dumps(e) for e in entries))
+    assert lines[:2] == ["opening /etc/app.conf", "permission denied"]
+    assert lines[2] == "systemd: app.service: Main process exited, code=exited, status=1/FAILURE"
+    assert lines[3] == "systemd: app.service: Failed with result 'exit-code'."
+
+
+async def test_the_exit_event_names_the_units_own_last_line(
+    fake: FakeSystemd,
+    journal: FakeJournal,
+    systemd: Callable[..., SystemdServiceManager],
+    events: Any,
+) -> None:
+    fake.set_unit("web.service", ActiveState="active", SubState="running", MainPID="100")
+    manager = systemd()
+    await manager.status("web")
+    journal.write(
+        "bind: address already in use",
+        raw=json.dumps({"MESSAGE": "web.service: Failed with result 'exit-code'.", "_PID": "1"})
+        + "\n",
+    )
+    _failed(fake)
+    status = await manager.status("web")
+    assert status.journal[-1] == "systemd: web.service: Failed with result 'exit-code'."
+    assert events.events[-1].detail.endswith("last log: bind: address already in use")

@@ -129,11 +129,6 @@ def test_sigkilled_unit_is_restarted_through_the_gate(
     assert wk.active()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a systemd service's probe is never run (only the process backend probes after a "
-    "start), so the restart's verification waits for a health that never comes",
-)
 def test_a_healed_unit_with_a_probe_is_verified_healthy(
     systemd_root: SystemdRoot, wk: WatchkeeperInRoot
 ) -> None:

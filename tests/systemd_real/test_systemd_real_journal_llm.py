@@ -101,11 +101,6 @@ def chats(root: SystemdRoot) -> list[dict[str, Any]]:
         return []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the LLM's brief carries only a failed unit's last two journal lines (systemd's "
-    "own exit messages: last_log, log_before_1), so the unit's own lines never reach it",
-)
 def test_a_journal_line_reaches_the_llm_only_inside_the_data_block(
     systemd_root: SystemdRoot, wk: WatchkeeperInRoot
 ) -> None:

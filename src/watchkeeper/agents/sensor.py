@@ -53,6 +53,10 @@ class SensorAgent(BaseAgent):
         self._last_mood: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: asyncio.Future[MetricsSample] | None = None
+        # Health probes of running services, one at a time per service, each every
+        # ``probe_every`` seconds: service name -> (when next due, the probe running now).
+        self._probe_due: dict[str, float] = {}
+        self._probing: dict[str, asyncio.Task[None]] = {}
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -74,6 +78,9 @@ class SensorAgent(BaseAgent):
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="watchkeeper-sampler")
 
     async def teardown(self) -> None:
+        probing, self._probing = self._probing, {}
+        for task in probing.values():
+            task.cancel()
         pool, self._pool, self._inflight = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -98,9 +105,45 @@ class SensorAgent(BaseAgent):
                 log.warning("service manager %s failed: %s", getattr(manager, "name", "?"), exc)
         return statuses
 
+    def _start_due_probes(self, statuses: list[Any]) -> None:
+        """Start the health probe of each running service whose probe is due.
+
+        Every backend reports whether a service runs; only its probe says whether it
+        works. Probes run in the background (one per service at a time, bounded by the
+        probe's own timeout), so a slow one never delays a tick; the manager keeps the
+        verdict, shows it on the service's status and emits ``service.healthy`` or
+        ``service.unhealthy`` when it changes."""
+        specs = {spec.name: spec for spec in self.settings.services}
+        now = self.ctx.monotonic()
+        for status in statuses:
+            spec = specs.get(status.name)
+            if spec is None or spec.probe is None or str(status.state) != "running":
+                self._probe_due.pop(status.name, None)
+                continue
+            running = self._probing.get(spec.name)
+            if (running is not None and not running.done()) or now < self._probe_due.get(
+                spec.name, 0.0
+            ):
+                continue
+            manager = self.ctx.services.get(spec.manager)
+            if manager is None:
+                continue
+            self._probe_due[spec.name] = now + spec.probe_every
+            self._probing[spec.name] = asyncio.create_task(
+                self._probe(manager, spec.name), name=f"probe {spec.name}"
+            )
+
+    @staticmethod
+    async def _probe(manager: Any, name: str) -> None:
+        try:
+            await manager.probe(name)
+        except Exception as exc:  # a failing backend is logged, the next tick tries again
+            log.warning("probing service %s failed: %s", name, exc)
+
     async def _perform_check(self) -> None:
         sample = await self._sample()
         services = await self._service_statuses()
+        self._start_due_probes(services)
         if services:
             sample = sample.model_copy(update={"services": services})
         self.latest = sample

@@ -33,6 +33,7 @@ from watchkeeper.model.actions import ActionInfo
 from watchkeeper.model.alerts import Alert, Severity, SuggestedAction
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.metrics import MetricsSample
+from watchkeeper.model.services import telling_lines
 from watchkeeper.model.text import PROMPT_DATA, clean
 
 __all__ = [
@@ -56,7 +57,7 @@ def worse_verdict(rules: str, model: str) -> str:
 
 _MB = 1024 * 1024
 _MAX_PROCS = 8
-_LOG_LINES = 2  # of a failed service's journal, to the model
+_LOG_LINES = 3  # of a failed service's journal, to the model (see telling_lines)
 
 
 @dataclass
@@ -68,9 +69,10 @@ class IdMap:
 
 
 def _evidence(alert: Alert) -> dict[str, float | str]:
-    """A few of the alert's values for the model. A failed service's last log lines (its
-    journal) come right after its name and state, the last line first, so the prompt's
-    evidence cap keeps them; they are data like any label (the brief cleans each)."""
+    """A few of the alert's values for the model. A failed service's telling log lines
+    (its journal: the unit's own last lines and systemd's last word on it) come right after
+    its name and state, the last line first, so the prompt's evidence cap keeps them; they
+    are data like any label (the brief cleans each)."""
     out: dict[str, float | str] = {}
     for key, value in alert.evidence.items():
         if isinstance(value, bool) or value is None:
@@ -83,7 +85,8 @@ def _evidence(alert: Alert) -> dict[str, float | str]:
             break
     logged = alert.evidence.get("journal")
     if isinstance(logged, list) and logged:
-        lines = [clean(str(line), PROMPT_DATA) for line in logged[-_LOG_LINES:]][::-1]
+        chosen = telling_lines([str(line) for line in logged], _LOG_LINES)
+        lines = [clean(line, PROMPT_DATA) for line in chosen][::-1]
         named = {"last_log" if i == 0 else f"log_before_{i}": line for i, line in enumerate(lines)}
         items = list(out.items())
         out = dict([*items[:2], *named.items(), *items[2:]][:8])

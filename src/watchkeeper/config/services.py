@@ -142,6 +142,12 @@ class ServiceSpec(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     pidfile: Path | None = None
     probe: ProbeSpec | None = None
+    probe_every: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=_MAX_TIMEOUT,
+        description="while the service runs, its probe is run again this often (seconds)",
+    )
     start_timeout: float = Field(default=10.0, gt=0, le=_MAX_TIMEOUT)
     stop_timeout: float = Field(default=10.0, gt=0, le=_MAX_TIMEOUT)
     min_uptime: float = Field(default=1.0, ge=0, le=_MAX_TIMEOUT)

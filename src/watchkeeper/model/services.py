@@ -16,10 +16,37 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["JOURNAL_LINES_MAX", "EventKind", "ServiceEvent", "ServiceState", "ServiceStatus"]
+__all__ = [
+    "JOURNAL_LINES_MAX",
+    "MANAGER_LINE",
+    "EventKind",
+    "ServiceEvent",
+    "ServiceState",
+    "ServiceStatus",
+    "telling_lines",
+]
 
 JOURNAL_LINES_MAX = 50
 """The most log lines a status or an event carries."""
+
+MANAGER_LINE = "systemd: "
+"""How a journal line the service manager wrote about the unit begins ("Main process
+exited", "Failed with result"), as opposed to what the unit itself logged."""
+
+
+def telling_lines(journal: list[str], count: int) -> list[str]:
+    """Up to ``count`` of the journal's lines that say most about a failure, in the
+    journal's order: the unit's own last lines, plus the manager's last line when there
+    is room (it names the exit; the unit's lines usually name the cause). Without a
+    manager's line this is simply the last ``count`` lines."""
+    if count <= 0:
+        return []
+    own = [i for i, line in enumerate(journal) if not line.startswith(MANAGER_LINE)]
+    manager = [i for i, line in enumerate(journal) if line.startswith(MANAGER_LINE)]
+    room_for_manager = bool(manager) and count > 1
+    keep = own[-(count - 1) :] if room_for_manager else own[-count:]
+    keep += manager[-(count - len(keep)) :] if count > len(keep) else []
+    return [journal[i] for i in sorted(keep)]
 
 
 class ServiceState(StrEnum):

@@ -173,8 +173,12 @@ class _ServiceAction:
             status = await manager.status(name)
             if str(status.state) == "running":
                 if spec.probe is not None:
-                    if status.healthy:
+                    # Asked, not remembered: a backend that only reports whether a unit
+                    # runs (systemd) knows its health only from a probe run now.
+                    if (await manager.probe(name)).healthy:
                         return True
+                    await asyncio.sleep(0.25)  # a probe costs more than a status query
+                    continue
                 elif status.started_at is not None:
                     up = ctx.clock() - status.started_at.timestamp()
                     if up >= spec.min_uptime:

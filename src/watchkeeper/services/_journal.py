@@ -7,8 +7,10 @@ For a systemd unit they come from its journal, read with an argv list (never a s
 and for a process service from the tail of the file its output is captured in
 (``log_dir/<name>.log``). Log lines are written by the service, so they are untrusted:
 each is cut to ``LINE_MAX`` characters and cleaned with the ``LOG_LINE`` profile, and at
-most ``LINES_MAX`` lines are kept. Reading never raises: a missing ``journalctl``, a
-journal that says nothing or an unreadable file give an empty list.
+most ``LINES_MAX`` lines are kept. What systemd itself wrote about the unit (its exit,
+its result) begins with ``MANAGER_LINE``, so the unit's own words can be told apart.
+Reading never raises: a missing ``journalctl``, a journal that says nothing or an
+unreadable file give an empty list.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from watchkeeper.model.services import MANAGER_LINE
 from watchkeeper.model.text import LOG_LINE, clean
 
 __all__ = ["LINES_MAX", "LINE_MAX", "file_tail", "journal_tail", "parse_journal_json"]
@@ -63,6 +66,8 @@ def parse_journal_json(output: str, lines: int = LINES_MAX) -> list[str]:
             continue
         line = clean(text, LOG_LINE, LINE_MAX)
         if line:
+            if entry.get("_PID") == "1" or entry.get("_COMM") == "systemd":
+                line = clean(MANAGER_LINE + line, LOG_LINE, LINE_MAX)  # systemd, on the unit
             found.append(line)
     return found[-lines:] if lines > 0 else []
 

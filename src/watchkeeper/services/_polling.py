@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from watchkeeper.config.services import ServiceSpec
-from watchkeeper.model.services import EventKind, ServiceEvent, ServiceState, ServiceStatus
+from watchkeeper.model.services import (
+    EventKind,
+    ServiceEvent,
+    ServiceState,
+    ServiceStatus,
+    telling_lines,
+)
 from watchkeeper.model.text import SERVICE_DETAIL, clean
 from watchkeeper.services.base import EventSink, UnknownServiceError, deliver_event
 from watchkeeper.services.probes import ProbeRunner, run_probe
@@ -230,9 +236,8 @@ class PolledServiceManager(ABC):
         if journal:
             # The last line it logged, in the words of the event too: whoever shows only
             # the event's detail still sees why.
-            said = clean(
-                f"{said}; last log: {journal[-1]}" if said else journal[-1], SERVICE_DETAIL
-            )
+            last = telling_lines(journal, 1)[0]  # its own last word, before systemd's
+            said = clean(f"{said}; last log: {last}" if said else last, SERVICE_DETAIL)
         event = ServiceEvent(
             name=status.name,
             manager=self.name,
