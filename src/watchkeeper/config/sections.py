@@ -10,10 +10,11 @@ there rather than building one on its own::
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -36,6 +37,7 @@ __all__ = [
     "StorageSettings",
     "Thresholds",
     "WebSettings",
+    "incident_path",
     "resolve_host",
 ]
 
@@ -343,6 +345,17 @@ class AnalyzerSettings(_Section):
         return self
 
 
+#: The longest ``web.public_url`` accepted: it is repeated in every notice's link.
+_PUBLIC_URL_MAX = 512
+#: Binds that listen everywhere: no one browses to them, so links name the machine.
+_WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def incident_path(incident_id: str) -> str:
+    """The incident page's path on the dashboard: ``/incidents/<id>``."""
+    return f"/incidents/{quote(incident_id, safe='')}"
+
+
 class WebSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -360,6 +373,45 @@ class WebSettings(_Section):
     keep_alive_timeout: int = Field(5, ge=1, le=300, description="idle seconds between requests")
     max_connections: int = Field(256, ge=16, le=10_000)
     max_event_clients: int = Field(64, ge=1, le=1000, description="open /api/events streams")
+    public_url: str | None = Field(
+        None,
+        max_length=_PUBLIC_URL_MAX,
+        description="the dashboard's address as people reach it (links in notifications);"
+        " default: derived from host and port",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        """An http(s) address with a host and nothing after its path: links are built on it."""
+        if url is None:
+            return None
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"public_url {url!r} must be an http:// or https:// address")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("public_url takes no query, fragment or user name")
+        return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+
+    def dashboard_url(self) -> str | None:
+        """Where people reach the dashboard: ``public_url`` when set, else the address the
+        web binds to (a wildcard bind reads as this machine's name). None when there is no
+        dashboard or its port is chosen at start (port 0)."""
+        if self.public_url:
+            return self.public_url
+        if not self.enabled or self.port == 0:
+            return None
+        host = self.host
+        if host in _WILDCARD_BINDS:
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.port}"
+
+    def incident_url(self, incident_id: str) -> str | None:
+        """The incident page of ``incident_id`` at :meth:`dashboard_url`, or None."""
+        base = self.dashboard_url()
+        return None if base is None else f"{base}{incident_path(incident_id)}"
 
     @model_validator(mode="after")
     def _streams_leave_room(self) -> WebSettings:
