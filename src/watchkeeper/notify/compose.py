@@ -135,12 +135,15 @@ def incident_notice(
     host: str,
     now: float,
     told: Incident | None = None,
+    link: str | None = None,
 ) -> Notification:
     """The notice for one step of an incident (``firing`` is its opening): the title, the
     probable root cause, every alert in it (root first) and the remedies, root first.
 
     ``told`` is the incident as people last heard of it: a resolved notice is headed by
-    that (an incident whose alerts cleared one by one ends smaller than it began)."""
+    that (an incident whose alerts cleared one by one ends smaller than it began).
+    ``link`` is the incident's page on the dashboard: the body's last line says it and
+    ``details["url"]`` carries it, so every channel (mail, chat, webhook, pager) has it."""
     verb = _INCIDENT_VERBS.get(kind, kind.upper())
     headline = told if kind == "resolved" and told is not None else incident
     title_text = clean(headline.title, NOTIFICATION, 200)
@@ -194,6 +197,10 @@ def incident_notice(
         reason = f" ({clean(action.reason, NOTIFICATION, 120)})" if action.reason else ""
         lines.append(f"  {number}. {clean(action.action, NOTIFICATION, 60)}{target}{reason}")
     lines.append(f"Incident: {clean(incident.id, NOTIFICATION, 64)}")
+    details: dict[str, Any] = {}
+    if link:
+        details["url"] = link
+        lines.append(f"Details: {link}")
     return Notification(
         kind=kind,
         key=f"incident:{incident.id}",
@@ -203,6 +210,7 @@ def incident_notice(
         host=host,
         created_at=now,
         incident=incident,
+        details=details,
     )
 
 
