@@ -61,7 +61,8 @@ class Notifier:
     incident notice that goes out (the agent remembers it in storage); ``on_give_up``
     when a channel gives up on a notice. ``expect_incidents``: the alerts come grouped
     into incidents (the analyzer's do), so a lone alert's first notice waits a moment
-    for its incident rather than going out on its own."""
+    for its incident rather than going out on its own. ``incident_link`` gives an
+    incident's page on the dashboard (None: no link), read at each notice."""
 
     def __init__(
         self,
@@ -74,8 +75,10 @@ class Notifier:
         on_notified: OnNotified | None = None,
         on_give_up: OnGiveUp | None = None,
         expect_incidents: bool = False,
+        incident_link: Callable[[str], str | None] | None = None,
     ) -> None:
         self.settings = settings
+        self._incident_link = incident_link
         registry = channels if isinstance(channels, ChannelRegistry) else ChannelRegistry(channels)
         self.host = host or socket.gethostname()
         self._clock = clock
@@ -345,7 +348,10 @@ class Notifier:
                 )
             elif isinstance(subject, Incident):
                 told = item.told if isinstance(item.told, Incident) else None
-                notice = incident_notice(subject, item.kind, host=self.host, now=now, told=told)
+                link = self._incident_link(subject.id) if self._incident_link else None
+                notice = incident_notice(
+                    subject, item.kind, host=self.host, now=now, told=told, link=link
+                )
             else:
                 notice = alert_notice(
                     subject,
