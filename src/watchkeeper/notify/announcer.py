@@ -42,7 +42,8 @@ class Announcer:
     the configured ones (tests, plugins).
 
     ``on_notified`` runs for each notice that goes out (to remember it across restarts),
-    ``on_give_up`` when a channel gives up on one.
+    ``on_give_up`` when a channel gives up on one; ``incident_link`` gives an incident's
+    page on the dashboard for its notices.
     """
 
     def __init__(
@@ -53,8 +54,10 @@ class Announcer:
         clock: Callable[[], float] = time.time,
         on_notified: OnNotified | None = None,
         on_give_up: OnGiveUp | None = None,
+        incident_link: Callable[[str], str | None] | None = None,
     ) -> None:
         self._settings = settings
+        self._incident_link = incident_link
         self._channels = channels
         self._clock = clock
         self._on_notified = on_notified
@@ -73,6 +76,7 @@ class Announcer:
                 clock=self._clock,
                 on_notified=self._on_notified,
                 on_give_up=self._on_give_up,
+                incident_link=self._incident_link,
             )
         elif self._notifier.settings != settings:
             rebuilt = (
