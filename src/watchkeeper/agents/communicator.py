@@ -113,6 +113,7 @@ class CommunicatorAgent(BaseAgent):
             clock=ctx.clock,
             on_notified=self._notified,
             on_give_up=self._gave_up,
+            incident_link=lambda incident_id: self.settings.web.incident_url(incident_id),
         )
         self.on("metrics.sample", self._on_sample, maxsize=50)
         self._incident_severity: dict[str, Severity] = {}
