@@ -207,8 +207,9 @@ class ActionInfo(BaseModel):
         return checked
 
 
-Proposer = Literal["rule", "llm", "user", "plugin"]
-"""Who asked for an action: a rule, the model, a person, or a plugin."""
+Proposer = Literal["rule", "llm", "user", "plugin", "mcp"]
+"""Who asked for an action: a rule, the model, a person, a plugin, or an MCP client (an
+assistant: its proposals always wait for a person)."""
 
 # What a record keeps of its parameters at most: they were checked against the action's
 # declaration before anything was recorded, so these only bite on a record from elsewhere
