@@ -150,7 +150,11 @@ class FleetSettings(_Section):
 
     ``role = "central"``: this host keeps the fleet view (every host's state, fleet
     incidents, approvals for any host); its analyzer also analyses the hosts that run no
-    analyzer of their own, and its communicator records and notifies for every host.
+    analyzer of their own, and its communicator records every host's history and tells
+    people of fleet incidents and of the hosts that do not tell people themselves.
+
+    ``notify = "central"`` on a host: its communicator records but tells no one of its
+    alerts and incidents; the central host does (its heartbeat says so).
     """
 
     role: Literal["host", "central"] = "host"
@@ -166,6 +170,11 @@ class FleetSettings(_Section):
     )
     incident_window: float = Field(
         900.0, ge=10, le=86_400, description="seconds within which those alerts count together"
+    )
+    notify: Literal["own", "central"] = Field(
+        "own",
+        description="who tells people of this host's own alerts and incidents: this host "
+        "(own), or the central host (central: this host records them and tells no one)",
     )
     fallback_analyzer_after: float = Field(
         30.0,
