@@ -61,6 +61,9 @@ class HostBeat(BaseModel):
     last_sample_at: float | None = None
     outbox: int = Field(0, description="messages waiting for the server")
     connected: bool = True
+    notifies: bool = Field(
+        False, description="it tells people of its own alerts and incidents itself"
+    )
 
 
 class FleetHostSummary(BaseModel):
