@@ -8,7 +8,8 @@ the action's own validation (protected pids and names, identity, allowlisted pat
 target is not in a given-up state, not blocked for lack of privileges, not cooling down,
 and not inside its crash-loop backoff. Then who may let it run without a person:
 ``remediation.never_auto`` actions (``drop_caches`` by default) always wait, whoever
-proposed them; a model's proposals run alone only as far as ``remediation.llm_autonomy``
+proposed them, and so does whatever an MCP client (an assistant) proposes, in any mode;
+a model's proposals run alone only as far as ``remediation.llm_autonomy``
 allows (:meth:`Policy.llm_wait`); the rest follows ``mode``, risk and ``allow_actions``.
 
 ``CrashLoopGuard`` keeps per-service attempt history: attempts back off exponentially
@@ -31,6 +32,7 @@ from watchkeeper.remediation.actions import Action, ActionContext
 __all__ = ["CrashLoopGuard", "Decision", "GiveUp", "Policy"]
 
 Verdict = Literal["run", "approve", "dry_run", "defer", "refuse"]
+_MCP_WAITS = "proposed by an MCP client: it always waits for a person"
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,10 @@ class Policy:
         blocked = self._privilege.get(key)
         if blocked is not None and now - blocked[0] < cfg.privilege_retry_after:
             return Decision("refuse", f"not retried: {blocked[1]}")
+        if request.proposer == "mcp":
+            # An assistant's proposal waits for a person whatever mode, risk and
+            # allow_actions say; a person's approval brings it back here as theirs.
+            return Decision("approve", _MCP_WAITS)
         if request.action in self.SERVICE_ACTIONS:
             wait = self.guard.wait_needed(target, now, cfg)
             if wait > 0:
