@@ -4,12 +4,60 @@ runs it through the same gate, and the audit names the client."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_policy import Flaky, make_agent, make_store, settled
 
-from watchkeeper.model.actions import ActionOutcome, ActionRequest
+from watchkeeper.agents.base import AgentContext
+from watchkeeper.agents.remediator import RemediatorAgent
+from watchkeeper.bus import InMemoryBus
+from watchkeeper.config import Settings, deep_merge
+from watchkeeper.live_config import ConfigStore
+from watchkeeper.model.actions import (
+    ActionInfo,
+    ActionOutcome,
+    ActionRecord,
+    ActionRequest,
+    ActionResult,
+)
+
+
+class Poke:
+    """A safe action that counts its runs."""
+
+    def __init__(self) -> None:
+        self.info = ActionInfo(name="poke", description="Test.", target_kind="none", risk="safe")
+        self.runs = 0
+
+    async def validate(self, request: ActionRequest, ctx: Any) -> str | None:
+        return None
+
+    async def execute(self, request: ActionRequest, ctx: Any) -> ActionResult:
+        self.runs += 1
+        return ActionResult(ok=True, detail="poked")
+
+    async def verify(self, request: ActionRequest, ctx: Any, result: ActionResult) -> bool | None:
+        return True
+
+
+def make_agent(tmp_path: Path, remediation: dict[str, Any]) -> RemediatorAgent:
+    base = Settings.model_validate({}).model_dump(mode="json")
+    merged = deep_merge(base, {"data_dir": str(tmp_path), "remediation": remediation})
+    bus = InMemoryBus()
+    store = ConfigStore(Settings.model_validate(merged), None, bus)
+    ctx = AgentContext(bus=bus, settings=store, data_dir=tmp_path, services={})
+    return RemediatorAgent("remediator", ctx)
+
+
+async def settled(agent: RemediatorAgent, record_id: str) -> ActionRecord:
+    for _ in range(500):
+        done = [r for r in agent.audit(limit=1000) if r.id == record_id]
+        if done and done[-1].outcome is not ActionOutcome.PENDING:
+            return done[-1]
+        await asyncio.sleep(0.02)
+    raise AssertionError("the action did not finish")
 
 
 def proposal(action: str, target: str | None = None) -> ActionRequest:
@@ -27,10 +75,10 @@ def proposal(action: str, target: str | None = None) -> ActionRequest:
     ids=["auto", "allowed", "dry_run", "approve"],
 )
 async def test_an_mcp_proposal_never_runs_by_itself(
-    tmp_path: Path, remediation: dict[str, object]
+    tmp_path: Path, remediation: dict[str, Any]
 ) -> None:
-    agent = make_agent(make_store(tmp_path, remediation=remediation))
-    poke = Flaky("poke", ok=True)  # a safe action: anyone else's proposal would run at once
+    agent = make_agent(tmp_path, remediation)
+    poke = Poke()  # a safe action: anyone else's proposal would run at once
     agent.register_action(poke)
     record = await agent.submit(proposal("poke", "a"))
     assert record.outcome is ActionOutcome.PENDING
@@ -43,8 +91,8 @@ async def test_an_mcp_proposal_never_runs_by_itself(
 
 
 async def test_a_person_approves_it_and_it_runs(tmp_path: Path) -> None:
-    agent = make_agent(make_store(tmp_path, remediation={"mode": "auto"}))
-    poke = Flaky("poke", ok=True)
+    agent = make_agent(tmp_path, {"mode": "auto"})
+    poke = Poke()
     agent.register_action(poke)
     record = await agent.submit(proposal("poke"))
     reply = await agent.handle_command("approve", {"id": record.id, "by": "alice"})
@@ -55,8 +103,8 @@ async def test_a_person_approves_it_and_it_runs(tmp_path: Path) -> None:
 
 
 async def test_the_gate_still_refuses_what_it_refuses(tmp_path: Path) -> None:
-    agent = make_agent(make_store(tmp_path, remediation={"deny_actions": ["poke"]}))
-    agent.register_action(Flaky("poke", ok=True))
+    agent = make_agent(tmp_path, {"deny_actions": ["poke"]})
+    agent.register_action(Poke())
     record = await agent.submit(proposal("poke"))
     assert record.outcome is ActionOutcome.REFUSED and agent.pending() == []
     unknown = await agent.submit(proposal("no_such_action"))
