@@ -37,12 +37,12 @@ incident (the same alert on many hosts)."""
 
 def group_key(item: Subject, host: str | None = None) -> str:
     """The group of an alert (its fingerprint; ``<host>/<id>`` for another host's), an
-    incident or a fleet incident."""
+    incident (``<host>/incident:<id>`` for another host's) or a fleet incident."""
     if isinstance(item, Alert):
         return item.fingerprint if host is None else f"{host}/{item.id}"
     if isinstance(item, FleetIncident):
         return f"fleet:{item.id}"
-    return f"incident:{item.id}"
+    return f"incident:{item.id}" if host is None else f"{host}/incident:{item.id}"
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,8 @@ class IncidentBook:
     groups its alerts, else from the first incident message), an alert above info that
     arrives alone waits at least ``grace`` seconds for the incident it will belong to
     before it is told on its own: the analyzer publishes an incident just after the
-    alerts it groups.
+    alerts it groups. This host's alerts are members by fingerprint; another host's (a
+    central host tells them) by ``<host>/<alert id>``, their group's key.
     """
 
     def __init__(self, grace: float = 2.0, *, expected: bool = False) -> None:
@@ -296,28 +297,39 @@ class IncidentBook:
     def __len__(self) -> int:
         return len(self._open)
 
-    def holding(self, fingerprint: str) -> Incident | None:
-        """The open incident the alert with ``fingerprint`` belongs to, if any."""
-        incident_id = self._member_of.get(fingerprint)
-        return None if incident_id is None else self._open.get(incident_id)
+    @staticmethod
+    def member_key(alert: Alert, host: str | None = None) -> str:
+        """How an alert is named as a member: its fingerprint, ``<host>/<id>`` remotely."""
+        return alert.fingerprint if host is None else f"{host}/{alert.id}"
+
+    def holding(self, member: str) -> Incident | None:
+        """The open incident the alert named ``member`` (:meth:`member_key`) belongs to."""
+        incident_key = self._member_of.get(member)
+        return None if incident_key is None else self._open.get(incident_key)
 
     def wait_for(self, alert: Alert) -> float:
         """How long a lone alert's first notice waits at least for its incident."""
         above_info = SEVERITY_RANK[alert.severity] > SEVERITY_RANK[Severity.INFO]
         return self.grace if self.expected and above_info else 0.0
 
-    def update(self, incident: Incident, *, resolved: bool) -> list[str]:
-        """Take an incident as it is now; returns the fingerprints of its members."""
+    def update(self, incident: Incident, *, resolved: bool, host: str | None = None) -> list[str]:
+        """Take an incident (of ``host``, another host's) as it is now; returns its
+        members' keys (the keys of their groups)."""
         self.expected = True
-        for fingerprint in [f for f, i in self._member_of.items() if i == incident.id]:
-            del self._member_of[fingerprint]
+        key = group_key(incident, host)
+        for member in [m for m, i in self._member_of.items() if i == key]:
+            del self._member_of[member]
+        if host is None:
+            members = incident.fingerprints
+        else:
+            members = [f"{host}/{alert_id}" for alert_id in incident.alert_ids]
         if resolved:
-            self._open.pop(incident.id, None)
-            return incident.fingerprints
-        self._open[incident.id] = incident
-        for fingerprint in incident.fingerprints:
-            self._member_of[fingerprint] = incident.id
-        return incident.fingerprints
+            self._open.pop(key, None)
+            return members
+        self._open[key] = incident
+        for member in members:
+            self._member_of[member] = key
+        return members
 
 
 def fleet_key_of(alert: Alert) -> str:

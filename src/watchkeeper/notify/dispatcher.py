@@ -32,6 +32,7 @@ from watchkeeper.config.notifications import NotificationSettings
 from watchkeeper.model.alerts import SEVERITY_RANK, Alert, Severity
 from watchkeeper.model.fleet import FleetIncident
 from watchkeeper.model.incidents import Incident, IncidentState
+from watchkeeper.model.text import NOTIFICATION, clean
 from watchkeeper.notify._grouping import (
     AlertGrouper,
     FleetBook,
@@ -49,6 +50,9 @@ from watchkeeper.notify.compose import (
 )
 
 __all__ = ["ChannelStats", "Notifier", "NotifierStats"]
+
+#: How much of another host's id a notice's title shows.
+_HOST_SHOWN = 64
 
 log = logging.getLogger("watchkeeper.notify")
 
@@ -210,9 +214,7 @@ class Notifier:
             return
         if self._absorb(alert, host):
             return
-        wait = max(
-            self.incidents.wait_for(alert) if host is None else 0.0, self.fleet.wait_for(alert)
-        )
+        wait = max(self.incidents.wait_for(alert), self.fleet.wait_for(alert))
         outgoing = self.grouper.on_firing(alert, self._clock(), notified_at, wait=wait, host=host)
         await self._emit(outgoing)
         self._tick.set()
@@ -225,7 +227,7 @@ class Notifier:
         if self.fleet.holding(alert.id) is not None:
             self._absorb(alert, host)
             return
-        incident = self.incidents.holding(alert.fingerprint) if host is None else None
+        incident = self.incidents.holding(IncidentBook.member_key(alert, host))
         self._absorb(alert, host)
         item: Alert | Incident = alert if incident is None else incident
         await self._emit(self.grouper.on_escalated(item, self._clock(), host=host))
@@ -259,32 +261,37 @@ class Notifier:
         self._tick.set()
 
     async def incident(
-        self, kind: str, incident: Incident, *, notified_at: float | None = None
+        self,
+        kind: str,
+        incident: Incident,
+        *,
+        notified_at: float | None = None,
+        host: str | None = None,
     ) -> None:
         """``incident.opened``, ``.updated`` or ``.resolved``: one notice when it opens
         (after ``group_wait``; an incident over by then is a flap and says nothing), one
         when its severity rises, one when it resolves, repeats after ``repeat_interval``;
         its alerts are told through it. ``notified_at``: when people were last told about
-        this trouble before a restart."""
+        this trouble before a restart. ``host``: another host's incident (a central host),
+        named in its notices; its alerts are told through it as this host's are."""
         if not self.settings.enabled:
             return
         resolved = kind == "resolved" or incident.state is IncidentState.RESOLVED
-        for fingerprint in self.incidents.update(incident, resolved=resolved):
-            if self.grouper.absorb(fingerprint):
+        for member in self.incidents.update(incident, resolved=resolved, host=host):
+            if self.grouper.absorb(member):
                 self.absorbed += 1
         now = self._clock()
         if resolved:
-            await self._emit(self.grouper.on_resolved(incident, now))
+            await self._emit(self.grouper.on_resolved(incident, now, host=host))
         else:
-            await self._emit(self.grouper.on_firing(incident, now, notified_at))
+            await self._emit(self.grouper.on_firing(incident, now, notified_at, host=host))
         self._tick.set()
 
     def _absorb(self, alert: Alert, host: str | None = None) -> bool:
         """True when the alert is told through its open incident or fleet incident (its
         own group, if one was waiting, is dropped)."""
-        if self.fleet.holding(alert.id) is None and (
-            host is not None or self.incidents.holding(alert.fingerprint) is None
-        ):
+        member = IncidentBook.member_key(alert, host)
+        if self.fleet.holding(alert.id) is None and self.incidents.holding(member) is None:
             return False
         self.grouper.absorb(group_key(alert, host))
         self.absorbed += 1
@@ -352,6 +359,8 @@ class Notifier:
                 notice = incident_notice(
                     subject, item.kind, host=self.host, now=now, told=told, link=link
                 )
+                if item.host is not None:
+                    notice = _on_host(notice, item.host)
             else:
                 notice = alert_notice(
                     subject,
@@ -462,3 +471,17 @@ class Notifier:
             incidents_open=len(self.incidents) + len(self.fleet),
             absorbed=self.absorbed,
         )
+
+
+def _on_host(notice: Notification, host: str) -> Notification:
+    """Another host's incident notice (a central host tells it): its title begins with
+    that host, its body names it and its key carries it (``<host>/incident:<id>``)."""
+    where = clean(host, NOTIFICATION, _HOST_SHOWN)
+    return notice.model_copy(
+        update={
+            "title": f"{where}: {notice.title}",
+            "body": f"Host: {where}\n{notice.body}",
+            "key": f"{host}/{notice.key}",
+            "host": host,
+        }
+    )
