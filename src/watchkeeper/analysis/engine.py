@@ -46,6 +46,7 @@ from watchkeeper.analysis.checks import (
     run_checks,
     service_checks,
 )
+from watchkeeper.analysis.external import ORIGIN, AlertmanagerPayload, findings_of
 from watchkeeper.analysis.flapping import FlapTracker, flap_check, restart_suggestion
 from watchkeeper.analysis.incidents import IncidentBook, IncidentContext, ServiceFacts
 from watchkeeper.analysis.levels import LevelTracker
@@ -206,6 +207,56 @@ class AnalysisEngine:
         checks = list(service_checks(status, settings, now))
         checks.append(self._flap_check(name, bool(status.critical), settings, now, status))
         return self._settle(self._apply(vet(checks, None, settings, self.levels.tracked), now), now)
+
+    def observe_external(
+        self, payload: AlertmanagerPayload, now: float, *, here: frozenset[str]
+    ) -> list[Transition]:
+        """A webhook group from Prometheus Alertmanager (:mod:`~watchkeeper.analysis.external`):
+        each alert fires, updates or resolves one alert of ours (``source`` "alertmanager"),
+        its proposals vetted as the rules' are; ``here`` names this machine."""
+        settings = self._settings()
+        findings = findings_of(
+            payload, settings, mounts=self._mounts, here=here, restartable=self._restartable
+        )
+        vetted = vet([f.check for f in findings], None, settings)
+        out: list[Transition] = []
+        for finding, check in zip(findings, vetted, strict=True):
+            fp, existing = finding.fingerprint, self.alerts.get(finding.fingerprint)
+            if not finding.firing:
+                if existing is not None and existing.source == ORIGIN:
+                    out.append(self._resolve(fp, now, "resolved in Alertmanager"))
+                continue
+            level = Severity.CRITICAL if existing and existing.escalated else check.raw
+            update: dict[str, Any] = {"summary": check.summary, "evidence": check.evidence}
+            if existing is None:
+                alert = Alert(
+                    id=self._new_id(),
+                    fingerprint=fp,
+                    rule=check.rule,
+                    severity=level or Severity.WARNING,
+                    subject=check.subject,
+                    started_at=now,
+                    updated_at=now,
+                    suggested_actions=list(check.suggested),
+                    source=ORIGIN,
+                    labels=finding.labels,
+                    **update,
+                )
+            elif existing.severity != level or (
+                fp not in self._held and existing.suggested_actions != list(check.suggested)
+            ):
+                update.update(severity=level, suggested_actions=list(check.suggested))
+                alert = existing.model_copy(update={**update, "updated_at": now})
+            else:  # re-sent unchanged: fresher words, no announcement
+                held = self._held.get(fp)
+                if held is not None:
+                    update["evidence"] = {**check.evidence, "held": held}
+                self.alerts[fp] = existing.model_copy(update=update)
+                continue
+            self.alerts[fp] = alert
+            self._suggested[fp] = check.suggested
+            out.append(Transition("firing", alert))
+        return self._settle(out, now)
 
     def observe_log(self, service: str, line: str) -> None:
         """A log line of ``service`` (untrusted; kept cleaned, the last few only), read as
