@@ -31,15 +31,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from watchkeeper.agents._hosts import MAX_HOSTS, HostAnalyses, HostAnalysis
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.analysis.advice import AdviceGate, consult
 from watchkeeper.analysis.engine import AnalysisEngine, Transition, verdict_of
+from watchkeeper.analysis.external import AlertmanagerPayload, local_names
 from watchkeeper.analysis.rules import RuleRegistry
 from watchkeeper.bus import Message
 from watchkeeper.model.actions import ActionInfo
@@ -104,7 +108,7 @@ class AnalyzerAgent(BaseAgent):
     """
 
     kind = "analyzer"
-    extra_commands = ("analyze_now",)
+    extra_commands = ("analyze_now", "alertmanager")
 
     def __init__(
         self,
@@ -145,6 +149,7 @@ class AnalyzerAgent(BaseAgent):
         # Incidents that wanted the model while it was busy: id -> (trigger key, host).
         self._llm_waiting: dict[str, tuple[str, str | None]] = {}
         self._incident_rank: dict[str, int] = {}  # open incident -> severity last announced
+        self._here: frozenset[str] | None = None  # this machine's names, for Alertmanager
         # A central analyzer hears every host's messages (scope "fleet") and keeps one
         # analysis state per host it serves; its own host's go to self.engine as before.
         self.own_host = ctx.bus.host
@@ -577,7 +582,28 @@ class AnalyzerAgent(BaseAgent):
     def _rule_actions(alerts: list[Alert]) -> list[Any]:
         return [s for a in alerts for s in a.suggested_actions]
 
+    async def _on_alertmanager(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``alertmanager`` (``params["payload"]``: a webhook body, checked again here, as
+        any bus client may send it): its alerts fire, update or resolve ours."""
+        try:
+            payload = AlertmanagerPayload.model_validate(params.get("payload"))
+        except ValidationError as exc:
+            why = f"not an Alertmanager webhook payload: {exc.errors()[0]['msg']}"
+            raise CommandError(why) from None
+        if self._here is None:
+            import psutil
+
+            ip = (socket.AF_INET, socket.AF_INET6)
+            nics = psutil.net_if_addrs().values()
+            addresses = [a.address for nic in nics for a in nic if a.family in ip]
+            self._here = local_names(self.own_host, socket.gethostname(), addresses)
+        transitions = self.engine.observe_external(payload, self.ctx.clock(), here=self._here)
+        await self._announce(transitions)
+        return {"alerts": len(payload.alerts), "changed": len(transitions)}
+
     async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if command == "alertmanager":
+            return await self._on_alertmanager(params)
         if command != "analyze_now":
             raise CommandError(f"agent {self.name!r} has no command {command!r}")
         alerts = self.engine.firing()
