@@ -110,3 +110,17 @@ async def test_the_gate_still_refuses_what_it_refuses(tmp_path: Path) -> None:
     unknown = await agent.submit(proposal("no_such_action"))
     assert unknown.outcome is ActionOutcome.REFUSED
     await agent.teardown()
+
+
+async def test_run_action_said_to_come_from_an_mcp_client_waits(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, {"mode": "auto"})
+    poke = Poke()
+    agent.register_action(poke)
+    params = {"action": "poke", "proposer": "mcp", "by": "mcp:tester", "reason": "why not"}
+    reply = await agent.handle_command("run_action", params)
+    assert reply["record"]["outcome"] == "pending" and reply["record"]["proposer"] == "mcp"
+    assert agent.pending()[0].proposed_by == "mcp:tester" and poke.runs == 0
+    # Any other proposer word is a person's command, as before.
+    other = await agent.handle_command("run_action", {"action": "poke", "proposer": "rule"})
+    assert other["record"]["outcome"] == "running" and other["record"]["proposer"] == "user"
+    await agent.teardown()

@@ -25,7 +25,7 @@ from typing import Any
 
 from watchkeeper.agents.base import AgentContext, BaseAgent, CommandError
 from watchkeeper.bus import Message
-from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest
+from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest, Proposer
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.services import ServiceEvent
@@ -201,13 +201,16 @@ class RemediatorAgent(BaseAgent):
         if not isinstance(extra, dict):
             raise CommandError("params must be an object")
         target = params.get("target")
+        # An MCP client's proposal (the web's /api/mcp/proposals) comes this way too, and
+        # says so; anything else asking is a person. "mcp" only ever makes it wait longer.
+        proposer: Proposer = "mcp" if params.get("proposer") == "mcp" else "user"
         return ActionRequest(
             action=name,
             target=str(target) if target is not None else None,
             target_kind=action.info.target_kind,
             params=dict(extra),
-            proposer="user",
-            proposed_by=self._who(params, "user"),
+            proposer=proposer,
+            proposed_by=self._who(params, proposer),
             reason=str(params.get("reason", "asked by a person"))[:_REASON_MAX],
         )
 
