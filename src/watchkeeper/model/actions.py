@@ -207,9 +207,10 @@ class ActionInfo(BaseModel):
         return checked
 
 
-Proposer = Literal["rule", "llm", "user", "plugin", "mcp"]
-"""Who asked for an action: a rule, the model, a person, a plugin, or an MCP client (an
-assistant: its proposals always wait for a person)."""
+Proposer = Literal["rule", "llm", "user", "plugin", "mcp", "alertmanager"]
+"""Who asked for an action: a rule, the model, a person, a plugin, an MCP client (an
+assistant: its proposals always wait for a person), or the rules for an alert that came
+from Prometheus Alertmanager (the same policy as a rule's)."""
 
 # What a record keeps of its parameters at most: they were checked against the action's
 # declaration before anything was recorded, so these only bite on a record from elsewhere
