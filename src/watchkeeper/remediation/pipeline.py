@@ -51,6 +51,7 @@ from watchkeeper.model.actions import (
     ActionRecord,
     ActionRequest,
     ParamError,
+    Proposer,
 )
 from watchkeeper.model.alerts import Alert, AlertState, Severity, SuggestedAction
 from watchkeeper.model.events import GaveUp
@@ -173,8 +174,9 @@ class RemediationPipeline:
         self._rule_offers[alert.fingerprint] = {
             (s.action, s.target or "") for s in alert.suggested_actions
         }
+        proposer: Proposer = "alertmanager" if alert.source == "alertmanager" else "rule"
         candidates = order_candidates(
-            alert, list(alert.suggested_actions), "rule", self.registry, self.book
+            alert, list(alert.suggested_actions), proposer, self.registry, self.book
         )
         self._candidates[alert.fingerprint] = candidates[1:]
         return await self.submit(candidates[0])
