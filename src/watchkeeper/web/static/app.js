@@ -371,7 +371,8 @@
     });
     const head = el("div", { className: "head" },
       pill(incident.severity),
-      el("b", { className: "title", text: incident.title }),
+      el("a", { className: "incident-link", href: `/incidents/${encodeURIComponent(incident.id)}`, title: "the incident's page" },
+        el("b", { className: "title", text: incident.title })),
       el("span", { className: "since", text: ago(incident.opened_at) }));
     const parts = [head];
     const cause = incident.root_cause
