@@ -54,7 +54,7 @@ async def test_writes_and_queries_go_through_the_storage_threads(
         assert await storage.load_baselines() == {"cpu": {"mean": 3}}
         assert await storage.integrity_check() == "ok"
         stats = storage.stats()
-        assert stats.open and stats.schema_version == 4
+        assert stats.open and stats.schema_version == 5
         assert stats.samples_written == 24 and stats.write_errors == 0
         assert stats.size_bytes > 0 and stats.last_maintenance == report
     finally:

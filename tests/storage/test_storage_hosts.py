@@ -87,7 +87,7 @@ def test_a_v3_database_keeps_its_history_and_files_it_under_this_host(tmp_path: 
     path = tmp_path / "watchkeeper.db"
     build_v3(path)
     with SyncStorage(path) as db:
-        assert db.schema_version() == 4
+        assert db.schema_version() == 5
         # Nothing lost: every old row reads as before, with the host not yet known.
         assert [a.id for a in db.alerts()] == ["old-a"]
         assert [r.id for r in db.audit()] == ["old-r"]

@@ -161,7 +161,7 @@ def test_a_v2_database_is_migrated_with_its_data_and_gains_incidents(tmp_path: P
     path = tmp_path / "watchkeeper.db"
     build_v2(path)
     with SyncStorage(path) as db:
-        assert db.schema_version() == LATEST_VERSION == 4
+        assert db.schema_version() == LATEST_VERSION == 5
         (alert,) = db.alerts()
         assert (alert.rule, alert.subject) == ("disk_full", "/")
         assert db.last_notified(alert.fingerprint) == T0 + 5

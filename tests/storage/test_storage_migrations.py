@@ -67,7 +67,7 @@ def test_a_v1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
     path = tmp_path / "watchkeeper.db"
     build_v1(path)
     with SyncStorage(path) as db:
-        assert db.schema_version() == LATEST_VERSION == 4
+        assert db.schema_version() == LATEST_VERSION == 5
         points = db.metric_range("cpu.percent", T0, T0 + 60, 60)
         assert [(p.count, p.min, p.max) for p in points] == [(12, 0.0, 11.0)]
         (alert,) = db.alerts()
