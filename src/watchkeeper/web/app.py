@@ -28,6 +28,7 @@ from watchkeeper.web.guards import BodyLimit, HostGuard
 from watchkeeper.web.hosts import HostPolicy
 from watchkeeper.web.live import LiveHub
 from watchkeeper.web.routes import (
+    alertmanager,
     control,
     events,
     fleet,
@@ -145,6 +146,7 @@ def create_app(
         incidents,
         remediation,
         control,
+        alertmanager,
         fleet,
         events,
         pages,
