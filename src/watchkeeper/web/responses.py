@@ -32,6 +32,7 @@ from watchkeeper.storage.models import (
     MetricPoint,
     SuccessRates,
 )
+from watchkeeper.web.incident_view import ActionDecision, LinkedIncident, TimelineStep
 
 __all__ = [
     "ActivityReply",
@@ -134,14 +135,16 @@ class IncidentsReply(BaseModel):
     state: Literal["open", "resolved", "all"]
     source: Literal["analyzer", "events", "storage", "none"]
     counts: dict[str, int]
-    incidents: list[Incident]
+    incidents: list[LinkedIncident]
     history_unavailable: str | None = None
 
 
 class IncidentDetail(BaseModel):
     """``/api/incidents/{id}``: the incident, its alerts in full (every one that was ever
     in it, each in its own state; the root's first), its remedies root-first, and the
-    actions taken for those alerts since it opened."""
+    actions taken for those alerts since it opened. ``url`` is its page, ``timeline`` its
+    alerts' steps in time order, ``analyses`` what was concluded about it and why, and
+    ``decisions`` the gate's verdict and the verification for each action request."""
 
     incident: Incident
     source: Literal["analyzer", "events", "storage"]
@@ -149,6 +152,10 @@ class IncidentDetail(BaseModel):
     remedies: list[SuggestedAction]
     actions: list[ActionRecord]
     history_unavailable: str | None = None
+    url: str = ""
+    timeline: list[TimelineStep] = Field(default_factory=list)
+    analyses: list[AnalysisResult] = Field(default_factory=list)
+    decisions: list[ActionDecision] = Field(default_factory=list)
 
 
 class LlmState(BaseModel):
