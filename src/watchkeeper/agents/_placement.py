@@ -2,8 +2,10 @@
 
 :func:`host_beat` builds the ``fleet.heartbeat`` a host publishes (on a NATS bus) from
 the agents it runs: its health and score, counts, last sample, the bus's outbox and
-connection. :class:`FallbackSwitch` says when a host that runs no analyzer, cut off from
-the server, should start a rules-only analyzer of its own, and when to stop it::
+connection, and whether it tells people of its own alerts itself (so the central host
+does not tell them again). :class:`FallbackSwitch` says when a host that runs no
+analyzer, cut off from the server, should start a rules-only analyzer of its own, and
+when to stop it::
 
     switch = FallbackSwitch(after=30.0)
     switch.update(connected=False)     # "start" once cut off for 30 s, else None
@@ -193,4 +195,5 @@ def host_beat(
         last_sample_at=latest.timestamp if latest is not None else None,
         outbox=outbox_size(bus_status),
         connected=bool(bus_status.get("connected", True)),
+        notifies=isinstance(communicator, CommunicatorAgent) and communicator.notifies,
     )

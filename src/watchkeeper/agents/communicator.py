@@ -16,10 +16,18 @@ engines that own the concerns:
 
 On a host with ``[fleet] role = "central"`` it also hears every other host's alerts,
 incidents and remediation records (scope ``"fleet"``): it records them with their host,
-so the history of any host is kept centrally, and tells people of them with the host
-named, once per fleet incident (``fleet.incident.*``) rather than once per host. Every
-other host records its own history as before. The same message twice (a host catching up
-after a restart) is recorded once::
+so the history of any host is kept centrally. Who tells people of what, so that a person
+gets one message per alert:
+
+- the central host tells of fleet incidents (``fleet.incident.*``: the same alert on many
+  hosts, once rather than once per host);
+- a host tells of its own alerts, incidents and actions, unless ``[fleet] notify =
+  "central"`` (or it runs no communicator, or its notifications are off): its heartbeat
+  says whether it does (``notifies``), and the central host tells, with the host named,
+  of the hosts that do not (and of a host it has not heard a heartbeat from yet, rather
+  than no one). A host's incident is one notice, its alerts told through it.
+
+The same message twice (a host catching up after a restart) is recorded once::
 
     agent = CommunicatorAgent("communicator", ctx, storage=orchestrator.storage)
     agent.latest_health.score          # 0-100, with agent.latest_health.reasons
@@ -70,6 +78,8 @@ __all__ = ["CommunicatorAgent"]
 _LEVELS = {"warning": logging.WARNING, "critical": logging.ERROR}
 #: Other hosts' firing alerts remembered (for their steps), at most; the oldest go first.
 _REMOTE_ALERTS = 50_000
+#: Hosts whose heartbeat said whether they tell people themselves, at most.
+_REMOTE_HOSTS = 100_000
 
 
 class CommunicatorAgent(BaseAgent):
@@ -122,11 +132,14 @@ class CommunicatorAgent(BaseAgent):
         self.central = getattr(fleet, "role", "host") == "central"
         scope, size = ("fleet", 20_000) if self.central else ("local", 1000)
         self._remote_alerts: dict[tuple[str, str], Severity] = {}
+        #: host -> it tells people of its own alerts itself (from its heartbeat)
+        self._self_notifying: dict[str, bool] = {}
         self.on("alert.#", self._on_alert, maxsize=size, scope=scope)
         self.on("incident.#", self._on_incident, maxsize=size, scope=scope)
         self.on("remediation.#", self._on_remediation, maxsize=size, scope=scope)
         if self.central:
             self.on("fleet.incident.*", self._on_fleet_incident, maxsize=1000)
+            self.on("fleet.heartbeat", self._on_beat, maxsize=size, scope="fleet")
         self.on("agent.#", self._on_agent)
         self.on("service.#", self._on_service)
         self.on("analysis.result", self._on_analysis)
@@ -163,6 +176,29 @@ class CommunicatorAgent(BaseAgent):
     def _notification_settings(self) -> NotificationSettings:
         configured = getattr(self.settings, "notifications", None)
         return configured if isinstance(configured, NotificationSettings) else _DEFAULT
+
+    @property
+    def tells_own(self) -> bool:
+        """Whether this host tells people of its own alerts, incidents and actions: not
+        when it is a host of a fleet whose ``[fleet] notify`` is ``"central"``."""
+        if self.central:
+            return True
+        bus = getattr(self.settings, "bus", None)
+        fleet = getattr(self.settings, "fleet", None)
+        deferring = getattr(fleet, "notify", "own") == "central"
+        return not (deferring and getattr(bus, "backend", "memory") == "nats")
+
+    @property
+    def notifies(self) -> bool:
+        """What this host's heartbeat says: it tells people of its own alerts itself
+        (notifications on, a channel, and not left to the central host)."""
+        settings = self._notification_settings()
+        return self.tells_own and settings.enabled and bool(settings.channels)
+
+    def tells_for(self, host: str) -> bool:
+        """Whether this (central) host tells people of ``host``'s own alerts, incidents
+        and actions: unless its heartbeat said it tells them itself."""
+        return not self._self_notifying.get(host, False)
 
     # -- life ---------------------------------------------------------------------------
     @property
@@ -272,7 +308,8 @@ class CommunicatorAgent(BaseAgent):
         told = None
         if suffix == "firing" and previous is None and step not in ("resolved", "escalated"):
             told = await self.recorder.last_notified(alert.fingerprint, self._local or None)
-        await self.announcer.alert(alert, step, fired=suffix == "firing", notified_at=told)
+        if self.tells_own:
+            await self.announcer.alert(alert, step, fired=suffix == "firing", notified_at=told)
         await self._health_changed()
 
     async def _on_remote_alert(
@@ -299,6 +336,8 @@ class CommunicatorAgent(BaseAgent):
             # In the searchable activity with its host; not in this host's log (a fleet of
             # a thousand would drown it).
             await self._activity(message, _on_host(line, host), logged=True)
+        if not self.tells_for(host):
+            return  # that host tells people itself
         told = None
         if suffix == "firing" and previous is None and step == "firing":
             told = await self.recorder.last_notified(alert.fingerprint, host)
@@ -323,11 +362,10 @@ class CommunicatorAgent(BaseAgent):
         kind = message.topic.partition(".")[2]
         remote = self._remote(message)
         if remote is not None:
-            # Kept in its host's history; people hear of its alerts, host named.
-            await self.recorder.incident(incident, host=remote)
+            await self._on_remote_incident(incident, kind, remote)
             return
         told = None
-        if kind == "opened":
+        if kind == "opened" and self.tells_own:
             told = await self.recorder.incident_last_notified(incident.key)
         await self.recorder.incident(incident, host=self._local)
         # The activity log hears of an update only when the incident's severity moved.
@@ -338,7 +376,20 @@ class CommunicatorAgent(BaseAgent):
             self._incident_severity[incident.id] = incident.severity
         if kind != "updated" or before not in (None, incident.severity):
             await self._activity(message, self.lines.incident(incident, kind, message.timestamp))
-        await self.announcer.incident(kind, incident, notified_at=told)
+        if self.tells_own:
+            await self.announcer.incident(kind, incident, notified_at=told)
+
+    async def _on_remote_incident(self, incident: Incident, kind: str, host: str) -> None:
+        """Another host's incident (a central host): kept in that host's history and, when
+        that host does not tell people itself, told once with the host named (its alerts
+        through it); an update tells nothing new unless its severity rose."""
+        told = None
+        tells = self.tells_for(host)
+        if kind == "opened" and tells:
+            told = await self.recorder.incident_last_notified(incident.key, host)
+        await self.recorder.incident(incident, host=host)
+        if tells:
+            await self.notifier.incident(kind, incident, notified_at=told, host=host)
 
     async def _on_remediation(self, message: Message) -> None:
         record = message.value
@@ -353,7 +404,24 @@ class CommunicatorAgent(BaseAgent):
             await self._activity(message, line)
         else:
             await self._activity(message, _on_host(line, remote), logged=True)
-        await self.announcer.action(record, outcome, line, host=remote)
+        tells = self.tells_own if remote is None else self.tells_for(remote)
+        if tells:
+            await self.announcer.action(record, outcome, line, host=remote)
+
+    async def _on_beat(self, message: Message) -> None:
+        """A host's heartbeat (a central host): whether it tells people itself. Only that
+        one field is read (a full parse per beat of a thousand hosts is not needed)."""
+        host = self._remote(message)
+        if host is None:
+            return
+        notifies = message.payload.get("notifies") is True
+        if host not in self._self_notifying and len(self._self_notifying) >= _REMOTE_HOSTS:
+            del self._self_notifying[next(iter(self._self_notifying))]
+        before = self._self_notifying.get(host)
+        self._self_notifying[host] = notifies
+        if before is not None and before != notifies:
+            who = "the host itself" if notifies else "this central host"
+            self.logger.info("host %s: its alerts are told by %s now", host, who)
 
     async def _on_agent(self, message: Message) -> None:
         suffix = message.topic.partition(".")[2]
