@@ -119,17 +119,19 @@ def _history_view(data: MetricHistory) -> RenderableType:
 
     from watchkeeper.cli._format import clock, plain, sparkline
 
-    points = data.points
+    # Steps with nothing stored (null) are gaps: left out of the summary line.
+    points = [p for p in data.points if p.avg is not None and p.min is not None]
     head = Text.assemble(
         plain(data.metric, "bold"),
         f" from {clock(data.start)} to {clock(data.end)}, {len(points)} points of {data.step:g}s",
     )
     if not points:
         return Group(head, Text("No data in that range.", style="dim"))
-    avg = [p.avg for p in points]
+    avg = [p.avg for p in points if p.avg is not None]
     stats = Text(
-        f"min {min(p.min for p in points):.4g} · avg {sum(avg) / len(avg):.4g} · "
-        f"max {max(p.max for p in points):.4g}"
+        f"min {min(p.min for p in points if p.min is not None):.4g} · "
+        f"avg {sum(avg) / len(avg):.4g} · "
+        f"max {max(p.max for p in points if p.max is not None):.4g}"
     )
     return Group(head, sparkline(list(avg), 80), stats)
 

@@ -29,9 +29,9 @@ from watchkeeper.model.snapshot import AgentHealth
 from watchkeeper.storage.models import (
     ActivityEntry,
     AnalysisRecord,
-    MetricPoint,
     SuccessRates,
 )
+from watchkeeper.web.history import MetricHistory
 from watchkeeper.web.incident_view import ActionDecision, LinkedIncident, TimelineStep
 
 __all__ = [
@@ -90,17 +90,6 @@ class RecentPoints(BaseModel):
         """One series' values, oldest first; empty for a name the server did not send."""
         values = (self.model_extra or {}).get(name)
         return list(values) if isinstance(values, list) else []
-
-
-class MetricHistory(BaseModel):
-    """``/api/metrics/history``: one metric's min/avg/max per step, from storage."""
-
-    metric: str
-    start: float
-    end: float
-    step: float
-    source: Literal["storage"]
-    points: list[MetricPoint]
 
 
 class MetricNames(BaseModel):

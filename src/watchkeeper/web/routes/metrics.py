@@ -1,35 +1,48 @@
 """``/api/metrics`` and its history: the latest sample, the chart ring, storage ranges.
 
 Nothing here collects: the latest sample is the SensorAgent's, serialised once per
-sample by the hub; history comes from the in-memory ring or from storage.
+sample by the hub; history comes from the in-memory ring or from storage. A stored range
+lists every bucket, the empty ones as ``null`` (a gap the charts leave open), in buckets
+chosen from the range unless the client names a step (``web.history``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
+from watchkeeper.storage.models import MetricPoint
 from watchkeeper.web.feed import SERIES
-from watchkeeper.web.models import ErrorBody
-from watchkeeper.web.responses import (
-    FlatMetrics,
+from watchkeeper.web.history import (
+    CHART_SERIES,
+    ChartHistory,
     MetricHistory,
-    MetricNames,
-    MetricSpecs,
-    RecentPoints,
+    auto_step,
+    bucket_starts,
+    combine,
+    dense,
 )
+from watchkeeper.web.models import ErrorBody
+from watchkeeper.web.responses import FlatMetrics, MetricNames, MetricSpecs, RecentPoints
 from watchkeeper.web.routes._common import WebContext, fail, model_response, parse_duration
+
+if TYPE_CHECKING:
+    from watchkeeper.storage import Storage
 
 __all__ = ["MAX_POINTS", "build"]
 
 #: The most points one history request may ask for.
 MAX_POINTS = 5000
 _MAX_RANGE = 90 * 86400.0
+#: Steps under this read raw values, which are kept only for the raw window.
+_AGGREGATE_STEP = 60.0
+#: The sampling interval assumed when the sensor is not running here.
+_DEFAULT_INTERVAL = 5.0
 
 
 def build(ctx: WebContext) -> APIRouter:
@@ -80,25 +93,16 @@ def build(ctx: WebContext) -> APIRouter:
             RecentPoints.model_validate({"series": list(SERIES), "points": len(points), **columns})
         )
 
-    @router.get(
-        "/api/metrics/history",
-        summary="One metric over a time range, from storage",
-        response_model=MetricHistory,
-        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}, **unavailable},
-    )
-    async def history(
-        metric: str = Query(
-            ..., min_length=1, max_length=300, description="dotted name, e.g. cpu.percent"
-        ),
-        range_: str = Query("1h", alias="range", max_length=32, description="e.g. 15m, 6h, 7d"),
-        step: str | None = Query(None, max_length=32, description="bucket size; default range/300"),
-        end: float | None = Query(None, description="unix time the range ends (default now)"),
-    ) -> Response:
-        """Min, average and max per step. Steps under a minute come from raw samples
-        (kept for a day by default), longer ones from one-minute aggregates."""
+    def interval() -> float:
+        sensor = ctx.sources.agent("sensor")
+        value = getattr(sensor, "interval", None)
+        return float(value) if isinstance(value, int | float) and value > 0 else _DEFAULT_INTERVAL
+
+    def window(range_: str, step: str | None, end: float | None) -> tuple[float, float, float]:
+        """(start, stop, bucket) of a request, or a 422 naming what is wrong."""
         span = parse_duration(range_, "range", minimum=1, maximum=_MAX_RANGE)
         if step is None:
-            bucket = max(1.0, math.ceil(span / 300))
+            bucket = auto_step(span, interval())
         else:
             bucket = parse_duration(step, "step", minimum=0.001, maximum=_MAX_RANGE)
         if span / bucket > MAX_POINTS:
@@ -112,10 +116,42 @@ def build(ctx: WebContext) -> APIRouter:
         if not math.isfinite(stop) or stop <= 0 or stop > now + 86400:
             raise fail(422, "end: must be a unix time, not in the future")
         storage = ctx.sources.storage()
+        # Storage answers in minutes outside the raw window: say so, and list minutes.
+        raw_from = now - storage.retention.raw_hours * 3600 if storage is not None else now
+        if bucket < _AGGREGATE_STEP and stop - span < raw_from:
+            bucket = _AGGREGATE_STEP
+        return stop - span, stop, max(1.0, float(int(bucket)))
+
+    def open_storage() -> Storage:
+        storage = ctx.sources.storage()
         if storage is None:
             raise fail(503, ctx.sources.storage_problem())
+        return storage
+
+    @router.get(
+        "/api/metrics/history",
+        summary="One metric over a time range, from storage",
+        response_model=MetricHistory,
+        responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}, **unavailable},
+    )
+    async def history(
+        metric: str = Query(
+            ..., min_length=1, max_length=300, description="dotted name, e.g. cpu.percent"
+        ),
+        range_: str = Query("1h", alias="range", max_length=32, description="e.g. 15m, 6h, 7d"),
+        step: str | None = Query(
+            None, max_length=32, description="bucket size; default: a few hundred buckets"
+        ),
+        end: float | None = Query(None, description="unix time the range ends (default now)"),
+    ) -> Response:
+        """Min, average and max per step, every step of the range listed oldest first; a
+        step with nothing stored (the daemon was down) has ``null`` values and count 0.
+        Steps under a minute come from raw samples (kept for a day by default), longer
+        ones from one-minute aggregates, whole hours from hourly ones."""
+        start, stop, bucket = window(range_, step, end)
+        storage = open_storage()
         try:
-            points = await storage.metric_range(metric, stop - span, stop, bucket)
+            points = await storage.metric_range(metric, start, stop, bucket)
         except StorageError as exc:
             raise fail(503, f"history is unavailable: {exc}") from None
         if not points:
@@ -128,11 +164,63 @@ def build(ctx: WebContext) -> APIRouter:
         return model_response(
             MetricHistory(
                 metric=metric,
-                start=stop - span,
+                start=start,
                 end=stop,
                 step=bucket,
                 source="storage",
-                points=points,
+                points=dense(points, bucket_starts(start, stop, bucket)),
+            )
+        )
+
+    @router.get(
+        "/api/metrics/history/chart",
+        summary="The dashboard's chart series over a time range, from storage",
+        response_model=ChartHistory,
+        responses={422: {"model": ErrorBody}, **unavailable},
+    )
+    async def chart_history(
+        range_: str = Query("1h", alias="range", max_length=32, description="e.g. 15m, 24h, 30d"),
+        series: str = Query(
+            ",".join(CHART_SERIES),
+            max_length=200,
+            description=f"comma-separated, of: {', '.join(CHART_SERIES)}",
+        ),
+        end: float | None = Query(None, description="unix time the range ends (default now)"),
+    ) -> Response:
+        """What the dashboard's charts draw for a range: per series one value per bucket
+        (``null`` where nothing was stored); totals over disks and interfaces as the live
+        charts show them. The bucket is chosen from the range: a few hundred of them."""
+        wanted = [name.strip() for name in series.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in CHART_SERIES]
+        if unknown or not wanted:
+            raise fail(
+                422,
+                f"series: {', '.join(unknown) or 'none given'}; choose from "
+                f"{', '.join(CHART_SERIES)}",
+            )
+        start, stop, bucket = window(range_, None, end)
+        storage = open_storage()
+        starts = bucket_starts(start, stop, bucket)
+        out = {}
+        try:
+            names = {
+                *await storage.metric_names("cpu."),
+                *await storage.metric_names("memory."),
+                *await storage.metric_names("swap."),
+                *await storage.metric_names("diskio."),
+                *await storage.metric_names("net."),
+            }
+            for key in dict.fromkeys(wanted):
+                members = CHART_SERIES[key].members(names)
+                stored: list[list[MetricPoint]] = [
+                    await storage.metric_range(name, start, stop, bucket) for name in members
+                ]
+                out[key] = combine(members, stored, starts)
+        except StorageError as exc:
+            raise fail(503, f"history is unavailable: {exc}") from None
+        return model_response(
+            ChartHistory(
+                start=start, end=stop, step=bucket, source="storage", ts=starts, series=out
             )
         )
 
