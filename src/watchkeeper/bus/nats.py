@@ -118,6 +118,8 @@ _DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"
 #: for this long against the plain connection errors that follow them.
 _TELLING = re.compile(r"authori[sz]ation|permission|certificate|ssl|tls", re.I)
 _KEEP_TELLING = 10.0
+#: What the status says of the expected refusals.
+_EXPECTED_WHY = "this host's login may not use the JetStream API (the central manages the streams)"
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -205,6 +207,7 @@ class NatsBus(InMemoryBus):
             "mismatched": 0,
             "duplicates": 0,
             "refused": 0,
+            "expected_refusals": 0,
             "unstored": 0,
             "oversized": 0,
             "outbox_failed": 0,
@@ -265,6 +268,12 @@ class NatsBus(InMemoryBus):
             "servers": [masked_url(url) for url in self.settings.servers],
             "streams": self.streams,
             "outbox": {"count": len(box), "bytes": box.size, "max_bytes": box.max_bytes},
+            # The server refusing what this login may not do by design (a host's JetStream
+            # API calls): expected, not an attack; real refusals are dropped.refused.
+            "expected_refusals": {
+                "jetstream_api": self.counts["expected_refusals"],
+                "why": _EXPECTED_WHY if self.counts["expected_refusals"] else "",
+            },
             "dropped": {
                 "outbox_events": box.dropped.get(EVENT, 0),
                 "outbox_telemetry": box.dropped.get("telemetry", 0),
@@ -440,8 +449,10 @@ class NatsBus(InMemoryBus):
         if found is not None:
             denied = found.group(2).lower()  # the client reports the subject lower-cased
             if denied.startswith("$js."):
-                # A host user may not manage streams or consumers: expected, not an error.
+                # A host user may not manage streams or consumers: expected, not an error,
+                # and counted apart from the real refusals (another host's subject).
                 self._api_denied_at = time.monotonic()
+                self.counts["expected_refusals"] += 1
                 log.debug("nats bus (%s): %s", self.host, text)
                 return
             if len(self._denied) > 1024:
