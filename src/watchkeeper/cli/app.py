@@ -219,6 +219,24 @@ def config_check(
     typer.echo(f"ok: {where} is valid")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"watchkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Watch this host, reason about what goes wrong, and heal what is safe to heal."""
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -338,3 +356,6 @@ register(app)
 from watchkeeper.cli.fleet import register as register_fleet  # noqa: E402
 
 register_fleet(app)
+from watchkeeper.cli.service import register as register_service  # noqa: E402
+
+register_service(app)
