@@ -152,6 +152,9 @@ def create_app(
         pages,
     ):
         app.include_router(module.build(ctx))
+    from watchkeeper.mcp_server.http import mount as mount_mcp  # the SDK loads on first use
+
+    mount_mcp(app, orchestrator, token=token)  # /mcp and POST /api/mcp/proposals
     static = resources.files("watchkeeper.web") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
