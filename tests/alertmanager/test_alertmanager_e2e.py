@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -323,3 +324,45 @@ def test_a_group_fires_is_resent_and_resolves(daemon: Daemon) -> None:
         "the resolved alert in the stored history",
     )
     assert history[0]["source"] == "alertmanager" and history[0]["labels"]["service"] == "demo"
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_alertmanagers_alert_as_text(daemon: Daemon, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: apt-get install -y chromium")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    labels = {**DEMO_DOWN, "alertname": "DemoSlow", "severity": "warning"}
+    shown = "<b>slow</b> answers"  # markup in an annotation stays text
+    reply = daemon.post(payload([am_alert("firing", "a1b2c3d4e5f60009", labels, shown)]))
+    assert reply.status_code == 200, reply.text
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.goto(daemon.url)
+            row = page.locator("#alerts li[data-fingerprint]", has_text="DemoSlow")
+            expect(row).to_be_visible(timeout=15_000)
+            expect(row).to_contain_text("alertmanager · service:demo")
+            expect(row).to_contain_text(shown)
+            assert row.locator("b", has_text="slow").count() == 0
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "alertmanager_dashboard.png"), full_page=True)
+        finally:
+            context.close()
+    assert problems == []
