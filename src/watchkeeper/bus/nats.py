@@ -11,14 +11,19 @@ as the message's JSON envelope with the header ``Nats-Msg-Id: <message id>``:
   and sends them in order, with the same ids, when the server is back (JetStream's
   de-duplication window makes a resend count once);
 - telemetry (samples, heartbeats) is published without waiting for an ack into the
-  ``WK_TELEMETRY`` stream, and only while connected: a newer sample replaces a missed one;
+  ``WK_TELEMETRY`` stream, and only while connected: a newer sample replaces a missed one
+  (sent once, never resent, so without ``Nats-Msg-Id``: JetStream keeps no ids for it);
 - commands asked with ``request(..., host=H)`` go to host H over NATS request/reply.
 
 Subscriptions receive other hosts' messages too: a local-scope one what others publish
 about this host (the central analyzer's alerts, a fleet view's commands), a fleet-scope
 one every host's (events through a JetStream durable consumer, so a central that was down
 catches up), a host-id scope that host's. What arrives is untrusted: a message that does
-not parse, or whose ``host`` differs from its subject's host, is dropped and counted.
+not parse, or whose ``host`` differs from its subject's host, is dropped and counted. A
+sample's envelope is checked on arrival and its payload (most of its bytes) when a reader
+first parses it: a central hears every host's sample every few seconds and the fleet view
+keeps them unread until someone opens that host. A sample that does not parse is refused
+to that reader (``ValidationError``) and counted as malformed then.
 
 ``start()`` connects in the background (the host works alone until the server answers,
 and reconnects forever); ``stop()`` sends what it can within a few seconds and closes::
@@ -49,6 +54,7 @@ import ssl
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,7 +68,8 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import from_json
 
 from watchkeeper.bus.memory import (
     FLEET,
@@ -96,6 +103,7 @@ if TYPE_CHECKING:
 __all__ = ["INSTANCE_HEADER", "MSG_ID_HEADER", "NatsBus"]
 
 T = TypeVar("T", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -121,12 +129,62 @@ _KEEP_TELLING = 10.0
 #: What the status says of the expected refusals.
 _EXPECTED_WHY = "this host's login may not use the JetStream API (the central manages the streams)"
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+#: Topics whose payload is checked by its model when first read, not on arrival: large,
+#: frequent, and mostly kept unread (a sample is ~10 kB of JSON and ~0.2 ms to check).
+PARSED_WHEN_READ = frozenset({"metrics.sample"})
 
 
 class _AnyReply(BaseModel):
     """The reply to a request on a topic that declares no reply model: any JSON object."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class _ParsedWhenRead(Message):
+    """A message from NATS whose envelope was checked on arrival and whose payload is
+    checked by its topic's model when first read (``value`` or ``parse``). A payload that
+    does not parse raises ``ValidationError`` to that reader and is reported once
+    through ``refused``."""
+
+    __slots__ = ("_model", "_refused")
+
+    _model: type[BaseModel]
+    _refused: Callable[[Message, ValidationError], None] | None
+
+    @classmethod
+    def of(
+        cls,
+        data: dict[str, Any],
+        model: type[BaseModel],
+        refused: Callable[[Message, ValidationError], None],
+    ) -> _ParsedWhenRead:
+        message = cls.from_dict(data)
+        assert isinstance(message, cls)
+        message._model = model
+        message._refused = refused
+        return message
+
+    def _refuse(self, error: ValidationError) -> None:
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            refused(self, error)
+
+    @property
+    def value(self) -> BaseModel:
+        if self._value is None:
+            try:
+                self._value = self._model.model_validate(self.payload)
+            except ValidationError as error:
+                self._refuse(error)
+                raise
+        return self._value
+
+    def parse(self, model: type[M]) -> M:
+        try:
+            return super().parse(model)
+        except ValidationError as error:
+            self._refuse(error)
+            raise
 
 
 class _Remote:
@@ -621,8 +679,16 @@ class NatsBus(InMemoryBus):
                 if is_telemetry(name):
                     self.counts["telemetry_unsent"] += 1
                 return
+            # Telemetry is sent once and never resent, so it carries no message id for
+            # JetStream to remember (a fleet's samples would fill its de-duplication
+            # window: 5,000 hosts at 5 s are 180,000 ids in two minutes).
+            headers = (
+                {INSTANCE_HEADER: self.instance}
+                if is_telemetry(name)
+                else self._headers(message.id)
+            )
             try:
-                await nc.publish(target, body, headers=self._headers(message.id))
+                await nc.publish(target, body, headers=headers)
                 self.counts["telemetry_sent"] += 1
             except Exception as error:
                 self.counts["telemetry_unsent"] += 1
@@ -946,6 +1012,12 @@ class NatsBus(InMemoryBus):
                 clean(why, LOG_LINE),
             )
 
+    def _refused(self, message: Message, error: ValidationError) -> None:
+        """A payload checked when read did not parse: counted as malformed, logged once."""
+        errors = error.errors()
+        where = ".".join(str(part) for part in errors[0]["loc"]) if errors else ""
+        self._drop("malformed", f"{message.topic} from {message.host[:64]!r}: {where or 'payload'}")
+
     def _receive(self, msg: Msg, *, core: bool) -> None:
         """Check one message from NATS and deliver it locally (untrusted input)."""
         headers = msg.headers or {}
@@ -953,11 +1025,17 @@ class NatsBus(InMemoryBus):
             return
         where = parse_subject(self.prefix, msg.subject)
         try:
-            data = json.loads(msg.data)
+            data = from_json(msg.data)
             if not isinstance(data, dict) or where is None:
                 raise ValueError("not an envelope")
             topic = self._topics.resolve(str(data["topic"]))
-            message = Message.from_dict(data, topic.model)
+            message: Message
+            if topic.name in PARSED_WHEN_READ:
+                if not isinstance(data.get("payload"), dict):
+                    raise ValueError("the payload is not an object")
+                message = _ParsedWhenRead.of(data, topic.model, self._refused)
+            else:
+                message = Message.from_dict(data, topic.model)
         except Exception as error:
             self._drop("malformed", f"{type(error).__name__} on {msg.subject[:120]!r}")
             return

@@ -11,8 +11,9 @@ Every simulated host speaks as a real watchkeeper host would, on its own subject
   and, for some of them, a remediation (``remediation.started`` and
   ``remediation.succeeded``, a real :class:`ActionRecord`) between the two.
 
-Telemetry goes out as plain NATS publishes; events go through JetStream with the
-``Nats-Msg-Id`` header (the message id), as the NATS bus sends them. Hosts are spread
+Telemetry goes out as plain NATS publishes without a message id header; events go
+through JetStream with the ``Nats-Msg-Id`` header (the message id), as the NATS bus sends
+them. Hosts are spread
 evenly over the interval (no thundering herd), and the templates are serialised once:
 a tick only patches numbers into them, so one process keeps 5,000 hosts at 5 s::
 
@@ -657,7 +658,7 @@ class FleetSim:
                             stats.beats += 1
                         else:
                             stats.samples += 1
-                        await nc.publish(subj, body, headers=self._headers(msg_id))
+                        await nc.publish(subj, body, headers=self._telemetry_headers)
                         continue
                     stats.events += 1
                     if ".alert." in subj:
@@ -679,6 +680,10 @@ class FleetSim:
 
     def _headers(self, message_id: str) -> dict[str, str]:
         return {MSG_ID_HEADER: message_id, INSTANCE_HEADER: self.instance}
+
+    @property
+    def _telemetry_headers(self) -> dict[str, str]:
+        return {INSTANCE_HEADER: self.instance}
 
     async def _publish_event(
         self, js: JetStreamContext, subj: str, body: bytes, msg_id: str, stats: SimStats
