@@ -151,7 +151,9 @@ def build(ctx: WebContext) -> APIRouter:
         start, stop, bucket = window(range_, step, end)
         storage = open_storage()
         try:
-            points = await storage.metric_range(metric, start, stop, bucket)
+            # From the first bucket's own start, so it is whole, not cut at the range's start.
+            starts = bucket_starts(start, stop, bucket)
+            points = await storage.metric_range(metric, starts[0], stop, bucket)
         except StorageError as exc:
             raise fail(503, f"history is unavailable: {exc}") from None
         if not points:
@@ -168,7 +170,7 @@ def build(ctx: WebContext) -> APIRouter:
                 end=stop,
                 step=bucket,
                 source="storage",
-                points=dense(points, bucket_starts(start, stop, bucket)),
+                points=dense(points, starts),
             )
         )
 
@@ -213,7 +215,7 @@ def build(ctx: WebContext) -> APIRouter:
             for key in dict.fromkeys(wanted):
                 members = CHART_SERIES[key].members(names)
                 stored: list[list[MetricPoint]] = [
-                    await storage.metric_range(name, start, stop, bucket) for name in members
+                    await storage.metric_range(name, starts[0], stop, bucket) for name in members
                 ]
                 out[key] = combine(members, stored, starts)
         except StorageError as exc:
