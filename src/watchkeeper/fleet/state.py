@@ -8,6 +8,10 @@ the CLI read it. Bus-free and clock-free: every call takes ``now``::
     state.observe_sample("web-1", message.payload, now)    # kept raw, parsed when read
     rows = state.hosts(now)                                # worst first
 
+A sample kept raw is checked by :class:`MetricsSample` when that host is first read: one
+that does not parse reads as None from then on and is counted (``stats().bad_samples``);
+the parsed sample's JSON is made once and serves every read until the next sample.
+
 A host is *up* while its newest message is younger than ``stale_after``, *stale* until
 ``lost_after``, then *lost*; a host that said it stopped (``system.stopped``) is lost at
 once. Memory is bounded: per-host caps on alerts, incidents, approvals and actions, hosts
@@ -80,6 +84,8 @@ class FleetStats:
     dropped_hosts: int
     memory_estimate_bytes: int
     fleet_incidents_open: int
+    #: Samples kept as they came and refused when first read (they do not parse).
+    bad_samples: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +97,7 @@ class FleetStats:
             "dropped_hosts": self.dropped_hosts,
             "memory_estimate_bytes": self.memory_estimate_bytes,
             "fleet_incidents_open": self.fleet_incidents_open,
+            "bad_samples": self.bad_samples,
         }
 
 
@@ -102,6 +109,8 @@ class _Host:
     beat: HostBeat | None = None
     sample: MetricsSample | Mapping[str, Any] | None = None
     sample_at: float | None = None
+    #: The parsed sample as JSON data, made once per sample for every read of the view.
+    sample_json: dict[str, Any] | None = None
     alerts: dict[str, Alert] = field(default_factory=dict)
     alerts_seen: bool = False
     incidents: dict[str, Incident] = field(default_factory=dict)
@@ -129,6 +138,7 @@ class FleetState:
         self._by_kind: dict[str, int] = {}
         self._refused = 0
         self._dropped = 0
+        self._bad_samples = 0
 
     @property
     def settings(self) -> FleetSettings:
@@ -171,6 +181,7 @@ class FleetState:
         if entry is not None:
             entry.sample = sample
             entry.sample_at = now
+            entry.sample_json = None
 
     def observe_alert(self, host: str, alert: Alert, topic: str, now: float | None = None) -> None:
         """An ``alert.*`` message: firing and escalated alerts are kept, resolved ones go."""
@@ -328,13 +339,18 @@ class FleetState:
         try:
             parsed = MetricsSample.model_validate(entry.sample)
         except ValueError:
+            # Refused once: the view shows no sample until a good one comes.
+            entry.sample = entry.sample_json = None
+            self._bad_samples += 1
             return None
         entry.sample = parsed
         return parsed
 
     def _sample_json(self, entry: _Host) -> dict[str, Any] | None:
-        parsed = self.sample(entry.host)
-        return None if parsed is None else parsed.model_dump(mode="json")
+        if entry.sample_json is None:
+            parsed = self.sample(entry.host)
+            entry.sample_json = None if parsed is None else parsed.model_dump(mode="json")
+        return entry.sample_json
 
     def approvals(self, host: str) -> list[ActionRecord]:
         """``host``'s actions awaiting a person's approval."""
@@ -384,4 +400,5 @@ class FleetState:
             fleet_incidents_open=sum(
                 1 for item in self._incidents.values() if item.state == "open"
             ),
+            bad_samples=self._bad_samples,
         )
