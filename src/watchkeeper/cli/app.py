@@ -359,3 +359,6 @@ register_fleet(app)
 from watchkeeper.cli.service import register as register_service  # noqa: E402
 
 register_service(app)
+from watchkeeper.cli.mcp import register as register_mcp  # noqa: E402
+
+register_mcp(app)
