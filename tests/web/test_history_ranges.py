@@ -7,38 +7,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from web_helpers import LiveServer, wait_for_samples
 
-from watchkeeper.storage import DB_FILENAME
-from watchkeeper.testing.history_seed import DAY, seed_history, wave
+from watchkeeper.testing.history_seed import DAY, seed_month
 
 #: The dashboard's ranges and the bucket each gets (the server samples every 0.2 s, so
 #: the range, not the interval, decides).
 STEPS = {"15m": 5.0, "1h": 10.0, "24h": 300.0, "7d": 1800.0, "30d": 7200.0}
 SPANS = {"15m": 900, "1h": 3600, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
-
-
-def seed_month(data: Path, now: float) -> dict[str, tuple[float, float]]:
-    """A month for the chart metrics with two outages: a whole day ten days ago and a
-    quarter of an hour forty minutes ago. Returns the outages by name."""
-    gaps = {"day": (now - 10 * DAY, now - 9 * DAY), "minutes": (now - 40 * 60, now - 25 * 60)}
-    values = {
-        "cpu.percent": wave(40, 20),
-        "memory.percent": wave(60, 5),
-        "swap.percent": wave(1, 0),
-        "diskio.sdx.read_bytes_per_s": wave(100, 0),
-        "diskio.sdy.read_bytes_per_s": wave(50, 0),
-        "net.lo.rx_bytes_per_s": wave(999, 0),
-        "net.ethx.rx_bytes_per_s": wave(10, 0),
-    }
-    data.mkdir(parents=True, exist_ok=True)
-    seed_history(data / DB_FILENAME, now=now, values=values, gaps=list(gaps.values()))
-    return gaps
 
 
 @pytest.fixture(scope="module")

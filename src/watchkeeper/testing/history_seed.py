@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchkeeper.storage import SyncStorage
+from watchkeeper.storage import DB_FILENAME, SyncStorage
 
-__all__ = ["DAY", "SeedReport", "seed_history", "wave"]
+__all__ = ["DAY", "SeedReport", "seed_history", "seed_month", "wave"]
 
 DAY = 86400
 _MINUTE = 60
@@ -149,3 +149,22 @@ def _write_raw(
     if batch:
         written += db.write_samples(batch)
     return written
+
+
+def seed_month(data_dir: Path, now: float) -> dict[str, tuple[float, float]]:
+    """The web tests' month: the dashboard's chart metrics (two disks, an interface and
+    loopback) with two outages, a whole day ten days ago and a quarter of an hour forty
+    minutes ago, in ``data_dir``'s database. Returns the outages by name."""
+    gaps = {"day": (now - 10 * DAY, now - 9 * DAY), "minutes": (now - 40 * 60, now - 25 * 60)}
+    values = {
+        "cpu.percent": wave(40, 20),
+        "memory.percent": wave(60, 5),
+        "swap.percent": wave(1, 0),
+        "diskio.sdx.read_bytes_per_s": wave(100, 0),
+        "diskio.sdy.read_bytes_per_s": wave(50, 0),
+        "net.lo.rx_bytes_per_s": wave(999, 0),
+        "net.ethx.rx_bytes_per_s": wave(10, 0),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    seed_history(data_dir / DB_FILENAME, now=now, values=values, gaps=list(gaps.values()))
+    return gaps

@@ -321,6 +321,49 @@
     state.charts.net = make("net", [
       { key: "net_rx", label: "received", color: "--c1" },
       { key: "net_tx", label: "sent", color: "--c2" }], (v) => bytes(v));
+    for (const [id, chart] of Object.entries(state.charts)) setupRanges(id, chart);
+  }
+
+  // -- chart time ranges: live (the default, streaming) or a stored range ---------------
+  const RANGES = ["live", "15m", "1h", "24h", "7d", "30d"];
+  const RANGE_LABELS = { live: "live", "15m": "15 min", "1h": "1 h", "24h": "24 h", "7d": "7 d", "30d": "30 d" };
+  // A stored range is fetched again this often while shown, so it moves on with time.
+  const RANGE_REFRESH_MS = 60000;
+
+  function setupRanges(id, chart) {
+    const card = $(`chart-${id}`).closest(".chart-card");
+    const note = el("span", { className: "range-note", id: `range-note-${id}` });
+    const buttons = RANGES.map((r) => el("button", {
+      type: "button", className: "range", text: RANGE_LABELS[r], dataset: { range: r },
+      "aria-pressed": String(r === "live"),
+    }));
+    const group = el("div", { className: "ranges", role: "group", "aria-label": "time range" }, ...buttons, note);
+    card.querySelector("h2").after(group);
+    const ranged = { range: "live", timer: null, seq: 0 };
+    const load = async () => {
+      const seq = ++ranged.seq;
+      const keys = chart.series.map((s) => s.key).join(",");
+      note.textContent = "loading…";
+      try {
+        const r = await api(`/api/metrics/history/chart?range=${encodeURIComponent(ranged.range)}&series=${keys}`);
+        if (seq !== ranged.seq || ranged.range === "live") return;
+        if (!r.ok) { note.textContent = (r.data && r.data.detail) || `history: HTTP ${r.status}`; return; }
+        chart.showHistory(r.data, RANGE_LABELS[ranged.range]);
+        note.textContent = "";
+      } catch (error) {
+        if (seq === ranged.seq) note.textContent = `history: ${error.message}`;
+      }
+    };
+    const choose = (range) => {
+      ranged.range = range;
+      clearInterval(ranged.timer);
+      ranged.timer = null;
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.range === range));
+      if (range === "live") { ranged.seq += 1; note.textContent = ""; chart.live(); return; }
+      load();
+      ranged.timer = setInterval(() => { if (!document.hidden) load(); }, RANGE_REFRESH_MS);
+    };
+    for (const b of buttons) b.addEventListener("click", () => choose(b.dataset.range));
   }
 
   function chartPoint(point) {

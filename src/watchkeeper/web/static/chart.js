@@ -1,6 +1,9 @@
 // watchkeeper's own small line chart on a canvas: a few series over time, gaps where a
 // value is unknown, a light grid, no animation. Drawing 720 points costs well under a
 // millisecond, and it only happens when a sample arrives or the canvas changes size.
+// Live, it shows the in-memory ring as samples arrive; given a stored range
+// (showHistory), it shows that range's buckets instead, with a min-max band where the
+// range has one, and leaves a bucket with nothing stored (null) as a gap in the line.
 (function () {
   "use strict";
 
@@ -22,6 +25,8 @@
       this.values = {};
       for (const s of this.series) this.values[s.key] = [];
       this.limit = options.limit || 720;
+      this.history = null;
+      this.draws = 0;
       this.pending = false;
       if (options.legend) this.legend(options.legend);
       if (window.ResizeObserver) {
@@ -70,12 +75,48 @@
       this.schedule();
     }
 
+    // A stored range: {start, end, step, ts: [bucket starts], series: {key: {avg, min, max}}}.
+    // Live samples still arrive (push) but are not drawn until live() is called.
+    showHistory(range, label) {
+      this.history = Object.assign({ label }, range);
+      this.schedule();
+    }
+
+    live() {
+      this.history = null;
+      this.schedule();
+    }
+
     peak() {
       let max = 0;
+      const columns = [];
       for (const s of this.series) {
-        for (const v of this.values[s.key]) if (v != null && v > max) max = v;
+        if (!this.history) { columns.push(this.values[s.key]); continue; }
+        const got = this.history.series[s.key];
+        if (got) columns.push(got.avg, got.max || []);
+      }
+      for (const values of columns) {
+        for (const v of values) if (v != null && v > max) max = v;
       }
       return max;
+    }
+
+    // What is drawn: times and, per series, {avg, min, max} (min/max may be null).
+    view() {
+      if (!this.history) {
+        const end = this.ts.length ? this.ts[this.ts.length - 1] : Date.now() / 1000;
+        // Show what there is: at least two minutes, at most the configured window.
+        const span = this.ts.length ? end - this.ts[0] : 0;
+        const shown = Math.max(120, Math.min(this.window, span));
+        const columns = {};
+        for (const s of this.series) columns[s.key] = { avg: this.values[s.key] };
+        return { start: end - shown, end, ts: this.ts, columns, label: `−${Math.round(shown / 60)} min` };
+      }
+      const h = this.history;
+      const half = h.step / 2;  // a bucket's value sits at its middle
+      const columns = {};
+      for (const s of this.series) columns[s.key] = h.series[s.key] || { avg: [] };
+      return { start: h.start, end: h.end, ts: h.ts.map((t) => t + half), columns, label: `−${h.label}` };
     }
 
     schedule() {
@@ -107,11 +148,9 @@
       const plotH = height - pad.top - pad.bottom;
       const muted = cssVar("--muted");
       const line = cssVar("--line");
-      const end = this.ts.length ? this.ts[this.ts.length - 1] : Date.now() / 1000;
-      // Show what there is: at least two minutes, at most the configured window.
-      const span = this.ts.length ? end - this.ts[0] : 0;
-      const shown = Math.max(120, Math.min(this.window, span));
-      const start = end - shown;
+      const view = this.view();
+      const start = view.start;
+      const shown = Math.max(1, view.end - view.start);
 
       const max = this.fixedMax || niceMax(this.peak());
       ctx.fillStyle = muted;
@@ -129,28 +168,71 @@
       }
       ctx.textBaseline = "alphabetic";
       ctx.textAlign = "left";
-      ctx.fillText(`−${Math.round(shown / 60)} min`, pad.left, height - 4);
+      ctx.fillText(view.label, pad.left, height - 4);
       ctx.textAlign = "right";
       ctx.fillText("now", width - pad.right, height - 4);
 
       const x = (t) => pad.left + ((t - start) / shown) * plotW;
       const y = (v) => pad.top + plotH - (Math.min(v, max) / max) * plotH;
       ctx.lineJoin = "round";
+      const segments = {};
       for (const s of this.series) {
-        const values = this.values[s.key];
-        ctx.strokeStyle = cssVar(s.color);
-        ctx.lineWidth = 1.8;
-        ctx.beginPath();
-        let drawing = false;
-        for (let i = 0; i < this.ts.length; i++) {
-          const t = this.ts[i];
-          const v = values[i];
-          if (v == null || t < start) { drawing = false; continue; }
-          if (drawing) ctx.lineTo(x(t), y(v));
-          else { ctx.moveTo(x(t), y(v)); drawing = true; }
-        }
-        ctx.stroke();
+        const column = view.columns[s.key];
+        const color = cssVar(s.color);
+        if (column.min && column.max) this.band(view.ts, column.min, column.max, start, x, y, color);
+        segments[s.key] = this.line(view.ts, column.avg, start, x, y, color);
       }
+      // What a test (or a curious person) can read back: which range, how many buckets,
+      // and how many separate pieces each line was drawn in (a gap splits a line).
+      canvas.dataset.range = this.history ? this.history.label : "live";
+      canvas.dataset.points = String(view.ts.length);
+      canvas.dataset.segments = JSON.stringify(segments);
+      this.draws += 1;
+      canvas.dataset.draws = String(this.draws);
+    }
+
+    // One series' line, broken wherever a value is null; returns the pieces drawn.
+    line(ts, values, start, x, y, color) {
+      const ctx = this.ctx;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 1.8;
+      ctx.beginPath();
+      let drawing = false;
+      let pieces = 0;
+      for (let i = 0; i < ts.length; i++) {
+        const t = ts[i];
+        const v = values[i];
+        if (v == null || t < start) { drawing = false; continue; }
+        if (drawing) ctx.lineTo(x(t), y(v));
+        else { ctx.moveTo(x(t), y(v)); drawing = true; pieces += 1; }
+      }
+      ctx.stroke();
+      return pieces;
+    }
+
+    // The min-max band under a line, one closed shape per run of known buckets.
+    band(ts, low, high, start, x, y, color) {
+      const ctx = this.ctx;
+      ctx.save();
+      ctx.fillStyle = color;
+      ctx.globalAlpha = 0.16;
+      let run = [];
+      const flush = () => {
+        if (run.length) {
+          ctx.beginPath();
+          run.forEach((i, n) => (n ? ctx.lineTo(x(ts[i]), y(high[i])) : ctx.moveTo(x(ts[i]), y(high[i]))));
+          for (let n = run.length - 1; n >= 0; n--) ctx.lineTo(x(ts[run[n]]), y(low[run[n]]));
+          ctx.closePath();
+          ctx.fill();
+        }
+        run = [];
+      };
+      for (let i = 0; i < ts.length; i++) {
+        if (low[i] == null || high[i] == null || ts[i] < start) flush();
+        else run.push(i);
+      }
+      flush();
+      ctx.restore();
     }
   }
 
