@@ -167,3 +167,22 @@ def test_engine_fires_updates_resolves_and_briefs_the_labels_as_data() -> None:
     assert (
         engine.observe_external(payload(alert(labels, "resolved", "aa01")), 14.0, here=HERE) == []
     )
+
+
+def test_what_is_passed_on_is_small_and_means_the_same() -> None:
+    runbook = {"runbook": "r" * 4000, "description": "d" * 4000, "summary": "it broke"}
+    big = payload(
+        {**alert({"alertname": "A", "long": "v" * 1000}), "annotations": runbook},
+        alert({"alertname": "B", "service": "demo"}, fp="00ff"),
+    )
+    big = big.model_copy(update={"common_labels": {"x": "y" * 1000}})
+    small = big.compact()
+    assert len(small.model_dump_json()) < len(big.model_dump_json()) / 3
+    assert [a.fingerprint for a in small.alerts][1] == "00ff"
+    before = findings_of(big, settings(), mounts=(), here=HERE)
+    after = findings_of(small, settings(), mounts=(), here=HERE)
+    assert [(f.fingerprint, f.check.subject, f.check.summary, f.labels) for f in before] == [
+        (f.fingerprint, f.check.subject, f.check.summary, f.labels) for f in after
+    ]
+    again = AlertmanagerPayload.model_validate(small.model_dump(mode="json", by_alias=True))
+    assert again == small

@@ -70,6 +70,7 @@ _SEVERITIES = {
     "info": Severity.INFO,
     "none": Severity.INFO,
 }
+_ANNOTATIONS_READ = ("summary", "description")
 _SERVICE_LABELS = ("service", "systemd_unit", "job")
 _HOST_LABELS = ("instance", "host")
 _FINGERPRINT = re.compile(r"^[0-9a-fA-F]{1,32}$")
@@ -156,6 +157,33 @@ class AlertmanagerPayload(_Body):
     def _annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
         return _check_texts(annotations)
 
+    def compact(self) -> AlertmanagerPayload:
+        """The payload with only what :func:`findings_of` reads, each alert's identity
+        fixed first: what is passed on (the bus keeps recent messages) stays small."""
+        alerts = [
+            alert.model_copy(
+                update={
+                    "fingerprint": _source_fingerprint(alert),
+                    "labels": {k: v[: KEPT_VALUE * 2] for k, v in alert.labels.items()},
+                    "annotations": {
+                        k: alert.annotations[k][: KEPT_ANNOTATION * 2]
+                        for k in _ANNOTATIONS_READ
+                        if k in alert.annotations
+                    },
+                    "generator_url": alert.generator_url[: KEPT_VALUE * 2],
+                }
+            )
+            for alert in self.alerts
+        ]
+        return self.model_copy(
+            update={
+                "alerts": alerts,
+                "group_labels": {},
+                "common_labels": {},
+                "common_annotations": {},
+            }
+        )
+
 
 @dataclass(frozen=True)
 class ExternalFinding:
@@ -233,11 +261,16 @@ def _service_named(labels: Mapping[str, str], settings: Settings) -> str | None:
     return None
 
 
-def _fingerprint(alert: AlertmanagerAlert) -> str:
+def _source_fingerprint(alert: AlertmanagerAlert) -> str:
+    """Alertmanager's fingerprint of ``alert``, or one of its labels when it sent none."""
     if _FINGERPRINT.match(alert.fingerprint):
-        return fingerprint_of(ORIGIN, alert.fingerprint.lower())
+        return alert.fingerprint.lower()
     canonical = "\x00".join(f"{k}\x01{v}" for k, v in sorted(alert.labels.items()))
-    return fingerprint_of(ORIGIN, hashlib.sha256(canonical.encode()).hexdigest()[:16])
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _fingerprint(alert: AlertmanagerAlert) -> str:
+    return fingerprint_of(ORIGIN, _source_fingerprint(alert))
 
 
 def _kept(labels: Mapping[str, str]) -> dict[str, str]:
@@ -311,7 +344,7 @@ def findings_of(
         labels = alert.labels
         alertname = clean(labels.get("alertname"), LABEL)
         evidence: dict[str, Any] = {"origin": ORIGIN, "alertname": alertname}
-        for key in ("summary", "description"):
+        for key in _ANNOTATIONS_READ:
             if alert.annotations.get(key):
                 evidence[key] = clean(alert.annotations[key], PROMPT_DATA, KEPT_ANNOTATION)
         elsewhere = _elsewhere(labels, here)

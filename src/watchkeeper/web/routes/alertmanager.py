@@ -83,7 +83,7 @@ def build(ctx: WebContext) -> APIRouter:
         agent = orch.agents.get(_ANALYZER)
         if agent is None or orch.state != "running":
             raise fail(503, "no analyzer is running here: the alerts were not taken")
-        params = {"payload": payload.model_dump(mode="json", by_alias=True)}
+        params = {"payload": payload.compact().model_dump(mode="json", by_alias=True)}
         try:
             reply = await orch.bus.request(
                 command_for(_ANALYZER),
