@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, Implementation, TextContent
 
+from mcp import ClientSession
 from watchkeeper.mcp_server.tools import TOOL_NAMES
 
 pytestmark = pytest.mark.e2e
@@ -150,7 +150,7 @@ async def over_stdio(daemon: Daemon, *extra: str) -> AsyncIterator[ClientSession
         env=clean_env(),
         cwd=str(daemon.tmp),
     )
-    with open(os.devnull, "w") as errlog:  # noqa: PTH123 - stdio_client wants a text file
+    with open(os.devnull, "w") as errlog:
         async with (
             stdio_client(params, errlog=errlog) as (read, write),
             ClientSession(read, write, client_info=CLIENT) as session,
@@ -327,7 +327,7 @@ async def test_mcp_over_http_needs_the_token(daemon: Daemon) -> None:
         headers={**accept, "authorization": f"Bearer {daemon.token}"},
     )
     assert ok.status_code == 200, ok.text
-    with pytest.raises(Exception):  # noqa: B017,PT011 - the SDK's own error for a 401
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's own error for a 401
         async with over_http(daemon, None) as session:
             await session.list_tools()
     proposals = httpx.post(daemon.api + "/api/mcp/proposals", json={"action": "noop"})
@@ -369,7 +369,12 @@ async def test_hostile_input_is_a_clear_error_and_the_daemon_keeps_running(
             ),
             (
                 "propose_action",
-                {"action": "restart_service", "target": "demo", "reason": "x", "params": {"a": [1]}},
+                {
+                    "action": "restart_service",
+                    "target": "demo",
+                    "reason": "x",
+                    "params": {"a": [1]},
+                },
                 "parameter",
             ),
             ("metric_history", {"metric": "../../etc/passwd"}, "not a metric name"),
