@@ -311,6 +311,7 @@ class Storage:
 
     last_notified = Query(SyncStorage.last_notified)
     metric_range = Query(SyncStorage.metric_range)
+    metric_ranges = Query(SyncStorage.metric_ranges)
     metric_names = Query(SyncStorage.metric_names)
     alerts = Query(SyncStorage.alerts)
     alert_transitions = Query(SyncStorage.alert_transitions)

@@ -16,7 +16,6 @@ from fastapi.responses import Response
 
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.storage.errors import StorageError
-from watchkeeper.storage.models import MetricPoint
 from watchkeeper.web.feed import SERIES
 from watchkeeper.web.history import (
     CHART_SERIES,
@@ -203,21 +202,16 @@ def build(ctx: WebContext) -> APIRouter:
         start, stop, bucket = window(range_, None, end)
         storage = open_storage()
         starts = bucket_starts(start, stop, bucket)
-        out = {}
         try:
-            names = {
-                *await storage.metric_names("cpu."),
-                *await storage.metric_names("memory."),
-                *await storage.metric_names("swap."),
-                *await storage.metric_names("diskio."),
-                *await storage.metric_names("net."),
+            # Two trips to the storage thread, however many disks and interfaces.
+            names = await storage.metric_names("")
+            members = {key: CHART_SERIES[key].members(names) for key in dict.fromkeys(wanted)}
+            every = [name for group in members.values() for name in group]
+            stored = await storage.metric_ranges(every, starts[0], stop, bucket)
+            out = {
+                key: combine(group, [stored[name] for name in group], starts)
+                for key, group in members.items()
             }
-            for key in dict.fromkeys(wanted):
-                members = CHART_SERIES[key].members(names)
-                stored: list[list[MetricPoint]] = [
-                    await storage.metric_range(name, starts[0], stop, bucket) for name in members
-                ]
-                out[key] = combine(members, stored, starts)
         except StorageError as exc:
             raise fail(503, f"history is unavailable: {exc}") from None
         return model_response(
