@@ -170,3 +170,15 @@ def test_windows_gets_a_task_started_at_boot_and_again_after_a_failure(tmp_path:
     assert "sc.exe" not in out
     removal = service(tmp_path, "uninstall", "--platform", "windows")
     assert "Unregister-ScheduledTask" in removal.stdout
+
+
+def test_the_reference_unit_in_deploy_is_what_install_writes() -> None:
+    from watchkeeper.cli._unit import DEFAULT_CONFIG, STATE_DIR, UnitPlan, render_unit
+    from watchkeeper.config import build_settings
+
+    settings = build_settings({}, file_label="test", flags={"data_dir": str(STATE_DIR)})
+    plan = UnitPlan.from_settings(settings, DEFAULT_CONFIG, ["/usr/local/bin/watchkeeper"])
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "watchkeeper.service"
+    assert shipped.read_text(encoding="utf-8") == render_unit(plan), (
+        "deploy/systemd/watchkeeper.service is out of date: regenerate it from render_unit"
+    )

@@ -21,7 +21,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from watchkeeper import __version__
 from watchkeeper.config import Settings
 
 __all__ = [
@@ -218,7 +217,7 @@ def render_unit(plan: UnitPlan) -> str:
     """The unit file's text; its first line is :data:`MARKER`."""
     lines = [
         MARKER,
-        f"# watchkeeper {__version__}. Each sandboxing option's trade-off is on the line above it;",
+        "# Each sandboxing option's trade-off is on the line above it (docs/install.md);",
         "# add paths it may write with 'systemctl edit watchkeeper' (ReadWritePaths=).",
         "[Unit]",
         f"Description={plan.description}",
