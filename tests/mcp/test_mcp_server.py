@@ -342,6 +342,15 @@ async def test_stdio_with_a_wrong_token_says_so(daemon: Daemon) -> None:
     assert "refused the API token" in text
 
 
+async def test_stdio_with_no_daemon_says_how_to_start_one(daemon: Daemon) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    async with over_stdio(daemon, "--url", nobody, "--token", daemon.token) as session:
+        text = await refusal(session, "status")
+        assert "no watchkeeper answers" in text and "watchkeeper run" in text
+        assert daemon.token not in text
+        assert [t.name for t in (await session.list_tools()).tools] == list(TOOL_NAMES)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_hostile_input_is_a_clear_error_and_the_daemon_keeps_running(
     daemon: Daemon, transport: str
@@ -393,7 +402,11 @@ async def test_hostile_input_is_a_clear_error_and_the_daemon_keeps_running(
         # Still serving, and nothing waits for approval from all that.
         assert (await answer(session, "status"))["state"] == "running"
     assert httpx.get(daemon.api + "/api/health", timeout=5).status_code == 200
-    assert daemon.rest("/api/remediation")["pending"] == []
+    remediation = daemon.rest("/api/remediation", limit=1000)
+    assert remediation["pending"] == []
+    # What the gate refused, it audited, as the client's.
+    refused = [r for r in remediation["audit"] if r["target"] == "/etc"]
+    assert refused and refused[-1]["outcome"] == "refused" and refused[-1]["proposer"] == "mcp"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
