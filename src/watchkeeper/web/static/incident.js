@@ -72,7 +72,16 @@
   }
 
   // -- the parts of the page ------------------------------------------------------------
-  function renderHead(incident) {
+  // A resolved incident's root_cause describes its root as it cleared ("db is running");
+  // the cause is what the root said when it fired, which the timeline keeps.
+  function causeOf(incident, steps, alerts) {
+    if (incident.state !== "resolved") return incident.root_cause;
+    const root = alerts.find((a) => a.fingerprint === incident.root);
+    const fired = root && steps.find((s) => s.kind === "firing" && s.alert_id === root.id);
+    return fired && fired.summary ? fired.summary : incident.root_cause;
+  }
+
+  function renderHead(incident, steps, alerts) {
     document.title = `watchkeeper · ${incident.title}`;
     $("incident-title").textContent = incident.title;
     $("incident-opened").textContent = when(incident.opened_at);
@@ -82,8 +91,9 @@
     $("incident-state").dataset.level = incident.state === "resolved" ? "ok" : incident.severity;
     document.body.dataset.state = incident.state;
     const sure = incident.confidence ? ` (${Math.round(incident.confidence * 100)} % sure)` : "";
-    $("cause").textContent = incident.root_cause
-      ? `Probable cause: ${incident.root_cause}${sure}`
+    const cause = causeOf(incident, steps, alerts);
+    $("cause").textContent = cause
+      ? `Probable cause: ${cause}${sure}`
       : "Root cause not determined; the alerts below are related.";
     const resolution = $("resolution");
     resolution.dataset.state = incident.state;
@@ -190,7 +200,7 @@
         el("td", { className: "what", text: `${r.action || "?"}${r.target ? ` ${r.target}` : ""}` }),
         el("td", { className: "by", text: by }),
         el("td", { className: "verdict" }, pill(VERDICT_WORDS[d.verdict] || d.verdict, VERDICT_LEVEL[d.verdict])),
-        el("td", { className: "why hide-s", text: d.reason }),
+        el("td", { className: "why hide-s", text: d.approved_by ? `${d.reason}; approved by ${d.approved_by}` : d.reason }),
         el("td", { className: "outcome" }, pill(d.outcome)),
         el("td", { className: "check" }, pill(d.verification, CHECK_LEVEL[d.verification])),
         el("td", { className: "detail hide-s", text: d.detail }));
@@ -205,7 +215,7 @@
   }
 
   function render(detail) {
-    renderHead(detail.incident);
+    renderHead(detail.incident, detail.timeline || [], detail.members || []);
     renderTimeline(detail.timeline || []);
     renderMembers(detail);
     renderAnalyses(detail);
