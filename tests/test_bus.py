@@ -311,3 +311,31 @@ async def test_commands_are_typed_requests() -> None:
     await bus.publish(command_for("sensor"), Command(command="pause"), sender="t")
     message = sub.get_nowait()
     assert message is not None and message.parse(Command).command == "pause"
+
+
+async def test_samples_do_not_push_events_out_of_the_history() -> None:
+    # A day at a 1 s interval is 86,400 samples: what the bus keeps of them must not grow
+    # with them, and the events between them must still be there to look at.
+    bus = _bus(history_size=50, telemetry_history=5)
+    await bus.publish("alert.firing", N(n=1), sender="t")
+    for i in range(2_000):
+        await bus.publish("metrics.sample", I(i=i), sender="t")
+    await bus.publish("alert.resolved", N(n=2), sender="t")
+    kept = bus.history(limit=500)
+    assert [m.topic for m in kept if m.topic.startswith("alert.")] == [
+        "alert.firing",
+        "alert.resolved",
+    ]
+    samples = [m for m in kept if m.topic == "metrics.sample"]
+    assert [m.parse(I).i for m in samples] == [1995, 1996, 1997, 1998, 1999]
+    assert kept[-1].topic == "alert.resolved"  # still in publishing order
+
+
+async def test_rate_stamps_keep_only_the_last_minute() -> None:
+    now = [1000.0]
+    bus = _bus(clock=lambda: now[0])
+    for _ in range(600):  # ten minutes at 1 a second
+        await bus.publish("tick", I(i=0), sender="t")
+        now[0] += 1.0
+    assert bus.stats().rates["tick"] == 1.0
+    assert len(bus._recent["tick"]) <= 61

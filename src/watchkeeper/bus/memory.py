@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
+from watchkeeper.bus.subjects import is_telemetry
 from watchkeeper.model.envelope import Topic, TopicRegistry, WrongPayload, topic_matches
 from watchkeeper.model.message import Message
 
@@ -39,6 +40,8 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 REPLY_PREFIX = "_reply."
+_RATE_WINDOW = 60.0  # seconds a topic's published rate is counted over
+_RATE_STAMPS = 10_000  # at most this many stamps kept per topic (166 a second)
 #: Subscription scopes besides a host id: this host's messages, or every host's.
 LOCAL = "local"
 FLEET = "fleet"
@@ -176,6 +179,7 @@ class InMemoryBus:
         self,
         *,
         history_size: int = 500,
+        telemetry_history: int = 20,
         clock: Callable[[], float] = time.monotonic,
         topics: TopicRegistry | None = None,
         host: str = "",
@@ -188,7 +192,13 @@ class InMemoryBus:
         self._topics = topics
         self._subs: list[Subscription] = []
         self._route_cache: dict[str, list[Subscription]] = {}
+        # What happened lately, for /api/bus: events (alerts, actions, service changes)
+        # and, apart, only the last few telemetry messages. A sample is the largest and
+        # most frequent message; kept among the events, 500 of them (tens of MB at a 1 s
+        # interval) would push every event out and hold the memory for nothing.
         self._history: deque[Message] = deque(maxlen=history_size)
+        self._telemetry: deque[Message] = deque(maxlen=telemetry_history)
+        self._is_telemetry: dict[str, bool] = {}  # topic -> is it telemetry (memo)
         self._topic_counts: dict[str, int] = {}
         self._recent: dict[str, deque[float]] = {}
         self._pending: dict[str, asyncio.Future[Message]] = {}
@@ -280,14 +290,20 @@ class InMemoryBus:
         self._topic_counts[key] = self._topic_counts.get(key, 0) + 1
         stamps = self._recent.get(key)
         if stamps is None:
-            stamps = self._recent[key] = deque(maxlen=10_000)
-        stamps.append(self._clock())
+            stamps = self._recent[key] = deque(maxlen=_RATE_STAMPS)
+        now = self._clock()
+        stamps.append(now)
+        while stamps[0] < now - _RATE_WINDOW:  # only the last minute counts for the rate
+            stamps.popleft()
         if is_reply:
             future = self._pending.get(topic[len(REPLY_PREFIX) :])
             if future is not None and not future.done():
                 future.set_result(message)
         else:
-            self._history.append(message)
+            telemetry = self._is_telemetry.get(topic)
+            if telemetry is None:
+                telemetry = self._is_telemetry[topic] = is_telemetry(topic)
+            (self._telemetry if telemetry else self._history).append(message)
         about = message.host or self._host
         for sub in self._routes(topic):
             if sub.scope == about or sub.scope == FLEET:
@@ -363,7 +379,8 @@ class InMemoryBus:
     def history(self, limit: int = 100, pattern: str = "#") -> list[Message]:
         """The most recent messages (oldest first) whose topic matches ``pattern``."""
         picked: list[Message] = []
-        for message in reversed(self._history):
+        merged = sorted([*self._history, *self._telemetry], key=lambda m: m.timestamp)
+        for message in reversed(merged):
             if topic_matches(pattern, message.topic):
                 picked.append(message)
                 if len(picked) >= limit:
@@ -375,10 +392,10 @@ class InMemoryBus:
         now = self._clock()
         rates: dict[str, float] = {}
         for topic, stamps in self._recent.items():
-            while stamps and stamps[0] < now - 60.0:
+            while stamps and stamps[0] < now - _RATE_WINDOW:
                 stamps.popleft()
             if stamps:
-                rates[topic] = round(len(stamps) / 60.0, 3)
+                rates[topic] = round(len(stamps) / _RATE_WINDOW, 3)
         return BusStats(
             published=self._published,
             delivered=self._delivered_total,
