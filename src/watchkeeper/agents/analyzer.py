@@ -503,8 +503,13 @@ class AnalyzerAgent(BaseAgent):
             else:
                 ranks[incident.id] = rank
         if firing:
+            # Read once for the whole batch: a webhook group may fire hundreds of alerts.
+            opened = {i.id: i for i in engine.incidents_open()}
+            verdict, summary = verdict_of(engine.alerts.values()), self._rules_summary(engine)
             for incident_id, alerts in self._by_incident(firing, engine):
-                await self._publish_analysis(self._rules_result(alerts, incident_id, engine), host)
+                found = opened.get(incident_id) if incident_id is not None else None
+                result = self._rules_result(alerts, incident_id, found, verdict, summary)
+                await self._publish_analysis(result, host)
         for incident in worse.values():
             key = f"incident:{incident.id}:{incident.severity.value}"
             self._want_llm_for(incident, key, host)
@@ -520,9 +525,13 @@ class AnalyzerAgent(BaseAgent):
         return list(groups.items())
 
     def _rules_result(
-        self, alerts: list[Alert], incident_id: str | None, engine: AnalysisEngine
+        self,
+        alerts: list[Alert],
+        incident_id: str | None,
+        incident: Incident | None,
+        verdict: str,
+        summary: str,
     ) -> AnalysisResult:
-        incident = next((i for i in engine.incidents_open() if i.id == incident_id), None)
         recommended: list[SuggestedAction] = (
             list(incident.remedies) if incident is not None else self._rule_actions(alerts)
         )
@@ -530,8 +539,8 @@ class AnalyzerAgent(BaseAgent):
             at=self.ctx.clock(),
             trigger="alert",
             source="rules",
-            verdict=verdict_of(engine.alerts.values()),
-            summary=self._rules_summary(engine),
+            verdict=verdict,
+            summary=summary,
             alert_ids=[a.id for a in alerts],
             fingerprints=[a.fingerprint for a in alerts],
             incident_id=incident_id,
