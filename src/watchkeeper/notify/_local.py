@@ -1,4 +1,9 @@
-"""Channels that need no network: the console and the log."""
+"""Channels that need no network: the console and the log.
+
+On a central host they keep to what matters there: its own notices, fleet incidents and
+the hosts' incidents. Another host's single alert or action (``remote``, with no incident)
+is per-host chatter with a thousand hosts: the log has it at DEBUG and the console leaves
+it out; the fleet view and the other channels have it as before."""
 
 from __future__ import annotations
 
@@ -11,9 +16,14 @@ from typing import TextIO
 from watchkeeper.model.alerts import Severity
 from watchkeeper.notify.base import Notification
 
-__all__ = ["ConsoleChannel", "LogChannel", "one_line"]
+__all__ = ["ConsoleChannel", "LogChannel", "chatter", "one_line"]
 
 _LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}
+
+
+def chatter(notice: Notification) -> bool:
+    """Whether ``notice`` is another host's single alert or action (not an incident)."""
+    return notice.remote and notice.incident is None and notice.fleet_incident is None
 
 
 def one_line(notice: Notification) -> str:
@@ -30,6 +40,8 @@ class ConsoleChannel:
         self._lock = threading.Lock()
 
     def send(self, notice: Notification) -> None:
+        if chatter(notice):
+            return
         stamp = time.strftime("%H:%M:%S", time.localtime(notice.created_at))
         stream = self._stream if self._stream is not None else sys.stderr
         with self._lock:  # whole lines, even when two notices go out at once
@@ -37,7 +49,8 @@ class ConsoleChannel:
 
 
 class LogChannel:
-    """Logs each notice: resolved and info at INFO, warning at WARNING, critical at ERROR."""
+    """Logs each notice: resolved and info at INFO, warning at WARNING, critical at ERROR;
+    another host's single alert or action at DEBUG (:func:`chatter`)."""
 
     def __init__(self, name: str = "log", *, logger: str = "watchkeeper.notify") -> None:
         self.name = name
@@ -45,4 +58,6 @@ class LogChannel:
 
     def send(self, notice: Notification) -> None:
         level = logging.INFO if notice.resolved else _LEVELS.get(notice.severity, logging.ERROR)
+        if chatter(notice):
+            level = logging.DEBUG
         self._logger.log(level, "%s", one_line(notice))

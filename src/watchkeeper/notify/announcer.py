@@ -150,6 +150,7 @@ class Announcer:
             f"{where}{line.plain}",
             f"{where}{line.plain}\nReason: {clean(record.reason, NOTIFICATION, 500)}",
             details=details,
+            remote=host is not None,
         )
 
     async def crash_loop(self, agent: str, restarts: int, reason: str) -> None:

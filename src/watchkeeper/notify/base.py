@@ -44,7 +44,8 @@ class Notification(BaseModel):
     (``<host>/<fingerprint>`` for another host's alert, told by a central host), or an
     event's key such as ``remediation:restart_service:web:failed``. ``incident``,
     ``fleet_incident`` or ``alert`` is what it is about, whole (a webhook receives it as
-    JSON); ``host`` is the host it is about."""
+    JSON); ``host`` is the host it is about, ``remote`` when that is another host of the
+    fleet (a central host tells it)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -59,6 +60,9 @@ class Notification(BaseModel):
     incident: Incident | None = None
     fleet_incident: FleetIncident | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    remote: bool = Field(
+        False, description="about another host of the fleet, told by a central host"
+    )
 
     @property
     def resolved(self) -> bool:

@@ -305,9 +305,11 @@ class Notifier:
         body: str = "",
         *,
         details: dict[str, Any] | None = None,
+        remote: bool = False,
     ) -> bool:
-        """A one-off notice. The same ``key`` is not sent again within the repeat interval;
-        quiet hours hold or drop it unless critical. Returns whether it was queued now."""
+        """A one-off notice (``remote``: about another host). The same ``key`` is not sent
+        again within the repeat interval; quiet hours hold or drop it unless critical.
+        Returns whether it was queued now."""
         if not self.settings.enabled:
             return False
         now = self._clock()
@@ -319,6 +321,8 @@ class Notifier:
         notice = event_notice(
             key, severity, title, body or title, host=self.host, now=now, details=details
         )
+        if remote:
+            notice = notice.model_copy(update={"remote": True})
         if severity is not Severity.CRITICAL and self.grouper.quiet(now):
             hours = self.settings.quiet_hours
             if hours is not None and hours.mode == "hold":
@@ -369,6 +373,8 @@ class Notifier:
                     now=now,
                     name_host=item.host is not None,
                 )
+                if item.host is not None:
+                    notice = notice.model_copy(update={"remote": True})
             self._enqueue(notice, item.channels)
             if self._on_notified is not None and not notice.resolved:
                 try:
@@ -483,5 +489,6 @@ def _on_host(notice: Notification, host: str) -> Notification:
             "body": f"Host: {where}\n{notice.body}",
             "key": f"{host}/{notice.key}",
             "host": host,
+            "remote": True,
         }
     )
