@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +29,8 @@ from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import Alert, fingerprint_of
 from watchkeeper.model.topics import ALERT_FIRING
+from watchkeeper.notify import NotificationChannel
+from watchkeeper.notify._local import ConsoleChannel, LogChannel
 from watchkeeper.storage import Storage
 
 GROUP_WAIT = 0.4
@@ -94,7 +98,9 @@ class Host:
     task: asyncio.Task[None]
 
 
-def settings_for(tmp_path: Path, url: str, role: str, notify: str, backend: str) -> Settings:
+def settings_for(
+    tmp_path: Path, url: str, role: str, notify: str = "own", backend: str = "nats"
+) -> Settings:
     return Settings.model_validate(
         {
             "data_dir": tmp_path,
@@ -311,3 +317,39 @@ async def test_notify_central_means_nothing_without_a_fleet(
     assert alone.communicator.notifies is True
     await own_alert(alone, "solo")
     await until(lambda: receiver.bodies)
+
+
+async def test_the_central_console_and_log_keep_a_hosts_single_alerts_at_debug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Per-host chatter: another host's lone alert is logged at DEBUG and left off the
+    console; another host's incident is a line at its level on both."""
+    settings = settings_for(tmp_path / "central", "http://127.0.0.1:9/unused", "central")
+    console = io.StringIO()
+    storage = Storage.in_data_dir(tmp_path / "central")
+    await storage.open()
+    bus = InMemoryBus(host="central")
+    ctx = AgentContext(
+        bus=bus, settings=lambda: settings, data_dir=tmp_path / "central", storage=storage
+    )
+    channels: list[NotificationChannel] = [ConsoleChannel(stream=console), LogChannel()]
+    agent = CommunicatorAgent("communicator", ctx, channels=channels, interval=0.05)
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(lambda: agent.state.value == "running")
+        caplog.set_level(logging.DEBUG, logger="watchkeeper.notify")
+        remote(bus, "web-7", "alert.firing", alert("web-7", "memory_high", "memory"))
+        down = alert("db-2", "service_down", "postgres")
+        remote(bus, "db-2", "alert.firing", down)
+        remote(bus, "db-2", "incident.opened", incident("db-2", [down]))
+        await until(lambda: len([r for r in caplog.records if r.name == "watchkeeper.notify"]) >= 2)
+        notices = [r for r in caplog.records if r.name == "watchkeeper.notify"]
+        levels = {r.getMessage().split(": ")[0]: r.levelno for r in notices}
+        assert levels == {"[critical] web-7": logging.DEBUG, "[critical] db-2": logging.ERROR}
+        assert "db-2: INCIDENT critical" in console.getvalue()
+        assert "web-7" not in console.getvalue()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await storage.close()

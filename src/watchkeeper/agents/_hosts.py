@@ -120,7 +120,7 @@ class HostAnalyses:
             return
         self._beats[beat.host] = (own_analyzer, now)
         if own_analyzer and beat.host in self.hosts:
-            log.info("host %s runs its own analyzer now; no longer analysed here", beat.host)
+            log.debug("host %s runs its own analyzer now; no longer analysed here", beat.host)
             self.drop(beat.host)
         elif beat.host in self.hosts:
             self.hosts[beat.host].last_seen = now
@@ -160,7 +160,7 @@ class HostAnalyses:
         self._load_baselines(host, engine)
         state = HostAnalysis(host=host, engine=engine, last_seen=now)
         self.hosts[host] = state
-        log.info("analysing host %s here (it runs no analyzer of its own)", host)
+        log.debug("analysing host %s here (it runs no analyzer of its own)", host)
         return state
 
     def drop(self, host: str) -> None:
@@ -173,7 +173,7 @@ class HostAnalyses:
         limit = self.forget_after
         gone = [h for h, s in self.hosts.items() if now - s.last_seen > limit]
         for host in gone:
-            log.info("host %s silent for %.0fs: its analysis state is dropped", host, limit)
+            log.debug("host %s silent for %.0fs: its analysis state is dropped", host, limit)
             self.drop(host)
         for host in [h for h, (_, at) in self._beats.items() if now - at > limit]:
             if host not in self.hosts:

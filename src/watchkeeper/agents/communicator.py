@@ -421,7 +421,7 @@ class CommunicatorAgent(BaseAgent):
         self._self_notifying[host] = notifies
         if before is not None and before != notifies:
             who = "the host itself" if notifies else "this central host"
-            self.logger.info("host %s: its alerts are told by %s now", host, who)
+            self.logger.debug("host %s: its alerts are told by %s now", host, who)
 
     async def _on_agent(self, message: Message) -> None:
         suffix = message.topic.partition(".")[2]

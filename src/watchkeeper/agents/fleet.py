@@ -18,6 +18,11 @@ records every host's), so a restarted fleet view has them, and their fleet incid
 the same ids, at once. Per message it does one dictionary update; a sample is kept as its
 raw JSON and parsed only when someone opens that host. Updates of open fleet incidents go
 out once a check (every second by default), however many hosts joined in between.
+
+Its log keeps to the changes that matter on a fleet: a host lost (silent for
+``fleet.lost_after`` or stopped) and back, one line each (one line for many hosts at
+once); fleet incidents opened and resolved are the communicator's lines. Each host's own
+messages are not logged here.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from watchkeeper.fleet.judge import Change, FleetJudge
 from watchkeeper.fleet.state import FleetState
 from watchkeeper.model.actions import ActionRecord
 from watchkeeper.model.alerts import Alert
-from watchkeeper.model.fleet import HostBeat
+from watchkeeper.model.fleet import FleetHostState, HostBeat
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.topics import FLEET_INCIDENT_TOPICS
 from watchkeeper.storage.errors import StorageError
@@ -43,6 +48,8 @@ __all__ = ["FleetAgent"]
 
 #: Seconds between prunes of hosts lost for more than a day.
 _PRUNE_EVERY = 60.0
+#: Hosts named in one "lost" or "back" line; the rest are counted.
+_NAMED = 10
 
 
 class FleetAgent(BaseAgent):
@@ -67,6 +74,8 @@ class FleetAgent(BaseAgent):
         self.bad_messages = 0
         self.last_bad: str | None = None
         self._last_prune = ctx.monotonic()
+        #: Hosts seen lost (and said so in the log), until they are heard again.
+        self.lost: set[str] = set()
         self.on("fleet.heartbeat", self._on_beat, maxsize=queue, scope="fleet")
         self.on("metrics.sample", self._on_sample, maxsize=queue, scope="fleet")
         self.on("alert.*", self._on_alert, maxsize=queue, scope="fleet")
@@ -100,6 +109,12 @@ class FleetAgent(BaseAgent):
             if self.fleet_state.state_of(host, now) is not None:
                 changes += self.judge.observe(host, alert, "alert.firing", now)
         await self._announce(changes)
+        # Hosts known only from the history, not heard since: lost already, not news.
+        self.lost.update(
+            host
+            for host in self.fleet_state.host_names()
+            if self.fleet_state.state_of(host, now) is FleetHostState.LOST
+        )
 
     async def _perform_check(self) -> None:
         """Follow ``[fleet]`` changes, send the gathered incident updates, prune."""
@@ -109,10 +124,30 @@ class FleetAgent(BaseAgent):
             self.fleet_state.configure(fleet)
             self.judge.configure(fleet)
         await self._announce(self.judge.flush(self.ctx.clock()))
+        self._lost_and_back(self.ctx.clock())
         mono = self.ctx.monotonic()
         if mono - self._last_prune >= _PRUNE_EVERY:
             self._last_prune = mono
             self.fleet_state.prune(self.ctx.clock())
+
+    def _lost_and_back(self, now: float) -> None:
+        """One log line for the hosts lost since the last check, one for those back."""
+        state_of = self.fleet_state.state_of
+        lost, back = [], []
+        for host in self.fleet_state.host_names():
+            is_lost = state_of(host, now) is FleetHostState.LOST
+            if is_lost and host not in self.lost:
+                lost.append(host)
+            elif not is_lost and host in self.lost:
+                back.append(host)
+        self.lost.difference_update(back)
+        self.lost.intersection_update(self.fleet_state.host_names())  # pruned ones
+        self.lost.update(lost)
+        if lost:
+            after = self._fleet.lost_after
+            self.logger.warning("%s lost (nothing heard for %gs, or stopped)", _hosts(lost), after)
+        if back:
+            self.logger.info("%s back", _hosts(back))
 
     async def _announce(self, changes: list[Change]) -> None:
         for kind, incident in changes:
@@ -206,3 +241,12 @@ class FleetAgent(BaseAgent):
         if command == "fleet_stats":
             return {"stats": self.status()}
         raise CommandError(f"agent {self.name!r} has no command {command!r}")
+
+
+def _hosts(names: list[str]) -> str:
+    """``"host web-1"``, ``"3 hosts: a, b, c"``, ``"40 hosts: a, … (and 30 more)"``."""
+    if len(names) == 1:
+        return f"host {names[0]}"
+    shown = ", ".join(names[:_NAMED])
+    more = f" (and {len(names) - _NAMED} more)" if len(names) > _NAMED else ""
+    return f"{len(names)} hosts: {shown}{more}"
