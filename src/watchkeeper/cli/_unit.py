@@ -46,6 +46,7 @@ STATE_DIR = PurePosixPath("/var/lib/watchkeeper")
 DEFAULT_CONFIG = PurePosixPath("/etc/watchkeeper/watchkeeper.toml")
 DROP_CACHES = PurePosixPath("/proc/sys/vm/drop_caches")
 RESTART_SEC = 5
+CONFIG_ERROR_EXIT = 2  # what `watchkeeper run` exits with for a bad config or a busy port
 START_LIMIT_INTERVAL_SEC = 300
 START_LIMIT_BURST = 5
 STOP_TIMEOUT_SEC = 30
@@ -233,6 +234,8 @@ def render_unit(plan: UnitPlan) -> str:
         f"WorkingDirectory={STATE_DIR}",
         "Restart=on-failure",
         f"RestartSec={RESTART_SEC}",
+        "# exit status 2 is a configuration error: starting again would not fix it",
+        f"RestartPreventExitStatus={CONFIG_ERROR_EXIT}",
         f"TimeoutStopSec={STOP_TIMEOUT_SEC}",
         "KillMode=mixed",
         f"OOMScoreAdjust={OOM_SCORE_ADJUST}",
