@@ -8,10 +8,11 @@ which owns the whole lifecycle (decide → record → run → verify → escalat
 the pipeline emits is published. ``alert.escalated`` is not a proposal and is not heard
 here: escalation happens once, inside the pipeline (its docstring says why).
 
-Commands are heard only for this host (the bus's local scope): an approval given on the
-fleet view arrives as a command from the central host and passes this host's gate like a
-local one; its audit names the person and the host it came from ("alice from host
-central-1").
+Commands are heard only for this host (the bus's local scope): an approval or a request to
+act sent through the fleet (the fleet view, ``watchkeeper fleet approve``, any client of
+the central host) arrives as a command from the central host and passes this host's gate
+like a local one; its audit names the person and the host it came from ("alice from host
+central-1"), and a request to act says in its reason that it came through the fleet.
 
 The action registry is injected (``RemediatorAgent(name, ctx, actions=registry)``, built
 by the orchestrator); without one the agent holds the built-in actions.
@@ -29,7 +30,7 @@ from watchkeeper.model.actions import ActionInfo, ActionRecord, ActionRequest, P
 from watchkeeper.model.alerts import Alert
 from watchkeeper.model.analysis import AnalysisResult
 from watchkeeper.model.services import ServiceEvent
-from watchkeeper.model.text import LABEL, clean
+from watchkeeper.model.text import LABEL, LOG_LINE, clean
 from watchkeeper.model.topics import ALERT_FIRING, ALERT_RESOLVED, ANALYSIS_RESULT, SERVICE_TOPICS
 from watchkeeper.remediation.actions import Action, ActionContext, ActionRegistry
 from watchkeeper.remediation.builtin import builtin_registry
@@ -169,10 +170,18 @@ class RemediatorAgent(BaseAgent):
         """Who answers, cleaned (it is another program's text), and from which host when
         the command came over the network."""
         who = clean(str(params.get("by", default)), LABEL)[:_WHO_MAX] or default
-        origin = _ASKED_FROM.get()
-        if origin and origin != self.ctx.bus.host:
-            who = f"{who} from host {clean(origin, LABEL)[:_WHO_MAX]}"
+        origin = self._asked_from()
+        if origin is not None:
+            who = f"{who} from host {origin}"
         return who[:_BY_MAX]
+
+    def _asked_from(self) -> str | None:
+        """The other host the command being served came from (cleaned), or None for this
+        host's own."""
+        origin = _ASKED_FROM.get()
+        if not origin or origin == self.ctx.bus.host:
+            return None
+        return clean(origin, LABEL)[:_WHO_MAX]
 
     async def handle_command(self, command: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if command == "list_actions":
@@ -204,6 +213,10 @@ class RemediatorAgent(BaseAgent):
         # An MCP client's proposal (the web's /api/mcp/proposals) comes this way too, and
         # says so; anything else asking is a person. "mcp" only ever makes it wait longer.
         proposer: Proposer = "mcp" if params.get("proposer") == "mcp" else "user"
+        reason = clean(str(params.get("reason", "asked by a person")), LOG_LINE, _REASON_MAX)
+        origin = self._asked_from()
+        if origin is not None:
+            reason = f"asked through the fleet from host {origin}: {reason}"[:_REASON_MAX]
         return ActionRequest(
             action=name,
             target=str(target) if target is not None else None,
@@ -211,7 +224,7 @@ class RemediatorAgent(BaseAgent):
             params=dict(extra),
             proposer=proposer,
             proposed_by=self._who(params, proposer),
-            reason=str(params.get("reason", "asked by a person"))[:_REASON_MAX],
+            reason=reason,
         )
 
     async def _answer(
