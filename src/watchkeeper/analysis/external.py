@@ -77,6 +77,7 @@ _FINGERPRINT = re.compile(r"^[0-9a-fA-F]{1,32}$")
 _PORT = re.compile(r":\d{1,5}$")
 _RESTART_CONFIDENCE = 0.6  # as for a service that fails its probe
 _EVIDENCE_LABELS = 6  # labels copied into the evidence the LLM brief reads
+_SAID_ELSEWHERE = frozenset({"alertname", "severity"})  # the summary and severity say them
 
 
 def _check_labels(labels: dict[str, str], what: str) -> dict[str, str]:
@@ -343,16 +344,19 @@ def findings_of(
     for alert in payload.alerts:
         labels = alert.labels
         alertname = clean(labels.get("alertname"), LABEL)
-        evidence: dict[str, Any] = {"origin": ORIGIN, "alertname": alertname}
-        for key in _ANNOTATIONS_READ:
-            if alert.annotations.get(key):
-                evidence[key] = clean(alert.annotations[key], PROMPT_DATA, KEPT_ANNOTATION)
+        notes = {
+            k: clean(alert.annotations.get(k), PROMPT_DATA, KEPT_ANNOTATION)
+            for k in _ANNOTATIONS_READ
+            if alert.annotations.get(k)
+        }
+        # What decides, then the labels, then the rest: the LLM brief reads the first few.
+        evidence: dict[str, Any] = {}
         elsewhere = _elsewhere(labels, here)
         subject: str | None = None
         suggested: tuple[SuggestedAction, ...] = ()
         if elsewhere is not None:
-            evidence["other_host"] = elsewhere
             evidence["not_acted_on"] = f"about {elsewhere}, not this host"
+            evidence["other_host"] = elsewhere
         else:
             subject, suggested = _proposals(
                 labels, settings, mounts, alertname, restartable, evidence
@@ -361,13 +365,18 @@ def findings_of(
         if subject is None:
             subject = f"alertmanager:{alertname}" + (f"@{instance}" if instance != "?" else "")
         kept = _kept(labels)
-        for key in sorted(k for k in kept if k != "alertname")[:_EVIDENCE_LABELS]:
+        for key in sorted(k for k in kept if k not in _SAID_ELSEWHERE)[:_EVIDENCE_LABELS]:
             evidence.setdefault(f"label_{key}"[:32], kept[key])
+        if "description" in notes:
+            evidence["description"] = notes["description"]
+        evidence.update(origin=ORIGIN, alertname=alertname)
+        if "summary" in notes:
+            evidence["summary"] = notes["summary"]
         if alert.starts_at is not None and alert.starts_at.year > 1:
             evidence["starts_at"] = alert.starts_at.isoformat()
         if alert.generator_url:
             evidence["generator_url"] = clean(alert.generator_url, LABEL, KEPT_VALUE)
-        text = evidence.get("summary") or evidence.get("description") or ""
+        text = notes.get("summary") or notes.get("description") or ""
         summary = f"Alertmanager: {alertname}" + (f" ({instance})" if instance != "?" else "")
         if text:
             summary += f": {text}"
