@@ -6,7 +6,8 @@ the agents already have:
 - the latest sample as JSON bytes, serialised once per sample however many clients ask;
 - the system snapshot as JSON bytes, rebuilt at most once a second;
 - a ring of chart points (CPU, memory, disk I/O, network) from ``metrics.sample``, so the
-  dashboard has an hour of history without any storage;
+  dashboard has recent history without any storage, kept as columns of numbers
+  (:class:`~watchkeeper.web.chart_ring.ChartRing`, a fixed size however long it runs);
 - the recent activity, worded once from the bus messages;
 - the open incidents as ``incident.*`` last reported them (for when the analyzer's own
   list cannot be read);
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from watchkeeper.model.incidents import Incident, IncidentState
 from watchkeeper.model.snapshot import HealthScore, SystemSnapshot
 from watchkeeper.model.topics import METRICS_SAMPLE
-from watchkeeper.web.feed import chart_point, describe, sse_frame
+from watchkeeper.web.chart_ring import ChartRing
+from watchkeeper.web.feed import SERIES, chart_point, describe, sse_frame
 from watchkeeper.web.sources import Sources
 
 if TYPE_CHECKING:
@@ -123,7 +125,7 @@ class LiveHub:
         self.max_clients = max_clients
         self._clock = clock
         self._monotonic = monotonic
-        self._points: deque[dict[str, Any]] = deque(maxlen=history_points)
+        self._points = ChartRing(history_points, SERIES)
         self._activity: deque[dict[str, Any]] = deque(maxlen=activity_size)
         self._clients: set[EventClient] = set()
         self._incidents: dict[str, Incident] = {}
@@ -183,8 +185,12 @@ class LiveHub:
         return record
 
     def points(self) -> list[dict[str, Any]]:
-        """The chart history, oldest first."""
-        return list(self._points)
+        """The chart history, oldest first: one dict per point."""
+        return self._points.points()
+
+    def columns(self) -> dict[str, list[float | None]]:
+        """The chart history as columns (``ts`` and each of ``SERIES``), oldest first."""
+        return self._points.columns()
 
     def activity(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recent activity, newest first."""
@@ -319,7 +325,7 @@ class LiveHub:
     def seed(self) -> None:
         """Start the chart from the sensor's latest sample, if there is one."""
         sample = self.sources.latest_sample()
-        if sample is not None and not self._points:
+        if sample is not None and not len(self._points):
             self._points.append(chart_point(sample))
 
     async def run(self) -> None:
