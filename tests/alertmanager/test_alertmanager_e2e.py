@@ -262,6 +262,15 @@ def test_the_receiver_refuses_bad_requests_and_changes_nothing(daemon: Daemon) -
     assert "version" in cases["no version"].json()["detail"]
     huge = daemon.post(None, raw=b'{"version": "4", "pad": "' + b"x" * 1_100_000 + b'"}')
     assert huge.status_code == 413
+    # The analyzer checks a payload again: any bus client (here /api/command) may send one.
+    bypass = httpx.post(
+        f"{daemon.url}/api/command",
+        json={"target": "analyzer", "command": "alertmanager", "params": {"payload": {"x": 1}}},
+        headers={"Authorization": f"Bearer {daemon.token}"},
+        timeout=10,
+    )
+    assert bypass.status_code == 409
+    assert "not an Alertmanager webhook payload" in bypass.json()["detail"]
     assert daemon.ours() == {}
     assert demo_proposals(daemon) == []
 
