@@ -85,8 +85,11 @@ def build_server(source: Source) -> MCPServer[Any]:
 
     @server.tool(
         name="status",
-        description="The whole system snapshot, as GET /api/system returns it: the state, "
-        "host, uptime, each agent's health, the latest metrics, firing alerts and counts.",
+        description="The whole system snapshot, as GET /api/system returns it: version, pid, "
+        '"state" (created, running, stopping or stopped), "status" (healthy, degraded), '
+        'uptime, each agent\'s summary ("agents"), bus statistics, "details" (each agent\'s '
+        "own status by name: the sensor's services, the remediator's recent actions...), "
+        'plugins and "health".',
     )
     async def status() -> Any:
         return await _answer(readers.status())
