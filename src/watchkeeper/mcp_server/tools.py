@@ -96,8 +96,9 @@ def build_server(source: Source) -> MCPServer[Any]:
 
     @server.tool(
         name="agents",
-        description="Each agent (sensor, analyzer, remediator, communicator) with its state, "
-        "health, checks, errors and restarts, as GET /api/agents returns them.",
+        description="Each agent's health by name (sensor, analyzer, remediator, "
+        "communicator), as GET /api/agents returns it: kind, state, interval, uptime, the "
+        "last check and its duration, checks, errors, the last error, restarts and why.",
     )
     async def agents() -> Any:
         return await _answer(readers.agents())
