@@ -182,3 +182,13 @@ def test_the_reference_unit_in_deploy_is_what_install_writes() -> None:
     assert shipped.read_text(encoding="utf-8") == render_unit(plan), (
         "deploy/systemd/watchkeeper.service is out of date: regenerate it from render_unit"
     )
+
+
+def test_every_sandboxing_choice_is_explained_in_the_docs() -> None:
+    from watchkeeper.cli._unit import HARDENING, NOT_SET
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    for item in HARDENING:
+        assert f"`{item.option}=" in docs or f"{item.option}=" in docs, item.option
+    for option, _ in NOT_SET:
+        assert f"`{option.split('=')[0]}=" in docs, option
