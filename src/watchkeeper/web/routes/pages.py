@@ -3,8 +3,9 @@
 The dashboard and reference pages are static HTML shells: every value arrives through the
 API. An incident's page (``/incidents/{id}``) is rendered with the incident's headline
 (title, severity, state, times), every value HTML-escaped, and its script fills in the
-rest from ``/api/incidents/{id}``; an unknown id is a 404 page. No token or other secret
-is ever written into a page.
+rest from ``/api/incidents/{id}``; an unknown id is a 404 page. With ``web.open_reads``
+off the page is a bare shell anyone may load, and its script reads the incident with the
+token. No token or other secret is ever written into a page.
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def render(template: str, **values: str) -> str:
 
 def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _closed_page(template: str, incident_id: str) -> str:
+    """The shell with nothing of the incident in it but the id its address already has."""
+    return render(
+        template,
+        id=incident_id,
+        id_path=quote(incident_id, safe=""),
+        title=f"incident {incident_id}",
+        host="…",
+        severity="unknown",
+        state="unknown",
+        state_level="unknown",
+        opened="…",
+        opened_at="",
+        cause="Reads need the API token here: set it below.",
+        resolution="",
+    )
 
 
 def _incident_page(template: str, incident: Incident) -> str:
@@ -95,8 +114,12 @@ def build(ctx: WebContext) -> APIRouter:
     async def incident_page(incident_id: str = Path(min_length=1, max_length=128)) -> HTMLResponse:
         """One incident: its timeline, analysis, actions and resolution (a 404 page when
         no incident has that id, live or stored)."""
-        located = await locate(ctx, incident_id)
         headers = {"cache-control": "no-cache"}
+        if not ctx.orchestrator.settings.web.open_reads:
+            # Anyone may load the page; with reads closed it says nothing until the
+            # script reads the incident with the token (not even whether it exists).
+            return HTMLResponse(_closed_page(incident_shell, incident_id), headers=headers)
+        located = await locate(ctx, incident_id)
         if located.incident is None:
             why = located.problem or "No open incident has this id, and none is stored."
             body = render(missing, id=incident_id, why=why)

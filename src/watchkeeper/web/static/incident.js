@@ -241,9 +241,20 @@
     try { data = await response.json(); } catch (e) { data = null; }
     if (!response.ok) {
       const detail = data && typeof data.detail === "string" ? data.detail : `HTTP ${response.status}`;
-      problem(response.status === 401
-        ? "This page needs the API token: set it on the dashboard in this tab, then reload."
-        : `Could not read the incident: ${detail}`);
+      if (response.status === 401) {
+        problem("Reads need the API token on this server: paste it under “API token” above.");
+        $("token-box").open = true;
+        live("retry", "no token");
+        timer = null;
+        return;
+      }
+      if (response.status === 404) {
+        problem(`No incident ${id} is known here (neither open nor stored).`);
+        live("off", "not found");
+        timer = null;
+        return;
+      }
+      problem(`Could not read the incident: ${detail}`);
       live("retry", "retrying");
       timer = setTimeout(refresh, REFRESH_MS * 2);
       return;
@@ -257,6 +268,31 @@
     live("on", "live");
     timer = setTimeout(refresh, REFRESH_MS);
   }
+
+  // The token, as on the dashboard (the same session key): only needed with closed reads.
+  function showToken() {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    $("token-box").dataset.set = token ? "yes" : "no";
+    $("token-summary").textContent = token ? "✓ token set" : "API token";
+  }
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token-input").value.trim();
+    $("token-input").value = "";
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    $("token-box").open = false;
+    showToken();
+    if (timer !== null) clearTimeout(timer);
+    refresh();
+  });
+  $("token-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("token-box").open = false;
+    showToken();
+  });
+  showToken();
 
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && timer !== null && document.body.dataset.state !== "resolved") {
