@@ -45,10 +45,12 @@ __all__ = [
 log = logging.getLogger("watchkeeper.web")
 
 TOKEN_FILE = "api_token"
-#: Paths anyone may read even when reads are closed: the page shell, its files, the API
-#: description and the health probe a load balancer calls without credentials.
+#: Paths anyone may read even when reads are closed: the page shells, their files, the API
+#: description and the health probe a load balancer calls without credentials. An
+#: incident's page (``/incidents/<id>``) is a bare shell when reads are closed: its data
+#: comes from the API, with the token.
 PUBLIC_PATHS = frozenset({"/", "/docs", "/openapi.json", "/api/health", "/favicon.ico"})
-_PUBLIC_PREFIXES = ("/static/",)
+_PUBLIC_PREFIXES = ("/static/", "/incidents/")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What a kept token may look like: visible ASCII, long enough to be a password. Ours are
 #: 43 URL-safe characters; a person may put one of their own in the file.
