@@ -6,8 +6,11 @@ the gate's ``decisions``, read back from the audit."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from web_helpers import LiveServer, wait_for_samples
@@ -29,9 +32,20 @@ from watchkeeper.web.incident_view import decision_of
 from watchkeeper.web.responses import IncidentDetail, IncidentsReply
 
 TEAM = {"sensor": SensorAgent, "communicator": CommunicatorAgent}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 HOSTILE = '<script>window.pwned=1</script>"><img src=x onerror=alert(1)>{{id}}'
 PORT = 18412  # only written into links, never bound
 T0 = time.time() - 120
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "chromium is not installed: apt-get install -y chromium (.ci/run does it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def _alert(state: AlertState = AlertState.FIRING) -> Alert:
@@ -225,3 +239,55 @@ def test_without_public_url_a_loopback_bind_links_the_loopback_address() -> None
     assert WebSettings(port=0).incident_url("x1") is None  # chosen at start: unknown here
     with pytest.raises(ValueError, match="http:// or https://"):
         WebSettings(public_url="javascript:alert(1)")
+
+
+@pytest.mark.browser
+def test_with_closed_reads_the_page_is_a_bare_shell_until_the_token_is_given(
+    tmp_path: Path,
+) -> None:
+    flags = {"web": {"open_reads": False}}
+    with LiveServer(tmp_path, flags=flags, factories=TEAM) as srv:
+        wait_for_samples(srv, 1)
+        assert srv.orchestrator is not None
+        bus = srv.orchestrator.bus
+
+        async def publish() -> None:
+            await bus.publish(ALERT_FIRING, _alert(), sender="analyzer")
+            await bus.publish(
+                INCIDENT_TOPICS["opened"], _incident(IncidentState.OPEN), sender="analyzer"
+            )
+
+        srv.call(publish)
+        with srv.client() as http:
+            srv.wait_for(
+                lambda: http.get("/api/incidents/inc-page", headers=srv.auth).status_code == 200,
+                what="the incident",
+            )
+            page = http.get("/incidents/inc-page")
+            unknown = http.get("/incidents/no-such-thing")
+            assert http.get("/api/incidents/inc-page").status_code == 401
+        # Anyone may load it, and it tells nothing: not the title, not whether it exists.
+        assert page.status_code == 200 and unknown.status_code == 200
+        assert "db is down" not in page.text and "service db" not in page.text
+
+        from playwright.sync_api import expect, sync_playwright
+
+        problems: list[str] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            try:
+                tab = browser.new_page()
+                tab.on("pageerror", lambda exc: problems.append(str(exc)))
+                tab.goto(f"{srv.url}/incidents/inc-page")
+                expect(tab.locator("#problem")).to_contain_text("need the API token")
+                expect(tab.locator("#live")).to_have_text("no token")
+                tab.fill("#token-input", srv.token)
+                tab.click("#token-form button[type=submit]")
+                expect(tab.locator("#incident-title")).to_have_text(f"db is down {HOSTILE}")
+                expect(tab.locator("#problem")).to_be_hidden()
+                expect(tab.locator("#live")).to_have_text("live")
+                expect(tab.locator('#timeline li.step[data-kind="firing"]')).to_have_count(1)
+                assert tab.evaluate("window.pwned") is None
+            finally:
+                browser.close()
+        assert not problems, problems
