@@ -245,3 +245,14 @@ def test_uninstall_leaves_no_unit_and_keeps_the_data(installed: SystemdRoot) -> 
     assert wk(installed, "service", "status").stdout.splitlines()[0] == (
         f"installed: no ({UNIT_PATH} does not exist)"
     )
+
+
+def test_uninstall_purge_deletes_the_data_too(installed: SystemdRoot) -> None:
+    done = wk(installed, "service", "install", "--config", CONFIG_PATH)
+    assert done.returncode == 0, done.stderr
+    purged = wk(installed, "service", "uninstall", "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert f"deleted its data in {STATE}" in purged.stdout
+    assert not installed.path(UNIT_PATH).exists()
+    assert not installed.path(STATE).exists()
+    assert installed.path(CONFIG_PATH).is_file()  # the operator's config is never deleted
