@@ -26,6 +26,12 @@ says which level was accepted since when, for an hour. Nothing is ever accepted 
 
 State is a plain dict (``to_state``/``load_state``, version 2) kept in storage so learning
 survives restarts; version 1 states (before anomalies were remembered) still load.
+
+**Bounded by the metrics that exist now.** Names come and go (``net.veth3f2a.*`` for each
+container an engine starts, a disk plugged in once): a metric not seen for
+``FORGET_AFTER_S`` loses its baselines, and at most ``MAX_METRICS`` metrics keep any (the
+longest unseen goes first), so a host that runs a container an hour for months keeps what
+its live metrics need, about 4 KB each (an all-day and 24 hourly baselines).
 """
 
 from __future__ import annotations
@@ -41,7 +47,14 @@ from watchkeeper.analysis.checks import Check
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import Severity
 
-__all__ = ["BASELINE_METRICS", "Baseline", "BaselineBook", "LevelShift"]
+__all__ = [
+    "BASELINE_METRICS",
+    "FORGET_AFTER_S",
+    "MAX_METRICS",
+    "Baseline",
+    "BaselineBook",
+    "LevelShift",
+]
 
 #: Metrics worth a baseline: (glob on flat names, floor of the spread in the metric's unit).
 BASELINE_METRICS: tuple[tuple[str, float], ...] = (
@@ -64,6 +77,13 @@ _CLEAR_SHARE = 0.5  # an open anomaly closes below half the line
 _STEP_SECONDS = 300.0  # an anomaly this old is a level shift, not a burst
 _NOTICE_SECONDS = 3600.0  # how long an accepted level shift stays on the alert list
 _VERSION = 2
+
+#: A metric unseen this long (its interface or disk went away) loses its baselines.
+FORGET_AFTER_S = 86400.0
+#: At most this many metrics keep baselines; past it the longest unseen are dropped.
+MAX_METRICS = 256
+_PRUNE_EVERY_S = 60.0  # how often unseen metrics are looked for
+_MAX_FLOORS = 4096  # the cache of which flat names have a baseline at all
 
 
 @dataclass
@@ -128,9 +148,17 @@ class BaselineBook:
         self.episodes: dict[str, _Episode] = {}
         self.shifts: dict[str, LevelShift] = {}
         self.dirty = False
+        self._seen: dict[str, float] = {}  # metric -> when a sample last had it
+        self._pruned_at = -math.inf
+
+    def __len__(self) -> int:
+        """How many metrics have baselines."""
+        return len(self.all_day)
 
     def _floor(self, name: str) -> float | None:
         if name not in self._floors:
+            if len(self._floors) >= _MAX_FLOORS:  # names that churn: recompute, not grow
+                self._floors.clear()
             self._floors[name] = next(
                 (floor for pattern, floor in self._metrics if fnmatch.fnmatchcase(name, pattern)),
                 None,
@@ -170,7 +198,31 @@ class BaselineBook:
             shift = self.shifts.get(name)
             if shift is not None:
                 yield self._shift_check(name, shift, now)
+            self._seen[name] = now
             self.dirty = True
+        if now - self._pruned_at >= _PRUNE_EVERY_S or len(self.all_day) > MAX_METRICS:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Drop the metrics unseen for ``FORGET_AFTER_S``, then the longest unseen past
+        ``MAX_METRICS``. A metric loaded from storage counts as seen when first pruned."""
+        self._pruned_at = now
+        seen = self._seen
+        for table in (self.all_day, self.hourly, self.episodes, self.shifts):
+            for name in table:
+                seen.setdefault(name, now)
+        gone = [name for name, at in seen.items() if now - at > FORGET_AFTER_S]
+        excess = len(seen) - len(gone) - MAX_METRICS
+        if excess > 0:
+            kept = sorted((at, name) for name, at in seen.items() if now - at <= FORGET_AFTER_S)
+            gone.extend(name for _, name in kept[:excess])
+        for name in gone:
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        for table in (self._seen, self.all_day, self.hourly, self.episodes, self.shifts):
+            table.pop(name, None)
+        self.dirty = True
 
     def _anomaly(
         self,
@@ -286,6 +338,11 @@ class BaselineBook:
             numbers = _numbers(row, 4)
             if numbers is not None:
                 self.shifts[k] = LevelShift(*numbers)
+        self._seen = {}
+        # A state saved before the bound (or by a host with more metrics): keep the
+        # metrics stored last, the newest names.
+        for name in list(self.all_day)[:-MAX_METRICS]:
+            self._forget(name)
 
 
 def _items(state: dict[str, Any], key: str) -> list[tuple[str, Any]]:
