@@ -325,7 +325,8 @@ def test_the_incident_page_from_the_notice_link_to_the_resolution(
             expect(healed.locator(".verdict")).to_have_text("wait for a person")
             expect(healed.locator(".outcome")).to_have_text("succeeded")
             expect(healed.locator(".check")).to_have_text("verified")
-            expect(healed.locator(".why")).to_contain_text("waiting for a person")
+            expect(healed.locator(".why")).to_contain_text("waiting for a person; approved by")
+            expect(healed.locator(".by")).to_have_text("rule (service_down)")
             assert page.evaluate("window.pwned") is None
             assert page.locator("#members img, #analyses img, #analyses script").count() == 0
             page.screenshot(path=str(ARTIFACTS / "incident-page.png"), full_page=True)

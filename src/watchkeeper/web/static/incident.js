@@ -190,7 +190,9 @@
   function renderActions(detail) {
     const body = $("actions");
     const records = new Map();
-    for (const record of detail.actions) records.set(record.id, record); // the last of each
+    // The first record of each request says who proposed it (an approval makes the
+    // later ones a person's).
+    for (const record of detail.actions) if (!records.has(record.id)) records.set(record.id, record);
     if (!detail.decisions.length) return empty(body, "No action was taken for it.", 8);
     body.replaceChildren(...detail.decisions.map((d) => {
       const r = records.get(d.id) || {};
