@@ -107,15 +107,18 @@ def _ours(path: Path) -> bool:
         return False
 
 
-def _check_can_change() -> None:
-    """Root, and systemd as PID 1; else one line (the caller prints the unit first)."""
-    if os.geteuid() != 0:
-        fail("installing a system service needs root: run it with sudo")
+def _is_root() -> bool:
+    geteuid = getattr(os, "geteuid", None)  # absent on Windows
+    return geteuid is not None and geteuid() == 0
+
+
+def _check_can_change(doing: str, *, unit_printed: bool = False) -> None:
+    """Root, and systemd as PID 1; else one line saying which is missing."""
+    if not _is_root():
+        fail(f"{doing} a system service needs root: run it with sudo")
     if not BOOTED_MARK.is_dir():
-        fail(
-            "systemd is not running as PID 1 here (no /run/systemd/system), so there is "
-            "nothing to install the unit into; the unit is printed above"
-        )
+        printed = "; the unit is printed above" if unit_printed else ""
+        fail(f"systemd is not running as PID 1 here (no {BOOTED_MARK}){printed}")
 
 
 def _config_path(config: Path | None) -> tuple[PurePosixPath, bool]:
@@ -237,9 +240,10 @@ def install(
         if note:
             typer.echo(f"# {note}")
         return
-    if os.geteuid() == 0 and not BOOTED_MARK.is_dir():
+    printed = _is_root() and not BOOTED_MARK.is_dir()
+    if printed:
         typer.echo(text, nl=False)
-    _check_can_change()
+    _check_can_change("installing", unit_printed=printed)
     if unit_path.exists() and not _ours(unit_path) and not force:
         fail(f"{unit_path} exists and was not written by watchkeeper; --force replaces it")
     if write_starter:
@@ -277,7 +281,7 @@ def uninstall(
     if chosen is not Platform.linux:
         _other_platform(chosen, None)
         return
-    _check_can_change()
+    _check_can_change("removing")
     unit_path = _unit_path()
     if not unit_path.exists():
         fail(f"{UNIT_NAME} is not installed (no {unit_path})")
