@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+from watchkeeper.analysis.advice import AdviceGate
 from watchkeeper.analysis.baselines import FORGET_AFTER_S, MAX_METRICS, BaselineBook
 from watchkeeper.config import Settings
 
@@ -56,3 +57,17 @@ def test_baselines_keep_at_most_max_metrics() -> None:
     restored = BaselineBook()
     restored.load_state({**book.to_state(), "all_day": {f"m{i}": [1, 1, 5] for i in range(999)}})
     assert len(restored) == MAX_METRICS
+
+
+def test_the_advice_gate_forgets_cooldowns_of_gone_alerts() -> None:
+    """An LLM call a minute for two months, each about alerts never seen again: the gate
+    remembers the last hour's fingerprints (the cooldown is shorter), not 86,400."""
+    clock = [T0]
+    gate = AdviceGate(cooldown=600, hourly_budget=1000, clock=lambda: clock[0])
+    for minute in range(60 * 24 * 60):
+        clock[0] = T0 + minute * 60.0
+        fingerprints = [f"proc:worker:{minute}", f"disk:/srv/{minute}"]
+        assert gate.may_call(fingerprints) is None
+        gate.record_call(fingerprints)
+    assert gate.remembered <= 2 * 60
+    assert gate.may_call(["proc:worker:86399"]) == "cooldown"  # the recent still count

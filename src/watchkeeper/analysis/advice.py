@@ -55,6 +55,7 @@ def worse_verdict(rules: str, model: str) -> str:
     return model if _VERDICT_RANK.get(model, -1) > _VERDICT_RANK.get(rules, -1) else rules
 
 
+_HOUR = 3600.0  # the call budget's window, and the least time a cooldown is remembered
 _MB = 1024 * 1024
 _MAX_PROCS = 8
 _LOG_LINES = 3  # of a failed service's journal, to the model (see telling_lines)
@@ -257,7 +258,12 @@ def findings_key(alerts: Iterable[Alert]) -> str:
 
 
 class AdviceGate:
-    """Rate limits for LLM calls, so the model is asked about incidents, never every tick."""
+    """Rate limits for LLM calls, so the model is asked about incidents, never every tick.
+
+    Bounded: the calls of the last hour (at most ``hourly_budget``), ``cache_size`` answers,
+    and the last call per fingerprint only while it still holds one back (its cooldown, or
+    an hour, whichever is longer): fingerprints of alerts long gone are forgotten.
+    """
 
     def __init__(
         self,
@@ -314,8 +320,16 @@ class AdviceGate:
         now = self._clock()
         self._calls.append(now)
         self.calls += 1
+        horizon = max(self.cooldown, _HOUR)
+        for fp in [fp for fp, at in self._last.items() if now - at >= horizon]:
+            del self._last[fp]  # its cooldown is over: the same as never asked
         for fp in fingerprints:
             self._last[fp] = now
+
+    @property
+    def remembered(self) -> int:
+        """How many fingerprints' last calls are kept (for their cooldowns)."""
+        return len(self._last)
 
     def calls_last_hour(self) -> int:
         now = self._clock()
