@@ -8,12 +8,16 @@ stays under its bound, not merely that it works.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
 from watchkeeper.analysis.advice import AdviceGate
 from watchkeeper.analysis.baselines import FORGET_AFTER_S, MAX_METRICS, BaselineBook
 from watchkeeper.config import Settings
+from watchkeeper.config.notifications import NotificationSettings
+from watchkeeper.model.alerts import Alert, AlertState, Severity
+from watchkeeper.notify._grouping import AlertGrouper
 
 DAY = 86400.0
 T0 = time.mktime((2026, 3, 10, 0, 0, 0, 0, 0, -1))
@@ -71,3 +75,43 @@ def test_the_advice_gate_forgets_cooldowns_of_gone_alerts() -> None:
         gate.record_call(fingerprints)
     assert gate.remembered <= 2 * 60
     assert gate.may_call(["proc:worker:86399"]) == "cooldown"  # the recent still count
+
+
+def _alert(i: int, state: AlertState = AlertState.FIRING) -> Alert:
+    return Alert(
+        id=f"a{i}",
+        fingerprint=f"proc_memory:worker-{i}",
+        rule="proc_memory",
+        severity=Severity.WARNING,
+        subject=f"worker-{i}",
+        summary="a worker takes too much memory",
+        started_at=T0,
+        updated_at=T0,
+        state=state,
+    )
+
+
+def test_resolved_notices_held_by_quiet_hours_are_bounded() -> None:
+    """A day's storm of 5,000 alerts people were told about, all resolving at night with
+    quiet hours holding notices: at most queue_size wait for the morning; the rest are
+    counted as dropped."""
+    settings = NotificationSettings.model_validate(
+        {"group_wait": 0, "queue_size": 200, "quiet_hours": {"start": "22:00", "end": "07:00"}}
+    )
+    grouper = AlertGrouper(
+        settings,
+        lambda _severity: frozenset({"log"}),
+        local_time=lambda at: dt.datetime(2026, 3, 10) + dt.timedelta(seconds=at - T0),
+    )
+    noon, night = T0 + 12 * 3600, T0 + 23 * 3600
+    storm = 5000
+    told = sum(len(grouper.on_firing(_alert(i), noon)) for i in range(storm))
+    assert told == storm and grouper.firing == storm
+    for i in range(storm):
+        assert grouper.on_resolved(_alert(i, AlertState.RESOLVED), night) == []
+    assert grouper.firing == 0
+    assert grouper.held(night) == settings.queue_size
+    assert grouper.dropped_quiet == storm - settings.queue_size
+    morning = T0 + 31 * 3600
+    assert len(grouper.due(morning)) == settings.queue_size
+    assert grouper.held(morning) == 0

@@ -89,6 +89,8 @@ class AlertGrouper:
         self._local_time = local_time
         self._groups: dict[str, _Group] = {}
         self._by_alert_id: dict[str, str] = {}  # alert id -> its group's key
+        # Resolved notices held by quiet hours: at most ``queue_size``, what one channel's
+        # queue takes when the window ends; the rest are counted in ``dropped_quiet``.
         self._held_resolved: list[Outgoing] = []
         self.suppressed = 0
         self.flapped = 0
@@ -191,9 +193,9 @@ class AlertGrouper:
         )
         woke_someone = group.told_rank >= SEVERITY_RANK[Severity.CRITICAL]
         if self.quiet(now) and not woke_someone:
-            if self._hold():
+            if self._hold() and len(self._held_resolved) < self.settings.queue_size:
                 self._held_resolved.append(out)
-            else:
+            else:  # dropped, or past what a channel's queue could take when quiet ends
                 self.dropped_quiet += 1
             return []
         return [out]
