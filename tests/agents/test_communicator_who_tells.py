@@ -25,6 +25,7 @@ import pytest
 from watchkeeper.agents._placement import host_beat
 from watchkeeper.agents.base import AgentContext, BaseAgent
 from watchkeeper.agents.communicator import CommunicatorAgent
+from watchkeeper.agents.fleet import FleetAgent
 from watchkeeper.bus import InMemoryBus, Message
 from watchkeeper.config import Settings
 from watchkeeper.model.alerts import Alert, fingerprint_of
@@ -352,4 +353,39 @@ async def test_the_central_console_and_log_keep_a_hosts_single_alerts_at_debug(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await storage.close()
+
+
+async def test_hosts_incidents_inside_a_fleet_incident_are_told_by_it_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The same trouble on four hosts that do not tell people themselves: one fleet
+    incident notice, not four host incidents (with the fleet agent judging beside)."""
+    settings = settings_for(tmp_path / "central", receiver.url, "central")
+    storage = Storage.in_data_dir(tmp_path / "central")
+    await storage.open()
+    bus = InMemoryBus(host="central")
+    ctx = AgentContext(
+        bus=bus, settings=lambda: settings, data_dir=tmp_path / "central", storage=storage
+    )
+    agents: list[BaseAgent] = [
+        CommunicatorAgent("communicator", ctx, interval=0.05),
+        FleetAgent("fleet", ctx, interval=0.05),
+    ]
+    tasks = [asyncio.create_task(agent.run()) for agent in agents]
+    try:
+        for agent in agents:
+            await until(lambda a=agent: a.state.value == "running")  # type: ignore[misc]
+        for host in ("web-1", "web-2", "web-3", "web-4"):
+            full = alert(host, "disk_usage", "/var/log")
+            remote(bus, host, "alert.firing", full)
+            remote(bus, host, "incident.opened", incident(host, [full]))
+        await until(lambda: receiver.bodies)
+        await asyncio.sleep(SETTLE)
+        titles = receiver.titles()
+        assert len(titles) == 1 and titles[0].startswith("FLEET INCIDENT critical: "), titles
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await storage.close()

@@ -295,9 +295,15 @@ class IncidentBook:
         self.expected = expected
         self._open: dict[str, Incident] = {}
         self._member_of: dict[str, str] = {}
+        #: another host's open incident (its group key) -> its firing alerts' ids
+        self._remote: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def remote_firing(self) -> list[tuple[str, list[str]]]:
+        """Other hosts' open incidents: (group key, the ids of their firing alerts)."""
+        return list(self._remote.items())
 
     @staticmethod
     def member_key(alert: Alert, host: str | None = None) -> str:
@@ -327,10 +333,13 @@ class IncidentBook:
             members = [f"{host}/{alert_id}" for alert_id in incident.alert_ids]
         if resolved:
             self._open.pop(key, None)
+            self._remote.pop(key, None)
             return members
         self._open[key] = incident
         for member in members:
             self._member_of[member] = key
+        if host is not None:
+            self._remote[key] = [m.alert_id for m in incident.members if m.firing]
         return members
 
 
@@ -363,6 +372,16 @@ class FleetBook:
 
     def wait_for(self, alert: Alert) -> float:
         return self.grace if fleet_key_of(alert) in self._keys else 0.0
+
+    def wait_for_incident(self, incident: Incident) -> float:
+        """:meth:`wait_for` for another host's incident: the grace when one of its alerts
+        is about the rule and subject of an open fleet incident."""
+        keys = (clean(f"{m.rule}:{m.subject}", NOTIFICATION) for m in incident.members)
+        return self.grace if any(key in self._keys for key in keys) else 0.0
+
+    def holds_all(self, alert_ids: list[str]) -> bool:
+        """Whether every one of these alerts is part of an open fleet incident."""
+        return bool(alert_ids) and all(self.holding(a) is not None for a in alert_ids)
 
     def update(self, incident: FleetIncident, *, resolved: bool) -> list[str]:
         """Take a fleet incident as it is now; the ids of the alerts firing in it."""

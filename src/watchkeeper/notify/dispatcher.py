@@ -253,6 +253,10 @@ class Notifier:
         for alert_id in self.fleet.update(incident, resolved=resolved):
             if self.grouper.absorb_alert(alert_id):
                 self.absorbed += 1
+        # Another host's incident made only of alerts in fleet incidents is told by them.
+        for key, alert_ids in self.incidents.remote_firing():
+            if self.fleet.holds_all(alert_ids) and self.grouper.absorb(key):
+                self.absorbed += 1
         now = self._clock()
         if resolved:
             await self._emit(self.grouper.on_resolved(incident, now))
@@ -283,8 +287,16 @@ class Notifier:
         now = self._clock()
         if resolved:
             await self._emit(self.grouper.on_resolved(incident, now, host=host))
+        elif host is not None and self.fleet.holds_all(
+            [m.alert_id for m in incident.members if m.firing]
+        ):
+            # Another host's incident made only of alerts in fleet incidents: told by them.
+            if self.grouper.absorb(group_key(incident, host)):
+                self.absorbed += 1
         else:
-            await self._emit(self.grouper.on_firing(incident, now, notified_at, host=host))
+            wait = 0.0 if host is None else self.fleet.wait_for_incident(incident)
+            outgoing = self.grouper.on_firing(incident, now, notified_at, wait=wait, host=host)
+            await self._emit(outgoing)
         self._tick.set()
 
     def _absorb(self, alert: Alert, host: str | None = None) -> bool:
