@@ -324,3 +324,24 @@ async def test_the_first_alert_of_a_dead_unit_carries_its_journal_and_restart_po
     evidence = message.payload["evidence"]
     assert evidence["journal"][0] == "api: cannot bind 0.0.0.0:80: address in use"
     assert "\x1b" not in evidence["journal"][1]
+
+
+async def test_another_hosts_sample_that_does_not_parse_is_dropped_not_an_agent_fault(
+    central: Central,
+) -> None:
+    # A networked bus checks a sample's envelope on arrival and its payload only when a
+    # reader parses it: a host that sends garbage must not degrade the central's analyzer.
+    alerts = central.bus.subscribe("alert.firing", name="t", scope="fleet")
+    central.beat("host-a", ["sensor"])
+    await asyncio.sleep(0.05)
+    for bad in ({"timestamp": "soon"}, {"cpu": {"percent": "hot"}}, {}):
+        central.bus.deliver(
+            Message(topic="metrics.sample", sender="sensor", payload=bad, host="host-a",
+                    origin="host-a")
+        )  # fmt: skip
+    await until(lambda: central.agent.bad_remote_messages == 3)
+    health = central.agent.health()
+    assert health.state.value == "running" and health.errors == 0
+    assert health.bad_remote_messages == 3
+    await central.samples(HOT, "host-a")  # the host's good samples are still analysed
+    await until(lambda: any(m.host == "host-a" for m in drain(alerts)))

@@ -61,6 +61,9 @@ class AgentHealth(BaseModel):
     last_error: str | None
     restarts: int
     last_restart_reason: str | None
+    bad_remote_messages: int = Field(
+        0, description="messages from other hosts whose payload did not parse: dropped"
+    )
 
 
 class BusCounters(BaseModel):
