@@ -35,7 +35,7 @@ TEAM = {"sensor": SensorAgent, "communicator": CommunicatorAgent}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 HOSTILE = '<script>window.pwned=1</script>"><img src=x onerror=alert(1)>{{id}}'
 PORT = 18412  # only written into links, never bound
-T0 = time.time() - 120
+T0 = time.time() - 120  # set again when the server starts: a collection may come long before
 
 
 def chromium() -> str:
@@ -114,6 +114,8 @@ def _record(outcome: ActionOutcome, detail: str, **extra: object) -> ActionRecor
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    global T0
+    T0 = time.time() - 120  # the incident happened two minutes ago, as storage sees it
     flags = {"web": {"port": PORT, "public_url": "https://watch.example.org/wk/"}}
     with LiveServer(tmp_path_factory.mktemp("incident-page"), flags=flags, factories=TEAM) as srv:
         wait_for_samples(srv, 2)

@@ -58,7 +58,7 @@ from watchkeeper.model.events import (
     LlmStatus,
     SystemStarted,
 )
-from watchkeeper.model.fleet import FleetIncident
+from watchkeeper.model.fleet import FleetIncident, HostBeat
 from watchkeeper.model.incidents import Incident
 from watchkeeper.model.metrics import MetricsSample
 from watchkeeper.model.services import ServiceEvent
@@ -409,12 +409,11 @@ class CommunicatorAgent(BaseAgent):
             await self.announcer.action(record, outcome, line, host=remote)
 
     async def _on_beat(self, message: Message) -> None:
-        """A host's heartbeat (a central host): whether it tells people itself. Only that
-        one field is read (a full parse per beat of a thousand hosts is not needed)."""
+        """A host's heartbeat (a central host): whether it tells people itself."""
         host = self._remote(message)
         if host is None:
             return
-        notifies = message.payload.get("notifies") is True
+        notifies = message.parse(HostBeat).notifies is True
         if host not in self._self_notifying and len(self._self_notifying) >= _REMOTE_HOSTS:
             del self._self_notifying[next(iter(self._self_notifying))]
         before = self._self_notifying.get(host)
