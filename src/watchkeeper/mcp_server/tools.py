@@ -126,8 +126,10 @@ def build_server(source: Source) -> MCPServer[Any]:
         name="metric_history",
         description="One stored metric over a time range, as GET /api/metrics/history "
         'returns it: {"metric", "start", "end", "step", "source", "points": [{"ts", "min", '
-        '"avg", "max", ...}]}. The metric must be a stored name (metric_names); range from '
-        "1m to 90d; step (optional) at least 1s, default range/300.",
+        '"avg", "max", "count"}]}, every step listed: one where nothing was stored (the '
+        "daemon was down) has null min/avg/max. The metric must be a stored name "
+        "(metric_names); range from 1m to 90d; step (optional) at least 1s, by default "
+        "chosen from the range (at most 360 steps).",
     )
     async def metric_history(
         metric: Annotated[str, Field(max_length=300, description="e.g. cpu.percent")],
