@@ -28,6 +28,17 @@ class Counter(BaseAgent):
         await self.publish(f"tick.{self.name}", Tick(n=self.checks))
 
 
+class Slow(BaseAgent):
+    """Takes a while over each check, then publishes what it found."""
+
+    started = 0
+
+    async def _perform_check(self) -> None:
+        type(self).started += 1
+        await asyncio.sleep(0.3)
+        await self.publish(f"tick.{self.name}", Tick(n=self.checks))
+
+
 class Crasher(BaseAgent):
     max_consecutive_errors = 2
 
@@ -182,6 +193,33 @@ async def test_commands_over_the_bus(store: ConfigStore) -> None:
         reply = await ctx.bus.request("command.counter", Command(command="dance"), sender="t")
         assert reply.payload["ok"] is False
         assert "no command 'dance'" in reply.payload["error"]
+
+
+async def test_pause_answers_after_a_check_under_way_and_nothing_follows(
+    store: ConfigStore,
+) -> None:
+    """An operator who reads "paused" sees no sample published after it."""
+    ctx = make_ctx(store)
+    agent = Slow("slow", ctx)
+    sub = ctx.bus.subscribe("tick.slow", name="t")
+    async with supervised(store, agent, min_hang=2.0):
+        await wait_until(lambda: agent.check_started is not None)
+        reply = await ctx.bus.request("command.slow", Command(command="pause"), sender="t")
+        assert reply.payload["state"] == "paused"
+        assert agent.check_started is None, "pause answered while a check was running"
+        published = agent.checks
+        assert published >= 1
+        await asyncio.sleep(0.7)
+        assert agent.checks == published and agent.check_started is None
+    ticks = 0
+    while True:
+        try:
+            await asyncio.wait_for(sub.get(), 0.05)
+        except TimeoutError:
+            break
+        ticks += 1
+    sub.close()
+    assert ticks == published, "a sample was published after 'paused'"
 
 
 async def test_interval_change_applies_without_restart(store: ConfigStore) -> None:

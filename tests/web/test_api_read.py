@@ -59,6 +59,12 @@ def test_no_request_triggers_collection(client: httpx.Client, server: LiveServer
         assert server.orchestrator is not None
         sensor = server.orchestrator.agents["sensor"]
         checks = server.on_loop(lambda: sensor.checks)
+        last = server.on_loop(lambda: sensor.latest.timestamp if sensor.latest else None)
+        # The last sample taken before the pause may still be on its way to the web.
+        server.wait_for(
+            lambda: client.get("/api/metrics").json()["timestamp"] == last,
+            what="the sensor's last sample on the web",
+        )
         bodies = {client.get("/api/metrics").content for _ in range(100)}
         assert len(bodies) == 1
         assert server.on_loop(lambda: sensor.checks) == checks

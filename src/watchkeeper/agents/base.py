@@ -47,6 +47,9 @@ __all__ = [
 Handler = Callable[[Message], Awaitable[None]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+#: How long "pause" waits for a check already under way before it answers.
+PAUSE_SETTLE_S = 10.0
+
 
 class AgentCrashed(RuntimeError):
     """The agent's loop gave up; the supervisor will restart it."""
@@ -366,6 +369,12 @@ class BaseAgent:
         if command == "pause":
             self._paused = True
             self.state = AgentState.PAUSED
+            # A check already under way finishes before the answer, so nothing the agent
+            # does shows up after "paused"; a hung check does not hold the answer long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PAUSE_SETTLE_S):
+                    async with self._check_lock:
+                        pass
             return {"state": self.state.value}
         if command == "resume":
             self._paused = False
